@@ -1,0 +1,306 @@
+"""The ``slabot`` command line.
+
+Every command has ``--help``. Usage errors (a bad ``--at``, an unknown plan or
+preset, a config file that does not validate) print one line per problem and
+exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn, TextIO
+
+from bot.config import LoadedConfig, load_config, masked
+from bot.errors import ConfigError, SlabotError
+from bot.i18n import LANGUAGES, Language, format_span, format_when
+from bot.presets import BUILTIN, load_preset
+from sla_engine.clocks import ClockKind
+from sla_engine.deadlines import first_response_due, resolution_window
+from sla_engine.errors import PolicyError
+from sla_engine.policy import Preset
+
+EXIT_USAGE = 2
+
+
+class UsageError(SlabotError):
+    """A command was called with arguments it cannot use."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- sla deadline ----------------------------------------------------------
+
+
+def parse_instant(text: str, preset: Preset) -> datetime:
+    """An ISO 8601 instant; one without an offset is local time in the preset's zone."""
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--at {text!r} is not an ISO 8601 date and time; expected e.g. 2026-11-23T10:00:00+01:00"
+        ) from None
+    if instant.tzinfo is None:
+        zone = next(iter(preset.calendars.values())).zone
+        instant = instant.replace(tzinfo=zone)
+    return instant
+
+
+def _iso(instant: datetime | None, preset: Preset) -> str | None:
+    if instant is None:
+        return None
+    zone = next(iter(preset.calendars.values())).zone
+    return instant.astimezone(zone).isoformat()
+
+
+def deadline_report(preset: Preset, plan_name: str, received_at: datetime) -> dict[str, Any]:
+    """The JSON object of ``slabot sla deadline --json`` (SPEC §4)."""
+    plan = preset.plan(plan_name)
+    terms = preset.terms(plan, received_at.date())
+    due = first_response_due(received_at, terms)
+    window = resolution_window(received_at, terms)
+    return {
+        "plan": plan.name,
+        "received_at": _iso(received_at, preset),
+        "first_response_due": _iso(due, preset),
+        "resolution_due_min": _iso(window.earliest, preset),
+        "resolution_due_max": _iso(window.latest, preset),
+        "preset": preset.name,
+        "sla": plan.sla,
+        "first_response_target": (
+            {"duration": plan.first_response.duration.total_seconds() / 3600, "unit": "hours",
+             "clock": plan.first_response.clock.value}
+            if plan.first_response and plan.sla else None
+        ),
+        "resolution_clock": plan.resolution.clock.value if plan.resolution else None,
+    }
+
+
+_SENTENCES: dict[Language, dict[str, str]] = {
+    "nl": {
+        "received": "Een aanvraag onder {plan} ({preset}), ontvangen {when}:",
+        "due": "- eerste reactie door een medewerker uiterlijk {when} ({span} {clock});",
+        "no_due": "- geen gegarandeerde reactietijd (dit pakket heeft geen SLA);",
+        "resolution": "- oplossing (inspanningsverbintenis) tussen {earliest} en {latest}.",
+        "no_resolution": "- geen gegarandeerde oplostijd.",
+        "business": "binnen openingstijden",
+        "working_days": "",
+        "calendar": "aaneengesloten",
+    },
+    "en": {
+        "received": "A request under {plan} ({preset}), received {when}:",
+        "due": "- first response by a staff member by {when} ({span} {clock});",
+        "no_due": "- no guaranteed response time (this plan has no SLA);",
+        "resolution": "- resolution (best effort) between {earliest} and {latest}.",
+        "no_resolution": "- no guaranteed resolution time.",
+        "business": "within opening hours",
+        "working_days": "",
+        "calendar": "around the clock",
+    },
+}
+
+
+def deadline_sentence(preset: Preset, plan_name: str, received_at: datetime, language: Language) -> str:
+    """The same facts as :func:`deadline_report`, as readable text."""
+    plan = preset.plan(plan_name)
+    terms = preset.terms(plan, received_at.date())
+    due = first_response_due(received_at, terms)
+    window = resolution_window(received_at, terms)
+    words = _SENTENCES[language]
+    lines = [words["received"].format(plan=plan.title, preset=preset.title, when=format_when(received_at, language))]
+    if due is not None and plan.first_response is not None:
+        target = plan.first_response
+        lines.append(words["due"].format(
+            when=format_when(due, language),
+            span=format_span(target.duration, language, working_days=target.clock is ClockKind.WORKING_DAYS),
+            clock=words[target.clock.value],
+        ).replace(" )", ")"))
+    else:
+        lines.append(words["no_due"])
+    if window.earliest is not None and window.latest is not None:
+        lines.append(words["resolution"].format(
+            earliest=format_when(window.earliest, language), latest=format_when(window.latest, language)))
+    else:
+        lines.append(words["no_resolution"])
+    return "\n".join(lines)
+
+
+def _preset_for(args: argparse.Namespace) -> Preset:
+    if args.preset:
+        return load_preset(args.preset)
+    return load_config(args.config).preset
+
+
+def cmd_sla_deadline(args: argparse.Namespace, out: TextIO) -> int:
+    preset = _preset_for(args)
+    received_at = parse_instant(args.at, preset)
+    try:
+        preset.plan(args.plan)
+    except PolicyError as exc:
+        raise UsageError(f"--plan: {exc}") from None
+    if args.json:
+        out.write(json.dumps(deadline_report(preset, args.plan, received_at)) + "\n")
+    else:
+        out.write(deadline_sentence(preset, args.plan, received_at, args.lang) + "\n")
+    return 0
+
+
+# -- config check ------------------------------------------------------------
+
+
+def describe_preset(preset: Preset) -> dict[str, Any]:
+    """What a preset resolved to: plans and calendars, for ``config check``."""
+    year = datetime.now().year
+    return {
+        "name": preset.name,
+        "title": preset.title,
+        "ref_prefix": preset.ref_prefix,
+        "plans": {
+            plan.name: {
+                "title": plan.title,
+                "channels": sorted(c.value for c in plan.channels),
+                "sla": plan.sla,
+                "first_response": plan.first_response.to_dict() if plan.first_response else None,
+                "resolution": plan.resolution.to_dict() if plan.resolution else None,
+                "staff_role": plan.staff_role,
+                "queue_priority": plan.queue_priority,
+                "reminders": [r.spec for r in plan.reminders] if plan.sla else [],
+            }
+            for plan in preset.plans
+        },
+        "calendars": {
+            name: {
+                "timezone": cal.timezone,
+                "hours": cal.describe_hours(),
+                "holidays": cal.holiday_country,
+                f"holidays_{year}": {d.isoformat(): n for d, n in sorted(cal.holidays_in(year).items())},
+                "closures": cal.to_dict()["closures"],
+                "drop_holidays": sorted(cal.dropped_holidays),
+            }
+            for name, cal in preset.calendars.items()
+        },
+        "outage_line": (
+            {"calendar": preset.critical.calendar, "repage_every_minutes": preset.critical.repage_every.seconds // 60}
+            if preset.critical else None
+        ),
+        "rates": [card.to_dict() | {"urgent": str(card.urgent), "punch_card": str(card.punch_card)}
+                  for card in preset.billing.rates] if preset.billing else [],
+    }
+
+
+def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
+    loaded: LoadedConfig = load_config(args.path or args.config)
+    report = {
+        "source": loaded.source,
+        "from_environment": list(loaded.from_env),
+        "config": masked(loaded.config),
+        "preset": describe_preset(loaded.preset),
+        "channels": {
+            "whatsapp": "on" if loaded.config.twilio.configured else "off (no twilio credentials)",
+            "email": "on" if loaded.config.email.configured else "off (no imap_host/smtp_host/from_address)",
+            "telegram": "on" if loaded.config.telegram.configured else "off (no token/staff_chat_id)",
+        },
+    }
+    if args.json:
+        out.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    preset = report["preset"]
+    out.write(f"config OK: {loaded.source}\n")
+    if loaded.from_env:
+        out.write(f"from the environment: {', '.join(loaded.from_env)}\n")
+    out.write(f"preset: {preset['name']} ({preset['title']}), references {preset['ref_prefix']}-NNNNN\n")
+    for name, plan in preset["plans"].items():
+        fr = plan["first_response"]
+        res = plan["resolution"]
+        out.write(
+            f"  plan {name}: channels {', '.join(plan['channels'])}; "
+            + (f"first response {fr['duration']} ({fr['clock']}, {fr['calendar']})" if fr else "no SLA")
+            + (f"; resolution {res['min']}-{res['max']} ({res['clock']})" if res else "")
+            + (f"; staff: {plan['staff_role']}" if plan["staff_role"] else "")
+            + (f"; queue priority {plan['queue_priority']}" if plan["queue_priority"] else "")
+            + "\n"
+        )
+    for name, cal in preset["calendars"].items():
+        hours = "; ".join(f"{d} {' '.join(w)}" for d, w in cal["hours"].items())
+        holidays = [k for k in cal if k.startswith("holidays_")]
+        count = len(cal[holidays[0]]) if holidays else 0
+        out.write(f"  calendar {name} ({cal['timezone']}): {hours}; holidays {cal['holidays'] or 'none'} "
+                  f"({count} this year); closures {len(cal['closures'])}\n")
+    for channel, state in report["channels"].items():
+        out.write(f"  channel {channel}: {state}\n")
+    out.write("config (secrets masked):\n")
+    out.write(json.dumps(report["config"], indent=2) + "\n")
+    return 0
+
+
+# -- wiring --------------------------------------------------------------------
+
+
+Handler = Callable[[argparse.Namespace, TextIO], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``slabot`` argument parser with every subcommand."""
+    parser = _Parser(prog="slabot", description="Support intake with SLA deadlines, reminders and billing.")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $SLABOT_CONFIG, else config.toml, "
+                                                          "else the embedded defaults)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    sla = commands.add_parser("sla", help="SLA calculations")
+    sla_cmds = sla.add_subparsers(dest="sla_command", metavar="COMMAND", parser_class=_Parser)
+    sla_cmds.required = True
+    deadline = sla_cmds.add_parser(
+        "deadline", help="first-response deadline and resolution window for a request",
+        description="Print the first-response deadline and the resolution window for a request "
+                    "received at --at under --plan.",
+    )
+    deadline.add_argument("--plan", required=True, help="plan name, e.g. licentie or premium")
+    deadline.add_argument("--at", required=True, metavar="ISO8601",
+                          help="when the request came in, e.g. 2026-11-23T10:00:00+01:00")
+    deadline.add_argument("--preset", help=f"preset name ({', '.join(BUILTIN)}) or file; default: the config's")
+    deadline.add_argument("--json", action="store_true", help="print one JSON object")
+    deadline.add_argument("--lang", choices=LANGUAGES, default="nl", help="language of the sentence (default nl)")
+    deadline.set_defaults(handler=cmd_sla_deadline)
+
+    config = commands.add_parser("config", help="configuration")
+    config_cmds = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
+    config_cmds.required = True
+    check = config_cmds.add_parser("check", help="validate a config file and show what it resolves to",
+                                   description="Validate a config file and print the preset, plans and calendars "
+                                               "it resolves to, secrets masked.")
+    check.add_argument("path", nargs="?", help="config file (default: as for --config)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(handler=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run ``slabot``; returns the exit code."""
+    stdout = out or sys.stdout
+    stderr = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, stdout)
+    except (UsageError, ConfigError) as exc:
+        for line in str(exc).splitlines():
+            stderr.write(f"slabot: error: {line}\n")
+        return EXIT_USAGE
+    except SlabotError as exc:
+        stderr.write(f"slabot: error: {exc}\n")
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

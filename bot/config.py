@@ -1,0 +1,213 @@
+"""slabot's configuration: one TOML file into frozen, strict, typed models.
+
+Where the file comes from: ``--config PATH``, else ``$SLABOT_CONFIG``, else
+``config.toml`` in the working directory, else the embedded defaults (no file
+at all). Any key of a section may also come from the environment as
+``SLABOT_<SECTION>_<KEY>`` (``SLABOT_TWILIO_AUTH_TOKEN``,
+``SLABOT_TELEGRAM_TOKEN``, ``SLABOT_DATABASE_URL``, ...), which is the way to
+keep secrets out of the file; the top-level ``preset`` is ``SLABOT_PRESET``.
+A bad file fails at start with the file, the dotted key, what was expected and
+what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.errors import ConfigError, describe_validation_error
+from bot.presets import load_preset
+from sla_engine.policy import Preset
+
+ENV_PREFIX = "SLABOT_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    """Where tickets are stored: an SQLAlchemy URL (SQLite file by default)."""
+
+    url: str = "sqlite:///slabot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected an SQLAlchemy URL such as sqlite:///slabot.db or postgresql+psycopg://...")
+        return value
+
+
+class HttpConfig(_Section):
+    """The HTTP server for webhooks and the health check."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None  # the URL Twilio calls (behind a TLS proxy), used to check signatures
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+class TwilioConfig(_Section):
+    """WhatsApp through Twilio; off while account_sid or auth_token is missing."""
+
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    whatsapp_from: str | None = None
+    api_base_url: str | None = None  # tests only: a local stand-in of Twilio's REST API
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.account_sid and self.auth_token and self.whatsapp_from)
+
+
+class EmailConfig(_Section):
+    """E-mail: IMAP in, SMTP out; off while the hosts are missing."""
+
+    imap_host: str | None = None
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_user: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    from_address: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.imap_host and self.smtp_host and self.from_address)
+
+
+class TelegramConfig(_Section):
+    """The staff chat on Telegram; off while token or staff_chat_id is missing."""
+
+    token: SecretStr | None = None
+    staff_chat_id: int | None = None
+    staff_user_ids: list[int] = []  # only these Telegram users may act; empty refuses everyone
+    oncall_chat_id: int | None = None
+    api_base_url: str | None = None  # tests only: a local stand-in of the Bot API
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token and self.staff_chat_id is not None)
+
+
+class AccountsConfig(_Section):
+    """An accounts file imported on start."""
+
+    file: str | None = None
+
+
+class SlabotConfig(_Section):
+    """The whole configuration."""
+
+    preset: str = "mailcampaigns"
+    language: Literal["nl", "en"] = "nl"
+    database: DatabaseConfig = DatabaseConfig()
+    http: HttpConfig = HttpConfig()
+    twilio: TwilioConfig = TwilioConfig()
+    email: EmailConfig = EmailConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    accounts: AccountsConfig = AccountsConfig()
+
+
+SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The validated config, where it came from, and the preset it names."""
+
+    config: SlabotConfig
+    source: str  # a path, or "embedded defaults"
+    preset: Preset
+    from_env: tuple[str, ...]
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()}
+    used: list[str] = []
+    if f"{ENV_PREFIX}PRESET" in environ:
+        merged["preset"] = environ[f"{ENV_PREFIX}PRESET"]
+        used.append(f"{ENV_PREFIX}PRESET")
+    for section, field in SlabotConfig.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for key in model.model_fields:
+            name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if name in environ:
+                value: Any = environ[name]
+                if key == "staff_user_ids":
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                target = merged.setdefault(section, {})
+                if isinstance(target, dict):
+                    target[key] = value
+                used.append(name)
+    return merged, used
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to read, or None for the embedded defaults."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("SLABOT_CONFIG"):
+        return Path(env["SLABOT_CONFIG"])
+    default = Path("config.toml")
+    return default if default.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Read, validate and resolve the configuration (raises :class:`ConfigError`)."""
+    env = os.environ if environ is None else environ
+    chosen = resolve_path(path, env)
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    if chosen is not None:
+        source = str(chosen)
+        try:
+            data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{chosen}: no such config file"]) from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{chosen}: cannot be read ({exc.__class__.__name__}: {exc})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{chosen}: not valid TOML: {exc}"]) from None
+    merged, used = _env_overrides(data, env)
+    try:
+        config = SlabotConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise describe_validation_error(source, SlabotConfig, exc) from None
+    base_dir = chosen.parent if chosen is not None else None
+    try:
+        preset = load_preset(config.preset, base_dir)
+    except ConfigError as exc:
+        raise ConfigError([f"{source}: preset: {p}" for p in exc.problems]) from None
+    return LoadedConfig(config, source, preset, tuple(used))
+
+
+def masked(config: SlabotConfig) -> dict[str, Any]:
+    """The config as plain data with every secret replaced by ``"***"`` (or null when unset)."""
+    data = config.model_dump(mode="json")
+    for dotted in SECRET_KEYS:
+        section, key = dotted.split(".")
+        if data[section].get(key) is not None:
+            data[section][key] = "***"
+    return data

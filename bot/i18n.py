@@ -1,0 +1,43 @@
+"""Dates and durations written out for people, in Dutch or English (Babel)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+Language = Literal["nl", "en"]
+LANGUAGES: tuple[Language, ...] = ("nl", "en")
+
+_PATTERN = {"nl": "EEEE d MMMM y 'om' HH:mm", "en": "EEEE d MMMM y 'at' HH:mm"}
+
+
+def format_when(instant: datetime, language: Language, zone: ZoneInfo = AMSTERDAM) -> str:
+    """``donderdag 26 november 2026 om 10:00`` / ``Thursday 26 November 2026 at 10:00``."""
+    return format_datetime(instant.astimezone(zone), _PATTERN[language], tzinfo=zone, locale=language)
+
+
+_UNITS = {
+    "nl": (("week", "weken"), ("werkdag", "werkdagen"), ("dag", "dagen"), ("uur", "uur"), ("minuut", "minuten")),
+    "en": (("week", "weeks"), ("working day", "working days"), ("day", "days"), ("hour", "hours"),
+           ("minute", "minutes")),
+}
+
+
+def format_span(duration: timedelta, language: Language, *, working_days: bool = False) -> str:
+    """``24 uur``, ``3 weken``, ``3 werkdagen``, ``15 minutes``."""
+    seconds = int(duration.total_seconds())
+    weeks, days_, hours_, minutes_ = _UNITS[language][0], _UNITS[language][1 if working_days else 2], \
+        _UNITS[language][3], _UNITS[language][4]
+    for size, (one, many) in ((604_800, weeks), (86_400, days_), (3_600, hours_), (60, minutes_)):
+        if working_days and size == 604_800:
+            continue
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {one if count == 1 else many}"
+    return f"{seconds} s"

@@ -1,0 +1,261 @@
+"""Presets: SLA documents as TOML files, read into ``sla_engine`` values.
+
+The file format is checked by strict pydantic models (unknown keys are
+errors); :func:`preset_from_mapping` then builds the engine's frozen values.
+``mailcampaigns`` and ``paynl`` ship inside the package; any other preset is a
+path to a file of the same shape.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import ConfigError, describe_validation_error
+from sla_engine.billing import BillingTerms, RateCard
+from sla_engine.calendar import WEEKDAYS, BusinessCalendar, Closure, Window
+from sla_engine.classification import ClassificationRule, Kind, RootCause, TemplateWindow
+from sla_engine.clocks import ClockKind
+from sla_engine.errors import SlaEngineError
+from sla_engine.policy import (
+    DEFAULT_REMINDERS,
+    Channel,
+    CriticalLine,
+    Plan,
+    Preset,
+    ReminderRule,
+    ResolutionTarget,
+    Target,
+    parse_duration,
+)
+
+BUILTIN = ("mailcampaigns", "paynl")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class ClosureModel(_Strict):
+    from_: date = Field(alias="from")
+    to: date | None = None
+    reason: str = "closed"
+
+
+class CalendarModel(_Strict):
+    timezone: str = "Europe/Amsterdam"
+    holidays: str = "NL"
+    drop_holidays: list[str] = []
+    closures: list[ClosureModel | date] = []
+    hours: dict[Weekday, list[str]]
+
+    @field_validator("hours")
+    @classmethod
+    def _windows(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for windows in value.values():
+            for text in windows:
+                Window.parse(text)
+        return value
+
+
+class TargetModel(_Strict):
+    duration: str
+    clock: ClockKind
+    calendar: str
+    _check = field_validator("duration")(_duration)
+
+
+class ResolutionModel(_Strict):
+    min: str
+    max: str
+    clock: ClockKind
+    calendar: str
+    excludes_release: bool = False
+    _check = field_validator("min", "max")(_duration)
+
+
+class PlanModel(_Strict):
+    name: str
+    title: str | None = None
+    channels: list[Channel]
+    sla: bool
+    first_response: TargetModel | None = None
+    resolution: ResolutionModel | None = None
+    staff_role: str | None = None
+    queue_priority: int = 0
+    reminders: list[str] = [r.spec for r in DEFAULT_REMINDERS]
+    monthly_hours: bool = False
+    paid_service: bool = False
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminders(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            ReminderRule.parse(spec)
+        return value
+
+
+class RateModel(_Strict):
+    effective_from: date
+    ad_hoc: Decimal
+    urgent_surcharge_percent: Decimal
+    punch_card_discount_percent: Decimal
+
+
+class BillingModel(_Strict):
+    minimum_hours: Decimal = Decimal(1)
+    punch_card_minimum_hours: Decimal = Decimal(5)
+    separate_invoice_above: Decimal = Decimal(1000)
+    payment_term: str = "14d"
+    currency: str = "EUR"
+    rates: list[RateModel] = Field(min_length=1)
+    _check = field_validator("payment_term")(_duration)
+
+
+class RuleModel(_Strict):
+    name: str
+    kind: Kind
+    keywords: list[str] = []
+    root_cause: RootCause | None = None
+    template_window: TemplateWindow | None = None
+    reason: str = ""
+
+
+class CriticalModel(_Strict):
+    calendar: str
+    repage_every: str = "15m"
+    outage_charge_warning: bool = True
+    _check = field_validator("repage_every")(_duration)
+
+
+class PresetModel(_Strict):
+    name: str
+    title: str
+    ref_prefix: str = Field(pattern=r"^[A-Z]{1,5}$")
+    default_kind: Kind = Kind.UNDETERMINED
+    template_window: str = "30d"
+    languages: list[Literal["nl", "en"]] = ["nl", "en"]
+    calendars: dict[str, CalendarModel] = Field(min_length=1)
+    plans: list[PlanModel] = Field(min_length=1)
+    critical: CriticalModel | None = None
+    billing: BillingModel | None = None
+    classification: list[RuleModel] = []
+    _check = field_validator("template_window")(_duration)
+
+
+def _calendar(name: str, model: CalendarModel) -> BusinessCalendar:
+    closures = [
+        Closure(c, c) if isinstance(c, date) else Closure(c.from_, c.to or c.from_, c.reason) for c in model.closures
+    ]
+    return BusinessCalendar.build(
+        name,
+        {day: model.hours.get(day, []) for day in WEEKDAYS if day in model.hours},  # type: ignore[call-overload]
+        timezone=model.timezone,
+        holiday_country=model.holidays or None,
+        dropped_holidays=model.drop_holidays,
+        closures=closures,
+    )
+
+
+def _plan(model: PlanModel) -> Plan:
+    fr, res = model.first_response, model.resolution
+    return Plan(
+        name=model.name.lower(),
+        title=model.title or model.name.title(),
+        channels=frozenset(model.channels),
+        sla=model.sla,
+        first_response=Target(parse_duration(fr.duration), fr.clock, fr.calendar) if fr else None,
+        resolution=(
+            ResolutionTarget(parse_duration(res.min), parse_duration(res.max), res.clock, res.calendar, res.excludes_release)
+            if res
+            else None
+        ),
+        staff_role=model.staff_role,
+        queue_priority=model.queue_priority,
+        reminders=tuple(ReminderRule.parse(s) for s in model.reminders),
+        monthly_hours=model.monthly_hours,
+        paid_service=model.paid_service,
+    )
+
+
+def preset_from_mapping(data: dict[str, Any], source: str = "<preset>") -> Preset:
+    """Validate a parsed preset file and build the engine's :class:`Preset`."""
+    try:
+        model = PresetModel.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation_error(source, PresetModel, exc) from None
+    try:
+        billing = None
+        if model.billing is not None:
+            b = model.billing
+            billing = BillingTerms(
+                rates=tuple(
+                    RateCard(r.effective_from, r.ad_hoc, r.urgent_surcharge_percent, r.punch_card_discount_percent)
+                    for r in b.rates
+                ),
+                minimum_hours=b.minimum_hours,
+                punch_card_minimum_hours=b.punch_card_minimum_hours,
+                separate_invoice_above=b.separate_invoice_above,
+                payment_term=parse_duration(b.payment_term),
+                currency=b.currency,
+            )
+        return Preset(
+            name=model.name,
+            title=model.title,
+            ref_prefix=model.ref_prefix,
+            calendars={name: _calendar(name, cal) for name, cal in model.calendars.items()},
+            plans=tuple(_plan(p) for p in model.plans),
+            classification=tuple(
+                ClassificationRule(
+                    r.name, r.kind, tuple(r.keywords), r.root_cause, r.template_window, r.reason
+                )
+                for r in model.classification
+            ),
+            default_kind=model.default_kind.value,
+            template_window=parse_duration(model.template_window),
+            critical=(
+                CriticalLine(model.critical.calendar, parse_duration(model.critical.repage_every),
+                             model.critical.outage_charge_warning)
+                if model.critical
+                else None
+            ),
+            billing=billing,
+            languages=tuple(model.languages),
+        )
+    except SlaEngineError as exc:
+        raise ConfigError([f"{source}: {exc}"]) from None
+
+
+def load_preset(name_or_path: str, base_dir: Path | None = None) -> Preset:
+    """A shipped preset by name, or a preset file by path (relative to ``base_dir``)."""
+    if name_or_path in BUILTIN:
+        resource = resources.files("bot").joinpath("preset_files", f"{name_or_path}.toml")
+        source = f"preset {name_or_path}"
+        text = resource.read_text(encoding="utf-8")
+    else:
+        path = Path(name_or_path)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        if not path.suffix == ".toml" or not path.is_file():
+            raise ConfigError(
+                [f"unknown preset {name_or_path!r}; choose one of: {', '.join(BUILTIN)}, or a path to a preset .toml file"]
+            )
+        source = str(path)
+        text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+    return preset_from_mapping(data, source)

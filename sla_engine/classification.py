@@ -1,0 +1,134 @@
+"""Free support or paid service (R18), as an ordered table of rules.
+
+Each :class:`ClassificationRule` states its conditions (a diagnosed root cause,
+keywords in the request, the 30-day template window) and the kind it decides.
+The first rule whose conditions all hold wins; :func:`classify` returns the
+kind together with the rule and the reasons, so the bot can explain itself.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+from sla_engine.errors import PolicyError
+
+
+class Kind(StrEnum):
+    """Free support, paid service, or not yet known."""
+
+    SUPPORT = "support"
+    SERVICE = "service"
+    UNDETERMINED = "undetermined"
+
+
+class RootCause(StrEnum):
+    """What a diagnosis found: a platform bug (free) or a cause outside it (paid)."""
+
+    PLATFORM = "platform"
+    OUTSIDE = "outside"
+
+
+class TemplateWindow(StrEnum):
+    """Where a request stands relative to the template window."""
+
+    INSIDE = "inside"
+    OUTSIDE = "outside"
+    UNKNOWN = "unknown"  # the account has no template-delivery date
+
+
+@dataclass(frozen=True)
+class ClassificationRule:
+    """One row of the table: conditions and the kind they decide."""
+
+    name: str
+    kind: Kind
+    keywords: tuple[str, ...] = ()
+    root_cause: RootCause | None = None
+    template_window: TemplateWindow | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.keywords or self.root_cause or self.template_window):
+            raise PolicyError(f"classification rule {self.name!r} has no condition")
+
+
+@dataclass(frozen=True)
+class ClassificationInput:
+    """What the classifier looks at."""
+
+    text: str
+    received_on: date
+    templates_delivered: date | None = None
+    root_cause: RootCause | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The decision, the rule that made it, and why."""
+
+    kind: Kind
+    rule: str
+    reasons: tuple[str, ...]
+
+
+def normalise(text: str) -> str:
+    """Lower case, accents removed, whitespace collapsed: the form keywords match on."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.replace("\u2019", "'").split())
+
+
+def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
+    for word in keywords:
+        if re.search(r"(?<!\w)" + re.escape(normalise(word)) + r"(?!\w)", text):
+            return word
+    return None
+
+
+def template_window_state(on: date, delivered: date | None, window: timedelta) -> TemplateWindow:
+    """Inside or outside the window counted from the template-delivery date."""
+    if delivered is None:
+        return TemplateWindow.UNKNOWN
+    return TemplateWindow.INSIDE if delivered <= on <= delivered + window else TemplateWindow.OUTSIDE
+
+
+def classify(
+    request: ClassificationInput,
+    rules: tuple[ClassificationRule, ...],
+    *,
+    template_window: timedelta = timedelta(days=30),
+    default: Kind = Kind.UNDETERMINED,
+) -> Classification:
+    """Run the table: the first rule whose conditions all hold decides."""
+    text = normalise(request.text)
+    window = template_window_state(request.received_on, request.templates_delivered, template_window)
+    for rule in rules:
+        reasons: list[str] = []
+        if rule.root_cause is not None:
+            if request.root_cause != rule.root_cause:
+                continue
+            reasons.append(f"root cause recorded as {rule.root_cause.value}")
+        if rule.keywords:
+            hit = _find_keyword(text, rule.keywords)
+            if hit is None:
+                continue
+            reasons.append(f"the request mentions {hit!r}")
+        if rule.template_window is not None:
+            if window != rule.template_window:
+                continue
+            if window is TemplateWindow.UNKNOWN:
+                reasons.append("no template-delivery date is known for the account")
+            else:
+                days = (request.received_on - request.templates_delivered).days  # type: ignore[operator]
+                reasons.append(
+                    f"templates delivered {request.templates_delivered}, {days} days before "
+                    f"(window {template_window.days} days: {window.value})"
+                )
+        if rule.reason:
+            reasons.append(rule.reason)
+        return Classification(rule.kind, rule.name, tuple(reasons))
+    return Classification(default, "default", ("no rule matched",))
