@@ -52,10 +52,13 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(seconds)) if seconds == int(seconds) else timedelta(seconds=float(seconds))
 
 
-def format_duration(duration: timedelta) -> str:
-    """Inverse of :func:`parse_duration` for whole units."""
+def format_duration(duration: timedelta, clock: ClockKind | None = None) -> str:
+    """Inverse of :func:`parse_duration` in the unit a clock is read in (hours for business time)."""
     seconds = int(duration.total_seconds())
-    for unit in ("w", "d", "h", "m"):
+    units = {ClockKind.BUSINESS: ("h", "m"), ClockKind.WORKING_DAYS: ("d", "h", "m")}.get(
+        clock, ("w", "d", "h", "m")  # type: ignore[arg-type]
+    )
+    for unit in units:
         size = _UNITS[unit]
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
@@ -71,7 +74,7 @@ class Target:
     calendar: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"duration": format_duration(self.duration), "clock": self.clock.value, "calendar": self.calendar}
+        return {"duration": format_duration(self.duration, self.clock), "clock": self.clock.value, "calendar": self.calendar}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> Target:
@@ -94,8 +97,8 @@ class ResolutionTarget:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "min": format_duration(self.minimum),
-            "max": format_duration(self.maximum),
+            "min": format_duration(self.minimum, self.clock),
+            "max": format_duration(self.maximum, self.clock),
             "clock": self.clock.value,
             "calendar": self.calendar,
             "excludes_release": self.excludes_release,
