@@ -159,6 +159,12 @@ class PunchCard:
     remaining: Decimal
     block_number: int = 1
 
+    def __post_init__(self) -> None:
+        if self.block_hours <= 0:
+            raise BillingError(f"a punch card block must hold hours, not {self.block_hours}")
+        if self.remaining < 0:
+            raise BillingError(f"a punch card cannot have negative hours left: {self.remaining}")
+
 
 @dataclass(frozen=True)
 class Draw:
