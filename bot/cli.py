@@ -198,21 +198,22 @@ def describe_preset(preset: Preset) -> dict[str, Any]:
 
 def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
     loaded: LoadedConfig = load_config(args.path or args.config)
-    report = {
+    preset = describe_preset(loaded.preset)
+    channels = {
+        "whatsapp": "on" if loaded.config.twilio.configured else "off (no twilio credentials)",
+        "email": "on" if loaded.config.email.configured else "off (no imap_host/smtp_host/from_address)",
+        "telegram": "on" if loaded.config.telegram.configured else "off (no token/staff_chat_id)",
+    }
+    report: dict[str, object] = {
         "source": loaded.source,
         "from_environment": list(loaded.from_env),
         "config": masked(loaded.config),
-        "preset": describe_preset(loaded.preset),
-        "channels": {
-            "whatsapp": "on" if loaded.config.twilio.configured else "off (no twilio credentials)",
-            "email": "on" if loaded.config.email.configured else "off (no imap_host/smtp_host/from_address)",
-            "telegram": "on" if loaded.config.telegram.configured else "off (no token/staff_chat_id)",
-        },
+        "preset": preset,
+        "channels": channels,
     }
     if args.json:
         out.write(json.dumps(report, indent=2) + "\n")
         return 0
-    preset = report["preset"]
     out.write(f"config OK: {loaded.source}\n")
     if loaded.from_env:
         out.write(f"from the environment: {', '.join(loaded.from_env)}\n")
@@ -234,7 +235,7 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
         count = len(cal[holidays[0]]) if holidays else 0
         out.write(f"  calendar {name} ({cal['timezone']}): {hours}; holidays {cal['holidays'] or 'none'} "
                   f"({count} this year); closures {len(cal['closures'])}\n")
-    for channel, state in report["channels"].items():
+    for channel, state in channels.items():
         out.write(f"  channel {channel}: {state}\n")
     out.write("config (secrets masked):\n")
     out.write(json.dumps(report["config"], indent=2) + "\n")

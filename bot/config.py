@@ -49,7 +49,7 @@ class HttpConfig(_Section):
     """The HTTP server for webhooks and the health check."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None  # the URL Twilio calls (behind a TLS proxy), used to check signatures
 
     @field_validator("public_url")
@@ -77,12 +77,12 @@ class EmailConfig(_Section):
     """E-mail: IMAP in, SMTP out; off while the hosts are missing."""
 
     imap_host: str | None = None
-    imap_port: int = Field(993, ge=1, le=65535)
+    imap_port: int = Field(default=993, ge=1, le=65535)
     imap_user: str | None = None
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
     smtp_host: str | None = None
-    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     from_address: str | None = None

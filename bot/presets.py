@@ -161,7 +161,7 @@ def _calendar(name: str, model: CalendarModel) -> BusinessCalendar:
     ]
     return BusinessCalendar.build(
         name,
-        {day: model.hours.get(day, []) for day in WEEKDAYS if day in model.hours},  # type: ignore[call-overload]
+        {day: windows for day, windows in model.hours.items()},
         timezone=model.timezone,
         holiday_country=model.holidays or None,
         dropped_holidays=model.drop_holidays,

@@ -249,13 +249,15 @@ class BusinessCalendar:
         assert isinstance(closures_raw, list)
         hours = data.get("hours", {})
         assert isinstance(hours, dict)
+        dropped = data.get("drop_holidays", [])
+        assert isinstance(dropped, list)
         country = data.get("holidays")
         return cls.build(
             str(data["name"]),
             hours,
             timezone=str(data.get("timezone", "Europe/Amsterdam")),
             holiday_country=None if country is None else str(country),
-            dropped_holidays=[str(n) for n in data.get("drop_holidays", []) or []],  # type: ignore[union-attr]
+            dropped_holidays=[str(n) for n in dropped],
             closures=[
                 Closure(date.fromisoformat(c["from"]), date.fromisoformat(c["to"]), c.get("reason", "closed"))
                 for c in closures_raw
