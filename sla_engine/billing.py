@@ -29,8 +29,11 @@ def money(amount: Decimal | int | str) -> Decimal:
 
 def hours(value: Decimal | int | str | float) -> Decimal:
     """An hour count as a ``Decimal`` (floats go through ``str`` so 1.1 stays 1.1)."""
-    result = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    if result < 0:
+    try:
+        result = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except ArithmeticError:
+        raise BillingError(f"hours must be a number, not {value!r}") from None
+    if not result.is_finite() or result < 0:
         raise BillingError(f"hours cannot be negative: {value}")
     return result
 

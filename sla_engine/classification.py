@@ -91,8 +91,8 @@ def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
 
 def template_window_state(on: date, delivered: date | None, window: timedelta) -> TemplateWindow:
     """Inside or outside the window counted from the template-delivery date."""
-    if delivered is None:
-        return TemplateWindow.UNKNOWN
+    if delivered is None or on < delivered:
+        return TemplateWindow.UNKNOWN  # no delivery date, or not delivered yet: staff decide
     return TemplateWindow.INSIDE if delivered <= on <= delivered + window else TemplateWindow.OUTSIDE
 
 
@@ -120,8 +120,10 @@ def classify(
         if rule.template_window is not None:
             if window != rule.template_window:
                 continue
-            if window is TemplateWindow.UNKNOWN:
+            if window is TemplateWindow.UNKNOWN and request.templates_delivered is None:
                 reasons.append("no template-delivery date is known for the account")
+            elif window is TemplateWindow.UNKNOWN:
+                reasons.append(f"the templates are delivered only on {request.templates_delivered}")
             else:
                 days = (request.received_on - request.templates_delivered).days  # type: ignore[operator]
                 reasons.append(

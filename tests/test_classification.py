@@ -258,10 +258,11 @@ def test_template_rules_come_before_generic_bug_keywords() -> None:
     assert (result.kind, result.rule) == (Kind.SERVICE, "template_after_window")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a request dated before the delivery date counts as 'after the window'")
 def test_template_issue_before_delivery_is_not_billed_as_after_the_window() -> None:
     result = run("Het template is kapot", received_on=date(2026, 3, 2), templates_delivered=date(2026, 3, 10))
-    assert result.kind is not Kind.SERVICE
+    assert result.kind is Kind.UNDETERMINED
+    assert result.rule == "template_unknown"
+    assert any("2026-03-10" in reason for reason in result.reasons)
 
 
 # --- diagnosis: the recorded root cause ------------------------------------------------------
