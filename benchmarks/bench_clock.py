@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_s, slabot_add = best_of(lambda: [clock.add(t, duration) for t in instants])
     rebuilt = (index.first_year, index.last_year, len(index.cum)) != span
 
-    print(f"[2] slabot (target {target.duration} on the {target.clock} clock, calendar {target.calendar!r})")
+    print(f"[2] slabot (target {target.duration.total_seconds() / 3600:g} h on the {target.clock} clock, calendar {target.calendar!r})")
     print(f"    load_preset:                                   {load_s * 1e3:8.2f} ms")
     print(f"    first call, builds the day index {span[0]}-{span[1]}:   {first_s * 1e3:8.2f} ms   (one-off)")
     print(f"    same index build again (fresh preset, warm):   {rebuild_s * 1e3:8.2f} ms")

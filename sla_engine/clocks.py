@@ -19,12 +19,12 @@ also starts at the next opening. ``calendar`` is plain elapsed time, 24/7.
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Protocol
 
-from sla_engine.calendar import DAY_US, BusinessCalendar, from_us, to_us
+from sla_engine.calendar import DAY_US, BusinessCalendar, DayIndex, from_us, to_us
 
 UTC = timezone.utc
 
@@ -64,6 +64,10 @@ class BusinessClock:
     """Time counts only inside the calendar's opening windows."""
 
     calendar: BusinessCalendar
+    _index: DayIndex = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", self.calendar.index)
 
     @property
     def kind(self) -> ClockKind:
@@ -71,7 +75,7 @@ class BusinessClock:
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The instant at which ``duration`` of business time has run from ``start``."""
-        index = self.calendar.index
+        index = self._index
         zone = index.zone
         tzinfo = start.tzinfo
         if tzinfo is not zone:

@@ -248,10 +248,17 @@ class SlaTerms:
     plan: Plan
     calendars: Mapping[str, BusinessCalendar]
     rate: RateCard | None = None
+    _clocks: dict[tuple[ClockKind, str], Clock] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def clock(self, target: Target | ResolutionTarget) -> Clock:
-        """The clock a target runs on."""
-        return make_clock(target.clock, self.calendars[target.calendar])
+        """The clock a target runs on (made once per terms)."""
+        key = (target.clock, target.calendar)
+        found = self._clocks.get(key)
+        if found is None:
+            found = self._clocks[key] = make_clock(target.clock, self.calendars[target.calendar])
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot."""
