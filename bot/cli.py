@@ -120,7 +120,7 @@ def deadline_sentence(preset: Preset, plan_name: str, received_at: datetime, lan
         target = plan.first_response
         lines.append(words["due"].format(
             when=format_when(due, language),
-            span=format_span(target.duration, language, working_days=target.clock is ClockKind.WORKING_DAYS),
+            span=format_span(target.duration, language, target.clock.value),
             clock=words[target.clock.value],
         ).replace(" )", ")"))
     else:

@@ -29,14 +29,17 @@ _UNITS = {
 }
 
 
-def format_span(duration: timedelta, language: Language, *, working_days: bool = False) -> str:
-    """``24 uur``, ``3 weken``, ``3 werkdagen``, ``15 minutes``."""
+def format_span(duration: timedelta, language: Language, clock: str = "calendar") -> str:
+    """``24 uur`` (business time in hours), ``3 werkdagen``, ``3 weken``, ``15 minutes``."""
     seconds = int(duration.total_seconds())
-    weeks, days_, hours_, minutes_ = _UNITS[language][0], _UNITS[language][1 if working_days else 2], \
-        _UNITS[language][3], _UNITS[language][4]
-    for size, (one, many) in ((604_800, weeks), (86_400, days_), (3_600, hours_), (60, minutes_)):
-        if working_days and size == 604_800:
-            continue
+    week, working_day, day, hour, minute = _UNITS[language]
+    if clock == "business":
+        units = ((3_600, hour), (60, minute))
+    elif clock == "working_days":
+        units = ((86_400, working_day), (3_600, hour), (60, minute))
+    else:
+        units = ((604_800, week), (86_400, day), (3_600, hour), (60, minute))
+    for size, (one, many) in units:
         if seconds and seconds % size == 0:
             count = seconds // size
             return f"{count} {one if count == 1 else many}"

@@ -223,6 +223,7 @@ class BusinessCalendar:
 
     def is_open(self, instant: datetime) -> bool:
         """True when ``instant`` lies inside an opening window."""
+        require_aware(instant)
         return self._index.is_open(instant)
 
     def describe_hours(self) -> dict[str, list[str]]:

@@ -139,7 +139,9 @@ class WorkingDaysClock:
         number, wall = divmod(position, DAY_US)
         k = index.working_day(number)
         local = index.midnight[k] + timedelta(microseconds=wall)
-        return local.astimezone(index.zone) if index.irregular[k] else local
+        # on a DST day, go through UTC: astimezone() to the datetime's own zone is a no-op and
+        # would hand back a wall time that does not exist (02:30 on the spring-forward day)
+        return local.astimezone(UTC).astimezone(index.zone) if index.irregular[k] else local
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The same local time ``duration`` (in days of 24 h) of working days after the start."""
