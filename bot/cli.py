@@ -14,14 +14,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NoReturn, TextIO
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from bot.config import LoadedConfig, load_config, masked
 from bot.errors import ConfigError, SlabotError
-from bot.i18n import LANGUAGES, Language, format_span, format_when
+from bot.i18n import AMSTERDAM, LANGUAGES, Language, format_span, format_when
 from bot.presets import BUILTIN, load_preset
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import first_response_due, resolution_window
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
+from storage.database import Database, StorageError, open_database
+from storage.records import MessageRecord, TicketRecord
+from storage.repositories import TicketRepository
 
 EXIT_USAGE = 2
 
@@ -242,6 +248,107 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- database and tickets -------------------------------------------------------
+
+
+def _open_db(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:
+    loaded = load_config(args.config)
+    try:
+        return loaded, open_database(loaded.config.database.url)
+    except (SQLAlchemyError, StorageError) as exc:
+        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+
+
+def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
+    loaded, db = _open_db(args)
+    out.write(f"database {loaded.config.database.url} is at revision {db.current_revision()}\n")
+    db.dispose()
+    return 0
+
+
+def _when(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(AMSTERDAM).isoformat()
+
+
+def ticket_json(ticket: TicketRecord) -> dict[str, Any]:
+    """A ticket as ``tickets list/show --json`` prints it (SPEC §4 keys first)."""
+    return {
+        "ref": ticket.ref, "state": ticket.state, "account": ticket.account, "contact": ticket.contact,
+        "channel": ticket.channel, "kind": ticket.kind, "priority": ticket.priority, "plan": ticket.plan,
+        "first_response_due": _when(ticket.first_response_due),
+        "first_responded_at": _when(ticket.first_responded_at),
+        "received_at": _when(ticket.received_at), "subject": ticket.subject,
+        "resolution_due_min": _when(ticket.resolution_due_min),
+        "resolution_due_max": _when(ticket.resolution_due_max),
+        "queue_priority": ticket.queue_priority, "decision": ticket.decision, "reasons": list(ticket.reasons),
+        "kind_rule": ticket.kind_rule, "kind_reasons": list(ticket.kind_reasons),
+        "needs_release": ticket.needs_release, "waiting_since": _when(ticket.waiting_since),
+    }
+
+
+def message_json(message: MessageRecord) -> dict[str, Any]:
+    return {
+        "direction": message.direction, "channel": message.channel, "external_id": message.external_id,
+        "sender": message.sender, "recipient": message.recipient, "subject": message.subject,
+        "text": message.text, "delivery_state": message.delivery_state, "auto": message.auto,
+        "at": _when(message.at), "purpose": message.purpose, "staff": message.staff,
+        "decision": message.decision, "reasons": list(message.reasons),
+        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
+                         "fetched": a.fetched} for a in message.attachments],
+    }
+
+
+def cmd_tickets_list(args: argparse.Namespace, out: TextIO) -> int:
+    _, db = _open_db(args)
+    tickets = db.run(lambda s: TicketRepository(s).queue(args.state))
+    db.dispose()
+    if args.json:
+        out.write(json.dumps([ticket_json(t) for t in tickets]) + "\n")
+        return 0
+    if not tickets:
+        out.write("no tickets\n")
+    for t in tickets:
+        due = _when(t.first_response_due) or "-"
+        out.write(f"{t.ref:<10} {t.state:<10} {t.priority:<8} {t.kind:<12} {t.channel:<8} "
+                  f"{(t.account or '(unverified)')[:24]:<24} {(t.plan or '-'):<13} due {due}\n")
+    return 0
+
+
+def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
+    _, db = _open_db(args)
+
+    def work(s: Session) -> tuple[TicketRecord | None, list[dict[str, Any]]]:
+        repo = TicketRepository(s)
+        ticket = repo.by_ref(args.ref, with_messages=True)
+        return ticket, (repo.events(ticket.id) if ticket else [])
+
+    ticket, events = db.run(work)
+    db.dispose()
+    if ticket is None:
+        raise UsageError(f"no ticket {args.ref!r}; `slabot tickets list` shows the references")
+    data = ticket_json(ticket)
+    data["messages"] = [message_json(m) for m in ticket.messages]
+    data["events"] = [{"at": _when(e["at"]), "kind": e["kind"], "actor": e["actor"]} for e in events]
+    if args.json:
+        out.write(json.dumps(data) + "\n")
+        return 0
+    out.write(f"{ticket.ref}  {ticket.state}  {ticket.priority}  {ticket.kind}  ({ticket.channel})\n")
+    out.write(f"account: {ticket.account or '(unverified)'}; contact: {ticket.contact or '-'}; plan: {ticket.plan or '-'}\n")
+    out.write(f"received: {data['received_at']}; first response due: {data['first_response_due'] or '-'}; "
+              f"answered: {data['first_responded_at'] or '-'}\n")
+    out.write(f"resolution: {data['resolution_due_min'] or '-'} .. {data['resolution_due_max'] or '-'}\n")
+    for reason in (*ticket.reasons, *ticket.kind_reasons):
+        out.write(f"  why: {reason}\n")
+    for m in data["messages"]:
+        arrow = "<-" if m["direction"] == "in" else "->"
+        who = m["sender"] if m["direction"] == "in" else m["recipient"]
+        out.write(f"\n{arrow} {m['at']} {m['channel']} {who} [{m['delivery_state']}]"
+                  f"{' (automatic)' if m['auto'] else ''}\n")
+        for line in m["text"].splitlines():
+            out.write(f"   {line}\n")
+    return 0
+
+
 # -- wiring --------------------------------------------------------------------
 
 
@@ -281,6 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: as for --config)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(handler=cmd_config_check)
+
+    db = commands.add_parser("db", help="database")
+    db_cmds = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_cmds.required = True
+    upgrade = db_cmds.add_parser("upgrade", help="apply the database migrations (also done on every start)")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    tickets = commands.add_parser("tickets", help="tickets")
+    ticket_cmds = tickets.add_subparsers(dest="tickets_command", metavar="COMMAND", parser_class=_Parser)
+    ticket_cmds.required = True
+    listing = ticket_cmds.add_parser("list", help="tickets in queue order (Premium first, then by deadline)")
+    listing.add_argument("--state", help="only this state: open (all open ones), waiting, unverified, resolved")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    listing.set_defaults(handler=cmd_tickets_list)
+    show = ticket_cmds.add_parser("show", help="a ticket with its messages, deadlines and decisions")
+    show.add_argument("ref", help="ticket reference, e.g. MC-10001")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(handler=cmd_tickets_show)
     return parser
 
 

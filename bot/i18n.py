@@ -33,6 +33,7 @@ def format_span(duration: timedelta, language: Language, clock: str = "calendar"
     """``24 uur`` (business time in hours), ``3 werkdagen``, ``3 weken``, ``15 minutes``."""
     seconds = int(duration.total_seconds())
     week, working_day, day, hour, minute = _UNITS[language]
+    units: tuple[tuple[int, tuple[str, str]], ...]
     if clock == "business":
         units = ((3_600, hour), (60, minute))
     elif clock == "working_days":

@@ -225,6 +225,9 @@ def test_business_and_calendar_deadlines_are_monotone(name: str, pair: tuple[dat
         assert utc(clock.add(t1, d)) <= utc(clock.add(t2, d)), f"{clock.kind}: {t1.isoformat()} / {t2.isoformat()}"
 
 
+# Not on the 24/7 calendar: "the same local time" cannot be monotone inside the repeated hour of
+# 25 October, a working day there (02:50+02:00 + 1 working day = 26 Oct 02:50, but 02:10+01:00,
+# forty minutes later, gives 26 Oct 02:10). The office calendars are closed on Sunday nights.
 @office_names
 @SETTINGS
 @given(pair=pairs, d=durations)

@@ -1,0 +1,134 @@
+"""What staff do to a ticket: reply, ask for clarification, resolve, link an unverified ticket.
+
+Every action is one transaction. A staff reply goes to the customer over the
+ticket's own channel through the outbox; the first one records the first
+response (R8: the automatic acknowledgement never does; a request for
+clarification does) and cancels the pending reminders. Asking for
+clarification pauses the resolution clock until the customer answers (R14; the
+intake resumes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy.orm import Session
+
+from channels.messages import DeliveryState
+from sla_engine.deadlines import Pause, resolution_window
+from sla_engine.policy import SlaTerms
+from storage.database import Database
+from storage.records import TicketRecord
+from storage.repositories import OPEN_STATES, OutboxRepository, ReminderRepository, TicketRepository
+
+
+class DeskError(Exception):
+    """A staff action that cannot be done (unknown ticket, ticket closed)."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ref: str
+    message_id: int | None
+    first_response: bool
+    state: str
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Desk:
+    """Staff actions on tickets."""
+
+    def __init__(self, db: Database, now: Callable[[], datetime] = _utc_now) -> None:
+        self.db = db
+        self.now = now
+
+    def _ticket(self, tickets: TicketRepository, ref: str) -> TicketRecord:
+        ticket = tickets.by_ref(ref)
+        if ticket is None:
+            raise DeskError(f"no ticket {ref}")
+        return ticket
+
+    def reply(self, ref: str, text: str, staff: str, *, clarify: bool = False) -> ActionResult:
+        """Send ``text`` to the ticket's contact person; ``clarify`` asks a question and pauses (R14)."""
+        return self.db.run(lambda s: self._reply(s, ref, text, staff, clarify))
+
+    def _reply(self, s: Session, ref: str, text: str, staff: str, clarify: bool) -> ActionResult:
+        tickets = TicketRepository(s)
+        ticket = self._ticket(tickets, ref)
+        if ticket.state not in OPEN_STATES:
+            raise DeskError(f"{ticket.ref} is {ticket.state}; reopen it before replying")
+        now = self.now()
+        inbound = [m for m in tickets.messages(ticket.id) if m.direction == "in"]
+        recipient = ticket.thread_key or (inbound[-1].sender if inbound else None)
+        if recipient is None:
+            raise DeskError(f"{ticket.ref} has no address to reply to")
+        last_in = inbound[-1] if inbound else None
+        subject = None
+        if ticket.channel == "email":
+            base = ticket.subject or "Uw aanvraag"
+            subject = (base if base.lower().startswith("re:") else f"Re: {base}")
+            if ticket.ref not in subject:
+                subject = f"{subject} [{ticket.ref}]"
+        refs = [m.external_id for m in inbound if m.external_id]
+        purpose = "clarify" if clarify else "reply"
+        message_id = tickets.add_message(
+            ticket_id=ticket.id, account_id=ticket.account_id, contact_id=ticket.contact_id, direction="out",
+            channel=ticket.channel, external_id=None, sender=None, recipient=recipient, subject=subject, text=text,
+            at=now, auto=False, staff=staff, purpose=purpose, delivery_state=DeliveryState.QUEUED.value, reasons=[],
+            thread_refs=refs[-1:], created_at=now,
+        )
+        OutboxRepository(s).enqueue(message_id, ticket.channel, recipient, {
+            "text": text, "subject": subject, "in_reply_to": last_in.external_id if last_in else None,
+            "references": refs, "purpose": purpose, "auto": False, "ticket_ref": ticket.ref, "staff": staff,
+        }, now)
+        first = ticket.first_responded_at is None
+        values: dict[str, object] = {"updated_at": now}
+        if first:
+            values["first_responded_at"] = now
+            ReminderRepository(s).cancel_for(ticket.id, now)
+        if clarify:
+            values["state"] = "waiting"
+            values["waiting_since"] = now
+            values["pauses"] = [[p.isoformat(), e.isoformat() if e else None] for p, e in ticket.pauses] + [
+                [now.isoformat(), None]]
+        tickets.update_ticket(ticket.id, **values)
+        tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
+                          data={"first_response": first})
+        return ActionResult(ticket.ref, message_id, first, "waiting" if clarify else ticket.state)
+
+    def resolve(self, ref: str, staff: str) -> ActionResult:
+        def work(s: Session) -> ActionResult:
+            tickets = TicketRepository(s)
+            ticket = self._ticket(tickets, ref)
+            now = self.now()
+            tickets.update_ticket(ticket.id, state="resolved", resolved_at=now, updated_at=now, waiting_since=None)
+            ReminderRepository(s).cancel_for(ticket.id, now)
+            tickets.add_event("resolved", now, ticket_id=ticket.id, actor=staff)
+            return ActionResult(ticket.ref, None, False, "resolved")
+
+        return self.db.run(work)
+
+    def flag_release(self, ref: str, staff: str, needs_release: bool = True) -> ActionResult:
+        """Mark that an IT release is needed: the ticket leaves the resolution clock (R13)."""
+        def work(s: Session) -> ActionResult:
+            tickets = TicketRepository(s)
+            ticket = self._ticket(tickets, ref)
+            now = self.now()
+            values: dict[str, object] = {"needs_release": needs_release, "updated_at": now}
+            if ticket.terms:
+                terms = SlaTerms.from_dict(ticket.terms)
+                window = resolution_window(ticket.received_at, terms,
+                                           pauses=[Pause(p, e) for p, e in ticket.pauses],
+                                           needs_release=needs_release, as_of=now)
+                values["resolution_due_min"], values["resolution_due_max"] = window.earliest, window.latest
+            tickets.update_ticket(ticket.id, **values)
+            tickets.add_event("needs_release" if needs_release else "release_cleared", now, ticket_id=ticket.id,
+                              actor=staff)
+            return ActionResult(ticket.ref, None, False, ticket.state)
+
+        return self.db.run(work)

@@ -1,0 +1,434 @@
+"""The intake pipeline: one inbound message in, one decision out, in ONE transaction.
+
+How it works
+------------
+:meth:`IntakePipeline.ingest` takes a normalised :class:`InboundMessage` and,
+inside a single database transaction:
+
+1. de-duplicates on (channel, external id): a message seen before changes nothing;
+2. threads it (R6): a reply to a message slabot saw or sent, the ticket
+   reference in the subject (only from the ticket's contact person), or the
+   same WhatsApp number while a ticket is open;
+3. resolves the sender (R1-R5): the ticket's contact person, someone else on
+   the thread (R3), an unauthorised third party (R2), an unknown sender (R4),
+   or a contact writing on a channel the plan does not include (R5);
+4. asks ``sla_engine`` for the deadlines and the support/service classification;
+5. stores ticket, message and attachments, queues the acknowledgement in the
+   outbox, and plans the staff reminders.
+
+If anything fails, nothing of it is stored. The same message delivered twice at
+once is stored once: the database's unique key on (channel, direction,
+external id) decides, and the loser of the race reports a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.i18n import Language, format_span, format_when
+from bot.texts import Texts, channel_list, language_of, opening_hours, resolution_phrase
+from channels.messages import ChannelName, DeliveryState, InboundMessage
+from sla_engine.classification import ClassificationInput, Kind, classify
+from sla_engine.clocks import ClockKind
+from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
+from sla_engine.errors import PolicyError
+from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
+from storage.database import Database
+from storage.records import AccountRecord, ContactRecord, TicketRecord
+from storage.repositories import OPEN_STATES, AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+
+
+class Outcome(StrEnum):
+    """What the intake decided."""
+
+    NEW_TICKET = "new_ticket"
+    REPLY = "reply"  # joined an open ticket (R6)
+    DUPLICATE = "duplicate"
+    NOT_CONTACT_PERSON = "not_contact_person"  # R3
+    THIRD_PARTY_REFUSED = "third_party_refused"  # R2
+    UNKNOWN_SENDER = "unknown_sender"  # R4
+    CHANNEL_NOT_IN_PLAN = "channel_not_in_plan"  # R5
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The decision, with what it stored and why."""
+
+    outcome: Outcome
+    ticket_ref: str | None = None
+    message_id: int | None = None
+    acknowledgement: str | None = None  # the purpose of the queued reply, if any
+    reasons: tuple[str, ...] = ()
+    kind: str | None = None
+    first_response_due: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    purpose: str
+    recipient: str
+    channel: str
+    text: str
+    language: Language
+    subject: str | None = None
+    in_reply_to: str | None = None
+
+
+@dataclass
+class _Work:
+    """What one ingest decided, filled in while it runs."""
+
+    msg: InboundMessage
+    reasons: list[str] = field(default_factory=list)
+
+
+REF_PATTERN = r"\b({prefix})-(\d{{3,}})\b"
+
+
+def _ref_in(subject: str | None, prefix: str) -> str | None:
+    if not subject:
+        return None
+    found = re.search(REF_PATTERN.format(prefix=re.escape(prefix)), subject, re.IGNORECASE)
+    return f"{found.group(1).upper()}-{found.group(2)}" if found else None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class IntakePipeline:
+    """Turns inbound messages into tickets, replies and queued acknowledgements."""
+
+    def __init__(
+        self,
+        db: Database,
+        preset: Preset,
+        texts: Texts | None = None,
+        *,
+        default_language: Language = "nl",
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.db = db
+        self.preset = preset
+        self.texts = texts or Texts()
+        self.default_language = default_language
+        self.now = now
+
+    # -- entry point ---------------------------------------------------------
+
+    def ingest(self, msg: InboundMessage) -> IntakeResult:
+        """Store ``msg`` and everything it causes, all or nothing; see the module docstring."""
+        try:
+            return self.db.run(lambda session: self._ingest(session, msg))
+        except IntegrityError:
+            # lost a race with a concurrent delivery of the same message: it is stored once
+            existing = self.db.run(
+                lambda s: TicketRepository(s).message_id_for(msg.channel.value, "in", msg.external_id)
+            )
+            if existing is None:
+                raise
+            return IntakeResult(Outcome.DUPLICATE, message_id=existing,
+                                reasons=("the same message was delivered twice at once; stored once",))
+
+    # -- the decision ----------------------------------------------------------
+
+    def _ingest(self, s: Session, msg: InboundMessage) -> IntakeResult:
+        tickets, accounts = TicketRepository(s), AccountRepository(s)
+        channel = msg.channel.value
+        existing = tickets.message_id_for(channel, "in", msg.external_id)
+        if existing is not None:
+            return IntakeResult(Outcome.DUPLICATE, message_id=existing,
+                                reasons=(f"{channel} message {msg.external_id} is already stored",))
+        matches = accounts.find(msg.sender.kind.value, msg.sender.value)
+        work = _Work(msg)
+
+        thread = self._thread(tickets, msg, work)
+        if thread is not None:
+            if thread.contact_id is not None and any(c.id == thread.contact_id for c, _ in matches):
+                return self._reply(s, thread, matches, work)
+            if thread.state == "unverified" and thread.thread_key == msg.sender.value:
+                return self._reply(s, thread, matches, work)
+            return self._not_contact_person(s, thread, work)
+
+        if not matches:
+            return self._unknown_sender(s, work)
+        contact, account = matches[0]
+        if len({a.id for c, a in matches if c.may_open_requests}) > 1:
+            work.reasons.append(
+                f"{msg.sender.value} is a contact of several accounts; taken as {account.name} (the first)"
+            )
+        if not contact.may_open_requests:
+            return self._third_party(s, contact, account, work)
+        try:
+            plan = self.preset.plan(account.plan)
+        except PolicyError as exc:
+            work.reasons.append(f"account {account.name}: {exc}")
+            return self._unknown_sender(s, work, account=account, contact=contact)
+        if Channel(channel) not in plan.channels:
+            return self._channel_not_in_plan(s, contact, account, plan, work)
+        return self._new_ticket(s, contact, account, plan, work)
+
+    def _thread(self, tickets: TicketRepository, msg: InboundMessage, work: _Work) -> TicketRecord | None:
+        """The open ticket this message belongs to (R6), if any."""
+        channel = msg.channel.value
+        ticket_id = tickets.ticket_for_thread(channel, msg.thread_refs)
+        if ticket_id is not None:
+            how = "a reply to a message of this ticket (In-Reply-To/References)"
+        else:
+            ref = _ref_in(msg.subject, self.preset.ref_prefix)
+            ticket_id = tickets.id_for_ref(ref) if ref else None
+            how = f"the reference {ref} in the subject"
+        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE):
+            ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value)
+            how = f"the same {channel} number while the ticket is open"
+        if ticket_id is None:
+            return None
+        ticket = tickets.get(ticket_id)
+        if ticket.state not in OPEN_STATES:
+            work.reasons.append(f"{ticket.ref} is {ticket.state}: a new request instead of a reply")
+            return None
+        work.reasons.append(f"joins {ticket.ref}: {how}")
+        return ticket
+
+    # -- outcomes --------------------------------------------------------------
+
+    def _reply(self, s: Session, ticket: TicketRecord, matches: list[tuple[ContactRecord, AccountRecord]],
+               work: _Work) -> IntakeResult:
+        tickets = TicketRepository(s)
+        msg, now = work.msg, self.now()
+        message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, ticket.contact_id,
+                                         Outcome.REPLY, work)
+        if ticket.state == "waiting" and ticket.waiting_since is not None:
+            self._resume(tickets, ticket, msg.received_at, work)
+        tickets.add_event("customer_reply", now, ticket_id=ticket.id, message_id=message_id,
+                          data={"reasons": work.reasons})
+        return IntakeResult(Outcome.REPLY, ticket.ref, message_id, None, tuple(work.reasons), ticket.kind,
+                            ticket.first_response_due)
+
+    def _resume(self, tickets: TicketRepository, ticket: TicketRecord, at: datetime, work: _Work) -> None:
+        """The customer answered a clarification: the resolution clock runs again (R14)."""
+        pauses = [*ticket.pauses[:-1], (ticket.pauses[-1][0], at)] if ticket.pauses else [(ticket.waiting_since, at)]
+        values: dict[str, Any] = {
+            "state": "open", "waiting_since": None,
+            "pauses": [[p.isoformat(), e.isoformat() if e else None] for p, e in pauses],  # type: ignore[union-attr]
+        }
+        if ticket.terms:
+            terms = SlaTerms.from_dict(ticket.terms)
+            window = resolution_window(ticket.received_at, terms,
+                                       pauses=[Pause(p, e) for p, e in pauses],  # type: ignore[arg-type]
+                                       needs_release=ticket.needs_release, as_of=at)
+            values["resolution_due_min"], values["resolution_due_max"] = window.earliest, window.latest
+            work.reasons.append(f"waiting on the customer ended; {window.reason}")
+        tickets.update_ticket(ticket.id, **values)
+
+    def _not_contact_person(self, s: Session, ticket: TicketRecord, work: _Work) -> IntakeResult:
+        tickets = TicketRepository(s)
+        msg = work.msg
+        work.reasons.append(f"{msg.sender.value} is not the contact person of {ticket.ref} (R3): kept for staff")
+        message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, None,
+                                         Outcome.NOT_CONTACT_PERSON, work)
+        language = self._language(None, None)
+        reply = self._reply_for(msg, "not_contact_person", language, ref=ticket.ref)
+        self._queue(s, reply, message_id, ticket.id, None, None)
+        tickets.add_event("not_contact_person", self.now(), ticket_id=ticket.id, message_id=message_id,
+                          data={"sender": msg.sender.value})
+        return IntakeResult(Outcome.NOT_CONTACT_PERSON, ticket.ref, message_id, reply.purpose if reply else None,
+                            tuple(work.reasons))
+
+    def _third_party(self, s: Session, contact: ContactRecord, account: AccountRecord, work: _Work) -> IntakeResult:
+        tickets = TicketRepository(s)
+        work.reasons.append(f"{contact.name} is a third party not authorised on {account.name} (R2): "
+                            "refused politely, no ticket, message kept for staff")
+        message_id = self._store_message(tickets, work.msg, None, account.id, contact.id,
+                                         Outcome.THIRD_PARTY_REFUSED, work)
+        reply = self._reply_for(work.msg, "third_party", self._language(contact, account))
+        self._queue(s, reply, message_id, None, account.id, contact.id)
+        tickets.add_event("third_party_refused", self.now(), message_id=message_id, data={"account": account.name})
+        return IntakeResult(Outcome.THIRD_PARTY_REFUSED, None, message_id, reply.purpose if reply else None,
+                            tuple(work.reasons))
+
+    def _channel_not_in_plan(self, s: Session, contact: ContactRecord, account: AccountRecord, plan: Plan,
+                             work: _Work) -> IntakeResult:
+        tickets = TicketRepository(s)
+        msg = work.msg
+        work.reasons.append(f"plan {plan.name} does not include {msg.channel.value} (R5): kept, no SLA clock")
+        message_id = self._store_message(tickets, msg, None, account.id, contact.id,
+                                         Outcome.CHANNEL_NOT_IN_PLAN, work)
+        language = self._language(contact, account)
+        reply = self._reply_for(
+            msg, "channel_not_in_plan", language, contact_name=contact.name, plan=plan.title,
+            channel=channel_list(frozenset({Channel(msg.channel.value)}), language),
+            channels=channel_list(plan.channels, language),
+        )
+        self._queue(s, reply, message_id, None, account.id, contact.id)
+        tickets.add_event("channel_not_in_plan", self.now(), message_id=message_id,
+                          data={"account": account.name, "plan": plan.name})
+        return IntakeResult(Outcome.CHANNEL_NOT_IN_PLAN, None, message_id, reply.purpose if reply else None,
+                            tuple(work.reasons))
+
+    def _unknown_sender(self, s: Session, work: _Work, *, account: AccountRecord | None = None,
+                        contact: ContactRecord | None = None) -> IntakeResult:
+        tickets = TicketRepository(s)
+        msg = work.msg
+        if account is None:
+            work.reasons.append(f"{msg.sender.value} matches no contact (R4): unverified ticket for staff to link")
+        ref = tickets.next_ref(self.preset.ref_prefix)
+        ticket_id = tickets.add_ticket(
+            ref=ref, account_id=account.id if account else None, contact_id=contact.id if contact else None,
+            channel=msg.channel.value, thread_key=msg.sender.value, subject=msg.subject, kind=Kind.UNDETERMINED.value,
+            priority=(Priority.CRITICAL if msg.critical else Priority.NORMAL).value, state="unverified", plan=None,
+            queue_priority=0, terms=None, received_at=msg.received_at, decision=Outcome.UNKNOWN_SENDER.value,
+            reasons=list(work.reasons), kind_reasons=[], pauses=[], created_at=self.now(), updated_at=self.now(),
+        )
+        message_id = self._store_message(tickets, msg, ticket_id, None, None, Outcome.UNKNOWN_SENDER, work)
+        reply = self._reply_for(msg, "unknown_sender", self._language(contact, account), ref=ref,
+                                sender=msg.sender.value)
+        self._queue(s, reply, message_id, ticket_id, None, None, ref=ref)
+        tickets.add_event("ticket_opened", self.now(), ticket_id=ticket_id, message_id=message_id,
+                          data={"decision": Outcome.UNKNOWN_SENDER.value, "reasons": work.reasons})
+        return IntakeResult(Outcome.UNKNOWN_SENDER, ref, message_id, reply.purpose if reply else None, tuple(work.reasons))
+
+    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work) -> SlaTerms:
+        terms = self.preset.terms(plan, msg.received_at.astimezone(self._zone()).date())
+        critical = self.preset.critical
+        if not msg.critical or critical is None:
+            return terms
+        # R17: a critical incident runs on the calendar clock of the 24/7 outage line
+        target = plan.first_response
+        moved = (Target(target.duration, ClockKind.CALENDAR, critical.calendar)
+                 if target is not None and plan.sla else None)
+        calendars = dict(terms.calendars)
+        calendars[critical.calendar] = self.preset.calendars[critical.calendar]
+        work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
+        return replace(terms, plan=replace(plan, first_response=moved, reminders=()), calendars=calendars)
+
+    def _new_ticket(self, s: Session, contact: ContactRecord, account: AccountRecord, plan: Plan,
+                    work: _Work) -> IntakeResult:
+        tickets, msg, now = TicketRepository(s), work.msg, self.now()
+        terms = self._terms_for(plan, msg, work)
+        due = first_response_due(msg.received_at, terms)
+        window = resolution_window(msg.received_at, terms)
+        verdict = classify(
+            ClassificationInput(msg.subject + "\n" + msg.text if msg.subject else msg.text,
+                                msg.received_at.astimezone(self._zone()).date(), account.templates_delivered),
+            self.preset.classification, template_window=self.preset.template_window,
+            default=Kind(self.preset.default_kind),
+        )
+        priority = Priority.CRITICAL if msg.critical else Priority.NORMAL
+        work.reasons.append(f"{contact.name} is a contact person of {account.name} (plan {plan.name})")
+        work.reasons.append(
+            f"first response due {due.isoformat()}" if due else "no first-response guarantee (plan without SLA)"
+        )
+        ref = tickets.next_ref(self.preset.ref_prefix)
+        ticket_id = tickets.add_ticket(
+            ref=ref, account_id=account.id, contact_id=contact.id, channel=msg.channel.value,
+            thread_key=msg.sender.value, subject=msg.subject, kind=verdict.kind.value, kind_rule=verdict.rule,
+            kind_reasons=list(verdict.reasons), priority=priority.value, state="open", plan=plan.name,
+            queue_priority=plan.queue_priority, terms=terms.to_dict(), received_at=msg.received_at,
+            first_response_due=due, resolution_due_min=window.earliest, resolution_due_max=window.latest,
+            decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
+        )
+        message_id = self._store_message(tickets, msg, ticket_id, account.id, contact.id, Outcome.NEW_TICKET, work)
+        ReminderRepository(s).plan(ticket_id, ((r.spec, r.at, r.escalate)
+                                               for r in reminder_schedule(msg.received_at, terms)))
+        language = self._language(contact, account)
+        reply = self._acknowledgement(msg, terms, plan, ref, contact, account, due, window.earliest,
+                                      window.latest, verdict.kind, verdict.reasons, language)
+        self._queue(s, reply, message_id, ticket_id, account.id, contact.id, ref=ref)
+        tickets.add_event("ticket_opened", now, ticket_id=ticket_id, message_id=message_id,
+                          data={"decision": Outcome.NEW_TICKET.value, "reasons": work.reasons,
+                                "kind": verdict.kind.value, "kind_rule": verdict.rule})
+        return IntakeResult(Outcome.NEW_TICKET, ref, message_id, reply.purpose if reply else None, tuple(work.reasons),
+                            verdict.kind.value, due)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _zone(self) -> ZoneInfo:
+        return next(iter(self.preset.calendars.values())).zone
+
+    def _language(self, contact: ContactRecord | None, account: AccountRecord | None) -> Language:
+        return language_of(contact.language if contact else None, account.language if account else None,
+                           default=self.default_language)
+
+    def _store_message(self, tickets: TicketRepository, msg: InboundMessage, ticket_id: int | None,
+                       account_id: int | None, contact_id: int | None, outcome: Outcome, work: _Work) -> int:
+        return tickets.add_message(
+            ticket_id=ticket_id, account_id=account_id, contact_id=contact_id, direction="in",
+            channel=msg.channel.value, external_id=msg.external_id, sender=msg.sender.value,
+            recipient=msg.recipient, sender_name=msg.sender_name, subject=msg.subject, text=msg.text,
+            full_text=msg.full_text, at=msg.received_at, auto=msg.automatic, decision=outcome.value,
+            reasons=list(work.reasons), delivery_state=DeliveryState.RECEIVED.value,
+            thread_refs=list(msg.thread_refs), raw=msg.raw or None, created_at=self.now(),
+            attachments=[{"filename": a.filename, "content_type": a.content_type, "size": a.size, "url": a.url,
+                          "data": a.data, "fetched": a.data is not None} for a in msg.attachments],
+        )
+
+    def _acknowledgement(self, msg: InboundMessage, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,
+                         account: AccountRecord, due: datetime | None, earliest: datetime | None,
+                         latest: datetime | None, kind: Kind, kind_reasons: tuple[str, ...],
+                         language: Language) -> _Reply | None:
+        office = next(iter(terms.calendars.values())) if terms.calendars else next(iter(self.preset.calendars.values()))
+        common: dict[str, Any] = {
+            "ref": ref, "contact_name": contact.name, "plan": plan.title, "company": self.preset.title,
+            "opening_hours": opening_hours(self.preset.calendars.get("office", office), language),
+            "staff": account.staff if plan.staff_role else None,
+            "kind": kind.value, "kind_reason": kind_reasons[0] if kind_reasons else "",
+            "rates": Texts.rates(self.preset, plan, msg.received_at, language),
+        }
+        if msg.critical:
+            critical = self.preset.critical
+            return self._reply_for(msg, "critical", language, due=format_when(due, language) if due else None,
+                                   outage_charge=bool(critical and critical.outage_charge_warning), **common)
+        if not plan.sla or due is None:
+            return self._reply_for(msg, "accepted_no_sla", language, **common)
+        target = plan.first_response
+        assert target is not None
+        return self._reply_for(
+            msg, "accepted", language, due=format_when(due, language),
+            target=format_span(target.duration, language, target.clock.value),
+            resolution=resolution_phrase(plan, earliest, latest, language), **common,
+        )
+
+    def _reply_for(self, msg: InboundMessage, purpose: str, language: Language, **values: Any) -> _Reply | None:
+        """The automatic reply for ``purpose``, or None when the message is automatic itself."""
+        if msg.automatic:
+            return None
+        values.setdefault("company", self.preset.title)
+        rendered = self.texts.render(purpose, language, **values)
+        subject = None
+        if msg.channel is ChannelName.EMAIL:
+            base = msg.subject or ("Uw aanvraag" if language == "nl" else "Your request")
+            ref = values.get("ref")
+            subject = base if base.lower().startswith("re:") else f"Re: {base}"
+            if ref and ref not in subject:
+                subject = f"{subject} [{ref}]"
+        return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
+                      msg.external_id if msg.channel is ChannelName.EMAIL else None)
+
+    def _queue(self, s: Session, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
+               account_id: int | None, contact_id: int | None, *, ref: str | None = None) -> None:
+        """Store the outbound message and its outbox row, in the ingest's transaction."""
+        if reply is None:
+            return
+        now = self.now()
+        tickets = TicketRepository(s)
+        message_id = tickets.add_message(
+            ticket_id=ticket_id, account_id=account_id, contact_id=contact_id, direction="out",
+            channel=reply.channel, external_id=None, sender=None, recipient=reply.recipient, subject=reply.subject,
+            text=reply.text, at=now, auto=True, purpose=reply.purpose, delivery_state=DeliveryState.QUEUED.value,
+            reasons=[], thread_refs=[reply.in_reply_to] if reply.in_reply_to else [], created_at=now,
+        )
+        OutboxRepository(s).enqueue(message_id, reply.channel, reply.recipient, {
+            "text": reply.text, "subject": reply.subject, "in_reply_to": reply.in_reply_to,
+            "references": [reply.in_reply_to] if reply.in_reply_to else [], "language": reply.language,
+            "purpose": reply.purpose, "auto": True, "ticket_ref": ref, "reply_to_message": in_reply_to_id,
+        }, now)

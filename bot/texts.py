@@ -1,0 +1,145 @@
+"""Customer-facing texts: Jinja2 templates per language, with dates and money written out.
+
+The templates ship in ``bot/templates/{nl,en}/``; an operator may point
+``[templates] dir`` at a folder of the same shape to change any of them (a
+file there wins over the shipped one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from babel.numbers import format_currency
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+from bot.i18n import LANGUAGES, Language, format_span, format_when
+from sla_engine.billing import RateKind
+from sla_engine.calendar import WEEKDAYS, BusinessCalendar
+from sla_engine.clocks import ClockKind
+from sla_engine.policy import Channel, Plan, Preset
+
+DAY_NAMES = {
+    "nl": dict(zip(WEEKDAYS, ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"))),
+    "en": dict(zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))),
+}
+CHANNEL_NAMES = {
+    "nl": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "telefoon"},
+    "en": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "phone"},
+}
+WORDS = {
+    "nl": {"through": "t/m", "and": "en", "between": "binnen", "closed_holidays": "behalve op feestdagen"},
+    "en": {"through": "to", "and": "and", "between": "within", "closed_holidays": "except public holidays"},
+}
+
+
+def language_of(*candidates: str | None, default: Language = "nl") -> Language:
+    """The first of ``candidates`` that slabot speaks, else ``default``."""
+    for value in candidates:
+        if value in LANGUAGES:
+            return value
+    return default
+
+
+def opening_hours(calendar: BusinessCalendar, language: Language) -> str:
+    """``maandag t/m vrijdag 09:00-17:00`` / ``Monday to Friday 09:00-17:00``."""
+    hours = calendar.describe_hours()
+    if len(hours) == 7 and all(v == ["00:00-24:00"] for v in hours.values()):
+        return "24/7"
+    groups: list[tuple[list[str], list[str]]] = []
+    for day in WEEKDAYS:
+        windows = hours.get(day)
+        if windows and groups and groups[-1][1] == windows and WEEKDAYS.index(groups[-1][0][-1]) == WEEKDAYS.index(day) - 1:
+            groups[-1][0].append(day)
+        elif windows:
+            groups.append(([day], windows))
+    names, words = DAY_NAMES[language], WORDS[language]
+    parts = []
+    for days, windows in groups:
+        label = names[days[0]] if len(days) == 1 else f"{names[days[0]]} {words['through']} {names[days[-1]]}"
+        parts.append(f"{label} {', '.join(windows)}")
+    text = "; ".join(parts)
+    if calendar.holiday_country:
+        text += f", {words['closed_holidays']}"
+    return text
+
+
+def money_text(amount: Decimal, language: Language, currency: str = "EUR") -> str:
+    """``€ 130,00`` / ``€130.00``."""
+    return format_currency(amount, currency, locale="nl_NL" if language == "nl" else "en_IE")
+
+
+def channel_list(channels: frozenset[Channel], language: Language) -> str:
+    names = [CHANNEL_NAMES[language][c.value] for c in sorted(channels, key=lambda c: c.value)]
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} {WORDS[language]['and']} {names[-1]}"
+
+
+def resolution_phrase(plan: Plan, earliest: datetime | None, latest: datetime | None, language: Language) -> str | None:
+    """``binnen 3 - 4 weken (tussen ... en ...)``."""
+    target = plan.resolution
+    if target is None or earliest is None or latest is None:
+        return None
+    low = format_span(target.minimum, language, target.clock.value)
+    high = format_span(target.maximum, language, target.clock.value)
+    low_number, high_words = low.split(" ")[0], high
+    span = f"{low_number} - {high_words}" if low.split(" ", 1)[1:] == high.split(" ", 1)[1:] else f"{low} - {high}"
+    if language == "nl":
+        return f"binnen {span} (tussen {format_when(earliest, language)} en {format_when(latest, language)})"
+    return f"within {span} (between {format_when(earliest, language)} and {format_when(latest, language)})"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A text ready to send."""
+
+    purpose: str
+    language: Language
+    text: str
+
+
+class Texts:
+    """Renders the customer-facing templates."""
+
+    def __init__(self, override_dir: str | Path | None = None) -> None:
+        shipped = resources.files("bot").joinpath("templates")
+        self._envs: dict[str, Environment] = {}
+        for language in LANGUAGES:
+            loaders = []
+            if override_dir is not None:
+                loaders.append(FileSystemLoader(str(Path(override_dir) / language)))
+            loaders.append(FileSystemLoader(str(shipped.joinpath(language))))
+            self._envs[language] = Environment(
+                loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
+                keep_trailing_newline=True, trim_blocks=False,
+            )
+
+    def render(self, purpose: str, language: Language, **values: Any) -> Rendered:
+        template = self._envs[language].get_template(f"{purpose}.txt")
+        text = template.render(**values)
+        # collapse the blank lines left by optional blocks
+        lines: list[str] = []
+        for line in text.strip().splitlines():
+            if line.strip() or (lines and lines[-1].strip()):
+                lines.append(line.rstrip())
+        return Rendered(purpose, language, "\n".join(lines) + "\n")
+
+    @staticmethod
+    def rates(preset: Preset, plan: Plan, on: datetime, language: Language) -> dict[str, str] | None:
+        """The rates of the day, written out, for plans with paid service."""
+        if preset.billing is None or not plan.paid_service:
+            return None
+        card = preset.billing.rate_on(on.date())
+        cur = preset.billing.currency
+        return {
+            "ad_hoc": money_text(card.rate(RateKind.AD_HOC), language, cur),
+            "urgent": money_text(card.urgent, language, cur),
+            "punch_card": money_text(card.punch_card, language, cur),
+            "minimum_hours": f"{preset.billing.minimum_hours.normalize():f}",
+            "punch_card_minimum_hours": f"{preset.billing.punch_card_minimum_hours.normalize():f}",
+        }

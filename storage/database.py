@@ -1,0 +1,141 @@
+"""The database: engine set-up, transactions with retry, and migrations.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy
+timeout; every write transaction starts with ``BEGIN IMMEDIATE`` so that two
+writers queue instead of failing half-way, and a transaction that still meets
+"database is locked" is retried as a whole. PostgreSQL needs none of this.
+Migrations are Alembic's, applied on start (:meth:`Database.upgrade`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+RETRIES = 8
+
+
+class StorageError(Exception):
+    """A storage failure slabot cannot handle on its own."""
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def _is_serialization(exc: BaseException) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in {"40001", "40P01"}
+
+
+class Database:
+    """An engine, a session factory, and transactions that retry when SQLite is busy."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+            if parsed.database in (None, "", ":memory:"):
+                raise StorageError("use a SQLite file, not an in-memory database: slabot needs it shared")
+            kwargs["poolclass"] = NullPool if parsed.query.get("nullpool") else None
+            if kwargs["poolclass"] is None:
+                del kwargs["poolclass"]
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._tune_sqlite(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _tune_sqlite(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on an error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def run(self, work: Callable[[Session], T], *, retries: int = RETRIES) -> T:
+        """Run ``work`` in one transaction; retry the whole of it when the database is busy."""
+        attempt = 0
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    return work(session)
+            except (OperationalError, DBAPIError) as exc:
+                retryable = (self.is_sqlite and _is_locked(exc)) or _is_serialization(exc)
+                if not retryable or attempt >= retries:
+                    raise
+                attempt += 1
+                delay = min(0.05 * 2**attempt, 2.0) * (0.5 + random.random())
+                log.debug("database busy (%s); retry %d in %.2fs", exc.__class__.__name__, attempt, delay)
+                time.sleep(delay)
+
+    def upgrade(self) -> None:
+        """Apply the Alembic migrations up to the newest."""
+        with self.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def current_revision(self) -> str | None:
+        """The applied migration revision, or None for an empty database."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+            return None if row is None else str(row[0])
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config() -> AlembicConfig:
+    """An Alembic config pointing at the migrations shipped in this package."""
+    config = AlembicConfig()
+    location = resources.files("storage").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Open (and by default migrate) the database at ``url``."""
+    db = Database(url)
+    if migrate:
+        db.upgrade()
+    return db

@@ -1,0 +1,280 @@
+"""SQLAlchemy 2 table models. Only ``storage`` sees these; the rest gets records.
+
+Instants are stored as timezone-aware UTC (``UtcDateTime``) on both SQLite and
+PostgreSQL; money and hours as ``Numeric``; a ticket's SLA snapshot as JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored")
+        result = value.astimezone(timezone.utc)
+        return result.replace(tzinfo=None) if dialect.name == "sqlite" else result
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+Money = Numeric(12, 2)
+Hours = Numeric(10, 2)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, Decimal: Money}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    plan: Mapped[str] = mapped_column(String(50))
+    staff: Mapped[str | None] = mapped_column(String(100))
+    templates_delivered: Mapped[date | None] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(5), default="nl")
+    monthly_hours: Mapped[Decimal | None] = mapped_column(Hours)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="contact")  # contact | third_party
+    authorised: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str | None] = mapped_column(String(5))
+
+
+class Identity(Base):
+    """An e-mail address (lower case) or phone number (E.164) of a contact."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("contact_id", "kind", "value"), Index("ix_identities_lookup", "kind", "value"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone
+    value: Mapped[str] = mapped_column(String(320))
+
+
+class Counter(Base):
+    """Named counters, e.g. the next ticket number per reference prefix."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_open_queue", "state", "queue_priority", "first_response_due"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(30), unique=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    thread_key: Mapped[str | None] = mapped_column(String(320), index=True)  # sender identity on the channel
+    subject: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20), default="undetermined")
+    kind_rule: Mapped[str | None] = mapped_column(String(100))
+    kind_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    plan: Mapped[str | None] = mapped_column(String(50))
+    queue_priority: Mapped[int] = mapped_column(Integer, default=0)
+    terms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[datetime]
+    first_response_due: Mapped[datetime | None]
+    first_responded_at: Mapped[datetime | None]
+    resolution_due_min: Mapped[datetime | None]
+    resolution_due_max: Mapped[datetime | None]
+    needs_release: Mapped[bool] = mapped_column(Boolean, default=False)
+    waiting_since: Mapped[datetime | None]
+    pauses: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[start, end|null], ...] ISO
+    resolved_at: Mapped[datetime | None]
+    decision: Mapped[str] = mapped_column(String(40))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str | None] = mapped_column(String(400))
+    sender: Mapped[str | None] = mapped_column(String(320))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text, default="")
+    full_text: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    staff: Mapped[str | None] = mapped_column(String(100))  # who wrote an outbound reply
+    purpose: Mapped[str | None] = mapped_column(String(40))  # acknowledgement kind, reply, clarify...
+    decision: Mapped[str | None] = mapped_column(String(40))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    delivery_state: Mapped[str] = mapped_column(String(20))
+    thread_refs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str | None] = mapped_column(String(400))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int | None] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    fetched: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Outbox(Base):
+    """An outbound message waiting to be sent, or its sending history."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20))  # pending | sending | sent | failed | unknown | needs_staff
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Reminder(Base):
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("ticket_id", "spec"), Index("ix_reminders_due", "state", "due_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    spec: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[datetime]
+    escalate: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(20))  # planned | claimed | sent | skipped | cancelled
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+
+
+class TimeEntry(Base):
+    __tablename__ = "time_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    staff: Mapped[str] = mapped_column(String(100))
+    hours: Mapped[Decimal] = mapped_column(Hours)
+    activity: Mapped[str] = mapped_column(String(20), default="work")  # work | diagnosis
+    note: Mapped[str | None] = mapped_column(Text)
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime]
+
+
+class PunchCard(Base):
+    __tablename__ = "punch_cards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    block_hours: Mapped[Decimal] = mapped_column(Hours)
+    remaining: Mapped[Decimal] = mapped_column(Hours)
+    block_number: Mapped[int] = mapped_column(Integer, default=1)
+    purchased_at: Mapped[datetime]
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    description: Mapped[str] = mapped_column(Text)
+    hours: Mapped[Decimal | None] = mapped_column(Hours)
+    rate: Mapped[Decimal | None] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    day: Mapped[date] = mapped_column(Date)
+    invoice: Mapped[str] = mapped_column(String(20), default="monthly")  # monthly | separate
+
+
+class Event(Base):
+    """The audit trail: what happened to a ticket or message, by whom, and why."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100), default="slabot")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

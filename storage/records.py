@@ -1,0 +1,146 @@
+"""Domain values the repositories hand out (never ORM rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    id: int
+    account_id: int
+    name: str
+    role: str  # contact | third_party
+    authorised: bool
+    language: str | None
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+
+    @property
+    def may_open_requests(self) -> bool:
+        return self.role == "contact" or self.authorised
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    id: int
+    name: str
+    plan: str
+    staff: str | None
+    templates_delivered: date | None
+    language: str
+    monthly_hours: Decimal | None
+    contacts: tuple[ContactRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    """An account as an import file states it."""
+
+    name: str
+    plan: str
+    staff: str | None = None
+    templates_delivered: date | None = None
+    language: str = "nl"
+    monthly_hours: Decimal | None = None
+    contacts: tuple[ContactInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContactInput:
+    name: str
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    role: str = "contact"
+    authorised: bool = True
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    id: int
+    filename: str | None
+    content_type: str
+    size: int | None
+    url: str | None
+    fetched: bool
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: int
+    ticket_id: int | None
+    direction: str
+    channel: str
+    external_id: str | None
+    sender: str | None
+    recipient: str | None
+    subject: str | None
+    text: str
+    at: datetime
+    auto: bool
+    purpose: str | None
+    decision: str | None
+    reasons: tuple[str, ...]
+    delivery_state: str
+    staff: str | None = None
+    attachments: tuple[AttachmentRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    id: int
+    ref: str
+    account_id: int | None
+    account: str | None
+    contact_id: int | None
+    contact: str | None
+    channel: str
+    thread_key: str | None
+    subject: str | None
+    kind: str
+    kind_rule: str | None
+    kind_reasons: tuple[str, ...]
+    priority: str
+    state: str
+    plan: str | None
+    queue_priority: int
+    terms: dict[str, Any] | None
+    received_at: datetime
+    first_response_due: datetime | None
+    first_responded_at: datetime | None
+    resolution_due_min: datetime | None
+    resolution_due_max: datetime | None
+    needs_release: bool
+    waiting_since: datetime | None
+    pauses: tuple[tuple[datetime, datetime | None], ...]
+    resolved_at: datetime | None
+    decision: str
+    reasons: tuple[str, ...]
+    messages: tuple[MessageRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    message_id: int
+    channel: str
+    recipient: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ReminderRecord:
+    id: int
+    ticket_id: int
+    spec: str
+    due_at: datetime
+    escalate: bool
+    state: str

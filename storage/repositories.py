@@ -1,0 +1,398 @@
+"""Repositories: the queries slabot needs, on one session, returning records.
+
+Each repository works inside the caller's transaction (``Database.run``); none
+commits on its own, so the intake can store ticket, message, outbox row and
+reminders all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from storage import models as m
+from storage.records import (
+    AccountInput,
+    AccountRecord,
+    AttachmentRecord,
+    ContactRecord,
+    MessageRecord,
+    OutboxRecord,
+    ReminderRecord,
+    TicketRecord,
+)
+
+OPEN_STATES = ("open", "waiting", "unverified")
+FIRST_TICKET_NUMBER = 10001
+
+
+def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
+    ids = list(identities)
+    return ContactRecord(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        role=row.role,
+        authorised=row.authorised,
+        language=row.language,
+        emails=tuple(sorted(i.value for i in ids if i.kind == "email")),
+        phones=tuple(sorted(i.value for i in ids if i.kind == "phone")),
+    )
+
+
+def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
+    return AccountRecord(
+        id=row.id,
+        name=row.name,
+        plan=row.plan,
+        staff=row.staff,
+        templates_delivered=row.templates_delivered,
+        language=row.language,
+        monthly_hours=row.monthly_hours,
+        contacts=tuple(contacts),
+    )
+
+
+class AccountRepository:
+    """Accounts, their contacts and identities."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def upsert(self, data: AccountInput, now: datetime) -> tuple[int, bool]:
+        """Create or update an account by name, replacing its contacts' identities."""
+        row = self.session.scalar(select(m.Account).where(m.Account.name == data.name))
+        created = row is None
+        if row is None:
+            row = m.Account(name=data.name, created_at=now)
+            self.session.add(row)
+        row.plan = data.plan
+        row.staff = data.staff
+        row.templates_delivered = data.templates_delivered
+        row.language = data.language
+        row.monthly_hours = data.monthly_hours
+        row.updated_at = now
+        self.session.flush()
+        existing = {c.name: c for c in self.session.scalars(select(m.Contact).where(m.Contact.account_id == row.id))}
+        for contact in data.contacts:
+            crow = existing.pop(contact.name, None)
+            if crow is None:
+                crow = m.Contact(account_id=row.id, name=contact.name)
+                self.session.add(crow)
+            crow.role = contact.role
+            crow.authorised = contact.authorised
+            crow.language = contact.language
+            self.session.flush()
+            self.session.execute(delete(m.Identity).where(m.Identity.contact_id == crow.id))
+            for kind, values in (("email", contact.emails), ("phone", contact.phones)):
+                for value in dict.fromkeys(values):
+                    self.session.add(m.Identity(contact_id=crow.id, kind=kind, value=value))
+        for gone in existing.values():
+            # a contact no longer listed keeps its history but can no longer be matched
+            self.session.execute(delete(m.Identity).where(m.Identity.contact_id == gone.id))
+            gone.role = "third_party"
+            gone.authorised = False
+        self.session.flush()
+        return row.id, created
+
+    def all(self) -> list[AccountRecord]:
+        accounts = self.session.scalars(select(m.Account).order_by(m.Account.name)).all()
+        contacts = self.session.scalars(select(m.Contact).order_by(m.Contact.id)).all()
+        identities = self.session.scalars(select(m.Identity)).all()
+        by_contact: dict[int, list[m.Identity]] = {}
+        for ident in identities:
+            by_contact.setdefault(ident.contact_id, []).append(ident)
+        by_account: dict[int, list[ContactRecord]] = {}
+        for c in contacts:
+            by_account.setdefault(c.account_id, []).append(_contact(c, by_contact.get(c.id, [])))
+        return [_account(a, by_account.get(a.id, [])) for a in accounts]
+
+    def get(self, account_id: int) -> AccountRecord:
+        row = self.session.get(m.Account, account_id)
+        if row is None:
+            raise KeyError(account_id)
+        return _account(row)
+
+    def by_name(self, name: str) -> AccountRecord | None:
+        row = self.session.scalar(select(m.Account).where(func.lower(m.Account.name) == name.lower()))
+        return None if row is None else _account(row)
+
+    def contact(self, contact_id: int) -> ContactRecord:
+        row = self.session.get(m.Contact, contact_id)
+        if row is None:
+            raise KeyError(contact_id)
+        idents = self.session.scalars(select(m.Identity).where(m.Identity.contact_id == contact_id)).all()
+        return _contact(row, idents)
+
+    def find(self, kind: str, value: str) -> list[tuple[ContactRecord, AccountRecord]]:
+        """Every contact with this identity, with its account (contacts before third parties)."""
+        rows = self.session.execute(
+            select(m.Contact, m.Account)
+            .join(m.Identity, m.Identity.contact_id == m.Contact.id)
+            .join(m.Account, m.Account.id == m.Contact.account_id)
+            .where(m.Identity.kind == kind, m.Identity.value == value)
+            .order_by(m.Contact.id)
+        ).all()
+        found = [(_contact(c, []), _account(a)) for c, a in rows]
+        return sorted(found, key=lambda pair: (not pair[0].may_open_requests, pair[0].id))
+
+
+class TicketRepository:
+    """Tickets, their messages and attachments, and the audit trail."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- references -----------------------------------------------------------
+
+    def next_ref(self, prefix: str) -> str:
+        """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...)."""
+        name = f"ticket:{prefix}"
+        value = self.session.scalar(
+            update(m.Counter).where(m.Counter.name == name).values(value=m.Counter.value + 1).returning(m.Counter.value)
+        )
+        if value is None:
+            self.session.execute(insert(m.Counter).values(name=name, value=FIRST_TICKET_NUMBER))
+            value = FIRST_TICKET_NUMBER
+        return f"{prefix}-{value}"
+
+    # -- messages -------------------------------------------------------------
+
+    def message_id_for(self, channel: str, direction: str, external_id: str) -> int | None:
+        return self.session.scalar(
+            select(m.Message.id).where(
+                m.Message.channel == channel, m.Message.direction == direction, m.Message.external_id == external_id
+            )
+        )
+
+    def add_message(self, **values: Any) -> int:
+        attachments = values.pop("attachments", ())
+        row = m.Message(**values)
+        self.session.add(row)
+        self.session.flush()
+        for att in attachments:
+            self.session.add(m.Attachment(message_id=row.id, **att))
+        return row.id
+
+    def ticket_for_thread(self, channel: str, refs: Sequence[str]) -> int | None:
+        """The ticket of a message we saw or sent whose id is among ``refs`` (R6)."""
+        if not refs:
+            return None
+        return self.session.scalar(
+            select(m.Message.ticket_id)
+            .where(m.Message.channel == channel, m.Message.external_id.in_(list(refs)),
+                   m.Message.ticket_id.is_not(None))
+            .order_by(m.Message.id.desc())
+            .limit(1)
+        )
+
+    def open_ticket_for_key(self, channel: str, thread_key: str) -> int | None:
+        """The newest open ticket on ``channel`` from ``thread_key`` (a WhatsApp number)."""
+        return self.session.scalar(
+            select(m.Ticket.id)
+            .where(m.Ticket.channel == channel, m.Ticket.thread_key == thread_key, m.Ticket.state.in_(OPEN_STATES))
+            .order_by(m.Ticket.id.desc())
+            .limit(1)
+        )
+
+    def id_for_ref(self, ref: str) -> int | None:
+        return self.session.scalar(select(m.Ticket.id).where(m.Ticket.ref == ref.upper()))
+
+    # -- tickets --------------------------------------------------------------
+
+    def add_ticket(self, **values: Any) -> int:
+        row = m.Ticket(**values)
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def update_ticket(self, ticket_id: int, **values: Any) -> None:
+        self.session.execute(update(m.Ticket).where(m.Ticket.id == ticket_id).values(**values))
+
+    def get(self, ticket_id: int, *, with_messages: bool = False) -> TicketRecord:
+        row = self.session.get(m.Ticket, ticket_id)
+        if row is None:
+            raise KeyError(ticket_id)
+        return self._record(row, with_messages)
+
+    def by_ref(self, ref: str, *, with_messages: bool = False) -> TicketRecord | None:
+        row = self.session.scalar(select(m.Ticket).where(m.Ticket.ref == ref.strip().upper()))
+        return None if row is None else self._record(row, with_messages)
+
+    def queue(self, state: str | None = None) -> list[TicketRecord]:
+        """Tickets in queue order: higher queue priority first (R15), then by deadline."""
+        query = select(m.Ticket)
+        if state == "open":
+            query = query.where(m.Ticket.state.in_(OPEN_STATES))
+        elif state:
+            query = query.where(m.Ticket.state == state)
+        rows = self.session.scalars(query).all()
+        far = datetime.max.replace(tzinfo=None)
+
+        def order(t: m.Ticket) -> tuple[int, datetime, int]:
+            due = t.first_response_due.replace(tzinfo=None) if t.first_response_due else far
+            return (-t.queue_priority, due, t.id)
+
+        return [self._record(t, False) for t in sorted(rows, key=order)]
+
+    def messages(self, ticket_id: int) -> list[MessageRecord]:
+        rows = self.session.scalars(
+            select(m.Message).where(m.Message.ticket_id == ticket_id).order_by(m.Message.at, m.Message.id)
+        ).all()
+        return [self._message(r) for r in rows]
+
+    def kept_messages(self) -> list[MessageRecord]:
+        """Inbound messages kept without a ticket (third parties, channels not in the plan)."""
+        rows = self.session.scalars(
+            select(m.Message).where(m.Message.ticket_id.is_(None), m.Message.direction == "in").order_by(m.Message.id)
+        ).all()
+        return [self._message(r) for r in rows]
+
+    def message(self, message_id: int) -> MessageRecord:
+        row = self.session.get(m.Message, message_id)
+        if row is None:
+            raise KeyError(message_id)
+        return self._message(row)
+
+    def set_delivery_state(self, message_id: int, state: str, external_id: str | None = None) -> None:
+        values: dict[str, Any] = {"delivery_state": state}
+        if external_id is not None:
+            values["external_id"] = external_id
+        self.session.execute(update(m.Message).where(m.Message.id == message_id).values(**values))
+
+    def add_event(self, kind: str, at: datetime, *, ticket_id: int | None = None, message_id: int | None = None,
+                  actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
+        self.session.add(m.Event(kind=kind, at=at, ticket_id=ticket_id, message_id=message_id, actor=actor,
+                                 data=data or {}))
+
+    def events(self, ticket_id: int) -> list[dict[str, Any]]:
+        rows = self.session.scalars(select(m.Event).where(m.Event.ticket_id == ticket_id).order_by(m.Event.id)).all()
+        return [{"at": r.at, "kind": r.kind, "actor": r.actor, "data": r.data} for r in rows]
+
+    def _message(self, row: m.Message) -> MessageRecord:
+        atts = self.session.scalars(select(m.Attachment).where(m.Attachment.message_id == row.id)).all()
+        return MessageRecord(
+            id=row.id, ticket_id=row.ticket_id, direction=row.direction, channel=row.channel,
+            external_id=row.external_id, sender=row.sender, recipient=row.recipient, subject=row.subject,
+            text=row.text, at=row.at, auto=row.auto, purpose=row.purpose, decision=row.decision,
+            reasons=tuple(row.reasons or ()), delivery_state=row.delivery_state, staff=row.staff,
+            attachments=tuple(AttachmentRecord(a.id, a.filename, a.content_type, a.size, a.url, a.fetched)
+                              for a in atts),
+        )
+
+    def _record(self, row: m.Ticket, with_messages: bool) -> TicketRecord:
+        account = self.session.get(m.Account, row.account_id) if row.account_id else None
+        contact = self.session.get(m.Contact, row.contact_id) if row.contact_id else None
+        pauses = tuple(
+            (datetime.fromisoformat(p[0]), datetime.fromisoformat(p[1]) if p[1] else None) for p in row.pauses or ()
+        )
+        return TicketRecord(
+            id=row.id, ref=row.ref, account_id=row.account_id, account=account.name if account else None,
+            contact_id=row.contact_id, contact=contact.name if contact else None, channel=row.channel,
+            thread_key=row.thread_key, subject=row.subject, kind=row.kind, kind_rule=row.kind_rule,
+            kind_reasons=tuple(row.kind_reasons or ()), priority=row.priority, state=row.state, plan=row.plan,
+            queue_priority=row.queue_priority, terms=row.terms, received_at=row.received_at,
+            first_response_due=row.first_response_due, first_responded_at=row.first_responded_at,
+            resolution_due_min=row.resolution_due_min, resolution_due_max=row.resolution_due_max,
+            needs_release=row.needs_release, waiting_since=row.waiting_since, pauses=pauses,
+            resolved_at=row.resolved_at, decision=row.decision, reasons=tuple(row.reasons or ()),
+            messages=tuple(self.messages(row.id)) if with_messages else (),
+        )
+
+
+class OutboxRepository:
+    """Outbound messages waiting to go, claimed one at a time so none is sent twice."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
+        row = m.Outbox(message_id=message_id, channel=channel, recipient=recipient, payload=payload,
+                       state="pending", attempts=0, next_attempt_at=now, created_at=now)
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def due_ids(self, now: datetime, limit: int = 50) -> list[int]:
+        return list(self.session.scalars(
+            select(m.Outbox.id).where(m.Outbox.state == "pending", m.Outbox.next_attempt_at <= now)
+            .order_by(m.Outbox.next_attempt_at, m.Outbox.id).limit(limit)
+        ))
+
+    def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
+        """Move a pending row to ``sending`` for ``worker``; None when someone else took it."""
+        claimed = self.session.execute(
+            update(m.Outbox)
+            .where(m.Outbox.id == outbox_id, m.Outbox.state == "pending")
+            .values(state="sending", claimed_by=worker, claimed_at=now, attempts=m.Outbox.attempts + 1)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return self.get(outbox_id)
+
+    def get(self, outbox_id: int) -> OutboxRecord:
+        row = self.session.get(m.Outbox, outbox_id)
+        if row is None:
+            raise KeyError(outbox_id)
+        self.session.refresh(row)
+        return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, row.state,
+                            row.attempts, row.next_attempt_at, row.last_error)
+
+    def finish(self, outbox_id: int, state: str, now: datetime, *, error: str | None = None,
+               retry_at: datetime | None = None, attempts: int | None = None) -> None:
+        values: dict[str, Any] = {"state": state, "last_error": error, "claimed_by": None}
+        if attempts is not None:
+            values["attempts"] = attempts
+        if state == "sent":
+            values["sent_at"] = now
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        self.session.execute(update(m.Outbox).where(m.Outbox.id == outbox_id).values(**values))
+
+    def stale_sending(self, older_than: datetime) -> list[int]:
+        """Rows left in ``sending`` by a worker that died: their outcome is unknown."""
+        return list(self.session.scalars(
+            select(m.Outbox.id).where(m.Outbox.state == "sending", m.Outbox.claimed_at < older_than)
+        ))
+
+    def counts(self) -> dict[str, int]:
+        rows = self.session.execute(select(m.Outbox.state, func.count()).group_by(m.Outbox.state)).all()
+        return {state: count for state, count in rows}
+
+
+class ReminderRepository:
+    """Planned pings to staff (R16); sent exactly once."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def plan(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> None:
+        for spec, due_at, escalate in items:
+            self.session.add(m.Reminder(ticket_id=ticket_id, spec=spec, due_at=due_at, escalate=escalate,
+                                        state="planned"))
+
+    def cancel_for(self, ticket_id: int, now: datetime) -> int:
+        result = self.session.execute(
+            update(m.Reminder).where(m.Reminder.ticket_id == ticket_id, m.Reminder.state == "planned")
+            .values(state="cancelled", done_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def for_ticket(self, ticket_id: int) -> list[ReminderRecord]:
+        rows = self.session.scalars(
+            select(m.Reminder).where(m.Reminder.ticket_id == ticket_id).order_by(m.Reminder.due_at)
+        ).all()
+        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
+
+    def planned(self) -> list[ReminderRecord]:
+        rows = self.session.scalars(
+            select(m.Reminder).where(m.Reminder.state == "planned").order_by(m.Reminder.due_at)
+        ).all()
+        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
+
+
+__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "TicketRepository", "OPEN_STATES"]
