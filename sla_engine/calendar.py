@@ -200,7 +200,7 @@ class BusinessCalendar:
         return found
 
     def closed_reason(self, day: date) -> str | None:
-        """Why ``day`` is closed ("King's Day", a closure's reason, "weekend"), or None."""
+        """Why ``day`` is closed ("King's Day", a closure's reason, "no opening hours"), or None."""
         name = self.holidays_in(day.year).get(day)
         if name is not None:
             return name

@@ -151,7 +151,7 @@ class WorkingDaysClock:
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Working-day time from the clock's start for ``start`` to ``end``."""
         spent = self._position(_aware(end)) - self._position(self.next_run(start))
-        if spent < 0 and end >= start:
+        if spent < 0 and end.astimezone(UTC) >= start.astimezone(UTC):
             spent = 0
         return from_us(spent)
 

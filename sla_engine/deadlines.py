@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sla_engine.policy import SlaTerms
+
+UTC = timezone.utc
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ def paused_time(received_at: datetime, pauses: Iterable[Pause], terms: SlaTerms,
     clock = terms.clock(target)
     total = timedelta(0)
     for pause in pauses:
-        start = max(pause.start, received_at)
-        end = pause.end if pause.end is not None else as_of
+        # compare in UTC: two datetimes in one zone compare by wall time (wrong in October's repeated hour)
+        start = max(pause.start.astimezone(UTC), received_at.astimezone(UTC))
+        end = (pause.end if pause.end is not None else as_of).astimezone(UTC)
         if end > start:
             total += clock.elapsed(start, end)
     return total

@@ -749,3 +749,19 @@ def test_naive_datetimes_raise_in_deadlines_and_calendar() -> None:
         resolution_window(NAIVE, PN.terms("business", NAIVE.date()))
     with pytest.raises(ValueError, match="aware"):
         MC_OFFICE.is_open(NAIVE)
+
+
+def test_pause_inside_octobers_repeated_hour_counts_real_time() -> None:
+    """Pauses compare instants in UTC: 02:50 CEST to 02:10 CET (fold=1) is 20 real minutes."""
+    from sla_engine.deadlines import paused_time
+    from sla_engine.policy import Channel, Plan, ResolutionTarget, SlaTerms, Target
+
+    outage = BusinessCalendar.always_open("outage")
+    plan = Plan(name="p", title="P", channels=frozenset({Channel.EMAIL}), sla=True,
+                first_response=Target(timedelta(hours=1), ClockKind.CALENDAR, "outage"),
+                resolution=ResolutionTarget(timedelta(days=7), timedelta(days=14), ClockKind.CALENDAR, "outage"))
+    terms = SlaTerms("test", plan, {"outage": outage})
+    zone = ZoneInfo("Europe/Amsterdam")
+    start = datetime(2026, 10, 25, 2, 50, tzinfo=zone)  # CEST
+    end = datetime(2026, 10, 25, 2, 10, tzinfo=zone, fold=1)  # CET, 20 minutes later in real time
+    assert paused_time(start, [Pause(start, end)], terms, end) == timedelta(minutes=20)
