@@ -11,12 +11,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any, NoReturn, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.accounts import import_accounts
 from bot.config import LoadedConfig, load_config, masked
 from bot.errors import ConfigError, SlabotError
 from bot.i18n import AMSTERDAM, LANGUAGES, Language, format_span, format_when
@@ -26,8 +28,8 @@ from sla_engine.deadlines import first_response_due, resolution_window
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
 from storage.database import Database, StorageError, open_database
-from storage.records import MessageRecord, TicketRecord
-from storage.repositories import TicketRepository
+from storage.records import AccountRecord, MessageRecord, TicketRecord
+from storage.repositories import AccountRepository, TicketRepository
 
 EXIT_USAGE = 2
 
@@ -349,6 +351,77 @@ def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- accounts --------------------------------------------------------------------
+
+
+def cmd_accounts_import(args: argparse.Namespace, out: TextIO) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such accounts file")
+    loaded, db = _open_db(args)
+    try:
+        report = import_accounts(db, args.file, loaded.preset, datetime.now(timezone.utc))
+    except (SQLAlchemyError, StorageError) as exc:
+        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        db.dispose()
+    for problem in report.problems:
+        out.write(f"rejected: {problem}\n")
+    out.write(report.summary() + "\n")
+    return 0 if report.ok else 1
+
+
+def account_json(account: AccountRecord) -> dict[str, Any]:
+    """An account as ``accounts list --json`` prints it."""
+    hours: int | float | None = None
+    if account.monthly_hours is not None:
+        whole = account.monthly_hours == account.monthly_hours.to_integral_value()
+        hours = int(account.monthly_hours) if whole else float(account.monthly_hours)
+    return {
+        "name": account.name, "plan": account.plan, "staff": account.staff,
+        "templates_delivered": account.templates_delivered.isoformat() if account.templates_delivered else None,
+        "language": account.language,
+        "monthly_hours": hours,
+        "contacts": [{"name": c.name, "role": c.role, "authorised": c.authorised, "email": list(c.emails),
+                      "phone": list(c.phones)} for c in account.contacts],
+    }
+
+
+def cmd_accounts_list(args: argparse.Namespace, out: TextIO) -> int:
+    _, db = _open_db(args)
+    try:
+        accounts = db.run(lambda s: AccountRepository(s).all())
+    finally:
+        db.dispose()
+    if args.json:
+        out.write(json.dumps([account_json(a) for a in accounts]) + "\n")
+        return 0
+    if not accounts:
+        out.write("no accounts\n")
+    for a in accounts:
+        data = account_json(a)
+        extras = [f"language {a.language}"]
+        if data["templates_delivered"]:
+            extras.append(f"templates delivered {data['templates_delivered']}")
+        if data["monthly_hours"] is not None:
+            extras.append(f"{data['monthly_hours']} h/month")
+        out.write(f"{a.name[:32]:<32} {a.plan:<13} staff {a.staff or '-':<12} {'; '.join(extras)}\n")
+        if not a.contacts:
+            out.write("    (no contacts)\n")
+        for c in a.contacts:
+            role = "contact" if c.role == "contact" else (
+                "third party, authorised" if c.authorised else "third party, not authorised")
+            identities = ", ".join((*c.emails, *c.phones)) or "(no identities)"
+            out.write(f"    {c.name} [{role}]: {identities}\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.app import run_until_signalled
+
+    return run_until_signalled(load_config(args.config))
+
+
 # -- wiring --------------------------------------------------------------------
 
 
@@ -362,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "else the embedded defaults)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+
+    run = commands.add_parser("run", help="run slabot: HTTP server, outbox, scheduler and configured channels",
+                              description="Run slabot until Ctrl-C or SIGTERM. Channels without credentials "
+                                          "stay off and say why.")
+    run.set_defaults(handler=cmd_run)
 
     sla = commands.add_parser("sla", help="SLA calculations")
     sla_cmds = sla.add_subparsers(dest="sla_command", metavar="COMMAND", parser_class=_Parser)
@@ -406,6 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="ticket reference, e.g. MC-10001")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_tickets_show)
+
+    accounts = commands.add_parser("accounts", help="customer accounts and their contacts")
+    account_cmds = accounts.add_subparsers(dest="accounts_command", metavar="COMMAND", parser_class=_Parser)
+    account_cmds.required = True
+    account_import = account_cmds.add_parser(
+        "import", help="import or update accounts and contacts from a TOML or CSV file",
+        description="Import accounts and their contacts from FILE (.toml with [[account]] tables, or .csv with "
+                    "one line per contact); accounts already stored are updated in place by name. Rejected "
+                    "rows are listed with their line; exit code 1 when any row was rejected.",
+    )
+    account_import.add_argument("file", metavar="FILE", help="accounts file, .toml or .csv")
+    account_import.set_defaults(handler=cmd_accounts_import)
+    account_list = account_cmds.add_parser("list", help="accounts with their plan, staff and contacts")
+    account_list.add_argument("--json", action="store_true", help="print one JSON array")
+    account_list.set_defaults(handler=cmd_accounts_list)
     return parser
 
 

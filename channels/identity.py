@@ -48,7 +48,7 @@ def normalise_phone(text: str, region: str = "NL") -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise IdentityError(f"{text!r} is not a phone number ({exc})") from None
+        raise IdentityError(f"{text!r} is not a phone number: {str(exc).split(') ', 1)[-1]}") from None
     if not phonenumbers.is_possible_number(number):
         raise IdentityError(f"{text!r} is not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

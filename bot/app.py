@@ -1,0 +1,213 @@
+"""The composition root: config, database, HTTP app, outbox dispatcher and channels in one lifecycle.
+
+``Application.run(stop)`` opens (and migrates) the database, builds the intake
+pipeline and the outbox dispatcher, starts the HTTP server (uvicorn) and every
+configured channel, then waits for ``stop``. Stopping goes in reverse order:
+the HTTP server stops taking requests and finishes those in flight, the
+channels stop, the dispatcher finishes the row it is sending, and the database
+is closed. Every background task has an owner here that awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.config import LoadedConfig
+from bot.intake import IntakePipeline
+from bot.outbox import OutboxDispatcher
+from bot.texts import Texts
+from channels.messages import Sender
+from storage.database import Database, open_database
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ChannelState:
+    """What /healthz says of a channel."""
+
+    state: str  # up | down | off
+    reason: str | None = None
+    since: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason,
+                "since": self.since.isoformat() if self.since else None}
+
+
+@dataclass
+class Health:
+    """Health of the database and each channel, updated by their owners."""
+
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+
+    def set(self, channel: str, state: str, reason: str | None = None, now: datetime | None = None) -> None:
+        current = self.channels.get(channel)
+        if current is not None and current.state == state and current.reason == reason:
+            return
+        if current is None or current.state != state:
+            level = logging.WARNING if state == "down" else logging.INFO
+            log.log(level, "channel %s: %s%s", channel, state, f" ({reason})" if reason else "")
+        self.channels[channel] = ChannelState(state, reason, now or _utc_now())
+
+
+def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
+    """Which channels have no credentials, and why (None: configured)."""
+    cfg = loaded.config
+    return {
+        "whatsapp": None if cfg.twilio.configured else "no [twilio] account_sid, auth_token and whatsapp_from",
+        "email": None if cfg.email.configured else "no [email] imap_host, smtp_host and from_address",
+        "telegram": None if cfg.telegram.configured else "no [telegram] token and staff_chat_id",
+    }
+
+
+class Application:
+    """slabot's running service."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        now: Callable[[], datetime] = _utc_now,
+        senders: dict[str, Sender] | None = None,
+        dispatch_interval: float = 1.0,
+    ) -> None:
+        self.loaded = loaded
+        self.now = now
+        self.health = Health()
+        self.senders: dict[str, Sender] = dict(senders or {})
+        self.dispatch_interval = dispatch_interval
+        self.db: Database | None = None
+        self.pipeline: IntakePipeline | None = None
+        self.server: uvicorn.Server | None = None
+        self.started = asyncio.Event()
+
+    # -- HTTP -------------------------------------------------------------------
+
+    def asgi(self) -> Starlette:
+        """The HTTP app: health now; webhooks are added by the channels."""
+        return Starlette(routes=[Route("/healthz", self.healthz, methods=["GET"])])
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        database: dict[str, Any] = {"state": "up"}
+        if self.db is None:
+            database = {"state": "down", "reason": "not open"}
+        else:
+            try:
+                await asyncio.to_thread(self._ping)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                database = {"state": "down", "reason": f"{exc.__class__.__name__}: {exc}"}
+        channels = {name: state.as_json() for name, state in sorted(self.health.channels.items())}
+        ok = database["state"] == "up" and all(c["state"] != "down" for c in channels.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "channels": channels},
+                            status_code=200 if ok else 503)
+
+    def _ping(self) -> None:
+        assert self.db is not None
+        with self.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, wait for ``stop``, stop everything in reverse order."""
+        cfg = self.loaded.config
+        self.db = await asyncio.to_thread(open_database, cfg.database.url)
+        if cfg.accounts.file:
+            await asyncio.to_thread(self._import_accounts, cfg.accounts.file)
+        self.pipeline = IntakePipeline(self.db, self.loaded.preset, Texts(), default_language=cfg.language,
+                                       now=self.now)
+        for name, reason in channels_off_reasons(self.loaded).items():
+            if reason is not None and name not in self.senders:
+                self.health.set(name, "off", reason)
+            else:
+                self.health.set(name, "up")
+        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now)
+        uv_config = uvicorn.Config(self.asgi(), host=cfg.http.host, port=cfg.http.port, log_level="warning",
+                                   lifespan="off", timeout_graceful_shutdown=5)
+        self.server = _QuietServer(uv_config)
+        dispatch_stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                http = tasks.create_task(self.server.serve(), name="http")
+                dispatch = tasks.create_task(dispatcher.run(dispatch_stop, self.dispatch_interval), name="outbox")
+                while not self.server.started and not http.done():
+                    await asyncio.sleep(0.02)
+                if http.done():
+                    raise RuntimeError(f"the HTTP server could not start on {cfg.http.host}:{cfg.http.port}")
+                log.info("slabot is running: http://%s:%s (preset %s, database %s)", cfg.http.host,
+                         self._port(), self.loaded.preset.name, cfg.database.url)
+                self.started.set()
+                await stop.wait()
+                log.info("stopping: HTTP server, then outbox dispatcher, then database")
+                self.server.should_exit = True
+                await http
+                dispatch_stop.set()
+                await dispatch
+        finally:
+            self.db.dispose()
+            log.info("slabot stopped")
+
+    def _import_accounts(self, file: str) -> None:
+        """The ``[accounts] file`` is imported on start (relative to the config file)."""
+        from pathlib import Path
+
+        from bot.accounts import import_accounts
+
+        path = Path(file)
+        if not path.is_absolute() and self.loaded.source != "embedded defaults":
+            path = Path(self.loaded.source).parent / path
+        assert self.db is not None
+        report = import_accounts(self.db, path, self.loaded.preset, self.now())
+        for problem in report.problems:
+            log.warning("accounts file: rejected %s", problem)
+        log.info("accounts file %s: %s", path, report.summary())
+
+    def _port(self) -> int:
+        """The port actually bound (useful with port 0 in tests)."""
+        if self.server is not None and self.server.servers:
+            for server in self.server.servers:
+                for sock in server.sockets:
+                    return int(sock.getsockname()[1])
+        return self.loaded.config.http.port
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the application owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_until_signalled(loaded: LoadedConfig) -> int:
+    """``slabot run``: serve until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Application(loaded).run(stop)
+
+    asyncio.run(main())
+    return 0
