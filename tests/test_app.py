@@ -1,0 +1,69 @@
+"""`slabot run`: one lifecycle for HTTP, outbox and channels; /healthz; clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_health(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"slabot run exited early with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                body = json.loads(response.read())
+                assert isinstance(body, dict)
+                return body
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("slabot run did not answer /healthz in time")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_run_without_credentials_starts_reports_and_stops(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    port = free_port()
+    example = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text(encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(example.replace('url = "sqlite:///slabot.db"', f'url = "sqlite:///{tmp_path}/slabot.db"')
+                      .replace("port = 8080", f"port = {port}"), encoding="utf-8")
+    exe = Path(sys.executable).parent / "slabot"
+    proc = subprocess.Popen([str(exe), "--config", str(config), "run"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        health = wait_for_health(port, proc)
+        assert health["status"] == "ok"
+        assert health["database"] == {"state": "up"}
+        channels = health["channels"]
+        assert isinstance(channels, dict)
+        assert {name: c["state"] for name, c in channels.items()} == {
+            "email": "off", "telegram": "off", "whatsapp": "off"}
+        assert "twilio" in channels["whatsapp"]["reason"]
+        started = time.monotonic()
+        proc.send_signal(stop_signal)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "channel whatsapp: off" in err and "channel email: off" in err and "channel telegram: off" in err
+    assert "slabot stopped" in err
+    assert (tmp_path / "slabot.db").exists()
