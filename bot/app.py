@@ -30,6 +30,7 @@ from bot.config import LoadedConfig
 from bot.intake import IntakePipeline
 from bot.outbox import OutboxDispatcher
 from bot.texts import Texts
+from bot.whatsapp import WhatsAppChannel
 from channels.messages import Sender
 from storage.database import Database, open_database
 
@@ -98,13 +99,15 @@ class Application:
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
         self.server: uvicorn.Server | None = None
+        self.routes: list[Route] = []
+        self.whatsapp: WhatsAppChannel | None = None
         self.started = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------
 
     def asgi(self) -> Starlette:
-        """The HTTP app: health now; webhooks are added by the channels."""
-        return Starlette(routes=[Route("/healthz", self.healthz, methods=["GET"])])
+        """The HTTP app: health, and the webhooks of the channels that are on."""
+        return Starlette(routes=[Route("/healthz", self.healthz, methods=["GET"]), *self.routes])
 
     async def healthz(self, request: Request) -> JSONResponse:
         database: dict[str, Any] = {"state": "up"}
@@ -135,6 +138,13 @@ class Application:
             await asyncio.to_thread(self._import_accounts, cfg.accounts.file)
         self.pipeline = IntakePipeline(self.db, self.loaded.preset, Texts(), default_language=cfg.language,
                                        now=self.now)
+        if cfg.twilio.configured:
+            self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now)
+            self.routes.extend(self.whatsapp.routes())
+            self.senders.setdefault("whatsapp", self.whatsapp.start())
+            if not cfg.http.public_url:
+                log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
+                            "received, and no status callbacks are requested")
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:
                 self.health.set(name, "off", reason)
@@ -142,13 +152,18 @@ class Application:
                 self.health.set(name, "up")
         dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now)
         uv_config = uvicorn.Config(self.asgi(), host=cfg.http.host, port=cfg.http.port, log_level="warning",
-                                   lifespan="off", timeout_graceful_shutdown=5)
+                                   lifespan="off", timeout_graceful_shutdown=5, proxy_headers=False,
+                                   server_header=False)
         self.server = _QuietServer(uv_config)
         dispatch_stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
                 http = tasks.create_task(self.server.serve(), name="http")
                 dispatch = tasks.create_task(dispatcher.run(dispatch_stop, self.dispatch_interval), name="outbox")
+                channel_stop = asyncio.Event()
+                channel_tasks = []
+                if self.whatsapp is not None:
+                    channel_tasks.append(tasks.create_task(self.whatsapp.run(channel_stop), name="whatsapp"))
                 while not self.server.started and not http.done():
                     await asyncio.sleep(0.02)
                 if http.done():
@@ -160,6 +175,9 @@ class Application:
                 log.info("stopping: HTTP server, then outbox dispatcher, then database")
                 self.server.should_exit = True
                 await http
+                channel_stop.set()
+                for task in channel_tasks:
+                    await task
                 dispatch_stop.set()
                 await dispatch
         finally:

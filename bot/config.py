@@ -66,6 +66,9 @@ class TwilioConfig(_Section):
     account_sid: str | None = None
     auth_token: SecretStr | None = None
     whatsapp_from: str | None = None
+    # approved templates (ContentSid) for messages outside WhatsApp's 24-hour window, by purpose
+    # ("accepted", "reply", ...) with "default" as the fallback; variables {{1}} = ticket ref, {{2}} = text
+    templates: dict[str, str] = {}
     api_base_url: str | None = None  # tests only: a local stand-in of Twilio's REST API
 
     @property

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage import models as m
@@ -152,6 +154,17 @@ class TicketRepository:
     def next_ref(self, prefix: str) -> str:
         """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...)."""
         name = f"ticket:{prefix}"
+        dialect = self.session.get_bind().dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            # one atomic upsert: two first tickets at once must not both insert the counter row
+            # (the loser's unique-key violation would lose its message on PostgreSQL)
+            upsert = pg_insert(m.Counter) if dialect == "postgresql" else sqlite_insert(m.Counter)
+            number = self.session.scalar(
+                upsert.values(name=name, value=FIRST_TICKET_NUMBER)
+                .on_conflict_do_update(index_elements=[m.Counter.name], set_={"value": m.Counter.value + 1})
+                .returning(m.Counter.value)
+            )
+            return f"{prefix}-{number}"
         value = self.session.scalar(
             update(m.Counter).where(m.Counter.name == name).values(value=m.Counter.value + 1).returning(m.Counter.value)
         )
@@ -302,6 +315,30 @@ class TicketRepository:
             resolved_at=row.resolved_at, decision=row.decision, reasons=tuple(row.reasons or ()),
             messages=tuple(self.messages(row.id)) if with_messages else (),
         )
+
+
+    def last_inbound_at(self, channel: str, sender: str) -> datetime | None:
+        """When ``sender`` last wrote to us on ``channel`` (WhatsApp's 24-hour window)."""
+        return self.session.scalar(
+            select(func.max(m.Message.at)).where(m.Message.channel == channel, m.Message.direction == "in",
+                                                 m.Message.sender == sender)
+        )
+
+    def unfetched_attachments(self, channel: str, limit: int) -> list[tuple[int, str]]:
+        """Attachments known only by URL, oldest first."""
+        rows = self.session.execute(
+            select(m.Attachment.id, m.Attachment.url)
+            .join(m.Message, m.Message.id == m.Attachment.message_id)
+            .where(m.Message.channel == channel, m.Attachment.fetched.is_(False), m.Attachment.url.is_not(None))
+            .order_by(m.Attachment.id).limit(limit)
+        ).all()
+        return [(int(i), str(u)) for i, u in rows]
+
+    def store_attachment(self, attachment_id: int, data: bytes, content_type: str | None) -> None:
+        values: dict[str, Any] = {"data": data, "size": len(data), "fetched": True}
+        if content_type:
+            values["content_type"] = content_type.split(";")[0].strip()
+        self.session.execute(update(m.Attachment).where(m.Attachment.id == attachment_id).values(**values))
 
 
 class OutboxRepository:

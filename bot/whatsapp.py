@@ -1,0 +1,272 @@
+"""The WhatsApp channel wired into slabot: webhooks, status callbacks, sender, background jobs.
+
+Inbound: ``POST /webhooks/twilio/whatsapp`` checks the Twilio signature
+against ``http.public_url`` (403 when it does not match, nothing stored),
+parses the form into an ``InboundMessage`` and commits it through the intake
+pipeline BEFORE answering 200 (Twilio does not retry a 5xx). A MessageSid
+already stored answers 200 and changes nothing.
+
+Status: ``POST /webhooks/twilio/status`` (signed too) moves the delivery state
+forward only; duplicates, reordering and unknown sids answer 200. Error 63016
+(outside the 24-hour window) marks the message as needing staff, once.
+
+Background: media are fetched with the account's credentials and retried;
+reconciliation lists what Twilio received in the last hours and ingests any
+message whose webhook never arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+import httpx
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from bot.outbox import advance_delivery
+from channels.messages import DeliveryState, OutboundMessage
+from channels.whatsapp import (
+    LocalApiHttpClient,
+    TemplateChoice,
+    WebhookError,
+    WhatsAppSender,
+    parse_status_callback,
+    parse_whatsapp_webhook,
+    signature_url,
+    signature_valid,
+)
+from storage.database import Database
+from storage.repositories import TicketRepository
+
+if TYPE_CHECKING:
+    from bot.config import HttpConfig, TwilioConfig
+    from bot.intake import IntakePipeline
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
+STATUS_PATH = "/webhooks/twilio/status"
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLarge
+    return bytes(body)
+
+
+class WhatsAppChannel:
+    """Twilio WhatsApp: routes for the HTTP app, the outbox sender, and its background jobs."""
+
+    name = "whatsapp"
+
+    def __init__(
+        self,
+        twilio: TwilioConfig,
+        http: HttpConfig,
+        db: Database,
+        pipeline: IntakePipeline,
+        *,
+        now: Callable[[], datetime],
+        reconcile_every: float = 600.0,
+        reconcile_window: timedelta = timedelta(hours=6),
+        media_every: float = 30.0,
+    ) -> None:
+        assert twilio.account_sid and twilio.auth_token and twilio.whatsapp_from
+        self.config = twilio
+        self.public_url = http.public_url
+        self.auth_token = twilio.auth_token.get_secret_value()
+        self.db = db
+        self.pipeline = pipeline
+        self.now = now
+        self.reconcile_every = reconcile_every
+        self.reconcile_window = reconcile_window
+        self.media_every = media_every
+        self.client: Client | None = None
+        self.sender: WhatsAppSender | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> WhatsAppSender:
+        """Build the REST client and the sender (inside the running event loop)."""
+        http_client = (LocalApiHttpClient(self.config.api_base_url) if self.config.api_base_url
+                       else AsyncTwilioHttpClient(pool_connections=False))
+        self.client = Client(self.config.account_sid, self.auth_token, http_client=http_client)
+        callback = f"{self.public_url}{STATUS_PATH}" if self.public_url else None
+        self.sender = WhatsAppSender(
+            self.client, self.config.whatsapp_from or "", status_callback=callback,
+            last_inbound=self._last_inbound, template_for=self._template_for, now=self.now,
+        )
+        return self.sender
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconciliation and media fetching until ``stop``."""
+        await asyncio.gather(self._every(stop, self.reconcile_every, self.reconcile),
+                             self._every(stop, self.media_every, self.fetch_media))
+
+    async def _every(self, stop: asyncio.Event, seconds: float, job: Callable[[], object]) -> None:
+        failing = False
+        while not stop.is_set():
+            try:
+                await job()  # type: ignore[misc]
+                if failing:
+                    log.info("whatsapp %s recovered", getattr(job, "__name__", "job"))
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - logged once, retried next round
+                if not failing:
+                    log.warning("whatsapp %s failed: %s", getattr(job, "__name__", "job"), exc)
+                failing = True
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    # -- HTTP ---------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        return [Route(WEBHOOK_PATH, self.inbound, methods=["POST"]),
+                Route(STATUS_PATH, self.status, methods=["POST"])]
+
+    async def _signed_params(self, request: Request) -> tuple[dict[str, str], bytes] | Response:
+        try:
+            body = await read_limited(request, MAX_WEBHOOK_BYTES)
+        except PayloadTooLarge:
+            return PlainTextResponse(f"payload larger than {MAX_WEBHOOK_BYTES} bytes", status_code=413)
+        try:
+            params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        except UnicodeDecodeError:
+            return PlainTextResponse("body is not UTF-8 form data", status_code=400)
+        url = signature_url(self.public_url, str(request.url))
+        if not signature_valid(self.auth_token, url, params, request.headers.get("X-Twilio-Signature")):
+            log.warning("refused a %s webhook with a missing or wrong signature (url %s)", request.url.path, url)
+            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        return params, body
+
+    async def inbound(self, request: Request) -> Response:
+        checked = await self._signed_params(request)
+        if isinstance(checked, Response):
+            return checked
+        params, body = checked
+        try:
+            message = parse_whatsapp_webhook(params, self.now(), raw=body)
+        except WebhookError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        # committed before the answer: Twilio does not retry a 5xx, so an error here would lose it
+        await asyncio.to_thread(self.pipeline.ingest, message)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    async def status(self, request: Request) -> Response:
+        checked = await self._signed_params(request)
+        if isinstance(checked, Response):
+            return checked
+        params, _ = checked
+        try:
+            update = parse_status_callback(params)
+        except WebhookError as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+
+        def work(s: Session) -> None:
+            tickets = TicketRepository(s)
+            message_id = tickets.message_id_for("whatsapp", "out", update.sid)
+            if message_id is None:
+                log.info("status callback for unknown sid %s ignored", update.sid)
+                return
+            if update.outside_window:
+                if advance_delivery(s, message_id, DeliveryState.NEEDS_STAFF.value):
+                    tickets.add_event("message_needs_staff", self.now(), message_id=message_id,
+                                      data={"error": "63016: outside the 24-hour window", "staff_told": True})
+                return
+            advance_delivery(s, message_id, update.state.value)
+
+        await asyncio.to_thread(self.db.run, work)
+        return Response(status_code=204)
+
+    # -- sender support -------------------------------------------------------------
+
+    async def _last_inbound(self, number: str) -> datetime | None:
+        return await asyncio.to_thread(
+            self.db.run, lambda s: TicketRepository(s).last_inbound_at("whatsapp", number.removeprefix("whatsapp:"))
+        )
+
+    def _template_for(self, message: OutboundMessage) -> TemplateChoice | None:
+        templates = self.config.templates
+        purpose = message.extra.get("purpose", "")
+        sid = templates.get(purpose) or templates.get("default")
+        if not sid:
+            return None
+        return TemplateChoice(sid, {"1": message.extra.get("ticket_ref", ""), "2": message.text[:1000]})
+
+    # -- background jobs --------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Ingest messages Twilio received whose webhook never reached slabot."""
+        assert self.sender is not None
+        since = self.now() - self.reconcile_window
+        seen = await self.sender.received_since(since)
+        added = 0
+        for record in seen:
+            stored = await asyncio.to_thread(
+                self.db.run, lambda s, sid=record["MessageSid"]: TicketRepository(s).message_id_for(
+                    "whatsapp", "in", sid)
+            )
+            if stored is not None:
+                continue
+            received = record.pop("date_sent") or self.now()
+            if received.tzinfo is None:
+                received = received.replace(tzinfo=timezone.utc)
+            try:
+                message = parse_whatsapp_webhook(record, received)
+            except WebhookError as exc:
+                log.warning("reconciliation skipped %s: %s", record.get("MessageSid"), exc)
+                continue
+            result = await asyncio.to_thread(self.pipeline.ingest, message)
+            log.info("reconciliation ingested %s (%s)", message.external_id, result.outcome.value)
+            added += 1
+        return added
+
+    async def fetch_media(self) -> int:
+        """Download attachments that only have a URL, with the account's credentials."""
+        pending = await asyncio.to_thread(
+            self.db.run, lambda s: TicketRepository(s).unfetched_attachments("whatsapp", 20))
+        if not pending:
+            return 0
+        fetched = 0
+        auth = (self.config.account_sid or "", self.auth_token)
+        base = self.config.api_base_url
+        async with httpx.AsyncClient(auth=auth, follow_redirects=True, timeout=30) as client:
+            for attachment_id, url in pending:
+                target = url
+                if base:
+                    from urllib.parse import urlsplit, urlunsplit
+
+                    parts, local = urlsplit(url), urlsplit(base)
+                    target = urlunsplit((local.scheme, local.netloc, parts.path, parts.query, ""))
+                response = await client.get(target)
+                response.raise_for_status()
+                data = response.content
+                await asyncio.to_thread(
+                    self.db.run, lambda s, i=attachment_id, d=data, t=response.headers.get("content-type"):
+                    TicketRepository(s).store_attachment(i, d, t))
+                fetched += 1
+        return fetched
