@@ -91,7 +91,8 @@ class Desk:
         if first:
             values["first_responded_at"] = now
             ReminderRepository(s).cancel_for(ticket.id, now)
-        if clarify:
+        if clarify and not (ticket.state == "waiting" and ticket.waiting_since is not None):
+            # a second question while already waiting keeps the one open pause (R14): no overlap
             values["state"] = "waiting"
             values["waiting_since"] = now
             values["pauses"] = [[p.isoformat(), e.isoformat() if e else None] for p, e in ticket.pauses] + [

@@ -157,7 +157,8 @@ class IntakePipeline:
                 return self._reply(s, thread, matches, work)
             if thread.state == "unverified" and thread.thread_key == msg.sender.value:
                 return self._reply(s, thread, matches, work)
-            return self._not_contact_person(s, thread, work)
+            known, known_account = matches[0] if matches else (None, None)
+            return self._not_contact_person(s, thread, work, known, known_account)
 
         if not matches:
             return self._unknown_sender(s, work)
@@ -187,7 +188,8 @@ class IntakePipeline:
             ref = _ref_in(msg.subject, self.preset.ref_prefix)
             ticket_id = tickets.id_for_ref(ref) if ref else None
             how = f"the reference {ref} in the subject"
-        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE):
+        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE) and not msg.critical:
+            # a critical incident never disappears into an open normal ticket (R17 over R6)
             ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value)
             how = f"the same {channel} number while the ticket is open"
         if ticket_id is None:
@@ -207,7 +209,8 @@ class IntakePipeline:
         msg, now = work.msg, self.now()
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, ticket.contact_id,
                                          Outcome.REPLY, work)
-        if ticket.state == "waiting" and ticket.waiting_since is not None:
+        if ticket.state == "waiting" and ticket.waiting_since is not None and not msg.automatic:
+            # an auto-reply (out of office) is not the customer's answer: the clock stays paused (R14)
             self._resume(tickets, ticket, msg.received_at, work)
         tickets.add_event("customer_reply", now, ticket_id=ticket.id, message_id=message_id,
                           data={"reasons": work.reasons})
@@ -230,13 +233,14 @@ class IntakePipeline:
             work.reasons.append(f"waiting on the customer ended; {window.reason}")
         tickets.update_ticket(ticket.id, **values)
 
-    def _not_contact_person(self, s: Session, ticket: TicketRecord, work: _Work) -> IntakeResult:
+    def _not_contact_person(self, s: Session, ticket: TicketRecord, work: _Work,
+                            known: ContactRecord | None = None, account: AccountRecord | None = None) -> IntakeResult:
         tickets = TicketRepository(s)
         msg = work.msg
         work.reasons.append(f"{msg.sender.value} is not the contact person of {ticket.ref} (R3): kept for staff")
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, None,
                                          Outcome.NOT_CONTACT_PERSON, work)
-        language = self._language(None, None)
+        language = self._language(known, account)
         reply = self._reply_for(msg, "not_contact_person", language, ref=ticket.ref)
         self._queue(s, reply, message_id, ticket.id, None, None)
         tickets.add_event("not_contact_person", self.now(), ticket_id=ticket.id, message_id=message_id,
@@ -384,7 +388,7 @@ class IntakePipeline:
             "kind": kind.value, "kind_reason": kind_reasons[0] if kind_reasons else "",
             "rates": Texts.rates(self.preset, plan, msg.received_at, language),
         }
-        if msg.critical:
+        if msg.critical and self.preset.critical is not None:  # only a preset with a 24/7 outage line
             critical = self.preset.critical
             return self._reply_for(msg, "critical", language, due=format_when(due, language) if due else None,
                                    outage_charge=bool(critical and critical.outage_charge_warning), **common)

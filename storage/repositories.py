@@ -361,10 +361,11 @@ class OutboxRepository:
         ))
 
     def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
-        """Move a pending row to ``sending`` for ``worker``; None when someone else took it."""
+        """Move a due pending row to ``sending`` for ``worker``; None when someone else took it (or it is not due:
+        a worker with a stale list of due rows must not resend one that another worker put back for a retry)."""
         claimed = self.session.execute(
             update(m.Outbox)
-            .where(m.Outbox.id == outbox_id, m.Outbox.state == "pending")
+            .where(m.Outbox.id == outbox_id, m.Outbox.state == "pending", m.Outbox.next_attempt_at <= now)
             .values(state="sending", claimed_by=worker, claimed_at=now, attempts=m.Outbox.attempts + 1)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -426,8 +427,11 @@ class ReminderRepository:
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
 
     def planned(self) -> list[ReminderRecord]:
+        """Planned reminders, Premium first (R15), then by when they fall due."""
         rows = self.session.scalars(
-            select(m.Reminder).where(m.Reminder.state == "planned").order_by(m.Reminder.due_at)
+            select(m.Reminder).join(m.Ticket, m.Ticket.id == m.Reminder.ticket_id)
+            .where(m.Reminder.state == "planned")
+            .order_by(m.Ticket.queue_priority.desc(), m.Reminder.due_at, m.Reminder.id)
         ).all()
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
 

@@ -1,0 +1,169 @@
+"""Shared set-up for the intake and outbox tests: accounts, messages, and looking at what was stored.
+
+Also the entry point of the child processes that the cross-process duplicate test
+spawns (it must live in an importable module, not in a test file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from bot.intake import IntakePipeline, IntakeResult
+from bot.presets import load_preset
+from channels.identity import email_identity, phone_identity
+from channels.messages import ChannelName, InboundMessage
+from sla_engine.policy import Preset
+from storage import models as m
+from storage.database import Database, open_database
+from storage.records import AccountInput, ContactInput, MessageRecord, ReminderRecord, TicketRecord
+from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+
+AMS = ZoneInfo("Europe/Amsterdam")
+# Monday 23 November 2026, 10:00 in Amsterdam (+01:00): the SPEC's worked example
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=AMS)
+
+
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """A local Amsterdam instant."""
+    return datetime(year, month, day, hour, minute, tzinfo=AMS)
+
+
+@lru_cache(maxsize=None)
+def preset(name: str) -> Preset:
+    return load_preset(name)
+
+
+PREFIX = {"mailcampaigns": "MC", "paynl": "PN"}
+
+
+# -- set-up --------------------------------------------------------------------------------------
+
+
+def add_account(db: Database, name: str, plan: str, *contacts: ContactInput, staff: str | None = None,
+                language: str = "nl", now: datetime = MONDAY_10) -> int:
+    """Store an account with its contacts (identities already normalised)."""
+    data = AccountInput(name=name, plan=plan, staff=staff, language=language, contacts=tuple(contacts))
+    account_id, _ = db.run(lambda s: AccountRepository(s).upsert(data, now))
+    return account_id
+
+
+def contact(name: str, *, email: str | None = None, phone: str | None = None, role: str = "contact",
+            authorised: bool = True, language: str | None = None) -> ContactInput:
+    return ContactInput(name=name, emails=(email,) if email else (), phones=(phone,) if phone else (),
+                        role=role, authorised=authorised, language=language)
+
+
+def pipeline(db: Database, preset_name: str, now: datetime = MONDAY_10) -> IntakePipeline:
+    return IntakePipeline(db, preset(preset_name), now=lambda: now)
+
+
+def email(external_id: str, sender: str, text: str, *, received_at: datetime = MONDAY_10,
+          subject: str | None = "Vraag", thread_refs: tuple[str, ...] = (), critical: bool = False,
+          automatic: bool = False) -> InboundMessage:
+    return InboundMessage(ChannelName.EMAIL, external_id, email_identity(sender), received_at, text,
+                          subject=subject, thread_refs=thread_refs, critical=critical, automatic=automatic)
+
+
+def whatsapp(external_id: str, sender: str, text: str, *, received_at: datetime = MONDAY_10,
+             critical: bool = False, automatic: bool = False) -> InboundMessage:
+    return InboundMessage(ChannelName.WHATSAPP, external_id, phone_identity(sender), received_at, text,
+                          critical=critical, automatic=automatic)
+
+
+# -- looking at what was stored ----------------------------------------------------------------
+
+
+def ticket(db: Database, ref: str) -> TicketRecord:
+    found = db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
+    assert found is not None, f"no ticket {ref}"
+    return found
+
+
+def outbound(record: TicketRecord) -> list[MessageRecord]:
+    return [msg for msg in record.messages if msg.direction == "out"]
+
+
+def inbound(record: TicketRecord) -> list[MessageRecord]:
+    return [msg for msg in record.messages if msg.direction == "in"]
+
+
+def reminders(db: Database, ticket_id: int) -> list[ReminderRecord]:
+    return db.run(lambda s: ReminderRepository(s).for_ticket(ticket_id))
+
+
+def kept(db: Database) -> list[MessageRecord]:
+    return db.run(lambda s: TicketRepository(s).kept_messages())
+
+
+def outbox_counts(db: Database) -> dict[str, int]:
+    return db.run(lambda s: OutboxRepository(s).counts())
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    message_id: int
+    channel: str
+    recipient: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    claimed_by: str | None
+    last_error: str | None
+
+
+def outbox_rows(db: Database) -> list[OutboxRow]:
+    def work(s: Any) -> list[OutboxRow]:
+        rows = s.scalars(select(m.Outbox).order_by(m.Outbox.id)).all()
+        return [OutboxRow(r.id, r.message_id, r.channel, r.recipient, r.payload, r.state, r.attempts,
+                          r.next_attempt_at, r.claimed_by, r.last_error) for r in rows]
+
+    return db.run(work)
+
+
+def message_texts_out(db: Database) -> list[MessageRecord]:
+    """Every outbound message, with or without a ticket."""
+    def work(s: Any) -> list[MessageRecord]:
+        ids = s.scalars(select(m.Message.id).where(m.Message.direction == "out").order_by(m.Message.id)).all()
+        repo = TicketRepository(s)
+        return [repo.message(i) for i in ids]
+
+    return db.run(work)
+
+
+def count_rows(db: Database) -> dict[str, int]:
+    """How many rows each table that intake writes holds, and the ticket counters' values."""
+    def work(s: Any) -> dict[str, int]:
+        counts = {model.__tablename__: int(s.scalar(select(func.count()).select_from(model)))
+                  for model in (m.Ticket, m.Message, m.Outbox, m.Reminder, m.Event, m.Counter, m.Attachment)}
+        counts["counter_total"] = int(s.scalar(select(func.coalesce(func.sum(m.Counter.value), 0))))
+        return counts
+
+    return db.run(work)
+
+
+# -- child process for the cross-process duplicate test -------------------------------------------
+
+
+def ingest_in_child(url: str, preset_name: str, external_id: str, sender: str, text: str,
+                    barrier: Any, results: Any) -> None:
+    """Open the database afresh in this process, wait for the other process, ingest one e-mail."""
+    db = open_database(url)
+    try:
+        runner = pipeline(db, preset_name)
+        msg = email(external_id, sender, text)
+        barrier.wait(60)  # both processes are ready: deliver at the same moment
+        result: IntakeResult = runner.ingest(msg)
+        results.put(result.outcome.value)
+    except BaseException as exc:  # report it to the parent rather than dying silently
+        results.put(f"error: {exc!r}")
+        raise
+    finally:
+        db.dispose()
