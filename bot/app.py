@@ -181,6 +181,8 @@ class Application:
                 dispatch_stop.set()
                 await dispatch
         finally:
+            if self.whatsapp is not None:
+                await self.whatsapp.aclose()
             self.db.dispose()
             log.info("slabot stopped")
 

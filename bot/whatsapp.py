@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -29,14 +30,15 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from bot.intake import IntakeResult, Outcome
 from bot.outbox import advance_delivery
-from channels.messages import DeliveryState, OutboundMessage
+from channels.messages import DeliveryState, InboundMessage, OutboundMessage
 from channels.whatsapp import (
     LocalApiHttpClient,
     TemplateChoice,
+    TwilioHttpClient,
     WebhookError,
     WhatsAppSender,
     parse_status_callback,
@@ -105,13 +107,18 @@ class WhatsAppChannel:
         self.media_every = media_every
         self.client: Client | None = None
         self.sender: WhatsAppSender | None = None
+        # SQLite has one writer at a time, and a writer that finds it busy sleeps in SQLite's busy handler
+        # (1, 2, 5, 10, ... ms) even when the lock is free again: several webhooks ingesting at once in
+        # several threads are much slower than one after the other. PostgreSQL ingests in parallel.
+        self._intake = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-intake")
+                        if db.is_sqlite else None)
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> WhatsAppSender:
         """Build the REST client and the sender (inside the running event loop)."""
         http_client = (LocalApiHttpClient(self.config.api_base_url) if self.config.api_base_url
-                       else AsyncTwilioHttpClient(pool_connections=False))
+                       else TwilioHttpClient())
         self.client = Client(self.config.account_sid, self.auth_token, http_client=http_client)
         callback = f"{self.public_url}{STATUS_PATH}" if self.public_url else None
         self.sender = WhatsAppSender(
@@ -119,6 +126,21 @@ class WhatsAppChannel:
             last_inbound=self._last_inbound, template_for=self._template_for, now=self.now,
         )
         return self.sender
+
+    async def _ingest(self, message: InboundMessage) -> IntakeResult:
+        """Store ``message`` through the intake pipeline, off the event loop."""
+        if self._intake is None:
+            return await asyncio.to_thread(self.pipeline.ingest, message)
+        return await asyncio.get_running_loop().run_in_executor(self._intake, self.pipeline.ingest, message)
+
+    async def aclose(self) -> None:
+        """Close the REST client's connections (after the outbox dispatcher has stopped)."""
+        if self._intake is not None:
+            self._intake.shutdown(wait=True)
+        if self.client is not None:
+            close = getattr(self.client.http_client, "close", None)
+            if close is not None:
+                await close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconciliation and media fetching until ``stop``."""
@@ -173,7 +195,7 @@ class WhatsAppChannel:
         except WebhookError as exc:
             return PlainTextResponse(str(exc), status_code=exc.status)
         # committed before the answer: Twilio does not retry a 5xx, so an error here would lose it
-        await asyncio.to_thread(self.pipeline.ingest, message)
+        await self._ingest(message)
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     async def status(self, request: Request) -> Response:
@@ -240,7 +262,9 @@ class WhatsAppChannel:
             except WebhookError as exc:
                 log.warning("reconciliation skipped %s: %s", record.get("MessageSid"), exc)
                 continue
-            result = await asyncio.to_thread(self.pipeline.ingest, message)
+            result = await self._ingest(message)
+            if result.outcome is Outcome.DUPLICATE:  # its webhook arrived meanwhile
+                continue
             log.info("reconciliation ingested %s (%s)", message.external_id, result.outcome.value)
             added += 1
         return added

@@ -12,15 +12,18 @@ or reports that staff must act.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -163,11 +166,54 @@ def parse_status_callback(params: Mapping[str, str]) -> StatusUpdate:
     return StatusUpdate(sid, state, code)
 
 
-class LocalApiHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """twilio's async HTTP client with every request sent to another base URL (tests, demo)."""
+class TwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """twilio's asynchronous HTTP client contract on one pooled aiohttp session, closed by :meth:`close`.
+
+    Used instead of twilio's ``AsyncTwilioHttpClient``, which passes ``aiohttp.BasicAuth`` (deprecated since
+    aiohttp 3.14: a DeprecationWarning on every request) and, without pooling, leaves its per-request session
+    unclosed whenever the request raises (connection refused, timeout).
+    """
+
+    def __init__(self, timeout: float | None = None) -> None:
+        super().__init__(logging.getLogger("twilio.http_client"), True, timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        sent_headers = dict(headers or {})
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            sent_headers["Authorization"] = f"Basic {token}"
+        if self._session is None or self._session.closed:
+            # no keep-alive: a pooled connection the server has already closed would fail a POST whose outcome
+            # then looks unknown (and an unknown send is never retried)
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        limit = timeout if timeout is not None else self.timeout
+        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=limit)} if limit else {}
+        async with self._session.request(method.upper(), url, params=params, data=data, headers=sent_headers,
+                                         allow_redirects=allow_redirects, **options) as answer:
+            return Response(answer.status, await answer.text(), answer.headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class LocalApiHttpClient(TwilioHttpClient):
+    """The HTTP client with every request sent to another base URL (tests, demo)."""
 
     def __init__(self, base_url: str) -> None:
-        super().__init__(pool_connections=False)
+        super().__init__()
         self.base = urlsplit(base_url)
 
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:

@@ -47,7 +47,7 @@ class TwilioStandIn:
 
     def _record(self, sid: str, sender: str, to: str, body: str, direction: str, status: str,
                 when: datetime | None = None) -> dict[str, Any]:
-        stamp = format_datetime(when or datetime.now(timezone.utc), usegmt=True)
+        stamp = format_datetime((when or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True)
         return {
             "sid": sid, "account_sid": "AC", "from": sender, "to": to, "body": body, "status": status,
             "direction": direction, "num_media": "0", "num_segments": "1", "date_created": stamp,
