@@ -8,6 +8,7 @@ file there wins over the shipped one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -45,6 +46,7 @@ def language_of(*candidates: str | None, default: Language = "nl") -> Language:
     return default
 
 
+@lru_cache(maxsize=64)
 def opening_hours(calendar: BusinessCalendar, language: Language) -> str:
     """``maandag t/m vrijdag 09:00-17:00`` / ``Monday to Friday 09:00-17:00``."""
     hours = calendar.describe_hours()
@@ -68,6 +70,7 @@ def opening_hours(calendar: BusinessCalendar, language: Language) -> str:
     return text
 
 
+@lru_cache(maxsize=256)
 def money_text(amount: Decimal, language: Language, currency: str = "EUR") -> str:
     """``€ 130,00`` / ``€130.00``."""
     return format_currency(amount, currency, locale="nl_NL" if language == "nl" else "en_IE")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -82,8 +83,16 @@ def normalise(text: str) -> str:
     return " ".join(plain.replace("\u2019", "'").split())
 
 
+@lru_cache(maxsize=256)
+def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled pattern per keyword list (whole words, normalised), built once."""
+    return re.compile("|".join(r"(?<!\w)" + re.escape(normalise(word)) + r"(?!\w)" for word in keywords))
+
+
 def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
-    for word in keywords:
+    if not _keyword_pattern(keywords).search(text):
+        return None
+    for word in keywords:  # name the first keyword of the list that matched, as the table orders them
         if re.search(r"(?<!\w)" + re.escape(normalise(word)) + r"(?!\w)", text):
             return word
     return None

@@ -197,8 +197,8 @@ class TicketRepository:
             return None
         return self.session.scalar(
             select(m.Message.ticket_id)
-            .where(m.Message.channel == channel, m.Message.external_id.in_(list(refs)),
-                   m.Message.ticket_id.is_not(None))
+            .where(m.Message.channel == channel, m.Message.direction.in_(("in", "out")),
+                   m.Message.external_id.in_(list(refs)), m.Message.ticket_id.is_not(None))
             .order_by(m.Message.id.desc())
             .limit(1)
         )
