@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TypeVar
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, shown
 from bot.i18n import LANGUAGES
 from channels.identity import IdentityError, normalise_email, normalise_phone
 from sla_engine.policy import Preset
@@ -100,20 +100,11 @@ class _Invalid(Exception):
     """A value that cannot be used; the message is the reason."""
 
 
-def _shown(value: object) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _text(value: object, key: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Invalid(f"{key}: expected text, found {_shown(value)}")
+        raise _Invalid(f"{key}: expected text, found {shown(value)}")
     text = value.strip()
     if len(text) > limit:
         raise _Invalid(f"{key}: longer than {limit} characters")
@@ -158,7 +149,7 @@ def _date(value: object, key: str) -> date | None:
             return date.fromisoformat(text)
         except ValueError:
             pass
-    raise _Invalid(f"{key}: expected an ISO date such as 2026-11-01, found {_shown(value)}")
+    raise _Invalid(f"{key}: expected an ISO date such as 2026-11-01, found {shown(value)}")
 
 
 def _hours(value: object, key: str) -> Decimal | None:
@@ -176,7 +167,7 @@ def _hours(value: object, key: str) -> Decimal | None:
         except InvalidOperation:
             number = None
     if number is None or not number.is_finite() or number < 0 or number > HOURS_MAX:
-        raise _Invalid(f"{key}: expected a non-negative number of hours, found {_shown(value)}")
+        raise _Invalid(f"{key}: expected a non-negative number of hours, found {shown(value)}")
     return number
 
 
@@ -193,7 +184,7 @@ def _flag(value: object, key: str, default: bool) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise _Invalid(f"{key}: expected true or false, found {_shown(value)}")
+    raise _Invalid(f"{key}: expected true or false, found {shown(value)}")
 
 
 def _identities(value: object, key: str, normalise: Callable[[str], str]) -> tuple[str, ...]:
@@ -205,7 +196,7 @@ def _identities(value: object, key: str, normalise: Callable[[str], str]) -> tup
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
         items = [str(item) for item in value]
     else:
-        raise _Invalid(f"{key}: expected a list of text, found {_shown(value)}")
+        raise _Invalid(f"{key}: expected a list of text, found {shown(value)}")
     found: list[str] = []
     for item in items:
         if not item.strip():

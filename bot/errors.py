@@ -64,7 +64,8 @@ def _dotted(loc: Sequence[str | int]) -> str:
     return out or "(top level)"
 
 
-def _found(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as an error message shows what was found: short, tables and lists named."""
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -95,5 +96,5 @@ def describe_validation_error(source: str | Path, model: type[BaseModel], error:
             message = message.replace("Input should be", "expected")
             if not message.startswith("expected"):
                 message = f"expected a valid value ({message})"
-            problems.append(f"{where}: {message}, found {_found(item.get('input'))}")
+            problems.append(f"{where}: {message}, found {shown(item.get('input'))}")
     return ConfigError(problems)
