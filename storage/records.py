@@ -134,6 +134,7 @@ class OutboxRecord:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True)

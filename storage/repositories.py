@@ -377,8 +377,16 @@ class OutboxRepository:
         if row is None:
             raise KeyError(outbox_id)
         self.session.refresh(row)
+        return self._record(row)
+
+    def all(self) -> list[OutboxRecord]:
+        """Every outbox row, oldest first."""
+        return [self._record(r) for r in self.session.scalars(select(m.Outbox).order_by(m.Outbox.id))]
+
+    @staticmethod
+    def _record(row: m.Outbox) -> OutboxRecord:
         return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, row.state,
-                            row.attempts, row.next_attempt_at, row.last_error)
+                            row.attempts, row.next_attempt_at, row.last_error, row.claimed_by)
 
     def finish(self, outbox_id: int, state: str, now: datetime, *, error: str | None = None,
                retry_at: datetime | None = None, attempts: int | None = None) -> None:

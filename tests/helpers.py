@@ -6,7 +6,6 @@ spawns (it must live in an importable module, not in a test file).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -21,7 +20,7 @@ from channels.messages import ChannelName, InboundMessage
 from sla_engine.policy import Preset
 from storage import models as m
 from storage.database import Database, open_database
-from storage.records import AccountInput, ContactInput, MessageRecord, ReminderRecord, TicketRecord
+from storage.records import AccountInput, ContactInput, MessageRecord, OutboxRecord, ReminderRecord, TicketRecord
 from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -105,27 +104,8 @@ def outbox_counts(db: Database) -> dict[str, int]:
     return db.run(lambda s: OutboxRepository(s).counts())
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    message_id: int
-    channel: str
-    recipient: str
-    payload: dict[str, Any]
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    claimed_by: str | None
-    last_error: str | None
-
-
-def outbox_rows(db: Database) -> list[OutboxRow]:
-    def work(s: Any) -> list[OutboxRow]:
-        rows = s.scalars(select(m.Outbox).order_by(m.Outbox.id)).all()
-        return [OutboxRow(r.id, r.message_id, r.channel, r.recipient, r.payload, r.state, r.attempts,
-                          r.next_attempt_at, r.claimed_by, r.last_error) for r in rows]
-
-    return db.run(work)
+def outbox_rows(db: Database) -> list[OutboxRecord]:
+    return db.run(lambda s: OutboxRepository(s).all())
 
 
 def message_texts_out(db: Database) -> list[MessageRecord]:
