@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session
 
+from bot.texts import reply_subject
 from channels.messages import DeliveryState
 from sla_engine.deadlines import Pause, resolution_window
 from sla_engine.policy import SlaTerms
@@ -68,12 +69,7 @@ class Desk:
         if recipient is None:
             raise DeskError(f"{ticket.ref} has no address to reply to")
         last_in = inbound[-1] if inbound else None
-        subject = None
-        if ticket.channel == "email":
-            base = ticket.subject or "Uw aanvraag"
-            subject = (base if base.lower().startswith("re:") else f"Re: {base}")
-            if ticket.ref not in subject:
-                subject = f"{subject} [{ticket.ref}]"
+        subject = reply_subject(ticket.subject, ticket.ref, "nl") if ticket.channel == "email" else None
         refs = [m.external_id for m in inbound if m.external_id]
         purpose = "clarify" if clarify else "reply"
         message_id = tickets.add_message(

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.i18n import Language, format_span, format_when
-from bot.texts import Texts, channel_list, language_of, opening_hours, resolution_phrase
+from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
 from channels.messages import ChannelName, DeliveryState, InboundMessage
 from sla_engine.classification import ClassificationInput, Kind, classify
 from sla_engine.clocks import ClockKind
@@ -408,13 +408,7 @@ class IntakePipeline:
             return None
         values.setdefault("company", self.preset.title)
         rendered = self.texts.render(purpose, language, **values)
-        subject = None
-        if msg.channel is ChannelName.EMAIL:
-            base = msg.subject or ("Uw aanvraag" if language == "nl" else "Your request")
-            ref = values.get("ref")
-            subject = base if base.lower().startswith("re:") else f"Re: {base}"
-            if ref and ref not in subject:
-                subject = f"{subject} [{ref}]"
+        subject = reply_subject(msg.subject, values.get("ref"), language) if msg.channel is ChannelName.EMAIL else None
         return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
                       msg.external_id if msg.channel is ChannelName.EMAIL else None)
 

@@ -97,6 +97,13 @@ def resolution_phrase(plan: Plan, earliest: datetime | None, latest: datetime | 
     return f"within {span} (between {format_when(earliest, language)} and {format_when(latest, language)})"
 
 
+def reply_subject(subject: str | None, ref: str | None, language: Language) -> str:
+    """``Re: <subject> [MC-10001]``: the subject of an e-mail reply, with the ticket reference once."""
+    base = subject or ("Uw aanvraag" if language == "nl" else "Your request")
+    result = base if base.lower().startswith("re:") else f"Re: {base}"
+    return f"{result} [{ref}]" if ref and ref not in result else result
+
+
 @dataclass(frozen=True)
 class Rendered:
     """A text ready to send."""

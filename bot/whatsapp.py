@@ -43,6 +43,7 @@ from channels.whatsapp import (
     WhatsAppSender,
     parse_status_callback,
     parse_whatsapp_webhook,
+    rebase_url,
     signature_url,
     signature_valid,
 )
@@ -280,12 +281,7 @@ class WhatsAppChannel:
         base = self.config.api_base_url
         async with httpx.AsyncClient(auth=auth, follow_redirects=True, timeout=30) as client:
             for attachment_id, url in pending:
-                target = url
-                if base:
-                    from urllib.parse import urlsplit, urlunsplit
-
-                    parts, local = urlsplit(url), urlsplit(base)
-                    target = urlunsplit((local.scheme, local.netloc, parts.path, parts.query, ""))
+                target = rebase_url(base, url) if base else url
                 response = await client.get(target)
                 response.raise_for_status()
                 data = response.content

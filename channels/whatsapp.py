@@ -76,12 +76,13 @@ def signature_url(public_url: str | None, seen_url: str) -> str:
     while Twilio signed ``https://support.example.nl/...``. Client headers such
     as ``X-Forwarded-Host`` are never trusted for this.
     """
-    if not public_url:
-        return seen_url
-    base = urlsplit(public_url)
-    seen = urlsplit(seen_url)
-    path = base.path.rstrip("/") + seen.path
-    return urlunsplit((base.scheme, base.netloc, path, seen.query, ""))
+    return rebase_url(public_url, seen_url) if public_url else seen_url
+
+
+def rebase_url(base_url: str, url: str) -> str:
+    """``url``'s path and query under ``base_url``'s scheme, host and path prefix."""
+    base, parts = urlsplit(base_url), urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
 def signature_valid(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
@@ -214,13 +215,10 @@ class LocalApiHttpClient(TwilioHttpClient):
 
     def __init__(self, base_url: str) -> None:
         super().__init__()
-        self.base = urlsplit(base_url)
+        self.base_url = base_url
 
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        parts = urlsplit(url)
-        local = urlunsplit((self.base.scheme, self.base.netloc, self.base.path.rstrip("/") + parts.path,
-                            parts.query, ""))
-        return await super().request(method, local, *args, **kwargs)
+        return await super().request(method, rebase_url(self.base_url, url), *args, **kwargs)
 
 
 @dataclass(frozen=True)
