@@ -11,12 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from storage import models as m
+from storage.direct import Direct
 from storage.records import (
     AccountInput,
     AccountRecord,
@@ -44,6 +43,11 @@ def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
         emails=tuple(sorted(i.value for i in ids if i.kind == "email")),
         phones=tuple(sorted(i.value for i in ids if i.kind == "phone")),
     )
+
+
+_CONTACT_COLUMNS = ("id", "account_id", "name", "role", "authorised", "language")
+_ACCOUNT_COLUMNS = ("id", "name", "plan", "staff", "templates_delivered", "language", "monthly_hours")
+_TICKET_COLUMNS = tuple(c.name for c in m.Ticket.__table__.columns)
 
 
 def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
@@ -132,14 +136,21 @@ class AccountRepository:
 
     def find(self, kind: str, value: str) -> list[tuple[ContactRecord, AccountRecord]]:
         """Every contact with this identity, with its account (contacts before third parties)."""
-        rows = self.session.execute(
-            select(m.Contact, m.Account)
-            .join(m.Identity, m.Identity.contact_id == m.Contact.id)
-            .join(m.Account, m.Account.id == m.Contact.account_id)
-            .where(m.Identity.kind == kind, m.Identity.value == value)
-            .order_by(m.Contact.id)
-        ).all()
-        found = [(_contact(c, []), _account(a)) for c, a in rows]
+        direct = Direct(self.session)
+        rows = direct.execute(
+            f"SELECT {direct.columns(m.Contact.__table__, _CONTACT_COLUMNS, 'c')}, "
+            f"{direct.columns(m.Account.__table__, _ACCOUNT_COLUMNS, 'a')} "
+            "FROM identities i JOIN contacts c ON c.id = i.contact_id JOIN accounts a ON a.id = c.account_id "
+            "WHERE i.kind = :kind AND i.value = :value ORDER BY c.id",
+            {"kind": kind, "value": value},
+        ).fetchall()
+        split = len(_CONTACT_COLUMNS)
+        found = []
+        for row in rows:
+            c = direct.decode(m.Contact.__table__, _CONTACT_COLUMNS, row[:split])
+            a = direct.decode(m.Account.__table__, _ACCOUNT_COLUMNS, row[split:])
+            found.append((ContactRecord(c["id"], c["account_id"], c["name"], c["role"], bool(c["authorised"]),
+                                        c["language"]), AccountRecord(**a)))
         return sorted(found, key=lambda pair: (not pair[0].may_open_requests, pair[0].id))
 
 
@@ -148,89 +159,90 @@ class TicketRepository:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._direct: Direct | None = None
+
+    @property
+    def direct(self) -> Direct:
+        """Plain statements for the intake's hot path (see :mod:`storage.direct`)."""
+        if self._direct is None:
+            self._direct = Direct(self.session)
+        return self._direct
 
     # -- references -----------------------------------------------------------
 
     def next_ref(self, prefix: str) -> str:
         """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...)."""
-        name = f"ticket:{prefix}"
-        dialect = self.session.get_bind().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            # one atomic upsert: two first tickets at once must not both insert the counter row
-            # (the loser's unique-key violation would lose its message on PostgreSQL)
-            upsert = pg_insert(m.Counter) if dialect == "postgresql" else sqlite_insert(m.Counter)
-            number = self.session.scalar(
-                upsert.values(name=name, value=FIRST_TICKET_NUMBER)
-                .on_conflict_do_update(index_elements=[m.Counter.name], set_={"value": m.Counter.value + 1})
-                .returning(m.Counter.value)
-            )
-            return f"{prefix}-{number}"
-        value = self.session.scalar(
-            update(m.Counter).where(m.Counter.name == name).values(value=m.Counter.value + 1).returning(m.Counter.value)
+        # one atomic upsert: two first tickets at once must not both insert the counter row
+        # (the loser's unique-key violation would lose its message on PostgreSQL)
+        number = self.direct.scalar(
+            "INSERT INTO counters (name, value) VALUES (:name, :first) "
+            "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+            {"name": f"ticket:{prefix}", "first": FIRST_TICKET_NUMBER},
         )
-        if value is None:
-            self.session.execute(insert(m.Counter).values(name=name, value=FIRST_TICKET_NUMBER))
-            value = FIRST_TICKET_NUMBER
-        return f"{prefix}-{value}"
+        return f"{prefix}-{number}"
 
     # -- messages -------------------------------------------------------------
 
     def message_id_for(self, channel: str, direction: str, external_id: str) -> int | None:
-        return self.session.scalar(
-            select(m.Message.id).where(
-                m.Message.channel == channel, m.Message.direction == direction, m.Message.external_id == external_id
-            )
+        found = self.direct.scalar(
+            "SELECT id FROM messages WHERE channel = :channel AND direction = :direction AND external_id = :external_id",
+            {"channel": channel, "direction": direction, "external_id": external_id},
         )
+        return None if found is None else int(found)
 
     def add_message(self, **values: Any) -> int:
         attachments = values.pop("attachments", ())
-        row = m.Message(**values)
-        self.session.add(row)
-        self.session.flush()
-        for att in attachments:
-            self.session.add(m.Attachment(message_id=row.id, **att))
-        return row.id
+        message_id = self.direct.insert(m.Message.__table__, values)
+        self.direct.insert_many(m.Attachment.__table__, ({"message_id": message_id, **att} for att in attachments))
+        return message_id
 
     def ticket_for_thread(self, channel: str, refs: Sequence[str]) -> int | None:
         """The ticket of a message we saw or sent whose id is among ``refs`` (R6)."""
         if not refs:
             return None
-        return self.session.scalar(
-            select(m.Message.ticket_id)
-            .where(m.Message.channel == channel, m.Message.direction.in_(("in", "out")),
-                   m.Message.external_id.in_(list(refs)), m.Message.ticket_id.is_not(None))
-            .order_by(m.Message.id.desc())
-            .limit(1)
+        params: dict[str, Any] = {f"ref{i}": ref for i, ref in enumerate(dict.fromkeys(refs))}
+        params["channel"] = channel
+        found = self.direct.scalar(
+            "SELECT ticket_id FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
+            f"AND external_id IN ({', '.join(':' + k for k in params if k != 'channel')}) "
+            "AND ticket_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+            params,
         )
+        return None if found is None else int(found)
 
     def open_ticket_for_key(self, channel: str, thread_key: str) -> int | None:
         """The newest open ticket on ``channel`` from ``thread_key`` (a WhatsApp number)."""
-        return self.session.scalar(
-            select(m.Ticket.id)
-            .where(m.Ticket.channel == channel, m.Ticket.thread_key == thread_key, m.Ticket.state.in_(OPEN_STATES))
-            .order_by(m.Ticket.id.desc())
-            .limit(1)
+        found = self.direct.scalar(
+            "SELECT id FROM tickets WHERE channel = :channel AND thread_key = :key "
+            "AND state IN ('open', 'waiting', 'unverified') ORDER BY id DESC LIMIT 1",
+            {"channel": channel, "key": thread_key},
         )
+        return None if found is None else int(found)
 
     def id_for_ref(self, ref: str) -> int | None:
-        return self.session.scalar(select(m.Ticket.id).where(m.Ticket.ref == ref.upper()))
+        found = self.direct.scalar("SELECT id FROM tickets WHERE ref = :ref", {"ref": ref.upper()})
+        return None if found is None else int(found)
 
     # -- tickets --------------------------------------------------------------
 
     def add_ticket(self, **values: Any) -> int:
-        row = m.Ticket(**values)
-        self.session.add(row)
-        self.session.flush()
-        return row.id
+        return self.direct.insert(m.Ticket.__table__, values)
 
     def update_ticket(self, ticket_id: int, **values: Any) -> None:
         self.session.execute(update(m.Ticket).where(m.Ticket.id == ticket_id).values(**values))
 
     def get(self, ticket_id: int, *, with_messages: bool = False) -> TicketRecord:
-        row = self.session.get(m.Ticket, ticket_id)
+        direct = self.direct
+        row = direct.one(
+            f"SELECT {direct.columns(m.Ticket.__table__, _TICKET_COLUMNS, 't')}, a.name, c.name FROM tickets t "
+            "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id "
+            "WHERE t.id = :id",
+            {"id": ticket_id},
+        )
         if row is None:
             raise KeyError(ticket_id)
-        return self._record(row, with_messages)
+        values = direct.decode(m.Ticket.__table__, _TICKET_COLUMNS, row[:-2])
+        return self._ticket(values, row[-2], row[-1], with_messages)
 
     def by_ref(self, ref: str, *, with_messages: bool = False) -> TicketRecord | None:
         row = self.session.scalar(select(m.Ticket).where(m.Ticket.ref == ref.strip().upper()))
@@ -279,8 +291,9 @@ class TicketRepository:
 
     def add_event(self, kind: str, at: datetime, *, ticket_id: int | None = None, message_id: int | None = None,
                   actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
-        self.session.add(m.Event(kind=kind, at=at, ticket_id=ticket_id, message_id=message_id, actor=actor,
-                                 data=data or {}))
+        self.session.flush()  # after any pending ORM change it refers to
+        self.direct.insert(m.Event.__table__, {"kind": kind, "at": at, "ticket_id": ticket_id,
+                                               "message_id": message_id, "actor": actor, "data": data or {}})
 
     def events(self, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.session.scalars(select(m.Event).where(m.Event.ticket_id == ticket_id).order_by(m.Event.id)).all()
@@ -300,20 +313,26 @@ class TicketRepository:
     def _record(self, row: m.Ticket, with_messages: bool) -> TicketRecord:
         account = self.session.get(m.Account, row.account_id) if row.account_id else None
         contact = self.session.get(m.Contact, row.contact_id) if row.contact_id else None
+        values = {name: getattr(row, name) for name in _TICKET_COLUMNS}
+        return self._ticket(values, account.name if account else None, contact.name if contact else None,
+                            with_messages)
+
+    def _ticket(self, v: dict[str, Any], account: str | None, contact: str | None,
+                with_messages: bool) -> TicketRecord:
         pauses = tuple(
-            (datetime.fromisoformat(p[0]), datetime.fromisoformat(p[1]) if p[1] else None) for p in row.pauses or ()
+            (datetime.fromisoformat(p[0]), datetime.fromisoformat(p[1]) if p[1] else None) for p in v["pauses"] or ()
         )
         return TicketRecord(
-            id=row.id, ref=row.ref, account_id=row.account_id, account=account.name if account else None,
-            contact_id=row.contact_id, contact=contact.name if contact else None, channel=row.channel,
-            thread_key=row.thread_key, subject=row.subject, kind=row.kind, kind_rule=row.kind_rule,
-            kind_reasons=tuple(row.kind_reasons or ()), priority=row.priority, state=row.state, plan=row.plan,
-            queue_priority=row.queue_priority, terms=row.terms, received_at=row.received_at,
-            first_response_due=row.first_response_due, first_responded_at=row.first_responded_at,
-            resolution_due_min=row.resolution_due_min, resolution_due_max=row.resolution_due_max,
-            needs_release=row.needs_release, waiting_since=row.waiting_since, pauses=pauses,
-            resolved_at=row.resolved_at, decision=row.decision, reasons=tuple(row.reasons or ()),
-            messages=tuple(self.messages(row.id)) if with_messages else (),
+            id=v["id"], ref=v["ref"], account_id=v["account_id"], account=account,
+            contact_id=v["contact_id"], contact=contact, channel=v["channel"],
+            thread_key=v["thread_key"], subject=v["subject"], kind=v["kind"], kind_rule=v["kind_rule"],
+            kind_reasons=tuple(v["kind_reasons"] or ()), priority=v["priority"], state=v["state"], plan=v["plan"],
+            queue_priority=v["queue_priority"], terms=v["terms"], received_at=v["received_at"],
+            first_response_due=v["first_response_due"], first_responded_at=v["first_responded_at"],
+            resolution_due_min=v["resolution_due_min"], resolution_due_max=v["resolution_due_max"],
+            needs_release=bool(v["needs_release"]), waiting_since=v["waiting_since"], pauses=pauses,
+            resolved_at=v["resolved_at"], decision=v["decision"], reasons=tuple(v["reasons"] or ()),
+            messages=tuple(self.messages(v["id"])) if with_messages else (),
         )
 
 
@@ -348,11 +367,10 @@ class OutboxRepository:
         self.session = session
 
     def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
-        row = m.Outbox(message_id=message_id, channel=channel, recipient=recipient, payload=payload,
-                       state="pending", attempts=0, next_attempt_at=now, created_at=now)
-        self.session.add(row)
-        self.session.flush()
-        return row.id
+        return Direct(self.session).insert(m.Outbox.__table__, {
+            "message_id": message_id, "channel": channel, "recipient": recipient, "payload": payload,
+            "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        })
 
     def due_ids(self, now: datetime, limit: int = 50) -> list[int]:
         return list(self.session.scalars(
@@ -417,9 +435,10 @@ class ReminderRepository:
         self.session = session
 
     def plan(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> None:
-        for spec, due_at, escalate in items:
-            self.session.add(m.Reminder(ticket_id=ticket_id, spec=spec, due_at=due_at, escalate=escalate,
-                                        state="planned"))
+        Direct(self.session).insert_many(m.Reminder.__table__, (
+            {"ticket_id": ticket_id, "spec": spec, "due_at": due_at, "escalate": escalate, "state": "planned"}
+            for spec, due_at, escalate in items
+        ))
 
     def cancel_for(self, ticket_id: int, now: datetime) -> int:
         result = self.session.execute(
