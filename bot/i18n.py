@@ -7,19 +7,37 @@ from typing import Literal
 
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from functools import lru_cache
+
+from babel import Locale
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 Language = Literal["nl", "en"]
 LANGUAGES: tuple[Language, ...] = ("nl", "en")
 
-_PATTERN = {"nl": "EEEE d MMMM y 'om' HH:mm", "en": "EEEE d MMMM y 'at' HH:mm"}
+_AT = {"nl": "om", "en": "at"}
+
+
+@lru_cache(maxsize=8)
+def _names(language: Language) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Babel's wide day names (Monday first) and month names (January at 1) for ``language``."""
+    locale = Locale.parse(language)
+    days = locale.days["format"]["wide"]
+    months = locale.months["format"]["wide"]
+    return tuple(days[i] for i in range(7)), ("", *(months[i] for i in range(1, 13)))
 
 
 def format_when(instant: datetime, language: Language, zone: ZoneInfo = AMSTERDAM) -> str:
-    """``donderdag 26 november 2026 om 10:00`` / ``Thursday 26 November 2026 at 10:00``."""
-    return format_datetime(instant.astimezone(zone), _PATTERN[language], tzinfo=zone, locale=language)
+    """``donderdag 26 november 2026 om 10:00`` / ``Thursday 26 November 2026 at 10:00``.
+
+    Babel's pattern ``EEEE d MMMM y 'om' HH:mm``, with the names looked up once: the
+    intake writes three of these per acknowledgement.
+    """
+    local = instant.astimezone(zone)
+    days, months = _names(language)
+    return (f"{days[local.weekday()]} {local.day} {months[local.month]} {local.year} {_AT[language]} "
+            f"{local.hour:02d}:{local.minute:02d}")
 
 
 _UNITS = {

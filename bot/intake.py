@@ -32,7 +32,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from bot.i18n import Language, format_span, format_when
 from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
@@ -43,6 +42,7 @@ from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, r
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
 from storage.database import Database
+from storage.direct import Direct
 from storage.records import AccountRecord, ContactRecord, TicketRecord
 from storage.repositories import OPEN_STATES, AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
 
@@ -128,10 +128,10 @@ class IntakePipeline:
     def ingest(self, msg: InboundMessage) -> IntakeResult:
         """Store ``msg`` and everything it causes, all or nothing; see the module docstring."""
         try:
-            return self.db.run(lambda session: self._ingest(session, msg))
+            return self.db.run_direct(lambda direct: self._ingest(direct, msg))
         except IntegrityError:
             # lost a race with a concurrent delivery of the same message: it is stored once
-            existing = self.db.run(
+            existing = self.db.run_direct(
                 lambda s: TicketRepository(s).message_id_for(msg.channel.value, "in", msg.external_id)
             )
             if existing is None:
@@ -141,7 +141,7 @@ class IntakePipeline:
 
     # -- the decision ----------------------------------------------------------
 
-    def _ingest(self, s: Session, msg: InboundMessage) -> IntakeResult:
+    def _ingest(self, s: Direct, msg: InboundMessage) -> IntakeResult:
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
         existing = tickets.message_id_for(channel, "in", msg.external_id)
@@ -203,7 +203,7 @@ class IntakePipeline:
 
     # -- outcomes --------------------------------------------------------------
 
-    def _reply(self, s: Session, ticket: TicketRecord, matches: list[tuple[ContactRecord, AccountRecord]],
+    def _reply(self, s: Direct, ticket: TicketRecord, matches: list[tuple[ContactRecord, AccountRecord]],
                work: _Work) -> IntakeResult:
         tickets = TicketRepository(s)
         msg, now = work.msg, self.now()
@@ -233,7 +233,7 @@ class IntakePipeline:
             work.reasons.append(f"waiting on the customer ended; {window.reason}")
         tickets.update_ticket(ticket.id, **values)
 
-    def _not_contact_person(self, s: Session, ticket: TicketRecord, work: _Work,
+    def _not_contact_person(self, s: Direct, ticket: TicketRecord, work: _Work,
                             known: ContactRecord | None = None, account: AccountRecord | None = None) -> IntakeResult:
         tickets = TicketRepository(s)
         msg = work.msg
@@ -248,7 +248,7 @@ class IntakePipeline:
         return IntakeResult(Outcome.NOT_CONTACT_PERSON, ticket.ref, message_id, reply.purpose if reply else None,
                             tuple(work.reasons))
 
-    def _third_party(self, s: Session, contact: ContactRecord, account: AccountRecord, work: _Work) -> IntakeResult:
+    def _third_party(self, s: Direct, contact: ContactRecord, account: AccountRecord, work: _Work) -> IntakeResult:
         tickets = TicketRepository(s)
         work.reasons.append(f"{contact.name} is a third party not authorised on {account.name} (R2): "
                             "refused politely, no ticket, message kept for staff")
@@ -260,7 +260,7 @@ class IntakePipeline:
         return IntakeResult(Outcome.THIRD_PARTY_REFUSED, None, message_id, reply.purpose if reply else None,
                             tuple(work.reasons))
 
-    def _channel_not_in_plan(self, s: Session, contact: ContactRecord, account: AccountRecord, plan: Plan,
+    def _channel_not_in_plan(self, s: Direct, contact: ContactRecord, account: AccountRecord, plan: Plan,
                              work: _Work) -> IntakeResult:
         tickets = TicketRepository(s)
         msg = work.msg
@@ -279,7 +279,7 @@ class IntakePipeline:
         return IntakeResult(Outcome.CHANNEL_NOT_IN_PLAN, None, message_id, reply.purpose if reply else None,
                             tuple(work.reasons))
 
-    def _unknown_sender(self, s: Session, work: _Work, *, account: AccountRecord | None = None,
+    def _unknown_sender(self, s: Direct, work: _Work, *, account: AccountRecord | None = None,
                         contact: ContactRecord | None = None) -> IntakeResult:
         tickets = TicketRepository(s)
         msg = work.msg
@@ -315,7 +315,7 @@ class IntakePipeline:
         work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
         return replace(terms, plan=replace(plan, first_response=moved, reminders=()), calendars=calendars)
 
-    def _new_ticket(self, s: Session, contact: ContactRecord, account: AccountRecord, plan: Plan,
+    def _new_ticket(self, s: Direct, contact: ContactRecord, account: AccountRecord, plan: Plan,
                     work: _Work) -> IntakeResult:
         tickets, msg, now = TicketRepository(s), work.msg, self.now()
         terms = self._terms_for(plan, msg, work)
@@ -412,7 +412,7 @@ class IntakePipeline:
         return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
                       msg.external_id if msg.channel is ChannelName.EMAIL else None)
 
-    def _queue(self, s: Session, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
+    def _queue(self, s: Direct, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
                account_id: int | None, contact_id: int | None, *, ref: str | None = None) -> None:
         """Store the outbound message and its outbox row, in the ingest's transaction."""
         if reply is None:

@@ -78,8 +78,12 @@ class Classification:
 
 def normalise(text: str) -> str:
     """Lower case, accents removed, whitespace collapsed: the form keywords match on."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    folded = text.casefold()
+    if folded.isascii():  # nothing to decompose
+        plain = folded
+    else:
+        decomposed = unicodedata.normalize("NFKD", folded)
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(plain.replace("\u2019", "'").split())
 
 

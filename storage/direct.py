@@ -63,9 +63,9 @@ class _TableCodec:
                 self.defaults[column.name] = lambda make=default.arg: make(None)  # SQLAlchemy's (context) wrapper
         self.names = frozenset(c.name for c in table.columns)
 
-    def bind_row(self, values: Mapping[str, Any]) -> dict[str, Any]:
+    def bind_row(self, values: Mapping[str, Any], *, defaults: bool = True) -> dict[str, Any]:
         row = dict(values)
-        for name, default in self.defaults.items():
+        for name, default in self.defaults.items() if defaults else ():
             if name not in row:
                 row[name] = default()
         for name, bind in self.binds.items():
@@ -88,16 +88,30 @@ def _codec(table: Table, dialect_key: tuple[str, str], dialect: Dialect) -> _Tab
 
 
 class Direct:
-    """Statements on the DBAPI connection of ``session`` (which begins its transaction)."""
+    """Statements on the DBAPI connection of ``session`` (which begins its transaction).
 
-    def __init__(self, session: Session) -> None:
-        connection = session.connection()
-        self.dialect = connection.dialect
-        self._dbapi_error: type[Exception] = self.dialect.loaded_dbapi.Error
-        self._paramstyle = self.dialect.paramstyle
+    Use :meth:`of` to share one per session and transaction.
+    """
+
+    @classmethod
+    def of(cls, session: Session) -> Direct:
+        """The ``Direct`` of ``session``'s current transaction, made on first use."""
+        transaction = session.get_transaction()
+        found = session.info.get("slabot.direct")
+        if found is not None and found[0] is transaction and transaction is not None:
+            return found[1]  # type: ignore[no-any-return]
+        connection = session.connection()  # begins the session's transaction
         driver = connection.connection.driver_connection
         assert driver is not None
-        self._cursor = driver.cursor()
+        direct = cls(driver, connection.dialect)
+        session.info["slabot.direct"] = (session.get_transaction(), direct)
+        return direct
+
+    def __init__(self, driver_connection: Any, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+        self._paramstyle = dialect.paramstyle
+        self._cursor = driver_connection.cursor()
 
     def codec(self, table: Table) -> _TableCodec:
         return _codec(table, (self.dialect.name, self.dialect.driver), self.dialect)
@@ -121,6 +135,17 @@ class Direct:
     def one(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
         row = self.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
+
+    def update(self, table: Table, row_id: int, values: Mapping[str, Any]) -> int:
+        """Update the row ``row_id`` of ``table``; the number of rows changed (0 or 1)."""
+        codec = self.codec(table)
+        row = codec.bind_row(values, defaults=False)
+        unknown = set(row) - codec.names
+        if unknown:
+            raise KeyError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+        row["_id"] = row_id
+        assignments = ", ".join(f"{name} = :{name}" for name in row if name != "_id")
+        return int(self.execute(f"UPDATE {table.name} SET {assignments} WHERE id = :_id", row).rowcount)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         row = self.one(sql, params)

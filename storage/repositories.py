@@ -63,11 +63,31 @@ def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountR
     )
 
 
-class AccountRepository:
-    """Accounts, their contacts and identities."""
+class _Repository:
+    """On an ORM session, or on plain statements (:meth:`Database.run_direct`) for the hot-path queries."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, source: Session | Direct) -> None:
+        self._session = source if isinstance(source, Session) else None
+        self._direct = source if isinstance(source, Direct) else None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise TypeError(f"{type(self).__name__}: this query needs an ORM session (Database.run)")
+        return self._session
+
+    @property
+    def direct(self) -> Direct:
+        """Plain statements for the intake's hot path (see :mod:`storage.direct`)."""
+        if self._session is not None:
+            self._session.flush()  # the statements see every pending ORM change of the transaction
+            return Direct.of(self._session)
+        assert self._direct is not None
+        return self._direct
+
+
+class AccountRepository(_Repository):
+    """Accounts, their contacts and identities."""
 
     def upsert(self, data: AccountInput, now: datetime) -> tuple[int, bool]:
         """Create or update an account by name, replacing its contacts' identities."""
@@ -136,7 +156,7 @@ class AccountRepository:
 
     def find(self, kind: str, value: str) -> list[tuple[ContactRecord, AccountRecord]]:
         """Every contact with this identity, with its account (contacts before third parties)."""
-        direct = Direct(self.session)
+        direct = self.direct
         rows = direct.execute(
             f"SELECT {direct.columns(m.Contact.__table__, _CONTACT_COLUMNS, 'c')}, "
             f"{direct.columns(m.Account.__table__, _ACCOUNT_COLUMNS, 'a')} "
@@ -154,19 +174,8 @@ class AccountRepository:
         return sorted(found, key=lambda pair: (not pair[0].may_open_requests, pair[0].id))
 
 
-class TicketRepository:
+class TicketRepository(_Repository):
     """Tickets, their messages and attachments, and the audit trail."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._direct: Direct | None = None
-
-    @property
-    def direct(self) -> Direct:
-        """Plain statements for the intake's hot path (see :mod:`storage.direct`)."""
-        if self._direct is None:
-            self._direct = Direct(self.session)
-        return self._direct
 
     # -- references -----------------------------------------------------------
 
@@ -229,7 +238,7 @@ class TicketRepository:
         return self.direct.insert(m.Ticket.__table__, values)
 
     def update_ticket(self, ticket_id: int, **values: Any) -> None:
-        self.session.execute(update(m.Ticket).where(m.Ticket.id == ticket_id).values(**values))
+        self.direct.update(m.Ticket.__table__, ticket_id, values)
 
     def get(self, ticket_id: int, *, with_messages: bool = False) -> TicketRecord:
         direct = self.direct
@@ -291,7 +300,6 @@ class TicketRepository:
 
     def add_event(self, kind: str, at: datetime, *, ticket_id: int | None = None, message_id: int | None = None,
                   actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
-        self.session.flush()  # after any pending ORM change it refers to
         self.direct.insert(m.Event.__table__, {"kind": kind, "at": at, "ticket_id": ticket_id,
                                                "message_id": message_id, "actor": actor, "data": data or {}})
 
@@ -360,14 +368,11 @@ class TicketRepository:
         self.session.execute(update(m.Attachment).where(m.Attachment.id == attachment_id).values(**values))
 
 
-class OutboxRepository:
+class OutboxRepository(_Repository):
     """Outbound messages waiting to go, claimed one at a time so none is sent twice."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
     def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
-        return Direct(self.session).insert(m.Outbox.__table__, {
+        return self.direct.insert(m.Outbox.__table__, {
             "message_id": message_id, "channel": channel, "recipient": recipient, "payload": payload,
             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
@@ -428,14 +433,11 @@ class OutboxRepository:
         return {state: count for state, count in rows}
 
 
-class ReminderRepository:
+class ReminderRepository(_Repository):
     """Planned pings to staff (R16); sent exactly once."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
     def plan(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> None:
-        Direct(self.session).insert_many(m.Reminder.__table__, (
+        self.direct.insert_many(m.Reminder.__table__, (
             {"ticket_id": ticket_id, "spec": spec, "due_at": due_at, "escalate": escalate, "state": "planned"}
             for spec, due_at, escalate in items
         ))
