@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -122,6 +122,10 @@ class IntakePipeline:
         self.texts = texts or Texts()
         self.default_language = default_language
         self.now = now
+        # the terms of a plan on a day (and their JSON snapshot) and the rates of the day, made once:
+        # every ticket of that plan and day shares them
+        self._terms: dict[tuple[str, date, bool], tuple[SlaTerms, dict[str, Any]]] = {}
+        self._rates: dict[tuple[str, date, str], dict[str, str] | None] = {}
 
     # -- entry point ---------------------------------------------------------
 
@@ -301,24 +305,45 @@ class IntakePipeline:
                           data={"decision": Outcome.UNKNOWN_SENDER.value, "reasons": work.reasons})
         return IntakeResult(Outcome.UNKNOWN_SENDER, ref, message_id, reply.purpose if reply else None, tuple(work.reasons))
 
-    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work) -> SlaTerms:
-        terms = self.preset.terms(plan, msg.received_at.astimezone(self._zone()).date())
-        critical = self.preset.critical
-        if not msg.critical or critical is None:
+    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work) -> tuple[SlaTerms, dict[str, Any]]:
+        """The ticket's SLA terms and their snapshot (R22)."""
+        critical = msg.critical and self.preset.critical is not None
+        if critical:
+            work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
+        key = (plan.name, msg.received_at.astimezone(self._zone()).date(), critical)
+        found = self._terms.get(key)
+        if found is None:
+            if len(self._terms) >= 1024:
+                self._terms.clear()
+            terms = self._make_terms(plan, key[1], critical)
+            found = self._terms[key] = (terms, terms.to_dict())
+        return found
+
+    def _make_terms(self, plan: Plan, on: date, critical: bool) -> SlaTerms:
+        terms = self.preset.terms(plan, on)
+        line = self.preset.critical
+        if not critical or line is None:
             return terms
         # R17: a critical incident runs on the calendar clock of the 24/7 outage line
         target = plan.first_response
-        moved = (Target(target.duration, ClockKind.CALENDAR, critical.calendar)
+        moved = (Target(target.duration, ClockKind.CALENDAR, line.calendar)
                  if target is not None and plan.sla else None)
         calendars = dict(terms.calendars)
-        calendars[critical.calendar] = self.preset.calendars[critical.calendar]
-        work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
+        calendars[line.calendar] = self.preset.calendars[line.calendar]
         return replace(terms, plan=replace(plan, first_response=moved, reminders=()), calendars=calendars)
+
+    def _rates_for(self, plan: Plan, at: datetime, language: Language) -> dict[str, str] | None:
+        key = (plan.name, at.astimezone(self._zone()).date(), language)
+        if key not in self._rates:
+            if len(self._rates) >= 1024:
+                self._rates.clear()
+            self._rates[key] = Texts.rates(self.preset, plan, at, language)
+        return self._rates[key]
 
     def _new_ticket(self, s: Direct, contact: ContactRecord, account: AccountRecord, plan: Plan,
                     work: _Work) -> IntakeResult:
         tickets, msg, now = TicketRepository(s), work.msg, self.now()
-        terms = self._terms_for(plan, msg, work)
+        terms, snapshot = self._terms_for(plan, msg, work)
         due = first_response_due(msg.received_at, terms)
         window = resolution_window(msg.received_at, terms)
         verdict = classify(
@@ -337,7 +362,7 @@ class IntakePipeline:
             ref=ref, account_id=account.id, contact_id=contact.id, channel=msg.channel.value,
             thread_key=msg.sender.value, subject=msg.subject, kind=verdict.kind.value, kind_rule=verdict.rule,
             kind_reasons=list(verdict.reasons), priority=priority.value, state="open", plan=plan.name,
-            queue_priority=plan.queue_priority, terms=terms.to_dict(), received_at=msg.received_at,
+            queue_priority=plan.queue_priority, terms=snapshot, received_at=msg.received_at,
             first_response_due=due, resolution_due_min=window.earliest, resolution_due_max=window.latest,
             decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
         )
@@ -386,7 +411,7 @@ class IntakePipeline:
             "opening_hours": opening_hours(self.preset.calendars.get("office", office), language),
             "staff": account.staff if plan.staff_role else None,
             "kind": kind.value, "kind_reason": kind_reasons[0] if kind_reasons else "",
-            "rates": Texts.rates(self.preset, plan, msg.received_at, language),
+            "rates": self._rates_for(plan, msg.received_at, language),
         }
         if msg.critical and self.preset.critical is not None:  # only a preset with a 24/7 outage line
             critical = self.preset.critical

@@ -127,6 +127,7 @@ class Texts:
             self._envs[language] = Environment(
                 loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
                 keep_trailing_newline=True, trim_blocks=False,
+                auto_reload=False,  # read once: an edited template takes effect on the next start
             )
 
     def render(self, purpose: str, language: Language, **values: Any) -> Rendered:

@@ -90,7 +90,8 @@ def normalise(text: str) -> str:
 @lru_cache(maxsize=256)
 def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     """One compiled pattern per keyword list (whole words, normalised), built once."""
-    return re.compile("|".join(r"(?<!\w)" + re.escape(normalise(word)) + r"(?!\w)" for word in keywords))
+    words = "|".join(re.escape(normalise(word)) for word in keywords)
+    return re.compile(r"(?<!\w)(?:" + words + r")(?!\w)")
 
 
 def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ class Database:
         if self.is_sqlite:
             self._tune_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._checkpointer = _Checkpointer(self.engine) if self.is_sqlite else None
 
     @staticmethod
     def _tune_sqlite(engine: Engine) -> None:
@@ -128,6 +130,8 @@ class Database:
                 raise
             if self.is_sqlite:
                 direct.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._checkpointer.nudge()
             else:
                 pooled.commit()
             return result
@@ -164,7 +168,58 @@ class Database:
             return None if row is None else str(row[0])
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
+
+
+class _Checkpointer:
+    """Copies SQLite's WAL into the database file from a thread of its own.
+
+    A commit that has to checkpoint pays for it; done here, on its own
+    connection, a passive checkpoint runs beside the writers (SQLite lets go of
+    the GIL while it works) and the WAL stays small. The writers' own automatic
+    checkpoint (every ``WAL_CHECKPOINT_PAGES``) remains as the fallback.
+    """
+
+    INTERVAL = 0.25  # seconds
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def nudge(self) -> None:
+        """Called after a write: starts the thread on first use."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(target=self._run, name="slabot-wal-checkpoint", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            pooled = self._engine.raw_connection()
+        except Exception:  # the writers' own checkpoints still run
+            log.warning("WAL checkpointer could not connect", exc_info=True)
+            return
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None
+            while not self._stop.wait(self.INTERVAL):
+                try:
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except Exception as exc:  # busy or closing: try again next round
+                    log.debug("WAL checkpoint skipped: %s", exc)
+        finally:
+            pooled.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
 
 
 def alembic_config() -> AlembicConfig:

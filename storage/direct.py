@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import FromClause, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
@@ -35,6 +35,14 @@ def _for_driver(sql: str, paramstyle: str) -> str:
     if paramstyle == "pyformat":
         return _PLACEHOLDER.sub(r"%(\1)s", sql.replace("%", "%%"))
     raise NotImplementedError(f"paramstyle {paramstyle}")
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _called(make: Callable[[Any], Any]) -> Callable[[], Any]:
+    return lambda: make(None)  # SQLAlchemy wraps a column's callable default to take an execution context
 
 
 class _TableCodec:
@@ -58,10 +66,11 @@ class _TableCodec:
                 self.results[column.name] = result
             default: Any = column.default
             if default is not None and default.is_scalar:
-                self.defaults[column.name] = lambda value=default.arg: value
+                self.defaults[column.name] = _constant(default.arg)
             elif default is not None and default.is_callable:
-                self.defaults[column.name] = lambda make=default.arg: make(None)  # SQLAlchemy's (context) wrapper
+                self.defaults[column.name] = _called(default.arg)
         self.names = frozenset(c.name for c in table.columns)
+        self._insert_sql: dict[tuple[tuple[str, ...], bool], str] = {}
 
     def bind_row(self, values: Mapping[str, Any], *, defaults: bool = True) -> dict[str, Any]:
         row = dict(values)
@@ -73,7 +82,13 @@ class _TableCodec:
                 row[name] = bind(row[name])
         return row
 
-    def insert_sql(self, names: Sequence[str], returning: bool) -> str:
+    def insert_sql(self, names: tuple[str, ...], returning: bool) -> str:
+        found = self._insert_sql.get((names, returning))
+        if found is None:
+            found = self._insert_sql[(names, returning)] = self._make_insert_sql(names, returning)
+        return found
+
+    def _make_insert_sql(self, names: tuple[str, ...], returning: bool) -> str:
         unknown = set(names) - self.names
         if unknown:
             raise KeyError(f"{self.table.name} has no column {', '.join(sorted(unknown))}")
@@ -83,7 +98,7 @@ class _TableCodec:
 
 
 @lru_cache(maxsize=64)
-def _codec(table: Table, dialect_key: tuple[str, str], dialect: Dialect) -> _TableCodec:
+def _codec(table: Table, dialect: Dialect) -> _TableCodec:
     return _TableCodec(table, dialect)
 
 
@@ -112,9 +127,15 @@ class Direct:
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._paramstyle = dialect.paramstyle
         self._cursor = driver_connection.cursor()
+        self._codecs: dict[FromClause, _TableCodec] = {}
 
-    def codec(self, table: Table) -> _TableCodec:
-        return _codec(table, (self.dialect.name, self.dialect.driver), self.dialect)
+    def codec(self, table: FromClause) -> _TableCodec:
+        found = self._codecs.get(table)
+        if found is None:
+            if not isinstance(table, Table):
+                raise TypeError(f"not a table: {table!r}")
+            found = self._codecs[table] = _codec(table, self.dialect)
+        return found
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run ``sql`` (``:name`` placeholders) and return the cursor."""
@@ -136,28 +157,28 @@ class Direct:
         row = self.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
 
-    def update(self, table: Table, row_id: int, values: Mapping[str, Any]) -> int:
+    def update(self, table: FromClause, row_id: int, values: Mapping[str, Any]) -> int:
         """Update the row ``row_id`` of ``table``; the number of rows changed (0 or 1)."""
         codec = self.codec(table)
         row = codec.bind_row(values, defaults=False)
         unknown = set(row) - codec.names
         if unknown:
-            raise KeyError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+            raise KeyError(f"{codec.table.name} has no column {', '.join(sorted(unknown))}")
         row["_id"] = row_id
         assignments = ", ".join(f"{name} = :{name}" for name in row if name != "_id")
-        return int(self.execute(f"UPDATE {table.name} SET {assignments} WHERE id = :_id", row).rowcount)
+        return int(self.execute(f"UPDATE {codec.table.name} SET {assignments} WHERE id = :_id", row).rowcount)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]
 
-    def insert(self, table: Table, values: Mapping[str, Any]) -> int:
+    def insert(self, table: FromClause, values: Mapping[str, Any]) -> int:
         """Insert one row (column defaults applied, values converted) and return its id."""
         codec = self.codec(table)
         row = codec.bind_row(values)
         return int(self.scalar(codec.insert_sql(tuple(row), True), row))
 
-    def insert_many(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
+    def insert_many(self, table: FromClause, rows: Iterable[Mapping[str, Any]]) -> None:
         codec = self.codec(table)
         bound = [codec.bind_row(r) for r in rows]
         if not bound:
@@ -165,7 +186,7 @@ class Direct:
         names = tuple(bound[0])
         self.execute_many(codec.insert_sql(names, False), bound)
 
-    def decode(self, table: Table, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    def decode(self, table: FromClause, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
         """A fetched row of ``table``'s columns ``names`` as Python values."""
         results = self.codec(table).results
         out: dict[str, Any] = {}
@@ -174,7 +195,7 @@ class Direct:
             out[name] = process(value) if process is not None and value is not None else value
         return out
 
-    def columns(self, table: Table, names: Iterable[str] | None = None, alias: str = "") -> str:
+    def columns(self, table: FromClause, names: Iterable[str] | None = None, alias: str = "") -> str:
         """A select list for ``table`` (all columns by default), optionally qualified by ``alias``."""
         prefix = f"{alias}." if alias else ""
         return ", ".join(prefix + n for n in (names or [c.name for c in table.columns]))
