@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_CHECKPOINT_PAGES = 10_000
-CACHE_KIB = 65_536
+WAL_SIZE_LIMIT = 16 * 2**20
 RETRIES = 8
 
 
@@ -87,7 +87,7 @@ class Database:
             # checkpoint the WAL into the database file every ~40 MiB rather than every 4 MiB:
             # fewer, larger checkpoints cost each commit less
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-            cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # a WAL started over is cut to this
             cursor.close()
 
         @event.listens_for(engine, "begin")
