@@ -13,7 +13,15 @@ channel's :class:`~channels.messages.Sender`, and records the outcome:
 - permanent failure: ``failed``, and staff are told (an event);
 - cannot be sent automatically: ``needs_staff``;
 - crash while sending: the row stays ``sending``; after the lease it becomes
-  ``unknown`` and is never re-sent blindly (at most once), staff are told.
+  ``unknown`` and is never re-sent blindly (at most once), staff are told;
+- a timeout after the request went out (the channel may have the message):
+  back to ``pending`` marked ``uncertain_since``; before the next attempt the
+  channel is asked whether it has the message (:class:`Reconciling`) and only
+  if it has not is it sent again. A channel that cannot be asked gets
+  ``unknown`` instead of a second send.
+
+A delivery-status callback that arrives before the send's own commit stored the
+channel's id is kept (``early_statuses``) and applied when the id is stored.
 """
 
 from __future__ import annotations
@@ -32,11 +40,14 @@ from channels.messages import (
     NeedsStaffError,
     OutboundMessage,
     PermanentSendError,
+    Reconciling,
     SendReceipt,
     Sender,
     TemporarySendError,
+    UncertainSendError,
     moves_forward,
 )
+from channels.whatsapp import OUTSIDE_WINDOW_CODES
 from storage.database import Database
 from storage.records import OutboxRecord
 from storage.repositories import OutboxRepository, TicketRepository
@@ -58,6 +69,17 @@ def advance_delivery(s: Session, message_id: int, state: str, external_id: str |
         return False
     tickets.set_delivery_state(message_id, state, external_id)
     return True
+
+
+def apply_status(s: Session, message_id: int, state: str, error_code: int | None, now: datetime) -> None:
+    """A channel's delivery-status report for a stored message: forward only; "outside the window" tells staff."""
+    if error_code in OUTSIDE_WINDOW_CODES:
+        if advance_delivery(s, message_id, DeliveryState.NEEDS_STAFF.value):
+            TicketRepository(s).add_event("message_needs_staff", now, message_id=message_id,
+                                          data={"error": f"{error_code}: outside the 24-hour window",
+                                                "staff_told": True})
+        return
+    advance_delivery(s, message_id, state)
 
 
 class OutboxDispatcher:
@@ -142,8 +164,14 @@ class OutboxDispatcher:
                 # the channel is off (no credentials): keep the message until it is configured
                 await self._retry(item, f"channel {item.channel} is off", None, count=False)
             return
+        message = self._message(item)
+        if item.uncertain_since is not None and not await self._reconcile(item, sender, message):
+            return
+        started = self.now()
         try:
-            receipt: SendReceipt = await sender.send(self._message(item))
+            receipt: SendReceipt = await sender.send(message)
+        except UncertainSendError as exc:
+            await self._retry(item, str(exc), exc.retry_after, uncertain_since=item.uncertain_since or started)
         except TemporarySendError as exc:
             await self._retry(item, str(exc), exc.retry_after)
         except PermanentSendError as exc:
@@ -158,16 +186,50 @@ class OutboxDispatcher:
         else:
             await asyncio.to_thread(self.db.run, lambda s: self._sent(s, item, receipt))
 
-    def _sent(self, s: Session, item: OutboxRecord, receipt: SendReceipt) -> None:
+    async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> bool:
+        """An earlier attempt may have arrived: True to send now, False when handled here."""
+        assert item.uncertain_since is not None
+        if not isinstance(sender, Reconciling):
+            await self._finish(item, DeliveryState.UNKNOWN, "an earlier attempt may have arrived and the channel "
+                               "cannot be asked: not sent again")
+            return False
+        try:
+            found = await sender.find_sent(message, item.uncertain_since)
+        except TemporarySendError as exc:
+            await self._retry(item, f"cannot ask the channel whether an earlier attempt arrived: {exc}",
+                              exc.retry_after, uncertain_since=item.uncertain_since)
+            return False
+        except Exception as exc:  # noqa: BLE001 - not knowing means not sending twice
+            await self._finish(item, DeliveryState.UNKNOWN, f"cannot ask the channel whether an earlier attempt "
+                               f"arrived ({exc.__class__.__name__}: {exc}): not sent again")
+            return False
+        if found is None:
+            log.info("outbox row %s: the channel has no earlier attempt; sending again", item.id)
+            return True
+        await asyncio.to_thread(self.db.run, lambda s: self._sent(s, item, found, reconciled=True))
+        return False
+
+    def _sent(self, s: Session, item: OutboxRecord, receipt: SendReceipt, *, reconciled: bool = False) -> None:
         now = self.now()
         OutboxRepository(s).finish(item.id, "sent", now)
         advance_delivery(s, item.message_id, receipt.state.value, receipt.external_id)
-        TicketRepository(s).add_event("message_sent", now, message_id=item.message_id,
-                                      data={"outbox": item.id, "external_id": receipt.external_id})
+        tickets = TicketRepository(s)
+        data: dict[str, object] = {"outbox": item.id, "external_id": receipt.external_id}
+        if reconciled:
+            data["reconciled"] = "an earlier attempt had arrived; not sent again"
+        tickets.add_event("message_sent", now, message_id=item.message_id, data=data)
+        if receipt.external_id:
+            for state, code in tickets.take_early_statuses(item.channel, receipt.external_id):
+                apply_status(s, item.message_id, state, code, now)
 
-    async def _retry(self, item: OutboxRecord, error: str, retry_after: float | None, *, count: bool = True) -> None:
+    async def _retry(self, item: OutboxRecord, error: str, retry_after: float | None, *, count: bool = True,
+                     uncertain_since: datetime | None = None) -> None:
         if count and item.attempts >= self.max_attempts:
-            await self._finish(item, DeliveryState.FAILED, f"gave up after {item.attempts} attempts: {error}")
+            if uncertain_since is not None:
+                await self._finish(item, DeliveryState.UNKNOWN, f"gave up after {item.attempts} attempts, the "
+                                   f"last outcome unknown: {error}")
+            else:
+                await self._finish(item, DeliveryState.FAILED, f"gave up after {item.attempts} attempts: {error}")
             return
         step = self.backoff * (2 ** max(item.attempts - 1, 0))
         delay = min(step, self.max_backoff) * (0.5 + random.random() / 2)
@@ -177,7 +239,8 @@ class OutboxDispatcher:
 
         attempts = None if count else max(item.attempts - 1, 0)  # a channel that is off costs no attempt
         await asyncio.to_thread(self.db.run, lambda s: OutboxRepository(s).finish(
-            item.id, "pending", self.now(), error=error, retry_at=retry_at, attempts=attempts))
+            item.id, "pending", self.now(), error=error, retry_at=retry_at, attempts=attempts,
+            uncertain_since=uncertain_since))
 
     async def _finish(self, item: OutboxRecord, state: DeliveryState, error: str) -> None:
         def work(s: Session) -> None:

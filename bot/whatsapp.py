@@ -33,7 +33,7 @@ from starlette.routing import Route
 from twilio.rest import Client
 
 from bot.intake import IntakeResult, Outcome
-from bot.outbox import advance_delivery
+from bot.outbox import apply_status
 from channels.messages import DeliveryState, InboundMessage, OutboundMessage
 from channels.whatsapp import (
     LocalApiHttpClient,
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 64 * 1024
+MEDIA_ATTEMPTS = 6  # downloads of one media URL before staff are told it cannot be fetched
+MEDIA_BACKOFF = timedelta(seconds=30)  # doubled after every failed download, at most an hour
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
 STATUS_PATH = "/webhooks/twilio/status"
@@ -213,14 +215,11 @@ class WhatsAppChannel:
             tickets = TicketRepository(s)
             message_id = tickets.message_id_for("whatsapp", "out", update.sid)
             if message_id is None:
-                log.info("status callback for unknown sid %s ignored", update.sid)
+                # the callback can beat the commit that stores the sid: kept, applied when it is stored
+                log.info("status callback for sid %s not stored yet: kept", update.sid)
+                tickets.add_early_status("whatsapp", update.sid, update.state.value, update.error_code, self.now())
                 return
-            if update.outside_window:
-                if advance_delivery(s, message_id, DeliveryState.NEEDS_STAFF.value):
-                    tickets.add_event("message_needs_staff", self.now(), message_id=message_id,
-                                      data={"error": "63016: outside the 24-hour window", "staff_told": True})
-                return
-            advance_delivery(s, message_id, update.state.value)
+            apply_status(s, message_id, update.state.value, update.error_code, self.now())
 
         await asyncio.to_thread(self.db.run, work)
         return Response(status_code=204)
@@ -272,8 +271,9 @@ class WhatsAppChannel:
 
     async def fetch_media(self) -> int:
         """Download attachments that only have a URL, with the account's credentials."""
+        now = self.now()
         pending = await asyncio.to_thread(
-            self.db.run, lambda s: TicketRepository(s).unfetched_attachments("whatsapp", 20))
+            self.db.run, lambda s: TicketRepository(s).unfetched_attachments("whatsapp", 20, now))
         if not pending:
             return 0
         fetched = 0
@@ -281,12 +281,26 @@ class WhatsAppChannel:
         base = self.config.api_base_url
         async with httpx.AsyncClient(auth=auth, follow_redirects=True, timeout=30) as client:
             for attachment_id, url in pending:
+                # one failing URL waits for its own retry; the others are fetched meanwhile
                 target = rebase_url(base, url) if base else url
-                response = await client.get(target)
-                response.raise_for_status()
+                try:
+                    response = await client.get(target)
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    await asyncio.to_thread(self.db.run, lambda s, i=attachment_id, e=exc: self._media_failed(s, i, e))
+                    continue
                 data = response.content
                 await asyncio.to_thread(
                     self.db.run, lambda s, i=attachment_id, d=data, t=response.headers.get("content-type"):
                     TicketRepository(s).store_attachment(i, d, t))
                 fetched += 1
         return fetched
+
+    def _media_failed(self, s: Session, attachment_id: int, exc: httpx.HTTPError) -> None:
+        error = f"{exc.__class__.__name__}: {exc}"
+        retry_at = TicketRepository(s).attachment_fetch_failed(attachment_id, error, self.now(),
+                                                               max_attempts=MEDIA_ATTEMPTS, backoff=MEDIA_BACKOFF)
+        if retry_at is None:
+            log.warning("media %s could not be downloaded after %d attempts: %s", attachment_id, MEDIA_ATTEMPTS, error)
+        else:
+            log.info("media %s: download failed (%s); next try at %s", attachment_id, error, retry_at.isoformat())

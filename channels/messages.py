@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from channels.identity import Identity
 
@@ -127,6 +127,10 @@ class TemporarySendError(SendError):
         self.retry_after = retry_after
 
 
+class UncertainSendError(TemporarySendError):
+    """The request may have reached the channel (a timeout after it went out): ask before sending again."""
+
+
 class PermanentSendError(SendError):
     """Will never succeed as it is (550 no such user, invalid number)."""
 
@@ -139,3 +143,10 @@ class Sender(Protocol):
     """An outbound channel: one method."""
 
     async def send(self, message: OutboundMessage) -> SendReceipt: ...
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """A sender that can tell whether a message it may have sent arrived (after :class:`UncertainSendError`)."""
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> SendReceipt | None: ...

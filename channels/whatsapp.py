@@ -39,6 +39,7 @@ from channels.messages import (
     PermanentSendError,
     SendReceipt,
     TemporarySendError,
+    UncertainSendError,
 )
 
 MAX_BODY_CHARS = 4096  # WhatsApp's own limit on a message body
@@ -277,13 +278,43 @@ class WhatsAppSender:
         try:
             created = await asyncio.wait_for(self.client.messages.create_async(**kwargs), self.timeout)
         except asyncio.TimeoutError as exc:
-            raise TemporarySendError(f"Twilio did not answer within {self.timeout:.0f} s") from exc
+            # the request went out: Twilio may have the message; the outbox asks (find_sent) before a re-send
+            raise UncertainSendError(f"Twilio did not answer within {self.timeout:.0f} s") from exc
         except TwilioRestException as exc:
             raise translate_error(exc) from exc
         except OSError as exc:  # connection refused, reset: nothing was accepted
             raise TemporarySendError(f"cannot reach Twilio: {exc}") from exc
         state = STATUS_STATES.get(str(created.status or "queued"), DeliveryState.SENT)
         return SendReceipt(created.sid, DeliveryState.SENT if state is DeliveryState.QUEUED else state)
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> SendReceipt | None:
+        """The message Twilio accepted for ``message`` since ``since``, if any (reconciling an unknown outcome).
+
+        Matched on sender, recipient, creation time (a minute of clock skew allowed) and, for a free-form
+        message, the text; the oldest match wins.
+        """
+        to = message.recipient if message.recipient.startswith("whatsapp:") else f"whatsapp:{message.recipient}"
+        try:
+            records = await self.client.messages.list_async(to=to, from_=self.whatsapp_from,
+                                                            date_sent_after=since - timedelta(days=1), limit=200)
+        except TwilioRestException as exc:
+            raise translate_error(exc) from exc
+        except OSError as exc:
+            raise TemporarySendError(f"cannot reach Twilio: {exc}") from exc
+        earliest = since - timedelta(minutes=1)
+        found = []
+        for record in records:
+            created = record.date_created or record.date_sent
+            if not str(record.direction or "").startswith("outbound") or created is None or created < earliest:
+                continue
+            if record.body and message.text and record.body.strip() != message.text.strip():
+                continue
+            found.append((created, record))
+        if not found:
+            return None
+        created, record = min(found, key=lambda pair: pair[0])
+        state = STATUS_STATES.get(str(record.status or "queued"), DeliveryState.SENT)
+        return SendReceipt(record.sid, DeliveryState.SENT if state is DeliveryState.QUEUED else state)
 
     async def fetch_state(self, sid: str) -> DeliveryState | None:
         """The state Twilio has for ``sid`` (reconciling an unknown outcome)."""

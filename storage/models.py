@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -190,6 +191,11 @@ class Attachment(Base):
     url: Mapped[str | None] = mapped_column(Text)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     fetched: Mapped[bool] = mapped_column(Boolean, default=False)
+    # downloading a media URL: attempts so far, the last error, when to try next; given up when fetch_failed
+    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fetch_error: Mapped[str | None] = mapped_column(Text)
+    next_fetch_at: Mapped[datetime | None]
+    fetch_failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Outbox(Base):
@@ -209,8 +215,24 @@ class Outbox(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # set when a send may have reached the channel (a timeout after the request went out): before any
+    # re-send, the channel is asked whether it has the message since then
+    uncertain_since: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class EarlyStatus(Base):
+    """A delivery-status callback for a channel id slabot has not stored yet (it raced the send's commit)."""
+
+    __tablename__ = "early_statuses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(400), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime]
 
 
 class Reminder(Base):

@@ -135,6 +135,7 @@ class OutboxRecord:
     next_attempt_at: datetime
     last_error: str | None
     claimed_by: str | None = None
+    uncertain_since: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ reminders all or nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -351,15 +351,54 @@ class TicketRepository(_Repository):
                                                  m.Message.sender == sender)
         )
 
-    def unfetched_attachments(self, channel: str, limit: int) -> list[tuple[int, str]]:
-        """Attachments known only by URL, oldest first."""
-        rows = self.session.execute(
+    def add_early_status(self, channel: str, external_id: str, state: str, error_code: int | None,
+                         now: datetime) -> None:
+        """Keep a status callback that arrived before its message's id was stored; a day at most."""
+        self.session.execute(delete(m.EarlyStatus).where(m.EarlyStatus.received_at < now - timedelta(days=1)))
+        self.session.add(m.EarlyStatus(channel=channel, external_id=external_id, state=state, error_code=error_code,
+                                       received_at=now))
+
+    def take_early_statuses(self, channel: str, external_id: str) -> list[tuple[str, int | None]]:
+        """The kept status callbacks for ``external_id`` (state, error code), oldest first, removed."""
+        rows = self.session.scalars(
+            select(m.EarlyStatus).where(m.EarlyStatus.channel == channel, m.EarlyStatus.external_id == external_id)
+            .order_by(m.EarlyStatus.id)
+        ).all()
+        for row in rows:
+            self.session.delete(row)
+        return [(r.state, r.error_code) for r in rows]
+
+    def unfetched_attachments(self, channel: str, limit: int, now: datetime | None = None) -> list[tuple[int, str]]:
+        """Attachments known only by URL and due for a (next) download, oldest first."""
+        query = (
             select(m.Attachment.id, m.Attachment.url)
             .join(m.Message, m.Message.id == m.Attachment.message_id)
-            .where(m.Message.channel == channel, m.Attachment.fetched.is_(False), m.Attachment.url.is_not(None))
+            .where(m.Message.channel == channel, m.Attachment.fetched.is_(False), m.Attachment.url.is_not(None),
+                   m.Attachment.fetch_failed.is_(False))
             .order_by(m.Attachment.id).limit(limit)
-        ).all()
-        return [(int(i), str(u)) for i, u in rows]
+        )
+        if now is not None:
+            query = query.where((m.Attachment.next_fetch_at.is_(None)) | (m.Attachment.next_fetch_at <= now))
+        return [(int(i), str(u)) for i, u in self.session.execute(query).all()]
+
+    def attachment_fetch_failed(self, attachment_id: int, error: str, now: datetime, *, max_attempts: int,
+                                backoff: timedelta, max_backoff: timedelta = timedelta(hours=1)) -> datetime | None:
+        """Record a failed download; when to try again (backoff doubling), or None after ``max_attempts`` (given
+        up, and an event tells staff)."""
+        row = self.session.get(m.Attachment, attachment_id)
+        if row is None:
+            raise KeyError(attachment_id)
+        row.fetch_attempts = (row.fetch_attempts or 0) + 1
+        row.fetch_error = error[:2000]
+        if row.fetch_attempts >= max_attempts:
+            row.next_fetch_at = None
+            row.fetch_failed = True
+            self.add_event("attachment_failed", now, message_id=row.message_id,
+                           data={"attachment": attachment_id, "attempts": row.fetch_attempts, "error": error[:500],
+                                 "staff_told": True})
+            return None
+        row.next_fetch_at = now + min(backoff * 2 ** (row.fetch_attempts - 1), max_backoff)
+        return row.next_fetch_at
 
     def store_attachment(self, attachment_id: int, data: bytes, content_type: str | None) -> None:
         values: dict[str, Any] = {"data": data, "size": len(data), "fetched": True}
@@ -409,11 +448,15 @@ class OutboxRepository(_Repository):
     @staticmethod
     def _record(row: m.Outbox) -> OutboxRecord:
         return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, row.state,
-                            row.attempts, row.next_attempt_at, row.last_error, row.claimed_by)
+                            row.attempts, row.next_attempt_at, row.last_error, row.claimed_by, row.uncertain_since)
 
     def finish(self, outbox_id: int, state: str, now: datetime, *, error: str | None = None,
-               retry_at: datetime | None = None, attempts: int | None = None) -> None:
+               retry_at: datetime | None = None, attempts: int | None = None,
+               uncertain_since: datetime | None = None) -> None:
+        """Record an attempt's outcome; ``uncertain_since`` marks a send that may have arrived (kept until sent)."""
         values: dict[str, Any] = {"state": state, "last_error": error, "claimed_by": None}
+        if uncertain_since is not None:
+            values["uncertain_since"] = uncertain_since
         if attempts is not None:
             values["attempts"] = attempts
         if state == "sent":

@@ -222,6 +222,7 @@ async def running(tmp_path: Path, *, templates: dict[str, str] | None = None) ->
         encoding="utf-8",
     )
     clock = Clock()
+    standin.now = clock
     app = Application(load_config(str(config)), now=clock, dispatch_interval=0.05)
     stop = asyncio.Event()
     app_task = asyncio.create_task(app.run(stop))
@@ -680,5 +681,111 @@ def test_media_is_stored_unfetched_then_fetched(tmp_path: Path) -> None:
         fetched, data, size, content_type, _ = await h.db(attachment)
         assert (fetched, data, size, content_type) == (True, picture, len(picture), "image/jpeg")
         assert await h.app.whatsapp.fetch_media() == 0
+
+    scenario(tmp_path, body)
+
+
+def test_one_failing_media_url_does_not_hold_up_the_others_and_staff_are_told_when_it_is_given_up(
+        tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        from bot.whatsapp import MEDIA_ATTEMPTS
+
+        assert h.app.whatsapp is not None
+        h.standin.media["good"] = (b"%PDF-1.4 invoice", "application/pdf")
+        params = webhook("SM-two-media", body="Twee bijlagen", NumMedia="2",
+                         MediaUrl0=f"{h.standin_url}/media/missing", MediaContentType0="image/png",
+                         MediaUrl1=f"{h.standin_url}/media/good", MediaContentType1="application/pdf")
+        assert (await h.post(params)).status_code == 200
+
+        def rows(s: Session) -> list[tuple[str, bool, bool, int]]:
+            found = s.scalars(select(m.Attachment).order_by(m.Attachment.id)).all()
+            return [(str(a.url).rsplit("/", 1)[1], a.fetched, a.fetch_failed, a.fetch_attempts) for a in found]
+
+        assert await h.app.whatsapp.fetch_media() == 1  # the good one, although the first URL fails
+        assert await h.db(rows) == [("missing", False, False, 1), ("good", True, False, 0)]
+        assert await h.app.whatsapp.fetch_media() == 0  # the failing one waits for its backoff
+        assert await h.db(rows) == [("missing", False, False, 1), ("good", True, False, 0)]
+        for attempt in range(2, MEDIA_ATTEMPTS + 1):
+            h.clock.advance(hours=1)
+            assert await h.app.whatsapp.fetch_media() == 0
+            assert (await h.db(rows))[0][3] == attempt
+        assert await h.db(rows) == [("missing", False, True, MEDIA_ATTEMPTS), ("good", True, False, 0)]
+        h.clock.advance(hours=2)
+        assert await h.app.whatsapp.fetch_media() == 0
+        assert (await h.db(rows))[0][3] == MEDIA_ATTEMPTS  # given up: not tried again
+        assert await h.count(m.Event, m.Event.kind == "attachment_failed") == 1
+
+    scenario(tmp_path, body)
+
+
+# -- 11: a timeout after the request went out -------------------------------------------------------------------
+
+
+async def acknowledgement_timed_out(h: Harness) -> tuple[TicketRecord, Any]:
+    """A new ticket whose acknowledgement Twilio creates but answers too late: the row is marked uncertain."""
+    assert h.app.whatsapp is not None and h.app.whatsapp.sender is not None
+    h.app.whatsapp.sender.timeout = 0.3
+    h.standin.slow_next(1.5)
+    assert (await h.post(webhook("SM1"))).status_code == 200
+    (ticket,) = await h.tickets()
+    ack = outbound(await h.ticket(ticket.ref))[0]
+
+    async def uncertain() -> bool:
+        row = await h.outbox(ack.id)
+        return row.state == "pending" and row.uncertain_since is not None
+
+    await until(uncertain, what="the row marked uncertain")
+    return ticket, ack
+
+
+def test_timeout_after_twilio_accepted_the_message_is_reconciled_not_sent_twice(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        ticket, ack = await acknowledgement_timed_out(h)
+        assert len(h.standin.sent) == 1 and "did not answer" in ((await h.outbox(ack.id)).last_error or "")
+        h.clock.advance(minutes=2)
+
+        async def sent() -> bool:
+            return (await h.outbox(ack.id)).state == "sent"
+
+        await until(sent, what="the reconciled row")
+        await settle()
+        assert h.standin.requests == 1 and len(h.standin.sent) == 1  # asked, not sent again
+        message = outbound(await h.ticket(ticket.ref))[0]
+        assert message.external_id == h.standin.sent[0]["sid"] and message.delivery_state == "sent"
+        assert await h.count(m.Event, m.Event.kind == "message_sent") == 1
+
+    scenario(tmp_path, body)
+
+
+def test_timeout_where_twilio_has_nothing_is_sent_again_once(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        ticket, ack = await acknowledgement_timed_out(h)
+        await asyncio.sleep(1.5)  # the slow answer is over
+        h.standin.sent.clear()  # as if Twilio had dropped it: the message list has nothing for this number
+        h.clock.advance(minutes=2)
+        await until(lambda: len(h.standin.sent) == 1, what="the second attempt")
+        await settle()
+        assert h.standin.requests == 2 and len(h.standin.sent) == 1
+        assert (await h.outbox(ack.id)).state == "sent"
+        assert outbound(await h.ticket(ticket.ref))[0].external_id == h.standin.sent[0]["sid"]
+
+    scenario(tmp_path, body)
+
+
+def test_status_callback_that_beats_the_send_commit_is_applied_when_the_sid_is_stored(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        first_sid = f"SM{1:032x}"  # the stand-in numbers its messages from 1
+        early = await h.status(first_sid, "delivered")
+        assert 200 <= early.status_code < 300
+        assert await h.count(m.EarlyStatus) == 1
+        assert (await h.post(webhook("SM1"))).status_code == 200
+        (ticket,) = await h.tickets()
+
+        async def delivered() -> bool:
+            return outbound(await h.ticket(ticket.ref))[0].delivery_state == "delivered"
+
+        await until(delivered, what="the kept status applied")
+        assert h.standin.sent[0]["sid"] == first_sid
+        assert await h.count(m.EarlyStatus) == 0
 
     scenario(tmp_path, body)

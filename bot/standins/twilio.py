@@ -10,7 +10,9 @@ WhatsApp send to a number in ``window_closed`` answers Twilio's 63016), ``GET
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -32,11 +34,17 @@ class TwilioStandIn:
     window_closed: set[str] = field(default_factory=set)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
     requests: int = 0
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # the clock of its timestamps
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, status: int, code: int = 20500, message: str = "stand-in failure") -> None:
         self.failures.append((status, {"code": code, "message": message, "status": status}))
+
+    def slow_next(self, seconds: float) -> None:
+        """The next message is created at once but answered only after ``seconds`` (a client timeout)."""
+        self.delays.append(seconds)
 
     def receive(self, sender: str, to: str, body: str, sid: str | None = None,
                 when: datetime | None = None) -> dict[str, Any]:
@@ -47,7 +55,7 @@ class TwilioStandIn:
 
     def _record(self, sid: str, sender: str, to: str, body: str, direction: str, status: str,
                 when: datetime | None = None) -> dict[str, Any]:
-        stamp = format_datetime((when or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True)
+        stamp = format_datetime((when or self.now()).astimezone(timezone.utc), usegmt=True)
         return {
             "sid": sid, "account_sid": "AC", "from": sender, "to": to, "body": body, "status": status,
             "direction": direction, "num_media": "0", "num_segments": "1", "date_created": stamp,
@@ -73,6 +81,8 @@ class TwilioStandIn:
         record["content_variables"] = form.get("ContentVariables")
         record["status_callback"] = form.get("StatusCallback")
         self.sent.append(record)
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
         return JSONResponse(record, status_code=201)
 
     async def fetch(self, request: Request) -> Response:
@@ -83,8 +93,9 @@ class TwilioStandIn:
         return JSONResponse({"code": 20404, "status": 404, "message": "not found"}, status_code=404)
 
     async def list(self, request: Request) -> Response:
-        to = request.query_params.get("To")
-        items = [r for r in (*self.received, *self.sent) if to is None or r["to"] == to]
+        to, sender = request.query_params.get("To"), request.query_params.get("From")
+        items = [r for r in (*self.received, *self.sent)
+                 if (to is None or r["to"] == to) and (sender is None or r["from"] == sender)]
         return JSONResponse({"messages": items, "end": len(items), "first_page_uri": "", "next_page_uri": None,
                              "page": 0, "page_size": 1000, "previous_page_uri": None, "start": 0, "uri": ""})
 

@@ -1,0 +1,32 @@
+"""The migrations build exactly the schema the models describe, and go down and up again."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from storage.database import Database, alembic_config
+from storage.models import Base
+
+
+def _differences(db: Database) -> list[object]:
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def test_migrated_schema_matches_the_models(db: Database) -> None:
+    assert _differences(db) == []
+    assert db.current_revision() is not None
+
+
+def test_downgrade_one_step_and_upgrade_again(db: Database) -> None:
+    head = db.current_revision()
+    with db.engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+    assert db.current_revision() != head
+    db.upgrade()
+    assert db.current_revision() == head and _differences(db) == []
