@@ -222,6 +222,32 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None]
 
 
+class MailCheckpoint(Base):
+    """How far the IMAP intake has read one mailbox: its UIDVALIDITY and the last UID committed."""
+
+    __tablename__ = "mail_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(400), unique=True)  # user@host/folder
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class AddressFlag(Base):
+    """An address slabot must not write to automatically for now (it bounced), with why."""
+
+    __tablename__ = "address_flags"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # the bounced message, if known
+    flagged_at: Mapped[datetime]
+
+
 class EarlyStatus(Base):
     """A delivery-status callback for a channel id slabot has not stored yet (it raced the send's commit)."""
 
