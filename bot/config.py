@@ -89,10 +89,25 @@ class EmailConfig(_Section):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     from_address: str | None = None
+    from_name: str | None = None  # the display name on slabot's mail, e.g. "Mailcampaigns support"
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    imap_move_to: str | None = None  # move processed mail to this folder (after it is committed)
+    imap_poll_seconds: int = Field(default=60, ge=5, le=3600)  # when the server has no IDLE
+    auto_replies_per_hour: int = Field(default=5, ge=0)  # to one address; 0 = no cap
+    acknowledge_max_age_hours: float = Field(default=24, ge=0)  # older mail is stored without a reply
 
     @property
     def configured(self) -> bool:
         return bool(self.imap_host and self.smtp_host and self.from_address)
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host and self.from_address)
+
+    @property
+    def imap_configured(self) -> bool:
+        return bool(self.imap_host and self.imap_user and self.imap_password)
 
 
 class TelegramConfig(_Section):

@@ -89,6 +89,11 @@ class _Work:
 
     msg: InboundMessage
     reasons: list[str] = field(default_factory=list)
+    no_reply: str | None = None  # why no automatic reply may go out, if one may not
+
+
+ReplyGuard = Callable[[Direct, InboundMessage], "str | None"]
+"""Asked once per message inside the ingest's transaction: a reason to send no automatic reply, or None."""
 
 
 REF_PATTERN = r"\b({prefix})-(\d{{3,}})\b"
@@ -116,12 +121,14 @@ class IntakePipeline:
         *,
         default_language: Language = "nl",
         now: Callable[[], datetime] = _utc_now,
+        reply_guards: tuple[ReplyGuard, ...] = (),
     ) -> None:
         self.db = db
         self.preset = preset
         self.texts = texts or Texts()
         self.default_language = default_language
         self.now = now
+        self.reply_guards = reply_guards  # e.g. e-mail's cap on automatic replies per address
         # the terms of a plan on a day (and their JSON snapshot) and the rates of the day, made once:
         # every ticket of that plan and day shares them
         self._terms: dict[tuple[str, date, bool], tuple[SlaTerms, dict[str, Any]]] = {}
@@ -129,10 +136,22 @@ class IntakePipeline:
 
     # -- entry point ---------------------------------------------------------
 
-    def ingest(self, msg: InboundMessage) -> IntakeResult:
-        """Store ``msg`` and everything it causes, all or nothing; see the module docstring."""
+    def ingest(self, msg: InboundMessage, *, acknowledge: bool = True,
+               also: Callable[[Direct, IntakeResult], None] | None = None) -> IntakeResult:
+        """Store ``msg`` and everything it causes, all or nothing; see the module docstring.
+
+        ``acknowledge=False`` stores and decides as usual but queues no automatic reply (old mail
+        found on a first start). ``also`` runs in the same transaction after the decision, duplicates
+        included (the IMAP intake moves its checkpoint there).
+        """
+        def work(direct: Direct) -> IntakeResult:
+            result = self._ingest(direct, msg, acknowledge)
+            if also is not None:
+                also(direct, result)
+            return result
+
         try:
-            return self.db.run_direct(lambda direct: self._ingest(direct, msg))
+            return self.db.run_direct(work)
         except IntegrityError:
             # lost a race with a concurrent delivery of the same message: it is stored once
             existing = self.db.run_direct(
@@ -145,7 +164,7 @@ class IntakePipeline:
 
     # -- the decision ----------------------------------------------------------
 
-    def _ingest(self, s: Direct, msg: InboundMessage) -> IntakeResult:
+    def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
         existing = tickets.message_id_for(channel, "in", msg.external_id)
@@ -154,6 +173,10 @@ class IntakePipeline:
                                 reasons=(f"{channel} message {msg.external_id} is already stored",))
         matches = accounts.find(msg.sender.kind.value, msg.sender.value)
         work = _Work(msg)
+        if not acknowledge:
+            work.no_reply = "received before the acknowledgement cut-off (old mail)"
+        elif not msg.automatic:
+            work.no_reply = next((r for r in (guard(s, msg) for guard in self.reply_guards) if r), None)
 
         thread = self._thread(tickets, msg, work)
         if thread is not None:
@@ -245,7 +268,7 @@ class IntakePipeline:
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, None,
                                          Outcome.NOT_CONTACT_PERSON, work)
         language = self._language(known, account)
-        reply = self._reply_for(msg, "not_contact_person", language, ref=ticket.ref)
+        reply = self._reply_for(work, "not_contact_person", language, ref=ticket.ref)
         self._queue(s, reply, message_id, ticket.id, None, None)
         tickets.add_event("not_contact_person", self.now(), ticket_id=ticket.id, message_id=message_id,
                           data={"sender": msg.sender.value})
@@ -258,7 +281,7 @@ class IntakePipeline:
                             "refused politely, no ticket, message kept for staff")
         message_id = self._store_message(tickets, work.msg, None, account.id, contact.id,
                                          Outcome.THIRD_PARTY_REFUSED, work)
-        reply = self._reply_for(work.msg, "third_party", self._language(contact, account))
+        reply = self._reply_for(work, "third_party", self._language(contact, account))
         self._queue(s, reply, message_id, None, account.id, contact.id)
         tickets.add_event("third_party_refused", self.now(), message_id=message_id, data={"account": account.name})
         return IntakeResult(Outcome.THIRD_PARTY_REFUSED, None, message_id, reply.purpose if reply else None,
@@ -273,7 +296,7 @@ class IntakePipeline:
                                          Outcome.CHANNEL_NOT_IN_PLAN, work)
         language = self._language(contact, account)
         reply = self._reply_for(
-            msg, "channel_not_in_plan", language, contact_name=contact.name, plan=plan.title,
+            work, "channel_not_in_plan", language, contact_name=contact.name, plan=plan.title,
             channel=channel_list(frozenset({Channel(msg.channel.value)}), language),
             channels=channel_list(plan.channels, language),
         )
@@ -298,7 +321,7 @@ class IntakePipeline:
             reasons=list(work.reasons), kind_reasons=[], pauses=[], created_at=self.now(), updated_at=self.now(),
         )
         message_id = self._store_message(tickets, msg, ticket_id, None, None, Outcome.UNKNOWN_SENDER, work)
-        reply = self._reply_for(msg, "unknown_sender", self._language(contact, account), ref=ref,
+        reply = self._reply_for(work, "unknown_sender", self._language(contact, account), ref=ref,
                                 sender=msg.sender.value)
         self._queue(s, reply, message_id, ticket_id, None, None, ref=ref)
         tickets.add_event("ticket_opened", self.now(), ticket_id=ticket_id, message_id=message_id,
@@ -370,7 +393,7 @@ class IntakePipeline:
         ReminderRepository(s).plan(ticket_id, ((r.spec, r.at, r.escalate)
                                                for r in reminder_schedule(msg.received_at, terms)))
         language = self._language(contact, account)
-        reply = self._acknowledgement(msg, terms, plan, ref, contact, account, due, window.earliest,
+        reply = self._acknowledgement(work, terms, plan, ref, contact, account, due, window.earliest,
                                       window.latest, verdict.kind, verdict.reasons, language)
         self._queue(s, reply, message_id, ticket_id, account.id, contact.id, ref=ref)
         tickets.add_event("ticket_opened", now, ticket_id=ticket_id, message_id=message_id,
@@ -401,10 +424,11 @@ class IntakePipeline:
                           "data": a.data, "fetched": a.data is not None} for a in msg.attachments],
         )
 
-    def _acknowledgement(self, msg: InboundMessage, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,
+    def _acknowledgement(self, work: _Work, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,
                          account: AccountRecord, due: datetime | None, earliest: datetime | None,
                          latest: datetime | None, kind: Kind, kind_reasons: tuple[str, ...],
                          language: Language) -> _Reply | None:
+        msg = work.msg
         office = next(iter(terms.calendars.values())) if terms.calendars else next(iter(self.preset.calendars.values()))
         common: dict[str, Any] = {
             "ref": ref, "contact_name": contact.name, "plan": plan.title, "company": self.preset.title,
@@ -415,21 +439,26 @@ class IntakePipeline:
         }
         if msg.critical and self.preset.critical is not None:  # only a preset with a 24/7 outage line
             critical = self.preset.critical
-            return self._reply_for(msg, "critical", language, due=format_when(due, language) if due else None,
+            return self._reply_for(work, "critical", language, due=format_when(due, language) if due else None,
                                    outage_charge=bool(critical and critical.outage_charge_warning), **common)
         if not plan.sla or due is None:
-            return self._reply_for(msg, "accepted_no_sla", language, **common)
+            return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response
         assert target is not None
         return self._reply_for(
-            msg, "accepted", language, due=format_when(due, language),
+            work, "accepted", language, due=format_when(due, language),
             target=format_span(target.duration, language, target.clock.value),
             resolution=resolution_phrase(plan, earliest, latest, language), **common,
         )
 
-    def _reply_for(self, msg: InboundMessage, purpose: str, language: Language, **values: Any) -> _Reply | None:
-        """The automatic reply for ``purpose``, or None when the message is automatic itself."""
+    def _reply_for(self, work: _Work, purpose: str, language: Language, **values: Any) -> _Reply | None:
+        """The automatic reply for ``purpose``, or None when the message is automatic itself or replies are held."""
+        msg = work.msg
         if msg.automatic:
+            work.reasons.append("an automatic message: no automatic reply")
+            return None
+        if work.no_reply is not None:
+            work.reasons.append(f"no automatic reply: {work.no_reply}")
             return None
         values.setdefault("company", self.preset.title)
         rendered = self.texts.render(purpose, language, **values)

@@ -186,6 +186,11 @@ class Direct:
         names = tuple(bound[0])
         self.execute_many(codec.insert_sql(names, False), bound)
 
+    def value(self, table: FromClause, column: str, value: Any) -> Any:
+        """``value`` as ``table.column`` stores it (for a WHERE clause)."""
+        bind = self.codec(table).binds.get(column)
+        return bind(value) if bind is not None and value is not None else value
+
     def decode(self, table: FromClause, names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
         """A fetched row of ``table``'s columns ``names`` as Python values."""
         results = self.codec(table).results

@@ -234,6 +234,19 @@ class MailCheckpoint(Base):
     updated_at: Mapped[datetime]
 
 
+class KeptMail(Base):
+    """A mail that could not be read as one: its raw bytes kept aside for staff, never lost."""
+
+    __tablename__ = "kept_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(400))  # imap:user@host/folder#uid, a file name, stdin
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime]
+    reprocessed_at: Mapped[datetime | None]
+
+
 class AddressFlag(Base):
     """An address slabot must not write to automatically for now (it bounced), with why."""
 

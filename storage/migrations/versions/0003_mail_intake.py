@@ -1,4 +1,4 @@
-"""mail intake: IMAP checkpoints per mailbox, flagged (bounced) addresses
+"""mail intake: IMAP checkpoints per mailbox, flagged (bounced) addresses, mail kept aside
 
 Revision ID: 0003
 Revises: 0002
@@ -37,8 +37,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_address_flags")),
         sa.UniqueConstraint("channel", "address", name=op.f("uq_address_flags_channel")),
     )
+    op.create_table(
+        "kept_mail",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=400), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reprocessed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_kept_mail")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("kept_mail")
     op.drop_table("address_flags")
     op.drop_table("mail_checkpoints")
