@@ -1,0 +1,223 @@
+"""E-mail into the intake: raw RFC 5322 bytes in, a decision out, nothing lost.
+
+Both intake modes end here: the IMAP poller (:mod:`channels.email.imap`) and
+the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
+
+- parses the mail (:mod:`channels.email.parse`); a mail that cannot be read at
+  all is kept aside with its raw bytes (``kept_mail``) and staff are told;
+- drops slabot's own mail coming back (its From address, or a Message-ID
+  slabot sent);
+- links a delivery-status bounce to the message it bounces (marked failed,
+  staff told) and flags the address, so no automatic reply goes there again;
+- hands everything else to the intake pipeline, where automatic mail
+  (auto-replies, lists, bounces) is stored without an answer, and where two
+  guards hold back automatic replies: to a flagged address, and beyond
+  ``auto_replies_per_hour`` to one address (an autoresponder ping-pong ends
+  there);
+- acknowledges only mail received after the cut-off (``acknowledge_max_age``):
+  old mail found on a first start, or an archive imported through the pipe, is
+  stored without writing to anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
+from channels.email.parse import MailParseError, ParsedMail, parse_email
+from channels.identity import normalise_email
+from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward
+from storage import models as m
+from storage.database import Database
+from storage.direct import Direct
+
+log = logging.getLogger(__name__)
+
+EMAIL = ChannelName.EMAIL.value
+
+
+@dataclass(frozen=True)
+class MailResult:
+    """What became of one raw mail."""
+
+    outcome: str  # an intake Outcome value, or kept_aside | own_mail | bounce
+    reasons: tuple[str, ...]
+    message_id: str | None = None  # the mail's Message-ID
+    ticket_ref: str | None = None
+    intake: IntakeResult | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+Also = Callable[[Direct], None]
+
+
+class _MailGuards:
+    def __init__(self, auto_replies_per_hour: int, now: Callable[[], datetime]) -> None:
+        self.auto_replies_per_hour = auto_replies_per_hour
+        self.now = now
+
+    def flagged(self, direct: Direct, msg: InboundMessage) -> str | None:
+        if msg.channel is not ChannelName.EMAIL:
+            return None
+        reason = direct.scalar("SELECT reason FROM address_flags WHERE channel = :c AND address = :a",
+                               {"c": EMAIL, "a": msg.sender.value})
+        return None if reason is None else f"{msg.sender.value} is flagged ({reason})"
+
+    def rate(self, direct: Direct, msg: InboundMessage) -> str | None:
+        if msg.channel is not ChannelName.EMAIL or self.auto_replies_per_hour <= 0:
+            return None
+        table = m.Message.__table__
+        count = direct.scalar(
+            "SELECT count(*) FROM messages WHERE channel = :c AND direction = 'out' AND recipient = :r "
+            "AND auto = :auto AND at >= :since",
+            {"c": EMAIL, "r": msg.sender.value, "auto": direct.value(table, "auto", True),
+             "since": direct.value(table, "at", self.now() - timedelta(hours=1))},
+        )
+        if int(count or 0) >= self.auto_replies_per_hour:
+            return (f"{count} automatic replies to {msg.sender.value} in the last hour "
+                    f"(at most {self.auto_replies_per_hour}): a mail loop is held here")
+        return None
+
+
+def mail_reply_guards(auto_replies_per_hour: int = 5,
+                      now: Callable[[], datetime] = _utc_now) -> tuple[ReplyGuard, ...]:
+    """The intake pipeline's guards for e-mail: no automatic reply to a flagged address, none beyond the cap."""
+    guards = _MailGuards(auto_replies_per_hour, now)
+    return (guards.flagged, guards.rate)
+
+
+class MailIntake:
+    """Raw mail into tickets, replies and acknowledgements (see the module docstring).
+
+    Its pipeline should carry :func:`mail_reply_guards`.
+    """
+
+    def __init__(self, db: Database, pipeline: IntakePipeline, *, own_addresses: tuple[str, ...] = (),
+                 acknowledge_max_age: timedelta | None = timedelta(days=1),
+                 now: Callable[[], datetime] = _utc_now) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.own_addresses = frozenset(normalise_email(a) for a in own_addresses if a)
+        self.acknowledge_max_age = acknowledge_max_age
+        self.now = now
+
+    # -- one mail ---------------------------------------------------------------------
+
+    def ingest_raw(self, raw: bytes, *, source: str = "mail", acknowledge: bool | None = None,
+                   also: Also | None = None) -> MailResult:
+        """Store one raw mail and what it causes; ``also`` runs in the same transaction (the IMAP checkpoint)."""
+        try:
+            parsed = parse_email(raw, now=self.now)
+        except MailParseError as exc:
+            return self._keep_aside(raw, source, str(exc), also)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
+            log.exception("mail from %s could not be parsed", source)
+            return self._keep_aside(raw, source, f"parser error {exc.__class__.__name__}: {exc}", also)
+        msg = parsed.message
+        if self._is_own(parsed):
+            def skip(direct: Direct) -> None:
+                if also is not None:
+                    also(direct)
+            self.db.run_direct(skip)
+            return MailResult("own_mail", (f"slabot's own mail came back ({msg.sender.value}); dropped",),
+                              parsed.message_id)
+        if parsed.bounce is not None:
+            linked = self._bounce(parsed, source, also)
+            if linked is not None:
+                return linked
+        if acknowledge is None:
+            acknowledge = self._recent(msg.received_at)
+        result = self.pipeline.ingest(msg, acknowledge=acknowledge,
+                                      also=(lambda d, _r: also(d)) if also is not None else None)
+        reasons = result.reasons
+        if parsed.automatic_reason:
+            reasons = (*reasons, f"automatic mail: {parsed.automatic_reason}")
+        return MailResult(result.outcome.value, reasons, parsed.message_id, result.ticket_ref, result)
+
+    def _recent(self, received_at: datetime) -> bool:
+        return self.acknowledge_max_age is None or self.now() - received_at <= self.acknowledge_max_age
+
+    def _is_own(self, parsed: ParsedMail) -> bool:
+        if parsed.message.sender.value in self.own_addresses and not parsed.bounce:
+            return True
+        return bool(self.db.run_direct(lambda d: d.scalar(
+            "SELECT id FROM messages WHERE channel = :c AND direction = 'out' AND external_id = :e",
+            {"c": EMAIL, "e": parsed.message_id})))
+
+    def _keep_aside(self, raw: bytes, source: str, reason: str, also: Also | None) -> MailResult:
+        now = self.now()
+
+        def work(direct: Direct) -> None:
+            kept = direct.insert(m.KeptMail.__table__, {"source": source[:400], "reason": reason, "raw": raw,
+                                                        "received_at": now})
+            direct.insert(m.Event.__table__, {"kind": "mail_kept_aside", "at": now, "actor": "slabot",
+                                              "data": {"kept_mail": kept, "source": source, "reason": reason,
+                                                       "staff_told": True}})
+            if also is not None:
+                also(direct)
+
+        self.db.run_direct(work)
+        log.warning("mail from %s kept aside: %s", source, reason)
+        return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): kept aside for staff",))
+
+    def _bounce(self, parsed: ParsedMail, source: str, also: Also | None) -> MailResult | None:
+        """Link a bounce to the message it bounces; None when that message is not slabot's."""
+        bounce = parsed.bounce
+        assert bounce is not None
+        now = self.now()
+
+        def work(direct: Direct) -> MailResult | None:
+            original = None
+            if bounce.original_message_id:
+                original = direct.one(
+                    "SELECT id, ticket_id, recipient FROM messages WHERE channel = :c AND direction = 'out' "
+                    "AND external_id = :e", {"c": EMAIL, "e": bounce.original_message_id.strip("<>")})
+            if original is None:
+                return None
+            out_id, ticket_id, recipient = original
+            stored = direct.scalar("SELECT id FROM messages WHERE channel = :c AND direction = 'in' "
+                                   "AND external_id = :e", {"c": EMAIL, "e": parsed.message_id})
+            if stored is not None:
+                if also is not None:
+                    also(direct)
+                return MailResult("duplicate", ("this bounce is already stored",), parsed.message_id)
+            reasons = [f"a delivery-status report for {bounce.original_message_id}"
+                       f" ({bounce.status or 'no status'})"]
+            msg = parsed.message
+            in_id = direct.insert(m.Message.__table__, {
+                "ticket_id": ticket_id, "direction": "in", "channel": EMAIL, "external_id": parsed.message_id,
+                "sender": msg.sender.value, "recipient": msg.recipient, "subject": msg.subject, "text": msg.text,
+                "full_text": msg.full_text, "at": msg.received_at, "auto": True, "decision": "bounce",
+                "reasons": reasons, "delivery_state": DeliveryState.RECEIVED.value, "raw": parsed.message.raw,
+                "thread_refs": list(msg.thread_refs), "created_at": now,
+            })
+            if bounce.permanent:
+                state = direct.scalar("SELECT delivery_state FROM messages WHERE id = :i", {"i": out_id})
+                if moves_forward(str(state), DeliveryState.FAILED.value):
+                    direct.update(m.Message.__table__, int(out_id), {"delivery_state": DeliveryState.FAILED.value})
+                for address in bounce.recipients or ((recipient,) if recipient else ()):
+                    flagged = direct.scalar("SELECT id FROM address_flags WHERE channel = :c AND address = :a",
+                                            {"c": EMAIL, "a": address})
+                    if flagged is None:
+                        direct.insert(m.AddressFlag.__table__, {
+                            "channel": EMAIL, "address": address, "message_id": int(out_id), "flagged_at": now,
+                            "reason": f"bounced {now.date().isoformat()}: {bounce.status or 'permanent failure'}"})
+                        reasons.append(f"{address} flagged: no automatic replies until staff clear it")
+            direct.insert(m.Event.__table__, {
+                "kind": "message_bounced", "at": now, "actor": "slabot", "ticket_id": ticket_id,
+                "message_id": int(out_id), "data": {"bounce": in_id, "status": bounce.status,
+                                                    "permanent": bounce.permanent, "staff_told": True}})
+            if also is not None:
+                also(direct)
+            return MailResult("bounce", tuple(reasons), parsed.message_id)
+
+        return self.db.run_direct(work)
+
+
+__all__ = ["MailIntake", "MailResult", "mail_reply_guards"]
