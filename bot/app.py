@@ -28,9 +28,11 @@ from starlette.routing import Route
 
 from bot.config import LoadedConfig
 from bot.intake import IntakePipeline
+from bot.mail import mail_reply_guards
 from bot.outbox import OutboxDispatcher
 from bot.texts import Texts
 from bot.whatsapp import WhatsAppChannel
+from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender
 from storage.database import Database, open_database
 
@@ -137,7 +139,15 @@ class Application:
         if cfg.accounts.file:
             await asyncio.to_thread(self._import_accounts, cfg.accounts.file)
         self.pipeline = IntakePipeline(self.db, self.loaded.preset, Texts(), default_language=cfg.language,
-                                       now=self.now)
+                                       now=self.now,
+                                       reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour, self.now))
+        if cfg.email.smtp_configured and "email" not in self.senders:
+            self.senders["email"] = SmtpSender(SmtpSettings(
+                host=cfg.email.smtp_host or "", port=cfg.email.smtp_port, username=cfg.email.smtp_user,
+                password=cfg.email.smtp_password.get_secret_value() if cfg.email.smtp_password else None,
+                from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
+                security=cfg.email.smtp_security,
+            ), now=self.now)
         if cfg.twilio.configured:
             self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now)
             self.routes.extend(self.whatsapp.routes())

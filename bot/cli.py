@@ -416,6 +416,74 @@ def cmd_accounts_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- e-mail through a pipe ----------------------------------------------------------
+
+EX_DATAERR = 65  # sysexits: the input cannot be read; the MTA bounces it
+EX_TEMPFAIL = 75  # sysexits: try again later; the MTA keeps the mail and retries
+
+
+def _mail_sources(source: str) -> list[tuple[str, Callable[[], bytes]]]:
+    if source == "-":
+        return [("stdin", lambda: sys.stdin.buffer.read())]
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
+        return [(str(p), p.read_bytes) for p in files]
+    if not path.is_file():
+        raise UsageError(f"{source}: no such file or directory")
+    return [(str(path), path.read_bytes)]
+
+
+def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
+    """One mail from a file or stdin, or every ``.eml`` of a directory, as an MTA pipe transport delivers it."""
+    from datetime import timedelta
+
+    from bot.intake import IntakePipeline
+    from bot.mail import MailIntake, mail_reply_guards
+    from bot.texts import Texts
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    sources = _mail_sources(args.source)
+    try:
+        db = open_database(cfg.database.url)
+    except (SQLAlchemyError, StorageError) as exc:
+        sys.stderr.write(f"slabot: database {cfg.database.url} unreachable: {exc.__class__.__name__}: {exc}\n")
+        return EX_TEMPFAIL
+    pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
+                              reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
+    intake = MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
+                        acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
+    code = 0
+    results: list[dict[str, Any]] = []
+    try:
+        for name, read in sources:
+            try:
+                raw = read()
+            except OSError as exc:
+                sys.stderr.write(f"slabot: {name}: {exc}\n")
+                code = max(code, EX_DATAERR)
+                continue
+            try:
+                result = intake.ingest_raw(raw, source=name[:400])
+            except SQLAlchemyError as exc:
+                sys.stderr.write(f"slabot: {name}: not stored, the database failed "
+                                 f"({exc.__class__.__name__}); try again later\n")
+                return EX_TEMPFAIL
+            if result.outcome == "kept_aside":
+                code = max(code, EX_DATAERR)
+            results.append({"source": name, "outcome": result.outcome, "ticket": result.ticket_ref,
+                            "message_id": result.message_id, "reasons": list(result.reasons)})
+            if not args.json:
+                ref = f" {result.ticket_ref}" if result.ticket_ref else ""
+                out.write(f"{name}: {result.outcome}{ref}\n")
+    finally:
+        db.dispose()
+    if args.json:
+        out.write(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    return code
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from bot.app import run_until_signalled
 
@@ -440,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run slabot until Ctrl-C or SIGTERM. Channels without credentials "
                                           "stay off and say why.")
     run.set_defaults(handler=cmd_run)
+
+    ingest = commands.add_parser("ingest", help="feed messages in by hand or from an MTA")
+    ingest_cmds = ingest.add_subparsers(dest="ingest_command", metavar="COMMAND", parser_class=_Parser)
+    ingest_cmds.required = True
+    ingest_email = ingest_cmds.add_parser(
+        "email", help="one mail (file or stdin) or a directory of .eml files, as an MTA pipe delivers it",
+        description="Store one RFC 5322 mail read from FILE or stdin (-), or every .eml file of a directory, "
+                    "through the intake. Exit 0 once committed, 65 when a mail cannot be read at all (it is "
+                    "kept aside for staff), 75 when the database is unreachable (the MTA retries).",
+    )
+    ingest_email.add_argument("source", nargs="?", default="-", metavar="FILE|DIR|-", help="default: stdin")
+    ingest_email.add_argument("--json", action="store_true", help="print one JSON array of results")
+    ingest_email.set_defaults(handler=cmd_ingest_email)
 
     sla = commands.add_parser("sla", help="SLA calculations")
     sla_cmds = sla.add_subparsers(dest="sla_command", metavar="COMMAND", parser_class=_Parser)
@@ -533,3 +614,7 @@ def run() -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -57,6 +57,7 @@ class Outcome(StrEnum):
     THIRD_PARTY_REFUSED = "third_party_refused"  # R2
     UNKNOWN_SENDER = "unknown_sender"  # R4
     CHANNEL_NOT_IN_PLAN = "channel_not_in_plan"  # R5
+    OWN_MESSAGE = "own_message"  # a message slabot sent, coming back (a mail loop): dropped
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,13 @@ class IntakePipeline:
     def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
-        existing = tickets.message_id_for(channel, "in", msg.external_id)
-        if existing is not None:
+        existing, direction = tickets.stored_as(channel, msg.external_id)
+        if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,
                                 reasons=(f"{channel} message {msg.external_id} is already stored",))
+        if existing is not None:
+            return IntakeResult(Outcome.OWN_MESSAGE, message_id=existing,
+                                reasons=(f"{channel} message {msg.external_id} is one slabot sent; dropped",))
         matches = accounts.find(msg.sender.kind.value, msg.sender.value)
         work = _Work(msg)
         if not acknowledge:

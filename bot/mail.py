@@ -135,6 +135,8 @@ class MailIntake:
             acknowledge = self._recent(msg.received_at)
         result = self.pipeline.ingest(msg, acknowledge=acknowledge,
                                       also=(lambda d, _r: also(d)) if also is not None else None)
+        if result.outcome is Outcome.OWN_MESSAGE:
+            return MailResult("own_mail", result.reasons, parsed.message_id)
         reasons = result.reasons
         if parsed.automatic_reason:
             reasons = (*reasons, f"automatic mail: {parsed.automatic_reason}")
@@ -144,11 +146,8 @@ class MailIntake:
         return self.acknowledge_max_age is None or self.now() - received_at <= self.acknowledge_max_age
 
     def _is_own(self, parsed: ParsedMail) -> bool:
-        if parsed.message.sender.value in self.own_addresses and not parsed.bounce:
-            return True
-        return bool(self.db.run_direct(lambda d: d.scalar(
-            "SELECT id FROM messages WHERE channel = :c AND direction = 'out' AND external_id = :e",
-            {"c": EMAIL, "e": parsed.message_id})))
+        """From slabot's own address (a Message-ID slabot sent is caught by the pipeline: OWN_MESSAGE)."""
+        return parsed.message.sender.value in self.own_addresses and not parsed.bounce
 
     def _keep_aside(self, raw: bytes, source: str, reason: str, also: Also | None) -> MailResult:
         now = self.now()

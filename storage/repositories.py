@@ -199,6 +199,15 @@ class TicketRepository(_Repository):
         )
         return None if found is None else int(found)
 
+    def stored_as(self, channel: str, external_id: str) -> tuple[int | None, str | None]:
+        """The stored message with this channel id and its direction (an inbound one first), or (None, None)."""
+        found = self.direct.one(
+            "SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
+            "AND external_id = :external_id ORDER BY direction LIMIT 1",  # the unique index; 'in' sorts first
+            {"channel": channel, "external_id": external_id},
+        )
+        return (None, None) if found is None else (int(found[0]), str(found[1]))
+
     def add_message(self, **values: Any) -> int:
         attachments = values.pop("attachments", ())
         message_id = self.direct.insert(m.Message.__table__, values)
