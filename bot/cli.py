@@ -496,6 +496,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 Handler = Callable[[argparse.Namespace, TextIO], int]
 
 
+def _group(commands: Any, name: str, help_text: str) -> Any:
+    """A command with subcommands of its own (``slabot tickets list``): the subcommands' parser set."""
+    group = commands.add_parser(name, help=help_text)
+    subcommands = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=_Parser)
+    subcommands.required = True
+    return subcommands
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``slabot`` argument parser with every subcommand."""
     parser = _Parser(prog="slabot", description="Support intake with SLA deadlines, reminders and billing.")
@@ -509,9 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "stay off and say why.")
     run.set_defaults(handler=cmd_run)
 
-    ingest = commands.add_parser("ingest", help="feed messages in by hand or from an MTA")
-    ingest_cmds = ingest.add_subparsers(dest="ingest_command", metavar="COMMAND", parser_class=_Parser)
-    ingest_cmds.required = True
+    ingest_cmds = _group(commands, "ingest", "feed messages in by hand or from an MTA")
     ingest_email = ingest_cmds.add_parser(
         "email", help="one mail (file or stdin) or a directory of .eml files, as an MTA pipe delivers it",
         description="Store one RFC 5322 mail read from FILE or stdin (-), or every .eml file of a directory, "
@@ -522,9 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_email.add_argument("--json", action="store_true", help="print one JSON array of results")
     ingest_email.set_defaults(handler=cmd_ingest_email)
 
-    sla = commands.add_parser("sla", help="SLA calculations")
-    sla_cmds = sla.add_subparsers(dest="sla_command", metavar="COMMAND", parser_class=_Parser)
-    sla_cmds.required = True
+    sla_cmds = _group(commands, "sla", "SLA calculations")
     deadline = sla_cmds.add_parser(
         "deadline", help="first-response deadline and resolution window for a request",
         description="Print the first-response deadline and the resolution window for a request "
@@ -538,9 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadline.add_argument("--lang", choices=LANGUAGES, default="nl", help="language of the sentence (default nl)")
     deadline.set_defaults(handler=cmd_sla_deadline)
 
-    config = commands.add_parser("config", help="configuration")
-    config_cmds = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
-    config_cmds.required = True
+    config_cmds = _group(commands, "config", "configuration")
     check = config_cmds.add_parser("check", help="validate a config file and show what it resolves to",
                                    description="Validate a config file and print the preset, plans and calendars "
                                                "it resolves to, secrets masked.")
@@ -548,15 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(handler=cmd_config_check)
 
-    db = commands.add_parser("db", help="database")
-    db_cmds = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
-    db_cmds.required = True
+    db_cmds = _group(commands, "db", "database")
     upgrade = db_cmds.add_parser("upgrade", help="apply the database migrations (also done on every start)")
     upgrade.set_defaults(handler=cmd_db_upgrade)
 
-    tickets = commands.add_parser("tickets", help="tickets")
-    ticket_cmds = tickets.add_subparsers(dest="tickets_command", metavar="COMMAND", parser_class=_Parser)
-    ticket_cmds.required = True
+    ticket_cmds = _group(commands, "tickets", "tickets")
     listing = ticket_cmds.add_parser("list", help="tickets in queue order (Premium first, then by deadline)")
     listing.add_argument("--state", help="only this state: open (all open ones), waiting, unverified, resolved")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
@@ -566,9 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_tickets_show)
 
-    accounts = commands.add_parser("accounts", help="customer accounts and their contacts")
-    account_cmds = accounts.add_subparsers(dest="accounts_command", metavar="COMMAND", parser_class=_Parser)
-    account_cmds.required = True
+    account_cmds = _group(commands, "accounts", "customer accounts and their contacts")
     account_import = account_cmds.add_parser(
         "import", help="import or update accounts and contacts from a TOML or CSV file",
         description="Import accounts and their contacts from FILE (.toml with [[account]] tables, or .csv with "
