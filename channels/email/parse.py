@@ -18,16 +18,14 @@ only for input that cannot be read as a mail at all.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email import policy
 from email.errors import MessageError
-from email.generator import BytesGenerator
 from email.header import decode_header
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -478,12 +476,17 @@ class _Body:
 
 
 def _parse_tree(raw: bytes, problems: list[str]) -> Message:
+    """The MIME tree; where the header registry fails on it, read again with the lenient ``compat32`` policy."""
     source = raw.lstrip(b"\r\n")
     try:
         return BytesParser(policy=policy.default).parsebytes(source)
     except _PARSER_ERRORS as exc:
+        problems.append(f"the MIME structure could not be read strictly ({type(exc).__name__}): read leniently")
+    try:
+        return BytesParser(policy=policy.compat32).parsebytes(source)
+    except _PARSER_ERRORS as exc:
         problems.append(f"the MIME structure is unreadable ({type(exc).__name__}): the body is read as plain text")
-        return BytesParser(policy=policy.default).parsebytes(source, headersonly=True)
+        return BytesParser(policy=policy.compat32).parsebytes(source, headersonly=True)
 
 
 def _describe(part: Message, problems: list[str]) -> _PartInfo:
@@ -595,14 +598,13 @@ def _message_bytes(part: Message, problems: list[str]) -> bytes:
     """An attached message (message/rfc822, message/delivery-status) written out again as bytes."""
     if not part.is_multipart():
         return _payload_bytes(part, problems)
-    out = io.BytesIO()
-    try:
-        for inner in _children(part):
-            if isinstance(inner, EmailMessage):
-                BytesGenerator(out, mangle_from_=False, policy=_SERIALISE_POLICY).flatten(inner)
-    except _EMAIL_ERRORS as exc:
-        problems.append(f"an attached message could not be written out whole ({type(exc).__name__})")
-    return out.getvalue()
+    written = []
+    for inner in _children(part):
+        try:
+            written.append(inner.as_bytes(policy=_SERIALISE_POLICY))
+        except _EMAIL_ERRORS as exc:
+            problems.append(f"an attached message could not be written out ({type(exc).__name__})")
+    return b"".join(written)
 
 
 def _attachment(part: Message, info: _PartInfo, problems: list[str]) -> InboundAttachment:
