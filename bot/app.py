@@ -16,7 +16,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import uvicorn
@@ -28,7 +28,8 @@ from starlette.routing import Route
 
 from bot.config import LoadedConfig
 from bot.intake import IntakePipeline
-from bot.mail import mail_reply_guards
+from bot.imap import ImapIntake
+from bot.mail import MailIntake, mail_reply_guards
 from bot.outbox import OutboxDispatcher
 from bot.texts import Texts
 from bot.whatsapp import WhatsAppChannel
@@ -77,7 +78,8 @@ def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
     cfg = loaded.config
     return {
         "whatsapp": None if cfg.twilio.configured else "no [twilio] account_sid, auth_token and whatsapp_from",
-        "email": None if cfg.email.configured else "no [email] imap_host, smtp_host and from_address",
+        "email": None if cfg.email.imap_configured or cfg.email.smtp_configured
+        else "no [email] imap_host, imap_user and imap_password, nor smtp_host and from_address",
         "telegram": None if cfg.telegram.configured else "no [telegram] token and staff_chat_id",
     }
 
@@ -103,6 +105,7 @@ class Application:
         self.server: uvicorn.Server | None = None
         self.routes: list[Route] = []
         self.whatsapp: WhatsAppChannel | None = None
+        self.imap: ImapIntake | None = None
         self.started = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------
@@ -155,6 +158,12 @@ class Application:
             if not cfg.http.public_url:
                 log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
                             "received, and no status callbacks are requested")
+        if cfg.email.imap_configured:
+            mail = MailIntake(self.db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
+                              acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours),
+                              now=self.now)
+            self.imap = ImapIntake(cfg.email, mail, self.db, now=self.now,
+                                   health=lambda state, reason: self.health.set("email", state, reason))
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:
                 self.health.set(name, "off", reason)
@@ -174,6 +183,8 @@ class Application:
                 channel_tasks = []
                 if self.whatsapp is not None:
                     channel_tasks.append(tasks.create_task(self.whatsapp.run(channel_stop), name="whatsapp"))
+                if self.imap is not None:
+                    channel_tasks.append(tasks.create_task(self.imap.run(channel_stop), name="imap"))
                 while not self.server.started and not http.done():
                     await asyncio.sleep(0.02)
                 if http.done():

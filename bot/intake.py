@@ -155,13 +155,20 @@ class IntakePipeline:
             return self.db.run_direct(work)
         except IntegrityError:
             # lost a race with a concurrent delivery of the same message: it is stored once
-            existing = self.db.run_direct(
-                lambda s: TicketRepository(s).message_id_for(msg.channel.value, "in", msg.external_id)
-            )
-            if existing is None:
+            def duplicate(direct: Direct) -> IntakeResult | None:
+                existing = TicketRepository(direct).message_id_for(msg.channel.value, "in", msg.external_id)
+                if existing is None:
+                    return None
+                result = IntakeResult(Outcome.DUPLICATE, message_id=existing,
+                                      reasons=("the same message was delivered twice at once; stored once",))
+                if also is not None:
+                    also(direct, result)
+                return result
+
+            found = self.db.run_direct(duplicate)
+            if found is None:
                 raise
-            return IntakeResult(Outcome.DUPLICATE, message_id=existing,
-                                reasons=("the same message was delivered twice at once; stored once",))
+            return found
 
     # -- the decision ----------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """E-mail into the intake: raw RFC 5322 bytes in, a decision out, nothing lost.
 
-Both intake modes end here: the IMAP poller (:mod:`channels.email.imap`) and
+Both intake modes end here: the IMAP intake (:mod:`bot.imap`) and
 the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
 
 - parses the mail (:mod:`channels.email.parse`); a mail that cannot be read at
@@ -152,16 +152,20 @@ class MailIntake:
     def _keep_aside(self, raw: bytes, source: str, reason: str, also: Also | None) -> MailResult:
         now = self.now()
 
-        def work(direct: Direct) -> None:
+        def work(direct: Direct) -> bool:
+            if also is not None:
+                also(direct)
+            if direct.scalar("SELECT id FROM kept_mail WHERE raw = :raw", {"raw": raw}) is not None:
+                return False  # the same bytes again (a rescan, a retried pipe): kept once, staff told once
             kept = direct.insert(m.KeptMail.__table__, {"source": source[:400], "reason": reason, "raw": raw,
                                                         "received_at": now})
             direct.insert(m.Event.__table__, {"kind": "mail_kept_aside", "at": now, "actor": "slabot",
                                               "data": {"kept_mail": kept, "source": source, "reason": reason,
                                                        "staff_told": True}})
-            if also is not None:
-                also(direct)
+            return True
 
-        self.db.run_direct(work)
+        if not self.db.run_direct(work):
+            return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): already kept aside",))
         log.warning("mail from %s kept aside: %s", source, reason)
         return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): kept aside for staff",))
 

@@ -421,3 +421,47 @@ def test_move_to_folder_after_the_commit(world: World, host: str) -> None:
     assert world.flags("INBOX") == {}
     moved = world.flags("Verwerkt")
     assert len(moved) == 2 and all("\\Deleted" not in f for f in moved.values())
+
+
+# -- the whole application: IMAP in, SMTP out ------------------------------------------------------------
+
+
+def test_slabot_run_reads_the_mailbox_and_answers_over_smtp(mailbox: tuple[MailServer, str], tmp_path: Path) -> None:
+    from smtpsink import free_port as smtp_port
+    from smtpsink import smtp_sink
+
+    from bot.app import Application
+    from bot.config import load_config
+    from storage.records import AccountInput, ContactInput
+    from storage.repositories import AccountRepository
+
+    server, user = mailbox
+    with smtp_sink() as (sink, port):
+        config = tmp_path / "slabot.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {smtp_port()}\n'
+            f'[email]\nimap_host = "{server.host}"\nimap_port = {server.port}\nimap_user = "{user}"\n'
+            f'imap_password = "{PASSWORD}"\nimap_security = "none"\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n'
+            f'smtp_security = "none"\nfrom_address = "{SUPPORT}"\n', encoding="utf-8")
+
+        async def scenario() -> None:
+            app = Application(load_config(str(config)), now=lambda: MONDAY_10, dispatch_interval=0.05)
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.run(stop))
+            try:
+                await until(lambda: app.started.is_set() or task.done(), what="slabot to start")
+                assert app.db is not None
+                account = AccountInput("Bakkerij Jansen", "licentie", contacts=(ContactInput("Piet", emails=(PIET,)),))
+                await asyncio.to_thread(app.db.run, lambda s: AccountRepository(s).upsert(account, MONDAY_10))
+                await asyncio.to_thread(server.append, mail(), user=user)
+                await until(lambda: len(sink.envelopes) == 1, timeout=15, what="the acknowledgement by SMTP")
+                assert app.health.channels["email"].state == "up"
+            finally:
+                stop.set()
+                await task
+
+        asyncio.run(scenario())
+    (ack,) = sink.mails
+    assert ack["In-Reply-To"] == "<q1@bakkerij-jansen.nl>" and "[MC-10001]" in str(ack["Subject"])
+    assert sink.envelopes[0].rcpt_tos == [PIET]

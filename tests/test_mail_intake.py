@@ -236,6 +236,8 @@ def test_unreadable_mail_is_kept_aside_and_the_next_one_flows(world: World) -> N
     kept = world.db.run(lambda s: s.scalars(select(m.KeptMail).order_by(m.KeptMail.id)).all())
     assert [k.raw for k in kept] == [b"", b"\x00\x01 not a mail at all"]
     assert world.count(m.Event, m.Event.kind == "mail_kept_aside") == 2
+    assert world.intake.ingest_raw(b"", source="empty again").outcome == "kept_aside"  # a rescan, a retried pipe
+    assert world.count(m.KeptMail) == 2 and world.count(m.Event, m.Event.kind == "mail_kept_aside") == 2
     assert world.deliver(mail()) == "new_ticket"
 
 
