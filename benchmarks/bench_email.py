@@ -182,34 +182,34 @@ def from_files(folder: Path, corpus: list[Planned], tag: str, trace: bool) -> tu
 
 def from_imap(folder: Path, corpus: list[Planned]) -> tuple[float, Database] | str:
     try:
-        from mailserver import Dovecot  # type: ignore[import-not-found]
+        from mailserver import DOVECOT, PASSWORD, MailServer  # type: ignore[import-not-found]
 
-        from bot.imap import ImapIntake
         from bot.config import EmailConfig
+        from bot.imap import ImapIntake
     except ImportError as exc:
         return f"skipped ({exc})"
-    server = Dovecot.start_new()
+    if DOVECOT is None:
+        return "skipped (dovecot is not installed)"
+    server = MailServer.create()
     try:
-        for planned in corpus:
-            server.append(planned.raw)
+        server.start()
+        user = server.new_user()
+        client = server.client(user)
+        try:
+            for planned in corpus:
+                client.append("INBOX", "", None, planned.raw)
+        finally:
+            client.logout()
         db = open_database(f"sqlite:///{folder / 'imap.db'}")
         seed(db, SENDERS)
-        config = EmailConfig(imap_host="127.0.0.1", imap_port=server.port, imap_user=server.user,
-                             imap_password=server.password, imap_security="none")  # type: ignore[arg-type]
+        config = EmailConfig(imap_host=server.host, imap_port=server.port, imap_user=user,
+                             imap_password=PASSWORD, imap_security="none")  # type: ignore[arg-type]
         imap = ImapIntake(config, intake_for(db), db)
         t0 = time.perf_counter()
-        asyncio.run(_catch_up(imap))
+        asyncio.run(imap.catch_up())
         return time.perf_counter() - t0, db
     finally:
-        server.stop()
-
-
-async def _catch_up(imap: object) -> None:
-    await imap.connect()  # type: ignore[attr-defined]
-    try:
-        await imap.catch_up()  # type: ignore[attr-defined]
-    finally:
-        await imap.close()  # type: ignore[attr-defined]
+        server.remove()
 
 
 SENDERS = [f"klant{i}@bedrijf{i}.example" for i in range(200)]
