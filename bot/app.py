@@ -31,6 +31,8 @@ from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
 from bot.mail import MailIntake, mail_reply_guards
 from bot.outbox import OutboxDispatcher
+from bot.reminders import ReminderService
+from bot.staffbot import StaffBot
 from bot.texts import Texts
 from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
@@ -106,6 +108,8 @@ class Application:
         self.routes: list[Route] = []
         self.whatsapp: WhatsAppChannel | None = None
         self.imap: ImapIntake | None = None
+        self.staffbot: StaffBot | None = None
+        self.reminders: ReminderService | None = None
         self.started = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------
@@ -164,6 +168,10 @@ class Application:
                               now=self.now)
             self.imap = ImapIntake(cfg.email, mail, self.db, now=self.now,
                                    health=lambda state, reason: self.health.set("email", state, reason))
+        if cfg.telegram.configured:
+            self.staffbot = StaffBot(cfg.telegram, self.db, language=cfg.language, now=self.now,
+                                     team_lead=cfg.telegram.team_lead)
+            self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:
                 self.health.set(name, "off", reason)
@@ -185,6 +193,8 @@ class Application:
                     channel_tasks.append(tasks.create_task(self.whatsapp.run(channel_stop), name="whatsapp"))
                 if self.imap is not None:
                     channel_tasks.append(tasks.create_task(self.imap.run(channel_stop), name="imap"))
+                if self.staffbot is not None:
+                    await self._start_staffbot(self.staffbot)
                 while not self.server.started and not http.done():
                     await asyncio.sleep(0.02)
                 if http.done():
@@ -199,6 +209,10 @@ class Application:
                 channel_stop.set()
                 for task in channel_tasks:
                     await task
+                if self.reminders is not None:
+                    await self.reminders.stop()
+                if self.staffbot is not None:
+                    await self.staffbot.stop()
                 dispatch_stop.set()
                 await dispatch
         finally:
@@ -206,6 +220,16 @@ class Application:
                 await self.whatsapp.aclose()
             self.db.dispose()
             log.info("slabot stopped")
+
+    async def _start_staffbot(self, staffbot: StaffBot) -> None:
+        """The staff chat and the reminders; Telegram down at start is reported, the rest runs on."""
+        try:
+            await staffbot.start()
+        except Exception as exc:  # noqa: BLE001 - slabot keeps taking in requests without its staff chat
+            self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
+            log.warning("the Telegram staff chat could not start (%s); reminders wait until it can", exc)
+        if self.reminders is not None:
+            self.reminders.start()
 
     def _import_accounts(self, file: str) -> None:
         """The ``[accounts] file`` is imported on start (relative to the config file)."""

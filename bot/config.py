@@ -117,6 +117,7 @@ class TelegramConfig(_Section):
     staff_chat_id: int | None = None
     staff_user_ids: list[int] = []  # only these Telegram users may act; empty refuses everyone
     oncall_chat_id: int | None = None
+    team_lead: str | None = None  # Telegram username named when a first-response deadline is breached
     api_base_url: str | None = None  # tests only: a local stand-in of the Bot API
 
     @property

@@ -1,0 +1,285 @@
+"""The staff chat on Telegram (python-telegram-bot): the queue, answers to customers, reminders.
+
+Only allow-listed staff act: every command checks the Telegram *user* id
+(``[telegram] staff_user_ids``; a group's chat id would admit everyone in it),
+an empty list refuses everyone, and a refusal is logged. Commands:
+
+- ``/queue``: open tickets by deadline, Premium first (R15);
+- ``/ticket REF``: one ticket, its deadlines and its last messages;
+- ``/reply REF text`` (or a reply to the bot's message about a ticket): the
+  customer gets ``text`` over the ticket's own channel through the outbox; the
+  first staff reply records the first response (R8) and cancels the reminders;
+- ``/clarify REF text``: a question to the customer; the resolution clock waits
+  for the answer (R14);
+- ``/resolve REF``, ``/note REF text``, ``/help``.
+
+Each command runs once per Telegram update id, even when Telegram delivers an
+update again after a restart. Answers are in the staff member's language
+(Telegram's ``language_code``: Dutch or English).
+
+The bot is also the notifier of :mod:`bot.reminders`: a reminder names the
+ticket, its customer and deadline and mentions the assigned staff member; the
+breach escalates to the team lead. When Telegram is down or rate limits, the
+send raises and the reminder waits for the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.ext import Application, ContextTypes, MessageHandler, filters
+
+from bot.config import TelegramConfig
+from bot.desk import Desk, DeskError
+from bot.i18n import Language, format_when
+from bot.reminders import ReminderNotice
+from storage.database import Database
+from storage.direct import Direct
+from storage.records import TicketRecord
+from storage.repositories import TicketRepository
+
+log = logging.getLogger(__name__)
+
+# PTB 22 reads time periods as timedelta only when asked to; otherwise RetryAfter warns while it is built
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+_REF = re.compile(r"\b([A-Z]{1,5}-\d{3,})\b", re.IGNORECASE)
+
+TEXTS: dict[str, dict[str, str]] = {
+    "nl": {
+        "refused": "Je staat niet op de lijst van medewerkers; vraag een beheerder om je Telegram-id {user} toe "
+                   "te voegen.",
+        "help": "Opdrachten:\n/queue — open tickets op deadline\n/ticket REF — één ticket\n/reply REF tekst — "
+                "antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n/resolve REF — "
+                "afgehandeld\n/note REF tekst — interne notitie",
+        "empty": "Geen open tickets.",
+        "usage": "Gebruik: {usage}",
+        "unknown": "Onbekend ticket {ref}.",
+        "replied": "Verstuurd naar de klant van {ref}{first}.",
+        "first": " (eerste reactie vastgelegd, herinneringen gestopt)",
+        "clarified": "Vraag verstuurd; {ref} wacht op de klant.",
+        "resolved": "{ref} is afgehandeld.",
+        "noted": "Notitie bij {ref} vastgelegd.",
+        "due": "eerste reactie uiterlijk {when}",
+        "no_due": "geen reactietermijn",
+        "reminder": "⏰ {ref} ({who}): {due}{staff}",
+        "breach": "🚨 {ref} ({who}): de termijn voor de eerste reactie is verstreken ({when}){staff}{lead}",
+        "lead": " — escalatie naar {lead}",
+    },
+    "en": {
+        "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
+        "help": "Commands:\n/queue — open tickets by deadline\n/ticket REF — one ticket\n/reply REF text — answer "
+                "the customer\n/clarify REF question — ask the customer to clarify\n/resolve REF — resolved\n"
+                "/note REF text — internal note",
+        "empty": "No open tickets.",
+        "usage": "Usage: {usage}",
+        "unknown": "Unknown ticket {ref}.",
+        "replied": "Sent to the customer of {ref}{first}.",
+        "first": " (first response recorded, reminders stopped)",
+        "clarified": "Question sent; {ref} waits for the customer.",
+        "resolved": "{ref} is resolved.",
+        "noted": "Note on {ref} recorded.",
+        "due": "first response due {when}",
+        "no_due": "no response deadline",
+        "reminder": "⏰ {ref} ({who}): {due}{staff}",
+        "breach": "🚨 {ref} ({who}): the first-response deadline has passed ({when}){staff}{lead}",
+        "lead": " — escalated to {lead}",
+    },
+}
+
+USAGE = {"ticket": "/ticket REF", "reply": "/reply REF text", "clarify": "/clarify REF question",
+         "resolve": "/resolve REF", "note": "/note REF text"}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _language(update: Update, default: Language) -> Language:
+    user = update.effective_user
+    code = (user.language_code or "") if user else ""
+    if code.startswith("en"):
+        return "en"
+    if code.startswith("nl"):
+        return "nl"
+    return default
+
+
+class StaffBot:
+    """The Telegram side of the staff desk; see the module docstring."""
+
+    def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
+                 now: Callable[[], datetime] = _utc_now, team_lead: str | None = None) -> None:
+        assert config.token is not None and config.staff_chat_id is not None
+        self.config = config
+        self.db = db
+        self.desk = Desk(db, now)
+        self.language = language
+        self.now = now
+        self.team_lead = team_lead
+        self.staff_ids = frozenset(config.staff_user_ids)
+        builder = Application.builder().token(config.token.get_secret_value())
+        if config.api_base_url:
+            builder = builder.base_url(f"{config.api_base_url}/bot").base_file_url(f"{config.api_base_url}/file/bot")
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.app.add_handler(MessageHandler(filters.COMMAND | filters.REPLY, self._on_message))
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._started = True
+        await self.app.initialize()
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(poll_interval=0.2, timeout=timedelta(seconds=10),
+                                             drop_pending_updates=False)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            await updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    # -- reminders (R16) ---------------------------------------------------------------
+
+    async def notify(self, notice: ReminderNotice) -> None:
+        """Post a reminder to the staff chat; raises when Telegram cannot take it (the reminder then waits)."""
+        t = TEXTS[self.language]
+        who = ", ".join(x for x in (notice.account, notice.plan) if x) or "?"
+        staff = f" @{notice.staff}" if notice.staff else ""
+        when = format_when(notice.deadline, self.language) if notice.deadline else ""
+        if notice.escalate:
+            lead = t["lead"].format(lead=f"@{self.team_lead}") if self.team_lead else ""
+            text = t["breach"].format(ref=notice.ticket_ref, who=who, when=when, staff=staff, lead=lead)
+        else:
+            due = t["due"].format(when=when) if notice.deadline else t["no_due"]
+            text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff)
+        await self.app.bot.send_message(self.config.staff_chat_id, text)
+
+    # -- commands -------------------------------------------------------------------
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = update.effective_user
+        if message is None or user is None or not message.text:
+            return
+        if not await asyncio.to_thread(self.db.run_direct, lambda d: _first_time(d, update.update_id)):
+            return  # delivered again after a restart: done once already
+        language = _language(update, self.language)
+        t = TEXTS[language]
+        if user.id not in self.staff_ids:
+            log.warning("telegram: %s (id %s) is not on the staff list; refused: %r", user.username or user.full_name,
+                        user.id, message.text[:80])
+            if message.text.startswith("/"):
+                await message.reply_text(t["refused"].format(user=user.id))
+            return
+        staff = user.username or str(user.id)
+        command, ref, rest = self._parse(message.text, message.reply_to_message.text
+                                         if message.reply_to_message and message.reply_to_message.text else None)
+        try:
+            answer = await asyncio.to_thread(self._act, command, ref, rest, staff, language)
+        except DeskError as exc:
+            answer = str(exc)
+        if answer:
+            await message.reply_text(answer)
+
+    @staticmethod
+    def _parse(text: str, replied_to: str | None) -> tuple[str, str | None, str]:
+        if not text.startswith("/"):
+            # a plain reply to the bot's message about a ticket answers the customer
+            found = _REF.search(replied_to or "")
+            return ("reply" if found else "", found.group(1).upper() if found else None, text.strip())
+        head, _, rest = text.partition(" ")
+        command = head[1:].split("@", 1)[0].lower()
+        rest = rest.strip()
+        ref_text, _, more = rest.partition(" ")
+        if ref_text and _REF.fullmatch(ref_text):
+            return command, ref_text.upper(), more.strip()
+        return command, None, rest
+
+    def _act(self, command: str, ref: str | None, rest: str, staff: str, language: Language) -> str | None:
+        t = TEXTS[language]
+        if command in ("help", "start"):
+            return t["help"]
+        if command == "queue":
+            return self._queue(language)
+        if command not in USAGE:
+            return t["help"] if command else None
+        needs_text = command in ("reply", "clarify", "note")
+        if ref is None or (needs_text and not rest):
+            return t["usage"].format(usage=USAGE[command])
+        if command == "ticket":
+            ticket = self.db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
+            return t["unknown"].format(ref=ref) if ticket is None else self._describe(ticket, language)
+        if command in ("reply", "clarify"):
+            result = self.desk.reply(ref, rest, staff, clarify=command == "clarify")
+            if command == "clarify":
+                return t["clarified"].format(ref=result.ref)
+            return t["replied"].format(ref=result.ref, first=t["first"] if result.first_response else "")
+        if command == "resolve":
+            return t["resolved"].format(ref=self.desk.resolve(ref, staff).ref)
+        assert command == "note"
+
+        def note(s: Session) -> str | None:
+            tickets = TicketRepository(s)
+            ticket = tickets.by_ref(ref)
+            if ticket is None:
+                return None
+            tickets.add_event("note", self.now(), ticket_id=ticket.id, actor=staff, data={"text": rest})
+            return ticket.ref
+
+        noted = self.db.run(note)
+        return t["unknown"].format(ref=ref) if noted is None else t["noted"].format(ref=noted)
+
+    def _queue(self, language: Language) -> str:
+        t = TEXTS[language]
+        tickets = self.db.run(lambda s: TicketRepository(s).queue("open"))
+        if not tickets:
+            return t["empty"]
+        lines = []
+        for ticket in tickets[:30]:
+            due = format_when(ticket.first_response_due, language) if ticket.first_response_due else "—"
+            lines.append(f"{ticket.ref} · {ticket.account or '?'} · {ticket.plan or '-'} · {due}")
+        return "\n".join(lines)
+
+    def _describe(self, ticket: TicketRecord, language: Language) -> str:
+        t = TEXTS[language]
+        due = (t["due"].format(when=format_when(ticket.first_response_due, language))
+               if ticket.first_response_due else t["no_due"])
+        lines = [f"{ticket.ref} · {ticket.state} · {ticket.account or '?'} ({ticket.contact or '?'}) · "
+                 f"{ticket.plan or '-'} · {ticket.channel} · {ticket.kind}", due]
+        if ticket.subject:
+            lines.append(ticket.subject)
+        for msg in ticket.messages[-5:]:
+            arrow = "←" if msg.direction == "in" else "→"
+            lines.append(f"{arrow} {msg.text.strip()[:200]}")
+        return "\n".join(lines)
+
+
+def _first_time(d: Direct, update_id: int) -> bool:
+    """Record ``update_id`` as handled; False when it (or a later one) was handled already.
+
+    Telegram numbers updates in increasing order, so the highest handled id is enough.
+    """
+    row = d.one(
+        "INSERT INTO counters (name, value) VALUES ('telegram:update', :id) ON CONFLICT (name) "
+        "DO UPDATE SET value = :id WHERE counters.value < :id RETURNING value",
+        {"id": update_id},
+    )
+    return row is not None
+
+
+__all__ = ["StaffBot", "TEXTS"]
