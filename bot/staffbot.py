@@ -17,6 +17,13 @@ Each command runs once per Telegram update id, even when Telegram delivers an
 update again after a restart. Answers are in the staff member's language
 (Telegram's ``language_code``: Dutch or English).
 
+Every new ticket is announced in the staff chat (reference, customer, plan,
+channel, deadline, kind and an excerpt) with buttons to take or resolve it;
+answering the announcement answers the customer. Announcements follow the
+audit trail (``ticket_opened`` events) from a checkpoint kept in the
+database, so none is lost across a restart (one may repeat if slabot stops
+between posting it and moving the checkpoint).
+
 The bot is also the notifier of :mod:`bot.reminders`: a reminder names the
 ticket, its customer and deadline and mentions the assigned staff member; the
 breach escalates to the team lead. When Telegram is down or rate limits, the
@@ -26,6 +33,7 @@ send raises and the reminder waits for the next round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -34,8 +42,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.orm import Session
-from telegram import Update
-from telegram.ext import Application, ContextTypes, MessageHandler, filters
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.config import TelegramConfig
 from bot.desk import Desk, DeskError
@@ -44,7 +52,7 @@ from bot.reminders import ReminderNotice
 from storage.database import Database
 from storage.direct import Direct
 from storage.records import TicketRecord
-from storage.repositories import TicketRepository
+from storage.repositories import AccountRepository, TicketRepository
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reminder": "⏰ {ref} ({who}): {due}{staff}",
         "breach": "🚨 {ref} ({who}): de termijn voor de eerste reactie is verstreken ({when}){staff}{lead}",
         "lead": " — escalatie naar {lead}",
+        "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
+        "take": "Oppakken",
+        "resolve": "Afhandelen",
+        "taken": "{ref} opgepakt door @{staff}.",
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
@@ -92,6 +104,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reminder": "⏰ {ref} ({who}): {due}{staff}",
         "breach": "🚨 {ref} ({who}): the first-response deadline has passed ({when}){staff}{lead}",
         "lead": " — escalated to {lead}",
+        "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
+        "take": "Take",
+        "resolve": "Resolve",
+        "taken": "{ref} taken by @{staff}.",
     },
 }
 
@@ -131,7 +147,10 @@ class StaffBot:
             builder = builder.base_url(f"{config.api_base_url}/bot").base_file_url(f"{config.api_base_url}/file/bot")
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.app.add_handler(MessageHandler(filters.COMMAND | filters.REPLY, self._on_message))
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
         self._started = False
+        self._announcer: asyncio.Task[None] | None = None
+        self.announce_every = 2.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -142,10 +161,15 @@ class StaffBot:
         assert self.app.updater is not None
         await self.app.updater.start_polling(poll_interval=0.2, timeout=timedelta(seconds=10),
                                              drop_pending_updates=False)
+        self._announcer = asyncio.create_task(self._announce_loop(), name="telegram-announce")
 
     async def stop(self) -> None:
         if not self._started:
             return
+        if self._announcer is not None:
+            self._announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._announcer
         updater = self.app.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -168,6 +192,87 @@ class StaffBot:
             due = t["due"].format(when=when) if notice.deadline else t["no_due"]
             text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff)
         await self.app.bot.send_message(self.config.staff_chat_id, text)
+
+    # -- announcements ----------------------------------------------------------------
+
+    async def _announce_loop(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.announce_new()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Telegram down: the checkpoint waits, nothing is lost
+                if not failing:
+                    log.warning("new tickets wait to be announced: %s: %s", exc.__class__.__name__, exc)
+                    failing = True
+            await asyncio.sleep(self.announce_every)
+
+    async def announce_new(self) -> int:
+        """Post every ticket opened since the checkpoint; how many were posted."""
+        pending = await asyncio.to_thread(self.db.run_direct, _opened_since_checkpoint)
+        posted = 0
+        for event_id, ticket_id in pending:
+            record = await asyncio.to_thread(self.db.run, lambda s, i=ticket_id: TicketRepository(s).get(
+                i, with_messages=True))
+            text, buttons = self._announcement(record)
+            await self.app.bot.send_message(self.config.staff_chat_id, text, reply_markup=buttons)
+            await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: _move_checkpoint(d, e))
+            posted += 1
+        return posted
+
+    def _announcement(self, ticket: TicketRecord) -> tuple[str, InlineKeyboardMarkup]:
+        t = TEXTS[self.language]
+        due = (t["due"].format(when=format_when(ticket.first_response_due, self.language))
+               if ticket.first_response_due else t["no_due"])
+        first_in = next((msg for msg in ticket.messages if msg.direction == "in"), None)
+        excerpt = " ".join((first_in.text if first_in else ticket.subject or "").split())[:300]
+        staff = self.db.run(lambda s: _account_staff(s, ticket.account_id))
+        text = t["new"].format(ref=ticket.ref, who=", ".join(x for x in (ticket.account, ticket.plan) if x) or "?",
+                               channel=ticket.channel, kind=ticket.kind, due=due,
+                               staff=f" @{staff}" if staff else "", excerpt=excerpt)
+        buttons = InlineKeyboardMarkup([[InlineKeyboardButton(t["take"], callback_data=f"take:{ticket.ref}"),
+                                         InlineKeyboardButton(t["resolve"], callback_data=f"resolve:{ticket.ref}")]])
+        return text, buttons
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        user = update.effective_user
+        if query is None or user is None or not query.data:
+            return
+        language = _language(update, self.language)
+        t = TEXTS[language]
+        if user.id not in self.staff_ids:
+            log.warning("telegram: %s (id %s) is not on the staff list; button refused", user.username, user.id)
+            await query.answer(t["refused"].format(user=user.id), show_alert=True)
+            return
+        action, _, ref = query.data.partition(":")
+        staff = user.username or str(user.id)
+        answer: str | None = None
+        try:
+            if action == "take":
+                answer = await asyncio.to_thread(self._take, ref, staff, language)
+            elif action == "resolve":
+                answer = await asyncio.to_thread(self._act, "resolve", ref, "", staff, language)
+        except DeskError as exc:
+            answer = str(exc)
+        await query.answer(answer or "")
+        if answer and isinstance(query.message, Message):
+            await query.message.reply_text(answer)
+
+    def _take(self, ref: str, staff: str, language: Language) -> str:
+        def work(s: Session) -> str | None:
+            tickets = TicketRepository(s)
+            ticket = tickets.by_ref(ref)
+            if ticket is None:
+                return None
+            tickets.add_event("taken", self.now(), ticket_id=ticket.id, actor=staff)
+            return ticket.ref
+
+        taken = self.db.run(work)
+        t = TEXTS[language]
+        return t["unknown"].format(ref=ref) if taken is None else t["taken"].format(ref=taken, staff=staff)
 
     # -- commands -------------------------------------------------------------------
 
@@ -267,6 +372,27 @@ class StaffBot:
             arrow = "←" if msg.direction == "in" else "→"
             lines.append(f"{arrow} {msg.text.strip()[:200]}")
         return "\n".join(lines)
+
+
+def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int]]:
+    """(event id, ticket id) of tickets opened after the announcement checkpoint, oldest first."""
+    after = d.scalar("SELECT value FROM counters WHERE name = 'telegram:announced'")
+    if after is None:  # the first start: from now on, not the whole history
+        last = d.scalar("SELECT max(id) FROM events")
+        _move_checkpoint(d, int(last or 0))
+        return []
+    rows = d.execute("SELECT id, ticket_id FROM events WHERE kind = 'ticket_opened' AND id > :after "
+                     "AND ticket_id IS NOT NULL ORDER BY id LIMIT 20", {"after": after}).fetchall()
+    return [(int(e), int(t)) for e, t in rows]
+
+
+def _move_checkpoint(d: Direct, event_id: int) -> None:
+    d.execute("INSERT INTO counters (name, value) VALUES ('telegram:announced', :id) ON CONFLICT (name) "
+              "DO UPDATE SET value = :id WHERE counters.value < :id", {"id": event_id})
+
+
+def _account_staff(s: Session, account_id: int | None) -> str | None:
+    return None if account_id is None else AccountRepository(s).get(account_id).staff
 
 
 def _first_time(d: Direct, update_id: int) -> bool:

@@ -212,3 +212,25 @@ def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path) -> Non
                 await task
 
     asyncio.run(main())
+
+
+def test_new_tickets_are_announced_with_buttons_once(db: Database) -> None:
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        bot.announce_every = 0.05
+        await asyncio.sleep(0.2)  # the first round sets the checkpoint: older tickets are not announced
+        ref = await asyncio.to_thread(open_ticket, db)
+        (text,) = await answered(standin, 1)
+        assert text.startswith(f"🆕 {ref}") and "Bakkerij Jansen" in text and "@anna" in text
+        assert "De verzendknop werkt niet" in text
+        announcement = standin.messages_to(STAFF_CHAT)[0]
+        assert "take:" in str(announcement.reply_markup)
+        standin.push_callback(STAFF_CHAT, STRANGER, f"take:{ref}", announcement.message_id)
+        standin.push_callback(STAFF_CHAT, ANNA, f"take:{ref}", announcement.message_id)
+        texts = await answered(standin, 2)
+        assert texts[-1] == f"{ref} opgepakt door @{ANNA}."  # a user without a username is named by id
+        await asyncio.sleep(0.3)
+        assert len([t for t in standin.messages_to(STAFF_CHAT) if (t.text or "").startswith("🆕")]) == 1
+        refused = [c for c in standin.answered_callbacks if c.query["from"]["id"] == STRANGER]
+        assert len(refused) == 1 and refused[0].show_alert and "niet op de lijst" in (refused[0].text or "")
+
+    run(db, body)
