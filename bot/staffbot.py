@@ -6,6 +6,7 @@ an empty list refuses everyone, and a refusal is logged. Commands:
 
 - ``/queue``: open tickets by deadline, Premium first (R15);
 - ``/ticket REF``: one ticket, its deadlines and its last messages;
+- ``/take REF``: the ticket is yours (recorded in its audit trail);
 - ``/reply REF text`` (or a reply to the bot's message about a ticket): the
   customer gets ``text`` over the ticket's own channel through the outbox; the
   first staff reply records the first response (R8) and cancels the reminders;
@@ -65,7 +66,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "nl": {
         "refused": "Je staat niet op de lijst van medewerkers; vraag een beheerder om je Telegram-id {user} toe "
                    "te voegen.",
-        "help": "Opdrachten:\n/queue — open tickets op deadline\n/ticket REF — één ticket\n/reply REF tekst — "
+        "help": "Opdrachten:\n/queue — open tickets op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n/reply REF tekst — "
                 "antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n/resolve REF — "
                 "afgehandeld\n/note REF tekst — interne notitie",
         "empty": "Geen open tickets.",
@@ -88,7 +89,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
-        "help": "Commands:\n/queue — open tickets by deadline\n/ticket REF — one ticket\n/reply REF text — answer "
+        "help": "Commands:\n/queue — open tickets by deadline\n/ticket REF — one ticket\n/take REF — take it\n/reply REF text — answer "
                 "the customer\n/clarify REF question — ask the customer to clarify\n/resolve REF — resolved\n"
                 "/note REF text — internal note",
         "empty": "No open tickets.",
@@ -111,7 +112,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
-USAGE = {"ticket": "/ticket REF", "reply": "/reply REF text", "clarify": "/clarify REF question",
+USAGE = {"ticket": "/ticket REF", "take": "/take REF", "reply": "/reply REF text", "clarify": "/clarify REF question",
          "resolve": "/resolve REF", "note": "/note REF text"}
 
 
@@ -326,6 +327,8 @@ class StaffBot:
         needs_text = command in ("reply", "clarify", "note")
         if ref is None or (needs_text and not rest):
             return t["usage"].format(usage=USAGE[command])
+        if command == "take":
+            return self._take(ref, staff, language)
         if command == "ticket":
             ticket = self.db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
             return t["unknown"].format(ref=ref) if ticket is None else self._describe(ticket, language)

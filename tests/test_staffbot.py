@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from helpers import MONDAY_10, add_account, contact, email, outbox_rows, pipeline, reminders, ticket
 from pydantic import SecretStr
+from sqlalchemy import select
 from test_telegram_standin import serving
 
 from bot.config import TelegramConfig
 from bot.reminders import ReminderService
 from bot.staffbot import StaffBot, _first_time
 from bot.standins.telegram import TelegramStandIn
+from storage import models as m
 from storage.database import Database, open_database
 
 STAFF_CHAT = -1001234567890
@@ -141,6 +143,19 @@ def test_answering_the_bots_message_about_a_ticket_replies_to_the_customer(db: D
 
     run(db, body)
     assert outbox_rows(db)[-1].payload["text"] == "Opgelost in de nieuwe versie."
+
+
+def test_take_records_who_took_the_ticket(db: Database) -> None:
+    ref = open_ticket(db)
+
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        standin.push_message(STAFF_CHAT, ANNA, f"/take {ref}", username="anna")
+        (answer,) = await answered(standin, 1)
+        assert answer == f"{ref} opgepakt door @anna."
+
+    run(db, body)
+    actors = db.run(lambda s: s.scalars(select(m.Event.actor).where(m.Event.kind == "taken")).all())
+    assert actors == ["anna"]
 
 
 def test_usage_and_unknown_tickets_are_answered_clearly(db: Database) -> None:
