@@ -25,6 +25,13 @@ audit trail (``ticket_opened`` events) from a checkpoint kept in the
 database, so none is lost across a restart (one may repeat if slabot stops
 between posting it and moving the checkpoint).
 
+Critical incidents (R17): ``/incident NUMBER what happened`` logs a call to
+the outage line and opens a critical ticket (calendar clock); every open
+critical ticket is paged to the on-call chat at once and again every
+``repage_every`` (15 minutes) until someone presses "acknowledge" (or the
+ticket gets its first response). Pages are events in the audit trail, so a
+restart neither forgets a page nor repeats one early.
+
 The bot is also the notifier of :mod:`bot.reminders`: a reminder names the
 ticket, its customer and deadline and mentions the assigned staff member; the
 breach escalates to the team lead. When Telegram is down or rate limits, the
@@ -49,7 +56,11 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bot.config import TelegramConfig
 from bot.desk import Desk, DeskError
 from bot.i18n import Language, format_when
+from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice
+from channels.identity import IdentityError, phone_identity
+from channels.messages import ChannelName, InboundMessage
+from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
 from storage.records import TicketRecord
@@ -61,6 +72,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 _REF = re.compile(r"\b([A-Z]{1,5}-\d{3,})\b", re.IGNORECASE)
+_CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06 34 89 08 78 what happened"
 
 TEXTS: dict[str, dict[str, str]] = {
     "nl": {
@@ -86,6 +98,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "take": "Oppakken",
         "resolve": "Afhandelen",
         "taken": "{ref} opgepakt door @{staff}.",
+        "page": "🚨 STORING {ref} · {who}\n{excerpt}\nPagina {count}; bevestig met de knop.",
+        "ack": "Bevestigen",
+        "acked": "{ref}: storing bevestigd door @{staff}; het oproepen stopt.",
+        "incident": "Storing vastgelegd als {ref}; on-call wordt opgeroepen.",
+        "no_line": "Deze preset heeft geen storingslijn.",
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
@@ -109,10 +126,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "take": "Take",
         "resolve": "Resolve",
         "taken": "{ref} taken by @{staff}.",
+        "page": "🚨 OUTAGE {ref} · {who}\n{excerpt}\nPage {count}; acknowledge with the button.",
+        "ack": "Acknowledge",
+        "acked": "{ref}: outage acknowledged by @{staff}; paging stops.",
+        "incident": "Outage logged as {ref}; on-call is being paged.",
+        "no_line": "This preset has no outage line.",
     },
 }
 
-USAGE = {"ticket": "/ticket REF", "take": "/take REF", "reply": "/reply REF text", "clarify": "/clarify REF question",
+USAGE = {"ticket": "/ticket REF", "take": "/take REF", "incident": "/incident NUMBER what happened",
+         "reply": "/reply REF text", "clarify": "/clarify REF question",
          "resolve": "/resolve REF", "note": "/note REF text"}
 
 
@@ -134,7 +157,8 @@ class StaffBot:
     """The Telegram side of the staff desk; see the module docstring."""
 
     def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
-                 now: Callable[[], datetime] = _utc_now, team_lead: str | None = None) -> None:
+                 now: Callable[[], datetime] = _utc_now, team_lead: str | None = None,
+                 pipeline: IntakePipeline | None = None) -> None:
         assert config.token is not None and config.staff_chat_id is not None
         self.config = config
         self.db = db
@@ -143,6 +167,9 @@ class StaffBot:
         self.now = now
         self.team_lead = team_lead
         self.staff_ids = frozenset(config.staff_user_ids)
+        self.pipeline = pipeline
+        line = pipeline.preset.critical if pipeline is not None else None
+        self.repage_every = line.repage_every if line is not None else timedelta(minutes=15)
         builder = Application.builder().token(config.token.get_secret_value())
         if config.api_base_url:
             builder = builder.base_url(f"{config.api_base_url}/bot").base_file_url(f"{config.api_base_url}/file/bot")
@@ -201,6 +228,7 @@ class StaffBot:
         while True:
             try:
                 await self.announce_new()
+                await self.page_oncall()
                 failing = False
             except asyncio.CancelledError:
                 raise
@@ -222,6 +250,57 @@ class StaffBot:
             await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: _move_checkpoint(d, e))
             posted += 1
         return posted
+
+    async def page_oncall(self) -> int:
+        """Page every open, unacknowledged critical ticket whose last page is ``repage_every`` old; how many."""
+        now = self.now()
+        due = await asyncio.to_thread(self.db.run_direct, lambda d: _pages_due(d, now, self.repage_every))
+        chat = self.config.oncall_chat_id or self.config.staff_chat_id
+        t = TEXTS[self.language]
+        for ticket_id, ref, who, pages in due:
+            record = await asyncio.to_thread(self.db.run, lambda s, i=ticket_id: TicketRepository(s).get(
+                i, with_messages=True))
+            first_in = next((msg for msg in record.messages if msg.direction == "in"), None)
+            excerpt = " ".join((first_in.text if first_in else record.subject or "").split())[:300]
+            button = InlineKeyboardMarkup([[InlineKeyboardButton(t["ack"], callback_data=f"ack:{ref}")]])
+            await self.app.bot.send_message(chat, t["page"].format(ref=ref, who=who or "?", excerpt=excerpt,
+                                                                   count=pages + 1), reply_markup=button)
+            await asyncio.to_thread(self.db.run_direct, lambda d, i=ticket_id, n=pages + 1: d.insert(
+                m.Event.__table__, {"kind": "critical_paged", "at": self.now(), "ticket_id": i, "actor": "slabot",
+                                    "data": {"page": n, "chat": chat}}))
+        return len(due)
+
+    def _record(self, kind: str, ref: str, staff: str, language: Language, answer: str,
+                data: dict[str, Any] | None = None) -> str:
+        """An event on the ticket ``ref`` by ``staff`` (taken, acknowledged, a note); the answer to show."""
+        def work(s: Session) -> str | None:
+            tickets = TicketRepository(s)
+            ticket = tickets.by_ref(ref)
+            if ticket is None:
+                return None
+            tickets.add_event(kind, self.now(), ticket_id=ticket.id, actor=staff, data=data)
+            return ticket.ref
+
+        found = self.db.run(work)
+        t = TEXTS[language]
+        return t["unknown"].format(ref=ref) if found is None else t[answer].format(ref=found, staff=staff)
+
+    def _incident(self, rest: str, update_id: int, language: Language) -> str:
+        t = TEXTS[language]
+        if self.pipeline is None or self.pipeline.preset.critical is None:
+            return t["no_line"]
+        found = _CALLER.match(rest)
+        if found is None:
+            return t["usage"].format(usage=USAGE["incident"])
+        try:
+            caller = phone_identity(found.group(1))
+        except IdentityError:
+            return t["usage"].format(usage=USAGE["incident"])
+        what = found.group(2)
+        message = InboundMessage(ChannelName.PHONE, f"telegram-incident-{update_id}", caller, self.now(),
+                                 what.strip(), critical=True)
+        result = self.pipeline.ingest(message)
+        return t["incident"].format(ref=result.ticket_ref or "?")
 
     def _announcement(self, ticket: TicketRecord) -> tuple[str, InlineKeyboardMarkup]:
         t = TEXTS[self.language]
@@ -253,7 +332,9 @@ class StaffBot:
         answer: str | None = None
         try:
             if action == "take":
-                answer = await asyncio.to_thread(self._take, ref, staff, language)
+                answer = await asyncio.to_thread(self._record, "taken", ref, staff, language, "taken")
+            elif action == "ack":
+                answer = await asyncio.to_thread(self._record, "critical_acknowledged", ref, staff, language, "acked")
             elif action == "resolve":
                 answer = await asyncio.to_thread(self._act, "resolve", ref, "", staff, language)
         except DeskError as exc:
@@ -261,19 +342,6 @@ class StaffBot:
         await query.answer(answer or "")
         if answer and isinstance(query.message, Message):
             await query.message.reply_text(answer)
-
-    def _take(self, ref: str, staff: str, language: Language) -> str:
-        def work(s: Session) -> str | None:
-            tickets = TicketRepository(s)
-            ticket = tickets.by_ref(ref)
-            if ticket is None:
-                return None
-            tickets.add_event("taken", self.now(), ticket_id=ticket.id, actor=staff)
-            return ticket.ref
-
-        taken = self.db.run(work)
-        t = TEXTS[language]
-        return t["unknown"].format(ref=ref) if taken is None else t["taken"].format(ref=taken, staff=staff)
 
     # -- commands -------------------------------------------------------------------
 
@@ -295,6 +363,10 @@ class StaffBot:
         staff = user.username or str(user.id)
         command, ref, rest = self._parse(message.text, message.reply_to_message.text
                                          if message.reply_to_message and message.reply_to_message.text else None)
+        if command == "incident":
+            await message.reply_text(await asyncio.to_thread(self._incident, rest, update.update_id, language))
+            return
+        answer: str | None
         try:
             answer = await asyncio.to_thread(self._act, command, ref, rest, staff, language)
         except DeskError as exc:
@@ -328,7 +400,7 @@ class StaffBot:
         if ref is None or (needs_text and not rest):
             return t["usage"].format(usage=USAGE[command])
         if command == "take":
-            return self._take(ref, staff, language)
+            return self._record("taken", ref, staff, language, "taken")
         if command == "ticket":
             ticket = self.db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
             return t["unknown"].format(ref=ref) if ticket is None else self._describe(ticket, language)
@@ -340,17 +412,7 @@ class StaffBot:
         if command == "resolve":
             return t["resolved"].format(ref=self.desk.resolve(ref, staff).ref)
         assert command == "note"
-
-        def note(s: Session) -> str | None:
-            tickets = TicketRepository(s)
-            ticket = tickets.by_ref(ref)
-            if ticket is None:
-                return None
-            tickets.add_event("note", self.now(), ticket_id=ticket.id, actor=staff, data={"text": rest})
-            return ticket.ref
-
-        noted = self.db.run(note)
-        return t["unknown"].format(ref=ref) if noted is None else t["noted"].format(ref=noted)
+        return self._record("note", ref, staff, language, "noted", {"text": rest})
 
     def _queue(self, language: Language) -> str:
         t = TEXTS[language]
@@ -396,6 +458,24 @@ def _move_checkpoint(d: Direct, event_id: int) -> None:
 
 def _account_staff(s: Session, account_id: int | None) -> str | None:
     return None if account_id is None else AccountRepository(s).get(account_id).staff
+
+
+def _pages_due(d: Direct, now: datetime, every: timedelta) -> list[tuple[int, str, str | None, int]]:
+    """(ticket id, ref, account, pages so far) of open critical tickets not acknowledged and due a page."""
+    rows = d.execute(
+        "SELECT t.id, t.ref, a.name, "
+        "(SELECT count(*) FROM events e WHERE e.ticket_id = t.id AND e.kind = 'critical_paged'), "
+        "(SELECT max(e.at) FROM events e WHERE e.ticket_id = t.id AND e.kind = 'critical_paged') "
+        "FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id "
+        "WHERE t.priority = 'critical' AND t.state IN ('open', 'waiting', 'unverified') "
+        "AND t.first_responded_at IS NULL AND NOT EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id "
+        "AND e.kind = 'critical_acknowledged') ORDER BY t.id").fetchall()
+    due = []
+    for ticket_id, ref, account, pages, last in rows:
+        last_at = d.decode(m.Event.__table__, ("at",), (last,))["at"]
+        if last_at is None or now - last_at >= every:
+            due.append((int(ticket_id), str(ref), account, int(pages)))
+    return due
 
 
 def _first_time(d: Direct, update_id: int) -> bool:

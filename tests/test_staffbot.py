@@ -150,12 +150,15 @@ def test_take_records_who_took_the_ticket(db: Database) -> None:
 
     async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
         standin.push_message(STAFF_CHAT, ANNA, f"/take {ref}", username="anna")
-        (answer,) = await answered(standin, 1)
-        assert answer == f"{ref} opgepakt door @anna."
+        standin.push_message(STAFF_CHAT, ANNA, f"/note {ref} klant belt morgen terug", username="anna")
+        taken, noted = await answered(standin, 2)
+        assert taken == f"{ref} opgepakt door @anna." and noted == f"Notitie bij {ref} vastgelegd."
 
     run(db, body)
     actors = db.run(lambda s: s.scalars(select(m.Event.actor).where(m.Event.kind == "taken")).all())
     assert actors == ["anna"]
+    notes = db.run(lambda s: [e.data for e in s.scalars(select(m.Event).where(m.Event.kind == "note"))])
+    assert notes == [{"text": "klant belt morgen terug"}]
 
 
 def test_usage_and_unknown_tickets_are_answered_clearly(db: Database) -> None:
@@ -249,3 +252,57 @@ def test_new_tickets_are_announced_with_buttons_once(db: Database) -> None:
         assert len(refused) == 1 and refused[0].show_alert and "niet op de lijst" in (refused[0].text or "")
 
     run(db, body)
+
+
+def test_an_incident_pages_on_call_every_15_minutes_until_acknowledged(tmp_path: Path) -> None:
+    from helpers import preset
+
+    from bot.intake import IntakePipeline
+
+    db = open_database(f"sqlite:///{tmp_path / 'pn.db'}")
+    oncall = -100777
+    clock = [MONDAY_10.replace(hour=23)]  # at night: the outage line is open 24/7
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with serving(standin.app()) as url:
+            config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
+                                    oncall_chat_id=oncall, api_base_url=url)
+            bot = StaffBot(config, db, now=lambda: clock[0],
+                           pipeline=IntakePipeline(db, preset("paynl"), now=lambda: clock[0]))
+            bot.announce_every = 3600  # the test drives the pages itself
+            await bot.start()
+            try:
+                standin.push_message(oncall, ANNA, "/incident 06 34 89 08 78 Betaalpagina geeft 500", username="anna")
+                for _ in range(250):
+                    if standin.messages_to(oncall):
+                        break
+                    await asyncio.sleep(0.02)
+                (logged,) = [s.text for s in standin.messages_to(oncall)]
+                assert "Storing vastgelegd als PN-" in (logged or "")
+                assert await bot.page_oncall() == 1
+                assert await bot.page_oncall() == 0  # not again within 15 minutes
+                clock[0] += timedelta(minutes=14)
+                assert await bot.page_oncall() == 0
+                clock[0] += timedelta(minutes=1)
+                assert await bot.page_oncall() == 1
+                pages = [s for s in standin.messages_to(oncall) if (s.text or "").startswith("🚨")]
+                assert len(pages) == 2 and "Pagina 2" in (pages[-1].text or "")
+                assert "Betaalpagina geeft 500" in (pages[0].text or "")
+                standin.push_callback(oncall, ANNA, (pages[-1].reply_markup or {})["inline_keyboard"][0][0][
+                    "callback_data"], pages[-1].message_id)
+                for _ in range(250):
+                    if any("bevestigd" in (s.text or "") for s in standin.messages_to(oncall)):
+                        break
+                    await asyncio.sleep(0.02)
+                clock[0] += timedelta(hours=1)
+                assert await bot.page_oncall() == 0  # acknowledged: paging stops
+            finally:
+                await bot.stop()
+
+    try:
+        asyncio.run(main())
+        critical = db.run(lambda s: s.scalars(select(m.Ticket).where(m.Ticket.priority == "critical")).all())
+        assert len(critical) == 1 and critical[0].channel == "phone"
+    finally:
+        db.dispose()
