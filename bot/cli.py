@@ -371,6 +371,30 @@ def cmd_accounts_import(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.calls import import_calls
+    from bot.intake import IntakePipeline
+    from bot.texts import Texts
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such call log")
+    loaded, db = _open_db(args)
+    try:
+        pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=loaded.config.language)
+        report = import_calls(pipeline, path)
+    except (SQLAlchemyError, StorageError) as exc:
+        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    finally:
+        db.dispose()
+    for problem in report.problems:
+        out.write(f"rejected: {problem}\n")
+    out.write(report.summary() + "\n")
+    return 0 if report.ok else 1
+
+
 def account_json(account: AccountRecord) -> dict[str, Any]:
     """An account as ``accounts list --json`` prints it."""
     hours: int | float | None = None
@@ -563,6 +587,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="ticket reference, e.g. MC-10001")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_tickets_show)
+
+    call_cmds = _group(commands, "calls", "phone-call logs")
+    calls_import = call_cmds.add_parser(
+        "import", help="import a phone-call log (CSV or JSON) from a PBX or Twilio",
+        description="Every call of FILE (.csv with a header row, or .json) becomes a request through the intake; "
+                    "re-importing the same file adds nothing. Columns: call_id, time, caller, called, duration, "
+                    "status, agent, notes, critical. Rejected rows are listed with their line; exit code 1 when "
+                    "any row was rejected.",
+    )
+    calls_import.add_argument("file", metavar="FILE", help="call log, .csv or .json")
+    calls_import.set_defaults(handler=cmd_calls_import)
 
     account_cmds = _group(commands, "accounts", "customer accounts and their contacts")
     account_import = account_cmds.add_parser(
