@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -354,35 +354,25 @@ def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
 # -- accounts --------------------------------------------------------------------
 
 
-def cmd_accounts_import(args: argparse.Namespace, out: TextIO) -> int:
+class _Report(Protocol):
+    @property
+    def problems(self) -> Sequence[object]: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+    def summary(self) -> str: ...
+
+
+def _import_file(args: argparse.Namespace, out: TextIO, what: str,
+                 run_import: Callable[[LoadedConfig, Database, Path], _Report]) -> int:
+    """An import command: the file checked, the database opened, rejected rows listed; exit 1 when any was."""
     path = Path(args.file)
     if not path.is_file():
-        raise UsageError(f"{path}: no such accounts file")
+        raise UsageError(f"{path}: no such {what}")
     loaded, db = _open_db(args)
     try:
-        report = import_accounts(db, args.file, loaded.preset, datetime.now(timezone.utc))
-    except (SQLAlchemyError, StorageError) as exc:
-        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
-    finally:
-        db.dispose()
-    for problem in report.problems:
-        out.write(f"rejected: {problem}\n")
-    out.write(report.summary() + "\n")
-    return 0 if report.ok else 1
-
-
-def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.calls import import_calls
-    from bot.intake import IntakePipeline
-    from bot.texts import Texts
-
-    path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such call log")
-    loaded, db = _open_db(args)
-    try:
-        pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=loaded.config.language)
-        report = import_calls(pipeline, path)
+        report = run_import(loaded, db, path)
     except (SQLAlchemyError, StorageError) as exc:
         raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -393,6 +383,20 @@ def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"rejected: {problem}\n")
     out.write(report.summary() + "\n")
     return 0 if report.ok else 1
+
+
+def cmd_accounts_import(args: argparse.Namespace, out: TextIO) -> int:
+    return _import_file(args, out, "accounts file", lambda loaded, db, path: import_accounts(
+        db, str(path), loaded.preset, datetime.now(timezone.utc)))
+
+
+def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.calls import import_calls
+    from bot.intake import IntakePipeline
+    from bot.texts import Texts
+
+    return _import_file(args, out, "call log", lambda loaded, db, path: import_calls(
+        IntakePipeline(db, loaded.preset, Texts(), default_language=loaded.config.language), path))
 
 
 def account_json(account: AccountRecord) -> dict[str, Any]:
