@@ -158,7 +158,8 @@ class StaffBot:
 
     def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
                  now: Callable[[], datetime] = _utc_now, team_lead: str | None = None,
-                 pipeline: IntakePipeline | None = None) -> None:
+                 pipeline: IntakePipeline | None = None, announce_every: float | None = 2.0) -> None:
+        """``announce_every``: seconds between announcement and paging rounds (None: the caller drives them)."""
         assert config.token is not None and config.staff_chat_id is not None
         self.config = config
         self.db = db
@@ -178,7 +179,7 @@ class StaffBot:
         self.app.add_handler(CallbackQueryHandler(self._on_button))
         self._started = False
         self._announcer: asyncio.Task[None] | None = None
-        self.announce_every = 2.0
+        self.announce_every = announce_every
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -189,7 +190,8 @@ class StaffBot:
         assert self.app.updater is not None
         await self.app.updater.start_polling(poll_interval=0.2, timeout=timedelta(seconds=10),
                                              drop_pending_updates=False)
-        self._announcer = asyncio.create_task(self._announce_loop(), name="telegram-announce")
+        if self.announce_every is not None:
+            self._announcer = asyncio.create_task(self._announce_loop(), name="telegram-announce")
 
     async def stop(self) -> None:
         if not self._started:
@@ -236,7 +238,7 @@ class StaffBot:
                 if not failing:
                     log.warning("new tickets wait to be announced: %s: %s", exc.__class__.__name__, exc)
                     failing = True
-            await asyncio.sleep(self.announce_every)
+            await asyncio.sleep(self.announce_every or 2.0)
 
     async def announce_new(self) -> int:
         """Post every ticket opened since the checkpoint; how many were posted."""

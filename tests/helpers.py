@@ -6,6 +6,10 @@ spawns (it must live in an importable module, not in a test file).
 
 from __future__ import annotations
 
+import asyncio
+import io
+import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -39,6 +43,42 @@ def preset(name: str) -> Preset:
 
 
 PREFIX = {"mailcampaigns": "MC", "paynl": "PN"}
+
+
+# -- loopback servers, waiting, the command line ----------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
+    """Wait for ``condition`` (sync or async) to hold."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = condition()
+        if not isinstance(value, bool):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """``slabot ARGV`` in this process: (exit code, stdout, stderr)."""
+    from bot.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        code = main(list(argv), out, err)
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
 
 
 # -- set-up --------------------------------------------------------------------------------------

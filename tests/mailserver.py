@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
 PASSWORD = "secret"
@@ -43,12 +44,6 @@ USERS = 100  # users bot1 ... bot100, one per test
 PLAIN_HOST = "127.0.0.2"  # no IDLE, no MOVE
 # what 127.0.0.2 offers after login: no IDLE, no MOVE (UIDPLUS stays, for UID EXPUNGE)
 PLAIN_CAPABILITY = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE SORT UIDPLUS"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(root: Path, port: int, tls_port: int, tls: bool) -> str:

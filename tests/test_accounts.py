@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -10,6 +9,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from helpers import run_cli as run
 
 from bot.accounts import (
     ImportReport,
@@ -19,7 +19,6 @@ from bot.accounts import (
     parse_accounts_toml,
     read_accounts_file,
 )
-from bot.cli import main
 from bot.errors import ConfigError
 from bot.presets import load_preset
 from sla_engine.policy import Preset
@@ -482,15 +481,6 @@ def test_report_counts() -> None:
 
 
 # -- CLI -------------------------------------------------------------------------------
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        code = main(list(argv), out, err)
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from io import StringIO
 from pathlib import Path
 
-from helpers import add_account, contact
+from helpers import add_account, contact, run_cli
 from sqlalchemy import func, select
 
 from bot.calls import parse_call
-from bot.cli import main
 from storage import models as m
 from storage.database import open_database
 
@@ -25,9 +23,8 @@ c4,2026-11-23T12:00:00,,+31201234567,60,answered,,geen nummer
 def _cli(tmp_path: Path, *args: str) -> tuple[int, str]:
     config = tmp_path / "slabot.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n', encoding="utf-8")
-    out = StringIO()
-    code = main(["--config", str(config), *args], out=out, err=StringIO())
-    return code, out.getvalue()
+    code, out, _ = run_cli("--config", str(config), *args)
+    return code, out
 
 
 def test_csv_import_reports_bad_rows_and_a_second_import_adds_nothing(tmp_path: Path) -> None:

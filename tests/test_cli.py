@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -10,17 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli as run
 
-from bot.cli import main
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        code = main(list(argv), out, err)
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def deadline_json(*argv: str) -> dict[str, object]:

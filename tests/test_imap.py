@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MONDAY_10, add_account, contact
+from helpers import MONDAY_10, add_account, contact, free_port, until
 from mailserver import PASSWORD, PLAIN_HOST, MailServer, mailbox, mailserver  # noqa: F401 - fixtures
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from test_mail_intake import PIET, SUPPORT, mail
-from test_whatsapp import until
 
 from bot.config import EmailConfig
 from bot.imap import ImapIntake
@@ -427,7 +426,6 @@ def test_move_to_folder_after_the_commit(world: World, host: str) -> None:
 
 
 def test_slabot_run_reads_the_mailbox_and_answers_over_smtp(mailbox: tuple[MailServer, str], tmp_path: Path) -> None:
-    from smtpsink import free_port as smtp_port
     from smtpsink import smtp_sink
 
     from bot.app import Application
@@ -440,7 +438,7 @@ def test_slabot_run_reads_the_mailbox_and_answers_over_smtp(mailbox: tuple[MailS
         config = tmp_path / "slabot.toml"
         config.write_text(
             f'[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n'
-            f'[http]\nhost = "127.0.0.1"\nport = {smtp_port()}\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
             f'[email]\nimap_host = "{server.host}"\nimap_port = {server.port}\nimap_user = "{user}"\n'
             f'imap_password = "{PASSWORD}"\nimap_security = "none"\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n'
             f'smtp_security = "none"\nfrom_address = "{SUPPORT}"\n', encoding="utf-8")

@@ -18,8 +18,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from helpers import MONDAY_10, add_account, contact, preset
-from smtpsink import Sink, free_port, smtp_sink
+from helpers import MONDAY_10, add_account, contact, free_port, preset
+from smtpsink import Sink, smtp_sink
 from sqlalchemy import func, select
 
 from bot.intake import IntakePipeline

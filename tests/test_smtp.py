@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 from sqlalchemy import select
 
 from bot.outbox import OutboxDispatcher
@@ -21,7 +22,7 @@ from channels.messages import (
 from storage import models as m
 from storage.database import Database, open_database
 from storage.repositories import OutboxRepository, TicketRepository
-from smtpsink import free_port, smtp_sink
+from smtpsink import smtp_sink
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 FROM = "support@mailcampaigns.example"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MONDAY_10, add_account, contact, email, outbox_rows, pipeline, reminders, ticket
+from helpers import MONDAY_10, add_account, contact, email, free_port, outbox_rows, pipeline, reminders, ticket
 from pydantic import SecretStr
 from sqlalchemy import select
 from test_telegram_standin import serving
@@ -197,8 +197,6 @@ def test_reminders_are_posted_with_the_staff_member_and_the_breach_escalates(db:
 
 
 def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path) -> None:
-    from test_whatsapp import free_port
-
     from bot.app import Application
     from bot.config import load_config
 
@@ -268,9 +266,8 @@ def test_an_incident_pages_on_call_every_15_minutes_until_acknowledged(tmp_path:
         async with serving(standin.app()) as url:
             config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
                                     oncall_chat_id=oncall, api_base_url=url)
-            bot = StaffBot(config, db, now=lambda: clock[0],
+            bot = StaffBot(config, db, now=lambda: clock[0], announce_every=None,  # the test drives the pages
                            pipeline=IntakePipeline(db, preset("paynl"), now=lambda: clock[0]))
-            bot.announce_every = 3600  # the test drives the pages itself
             await bot.start()
             try:
                 standin.push_message(oncall, ANNA, "/incident 06 34 89 08 78 Betaalpagina geeft 500", username="anna")

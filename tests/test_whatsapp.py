@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from storage import models as m
 from storage.records import AccountInput, ContactInput, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
 
-from helpers import MONDAY_10
+from helpers import MONDAY_10, free_port, until
 
 T = TypeVar("T")
 
@@ -96,12 +95,6 @@ def bound_port(server: uvicorn.Server) -> int:
         for sock in listener.sockets:
             return int(sock.getsockname()[1])
     raise AssertionError("server has no socket")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -166,20 +159,6 @@ class Harness:
         result = await asyncio.to_thread(desk.reply, ref, text, "anna")
         assert result.message_id is not None
         return result.message_id
-
-
-async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:
-    """Wait for ``condition`` (sync or async) to hold."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 async def settle(seconds: float = 0.4) -> None:
