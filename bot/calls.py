@@ -1,78 +1,21 @@
-"""Phone-call logs into the intake: ``slabot calls import FILE`` (CSV or JSON from a PBX or Twilio).
+"""Phone-call logs into the intake: ``slabot calls import FILE``.
 
-Columns (CSV header names, or JSON object keys; the first name listed is the
-documented one, the others are what common exports call it):
-
-- ``call_id`` (``id``, ``CallSid``, ``sid``): the call's own id; a re-import
-  of the same file adds nothing. Without it a hash of the row stands in.
-- ``time`` (``start_time``, ``StartTime``, ``date``): ISO 8601; without an
-  offset it is Amsterdam time.
-- ``caller`` (``from``, ``From``): the caller's number (any notation; E.164
-  after normalising, default region NL).
-- ``called`` (``to``, ``To``): the number that was called.
-- ``duration`` (``Duration``): seconds; 0 or a status of missed/no-answer/busy
-  makes it a missed call.
-- ``status`` (``Status``), ``agent``, ``notes``, and ``critical`` (true for a
-  call to the outage line, R17).
-
-Each call goes through the intake pipeline like any message: a new request
-for a known contact (or joining the caller's open phone ticket), an unverified
-ticket for an unknown number. A bad row is reported with its line and
-skipped; the good rows still import.
+The log is read by :mod:`channels.calls` (CSV or JSON, columns documented
+there and in the README). Each call goes through the intake pipeline like any
+message: a new request for a known contact (or joining the caller's open phone
+ticket), an unverified ticket for an unknown number; importing the same file
+again adds nothing. A bad row is reported with its line and skipped; the good
+rows still import.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from bot.accounts import Problem
-from bot.i18n import AMSTERDAM
-from bot.intake import IntakePipeline, Outcome
-from channels.identity import IdentityError, phone_identity
-from channels.messages import ChannelName, InboundMessage
-
-ALIASES: dict[str, tuple[str, ...]] = {
-    "call_id": ("call_id", "id", "callsid", "sid"),
-    "time": ("time", "start_time", "starttime", "date", "start"),
-    "caller": ("caller", "from", "from_number"),
-    "called": ("called", "to", "to_number"),
-    "duration": ("duration", "duration_seconds"),
-    "status": ("status",),
-    "agent": ("agent", "answered_by"),
-    "notes": ("notes", "note", "summary"),
-    "critical": ("critical",),
-}
-MISSED = {"missed", "no-answer", "no_answer", "busy", "failed", "canceled", "cancelled", "voicemail"}
-
-
-@dataclass(frozen=True)
-class Call:
-    call_id: str
-    at: datetime
-    caller: str
-    called: str | None
-    duration: int
-    missed: bool
-    agent: str | None
-    notes: str
-    critical: bool
-
-    def text(self) -> str:
-        if self.missed:
-            head = f"Gemiste oproep van {self.caller}"
-        else:
-            minutes, seconds = divmod(self.duration, 60)
-            head = f"Telefoongesprek met {self.caller} ({minutes}:{seconds:02d})"
-            if self.agent:
-                head += f", aangenomen door {self.agent}"
-        return f"{head}\n{self.notes}".strip()
+from bot.intake import IntakePipeline
+from channels.calls import call_message, parse_call, read_rows
 
 
 @dataclass
@@ -91,64 +34,6 @@ class CallImport:
         return f"{sum(self.outcomes.values())} calls: {counted}; {len(self.problems)} rejected"
 
 
-def _field(row: dict[str, Any], name: str) -> str | None:
-    for alias in ALIASES[name]:
-        value = row.get(alias)
-        if value not in (None, ""):
-            return str(value).strip()
-    return None
-
-
-def parse_call(row: dict[str, Any]) -> Call:
-    """One row (keys in lower case) as a :class:`Call`; ValueError with the reason when it is unusable."""
-    caller_text = _field(row, "caller")
-    if caller_text is None:
-        raise ValueError("no caller number")
-    try:
-        caller = phone_identity(caller_text.removeprefix("whatsapp:")).value
-    except IdentityError as exc:
-        raise ValueError(f"caller {caller_text!r}: {exc}") from None
-    when = _field(row, "time")
-    if when is None:
-        raise ValueError("no time")
-    try:
-        at = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"time {when!r} is not ISO 8601 (2026-11-23T10:15:00+01:00)") from None
-    at = at.replace(tzinfo=AMSTERDAM) if at.tzinfo is None else at
-    duration_text = _field(row, "duration") or "0"
-    try:
-        duration = int(float(duration_text))
-    except ValueError:
-        raise ValueError(f"duration {duration_text!r} is not a number of seconds") from None
-    if duration < 0:
-        raise ValueError(f"duration {duration} is negative")
-    status = (_field(row, "status") or "").lower()
-    call_id = _field(row, "call_id") or "row-" + hashlib.sha256(
-        json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return Call(call_id=call_id, at=at.astimezone(timezone.utc), caller=caller, called=_field(row, "called"),
-                duration=duration, missed=duration == 0 or status in MISSED, agent=_field(row, "agent"),
-                notes=_field(row, "notes") or "", critical=(_field(row, "critical") or "").lower() in (
-                    "1", "true", "yes", "ja"))
-
-
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line, row) pairs of a CSV or JSON call log; keys in lower case."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-        items = data.get("calls", data) if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise ValueError("a JSON call log is a list of calls (or {\"calls\": [...]})")
-        return [(i + 1, {str(k).lower(): v for k, v in item.items()} if isinstance(item, dict) else {})
-                for i, item in enumerate(items)]
-    reader = csv.DictReader(io.StringIO(text))
-    rows = []
-    for row in reader:
-        rows.append((reader.line_num, {str(k).strip().lower(): v for k, v in row.items() if k is not None}))
-    return rows
-
-
 def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
     """Every call of the log through the intake; bad rows reported, the rest imported."""
     report = CallImport()
@@ -158,12 +43,9 @@ def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
         except ValueError as exc:
             report.problems.append(Problem(line, str(exc), path.name))
             continue
-        message = InboundMessage(ChannelName.PHONE, f"call:{call.call_id}", phone_identity(call.caller), call.at,
-                                 call.text(), subject="Gemiste oproep" if call.missed else "Telefoongesprek",
-                                 recipient=call.called, critical=call.critical)
-        outcome: Outcome = pipeline.ingest(message).outcome
-        report.outcomes[outcome.value] = report.outcomes.get(outcome.value, 0) + 1
+        outcome = pipeline.ingest(call_message(call)).outcome.value
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
     return report
 
 
-__all__ = ["Call", "CallImport", "import_calls", "parse_call", "read_rows"]
+__all__ = ["CallImport", "import_calls"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers import add_account, contact, run_cli
 from sqlalchemy import func, select
 
-from bot.calls import parse_call
+from channels.calls import parse_call
 from storage import models as m
 from storage.database import open_database
 
