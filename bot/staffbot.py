@@ -64,13 +64,14 @@ from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
 from storage.records import TicketRecord
-from storage.repositories import AccountRepository, TicketRepository
+from storage.repositories import AccountRepository, TicketRepository, counter, raise_counter
 
 log = logging.getLogger(__name__)
 
 # PTB 22 reads time periods as timedelta only when asked to; otherwise RetryAfter warns while it is built
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
+ANNOUNCED = "telegram:announced"  # the last ticket_opened event announced
 _REF = re.compile(r"\b([A-Z]{1,5}-\d{3,})\b", re.IGNORECASE)
 _CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06 34 89 08 78 what happened"
 
@@ -249,7 +250,7 @@ class StaffBot:
                 i, with_messages=True))
             text, buttons = self._announcement(record)
             await self.app.bot.send_message(self.config.staff_chat_id, text, reply_markup=buttons)
-            await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: _move_checkpoint(d, e))
+            await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: raise_counter(d, ANNOUNCED, e))
             posted += 1
         return posted
 
@@ -443,19 +444,13 @@ class StaffBot:
 
 def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int]]:
     """(event id, ticket id) of tickets opened after the announcement checkpoint, oldest first."""
-    after = d.scalar("SELECT value FROM counters WHERE name = 'telegram:announced'")
+    after = counter(d, ANNOUNCED)
     if after is None:  # the first start: from now on, not the whole history
-        last = d.scalar("SELECT max(id) FROM events")
-        _move_checkpoint(d, int(last or 0))
+        raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
         return []
     rows = d.execute("SELECT id, ticket_id FROM events WHERE kind = 'ticket_opened' AND id > :after "
                      "AND ticket_id IS NOT NULL ORDER BY id LIMIT 20", {"after": after}).fetchall()
     return [(int(e), int(t)) for e, t in rows]
-
-
-def _move_checkpoint(d: Direct, event_id: int) -> None:
-    d.execute("INSERT INTO counters (name, value) VALUES ('telegram:announced', :id) ON CONFLICT (name) "
-              "DO UPDATE SET value = :id WHERE counters.value < :id", {"id": event_id})
 
 
 def _account_staff(s: Session, account_id: int | None) -> str | None:
@@ -485,12 +480,7 @@ def _first_time(d: Direct, update_id: int) -> bool:
 
     Telegram numbers updates in increasing order, so the highest handled id is enough.
     """
-    row = d.one(
-        "INSERT INTO counters (name, value) VALUES ('telegram:update', :id) ON CONFLICT (name) "
-        "DO UPDATE SET value = :id WHERE counters.value < :id RETURNING value",
-        {"id": update_id},
-    )
-    return row is not None
+    return raise_counter(d, "telegram:update", update_id)
 
 
 __all__ = ["StaffBot", "TEXTS"]

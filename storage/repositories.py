@@ -63,6 +63,25 @@ def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountR
     )
 
 
+def raise_counter(direct: Direct, name: str, value: int) -> bool:
+    """Set the counter ``name`` to ``value`` unless it is there already or higher; True when it moved.
+
+    For checkpoints that only go forward (the last Telegram update handled, the last event announced).
+    """
+    moved = direct.one(
+        "INSERT INTO counters (name, value) VALUES (:name, :value) ON CONFLICT (name) "
+        "DO UPDATE SET value = :value WHERE counters.value < :value RETURNING value",
+        {"name": name, "value": value},
+    )
+    return moved is not None
+
+
+def counter(direct: Direct, name: str) -> int | None:
+    """The counter ``name``, or None when it was never set."""
+    value = direct.scalar("SELECT value FROM counters WHERE name = :name", {"name": name})
+    return None if value is None else int(value)
+
+
 class _Repository:
     """On an ORM session, or on plain statements (:meth:`Database.run_direct`) for the hot-path queries."""
 
@@ -517,4 +536,5 @@ class ReminderRepository(_Repository):
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
 
 
-__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "TicketRepository", "OPEN_STATES"]
+__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "TicketRepository", "OPEN_STATES", "counter",
+           "raise_counter"]
