@@ -35,9 +35,9 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
+from storage.repositories import ReminderRepository, TicketRepository
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class ReminderService:
         async with self._running:
             now = self.now()
             await asyncio.to_thread(self.db.run_direct, lambda d: self._release_stale(d, now))
-            ids = await asyncio.to_thread(self.db.run_direct, lambda d: self._due_ids(d, now))
+            ids = await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).due_ids(now, self.batch))
             sent = 0
             for reminder_id in ids:
                 notice = await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: self._claim(d, i))
@@ -118,14 +118,14 @@ class ReminderService:
                 try:
                     await self.notify(notice)
                 except asyncio.CancelledError:
-                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: self._release(d, i))
+                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: ReminderRepository(d).release(i))
                     raise
                 except Exception as exc:  # noqa: BLE001 - the staff chat is down: try again next round
                     if not self._failing:
                         log.warning("reminders wait: the staff chat cannot be reached (%s: %s)",
                                     exc.__class__.__name__, exc)
                         self._failing = True
-                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: self._release(d, i))
+                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: ReminderRepository(d).release(i))
                     break  # the rest waits too, in order
                 if self._failing:
                     log.info("reminders flow again")
@@ -134,68 +134,34 @@ class ReminderService:
                 sent += 1
             return sent
 
-    def _due_ids(self, d: Direct, now: datetime) -> list[int]:
-        """Due planned reminders, Premium first (R15), then by when they fell due."""
-        rows = d.execute(
-            "SELECT r.id FROM reminders r JOIN tickets t ON t.id = r.ticket_id "
-            "WHERE r.state = 'planned' AND r.due_at <= :now "
-            "ORDER BY t.queue_priority DESC, r.due_at, r.id LIMIT :limit",
-            {"now": d.value(m.Reminder.__table__, "due_at", now), "limit": self.batch},
-        ).fetchall()
-        return [int(r[0]) for r in rows]
-
     def _claim(self, d: Direct, reminder_id: int) -> ReminderNotice | None:
-        now = self.now()
-        table = m.Reminder.__table__
-        claimed = d.execute(
-            "UPDATE reminders SET state = 'claimed', claimed_by = :worker, claimed_at = :now "
-            "WHERE id = :id AND state = 'planned'",
-            {"worker": self.worker, "now": d.value(table, "claimed_at", now), "id": reminder_id},
-        ).rowcount
-        if claimed != 1:
+        reminders = ReminderRepository(d)
+        if not reminders.claim(reminder_id, self.worker, self.now()):
             return None
-        row = d.one(
-            "SELECT r.ticket_id, r.spec, r.escalate, r.due_at, t.ref, t.state, t.first_responded_at, "
-            "t.first_response_due, t.plan, t.subject, t.queue_priority, a.name, a.staff "
-            "FROM reminders r JOIN tickets t ON t.id = r.ticket_id LEFT JOIN accounts a ON a.id = t.account_id "
-            "WHERE r.id = :id", {"id": reminder_id})
-        assert row is not None
-        ticket_id, spec, escalate, due_at, ref, state, responded, deadline, plan, subject, priority, account, staff = row
-        reminders = d.decode(table, ("escalate", "due_at"), (escalate, due_at))
-        tickets = d.decode(m.Ticket.__table__, ("first_responded_at", "first_response_due"), (responded, deadline))
+        c = reminders.context(reminder_id)
         skip = None
-        if tickets["first_responded_at"] is not None:
+        if c["first_responded_at"] is not None:
             skip = "the ticket was answered"
-        elif state in ANSWERED_STATES:
-            skip = f"the ticket is {state}"
-        elif state == "waiting":
+        elif c["state"] in ANSWERED_STATES:
+            skip = f"the ticket is {c['state']}"
+        elif c["state"] == "waiting":
             skip = "the ticket waits on the customer"
         if skip is not None:
             self._done(d, reminder_id, "skipped", reason=skip)
             return None
-        return ReminderNotice(reminder_id, int(ticket_id), str(ref), str(spec), bool(reminders["escalate"]),
-                              reminders["due_at"], tickets["first_response_due"], account, plan, staff, subject,
-                              int(priority or 0))
-
-    def _release(self, d: Direct, reminder_id: int) -> None:
-        d.execute("UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
-                  "WHERE id = :id AND state = 'claimed'", {"id": reminder_id})
+        return ReminderNotice(reminder_id, int(c["ticket_id"]), str(c["ref"]), str(c["spec"]), bool(c["escalate"]),
+                              c["due_at"], c["first_response_due"], c["account"], c["plan"], c["staff"],
+                              c["subject"], int(c["queue_priority"] or 0))
 
     def _done(self, d: Direct, reminder_id: int, state: str, *, reason: str | None = None) -> None:
         now = self.now()
-        d.execute("UPDATE reminders SET state = :state, done_at = :now WHERE id = :id",
-                  {"state": state, "now": d.value(m.Reminder.__table__, "done_at", now), "id": reminder_id})
-        ticket_id = d.scalar("SELECT ticket_id FROM reminders WHERE id = :id", {"id": reminder_id})
-        d.insert(m.Event.__table__, {"kind": f"reminder_{state}", "at": now, "ticket_id": ticket_id,
-                                     "actor": self.worker, "data": {"reminder": reminder_id, "reason": reason}})
+        ticket_id = ReminderRepository(d).finish(reminder_id, state, now)
+        TicketRepository(d).add_event(f"reminder_{state}", now, ticket_id=ticket_id, actor=self.worker,
+                                      data={"reminder": reminder_id, "reason": reason})
 
     def _release_stale(self, d: Direct, now: datetime) -> None:
         """Claims of a process that died: planned again (a staff ping twice beats none)."""
-        released = d.execute(
-            "UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
-            "WHERE state = 'claimed' AND claimed_at < :before",
-            {"before": d.value(m.Reminder.__table__, "claimed_at", now - self.lease)},
-        ).rowcount
+        released = ReminderRepository(d).release_stale(now - self.lease)
         if released:
             log.warning("%d reminder claims of a stopped process released", released)
 

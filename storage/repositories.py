@@ -526,6 +526,67 @@ class ReminderRepository(_Repository):
         ).all()
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
 
+    # -- sending (bot.reminders): claims that only one process wins ------------------------
+
+    def due_ids(self, now: datetime, limit: int) -> list[int]:
+        """Planned reminders due at ``now``, Premium first (R15), then by when they fell due."""
+        d = self.direct
+        rows = d.execute(
+            "SELECT r.id FROM reminders r JOIN tickets t ON t.id = r.ticket_id "
+            "WHERE r.state = 'planned' AND r.due_at <= :now "
+            "ORDER BY t.queue_priority DESC, r.due_at, r.id LIMIT :limit",
+            {"now": d.value(m.Reminder.__table__, "due_at", now), "limit": limit},
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def claim(self, reminder_id: int, worker: str, now: datetime) -> bool:
+        """Move a planned reminder to ``claimed`` for ``worker``; False when another process has it."""
+        d = self.direct
+        return int(d.execute(
+            "UPDATE reminders SET state = 'claimed', claimed_by = :worker, claimed_at = :now "
+            "WHERE id = :id AND state = 'planned'",
+            {"worker": worker, "now": d.value(m.Reminder.__table__, "claimed_at", now), "id": reminder_id},
+        ).rowcount) == 1
+
+    def context(self, reminder_id: int) -> dict[str, Any]:
+        """The reminder with what a staff ping says about its ticket and account."""
+        d = self.direct
+        names = ("ticket_id", "spec", "escalate", "due_at")
+        ticket_names = ("ref", "state", "first_responded_at", "first_response_due", "plan", "subject",
+                        "queue_priority")
+        row = d.one(
+            f"SELECT {d.columns(m.Reminder.__table__, names, 'r')}, "
+            f"{d.columns(m.Ticket.__table__, ticket_names, 't')}, a.name, a.staff "
+            "FROM reminders r JOIN tickets t ON t.id = r.ticket_id LEFT JOIN accounts a ON a.id = t.account_id "
+            "WHERE r.id = :id", {"id": reminder_id})
+        if row is None:
+            raise KeyError(reminder_id)
+        found = d.decode(m.Reminder.__table__, names, row[:4])
+        found.update(d.decode(m.Ticket.__table__, ticket_names, row[4:11]))
+        found["account"], found["staff"] = row[11], row[12]
+        return found
+
+    def release(self, reminder_id: int) -> None:
+        """A claimed reminder back to planned (the notifier failed)."""
+        self.direct.execute("UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
+                            "WHERE id = :id AND state = 'claimed'", {"id": reminder_id})
+
+    def finish(self, reminder_id: int, state: str, now: datetime) -> int:
+        """Record ``state`` (sent, skipped); returns the reminder's ticket id."""
+        d = self.direct
+        d.execute("UPDATE reminders SET state = :state, done_at = :now WHERE id = :id",
+                  {"state": state, "now": d.value(m.Reminder.__table__, "done_at", now), "id": reminder_id})
+        return int(d.scalar("SELECT ticket_id FROM reminders WHERE id = :id", {"id": reminder_id}))
+
+    def release_stale(self, before: datetime) -> int:
+        """Claims older than ``before`` (their process died): planned again; how many."""
+        d = self.direct
+        return int(d.execute(
+            "UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
+            "WHERE state = 'claimed' AND claimed_at < :before",
+            {"before": d.value(m.Reminder.__table__, "claimed_at", before)},
+        ).rowcount)
+
     def planned(self) -> list[ReminderRecord]:
         """Planned reminders, Premium first (R15), then by when they fall due."""
         rows = self.session.scalars(
