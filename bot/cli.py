@@ -636,6 +636,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 1
 
 
+    from bot import cli_billing  # its commands use this module's helpers
+
+    cli_billing.register(commands, ticket_cmds, _group)
 def run() -> None:
     """Console-script entry point."""
     try:

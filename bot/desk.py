@@ -56,32 +56,18 @@ class Desk:
 
     def reply(self, ref: str, text: str, staff: str, *, clarify: bool = False) -> ActionResult:
         """Send ``text`` to the ticket's contact person; ``clarify`` asks a question and pauses (R14)."""
-        return self.db.run(lambda s: self._reply(s, ref, text, staff, clarify))
+        return self.db.run(lambda s: self.reply_in(s, ref, text, staff, clarify=clarify))
 
-    def _reply(self, s: Session, ref: str, text: str, staff: str, clarify: bool) -> ActionResult:
+    def reply_in(self, s: Session, ref: str, text: str, staff: str, *, clarify: bool = False,
+                 purpose: str | None = None) -> ActionResult:
+        """:meth:`reply` inside the caller's transaction; ``purpose`` names the message (``quote``, ...)."""
         tickets = TicketRepository(s)
         ticket = self._ticket(tickets, ref)
         if ticket.state not in OPEN_STATES:
             raise DeskError(f"{ticket.ref} is {ticket.state}; reopen it before replying")
         now = self.now()
-        inbound = [m for m in tickets.messages(ticket.id) if m.direction == "in"]
-        recipient = ticket.thread_key or (inbound[-1].sender if inbound else None)
-        if recipient is None:
-            raise DeskError(f"{ticket.ref} has no address to reply to")
-        last_in = inbound[-1] if inbound else None
-        subject = reply_subject(ticket.subject, ticket.ref, "nl") if ticket.channel == "email" else None
-        refs = [m.external_id for m in inbound if m.external_id]
-        purpose = "clarify" if clarify else "reply"
-        message_id = tickets.add_message(
-            ticket_id=ticket.id, account_id=ticket.account_id, contact_id=ticket.contact_id, direction="out",
-            channel=ticket.channel, external_id=None, sender=None, recipient=recipient, subject=subject, text=text,
-            at=now, auto=False, staff=staff, purpose=purpose, delivery_state=DeliveryState.QUEUED.value, reasons=[],
-            thread_refs=refs[-1:], created_at=now,
-        )
-        OutboxRepository(s).enqueue(message_id, ticket.channel, recipient, {
-            "text": text, "subject": subject, "in_reply_to": last_in.external_id if last_in else None,
-            "references": refs, "purpose": purpose, "auto": False, "ticket_ref": ticket.ref, "staff": staff,
-        }, now)
+        purpose = purpose or ("clarify" if clarify else "reply")
+        message_id = self.send(s, ticket, text, purpose, staff=staff)
         first = ticket.first_responded_at is None
         values: dict[str, object] = {"updated_at": now}
         if first:
@@ -97,6 +83,33 @@ class Desk:
         tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
                           data={"first_response": first})
         return ActionResult(ticket.ref, message_id, first, "waiting" if clarify else ticket.state)
+
+    def send(self, s: Session, ticket: TicketRecord, text: str, purpose: str, *, staff: str | None = None) -> int:
+        """Queue ``text`` to the ticket's contact person over its own channel; the message id.
+
+        Without ``staff`` the message is automatic (a notice from slabot): it records no first response.
+        """
+        tickets = TicketRepository(s)
+        now = self.now()
+        inbound = [m for m in tickets.messages(ticket.id) if m.direction == "in"]
+        recipient = ticket.thread_key or (inbound[-1].sender if inbound else None)
+        if recipient is None:
+            raise DeskError(f"{ticket.ref} has no address to reply to")
+        last_in = inbound[-1] if inbound else None
+        subject = reply_subject(ticket.subject, ticket.ref, "nl") if ticket.channel == "email" else None
+        refs = [m.external_id for m in inbound if m.external_id]
+        auto = staff is None
+        message_id = tickets.add_message(
+            ticket_id=ticket.id, account_id=ticket.account_id, contact_id=ticket.contact_id, direction="out",
+            channel=ticket.channel, external_id=None, sender=None, recipient=recipient, subject=subject, text=text,
+            at=now, auto=auto, staff=staff, purpose=purpose, delivery_state=DeliveryState.QUEUED.value, reasons=[],
+            thread_refs=refs[-1:], created_at=now,
+        )
+        OutboxRepository(s).enqueue(message_id, ticket.channel, recipient, {
+            "text": text, "subject": subject, "in_reply_to": last_in.external_id if last_in else None,
+            "references": refs, "purpose": purpose, "auto": auto, "ticket_ref": ticket.ref, "staff": staff,
+        }, now)
+        return message_id
 
     def resolve(self, ref: str, staff: str) -> ActionResult:
         def work(s: Session) -> ActionResult:

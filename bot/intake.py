@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
+from bot.billing import Billing, is_balance_request, quote_answer
 from bot.i18n import Language, format_span, format_when
 from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
 from channels.messages import ChannelName, DeliveryState, InboundMessage
@@ -41,6 +42,7 @@ from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
+from storage.billing import BillingRepository
 from storage.database import Database
 from storage.direct import Direct
 from storage.records import AccountRecord, ContactRecord, TicketRecord
@@ -58,6 +60,7 @@ class Outcome(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"  # R4
     CHANNEL_NOT_IN_PLAN = "channel_not_in_plan"  # R5
     OWN_MESSAGE = "own_message"  # a message slabot sent, coming back (a mail loop): dropped
+    BALANCE = "balance"  # a contact asked for the hours balance ("uren"/"hours"): answered, no ticket
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,10 @@ class IntakePipeline:
         elif not msg.automatic:
             work.no_reply = next((r for r in (guard(s, msg) for guard in self.reply_guards) if r), None)
 
+        if (self.preset.billing is not None and matches and not msg.automatic and matches[0][0].may_open_requests
+                and is_balance_request(msg.text or msg.subject or "")):
+            return self._balance(s, *matches[0], work)
+
         thread = self._thread(tickets, msg, work)
         if thread is not None:
             if thread.contact_id is not None and any(c.id == thread.contact_id for c, _ in matches):
@@ -250,10 +257,53 @@ class IntakePipeline:
         if ticket.state == "waiting" and ticket.waiting_since is not None and not msg.automatic:
             # an auto-reply (out of office) is not the customer's answer: the clock stays paused (R14)
             self._resume(tickets, ticket, msg.received_at, work)
+        answered = self._quote_answer(s, ticket, message_id, matches, work)
         tickets.add_event("customer_reply", now, ticket_id=ticket.id, message_id=message_id,
                           data={"reasons": work.reasons})
-        return IntakeResult(Outcome.REPLY, ticket.ref, message_id, None, tuple(work.reasons), ticket.kind,
+        return IntakeResult(Outcome.REPLY, ticket.ref, message_id, answered, tuple(work.reasons), ticket.kind,
                             ticket.first_response_due)
+
+    def _quote_answer(self, s: Direct, ticket: TicketRecord, message_id: int,
+                      matches: list[tuple[ContactRecord, AccountRecord]], work: _Work) -> str | None:
+        """The contact person's answer to an open quote (R19): agreed, declined, or left to staff."""
+        msg = work.msg
+        repo = BillingRepository(s)
+        quote = repo.current_quote(ticket.id) if not msg.automatic and self.preset.billing is not None else None
+        if quote is None or quote.state != "proposed":
+            return None
+        answer = quote_answer(msg.text)
+        if answer is None:
+            work.reasons.append(f"a reply to the open quote of {ticket.ref}, but not a clear yes or no: staff decide")
+            return None
+        if not repo.answer_quote(quote.id, answer, self.now(), message_id):
+            return None
+        work.reasons.append(f"the contact person {answer} to the quote of {quote.estimated_hours} hours (R19)")
+        tickets = TicketRepository(s)
+        if answer == "agreed" and ticket.kind != "service":
+            tickets.update_ticket(ticket.id, kind="service", kind_rule="quote_agreed",
+                                  kind_reasons=["the customer agreed to a quote for paid service"])
+        tickets.add_event(f"quote_{answer}", self.now(), ticket_id=ticket.id, message_id=message_id,
+                          data={"quote": quote.id, "hours": str(quote.estimated_hours), "total": str(quote.total)})
+        contact, account = next(((c, a) for c, a in matches if c.id == ticket.contact_id), (None, None))
+        language = self._language(contact, account)
+        reply = self._reply_for(work, f"quote_{answer}", language, ref=ticket.ref,
+                                contact_name=contact.name if contact else "",
+                                estimate=f"{quote.estimated_hours.normalize():f}")
+        self._queue(s, reply, message_id, ticket.id, ticket.account_id, ticket.contact_id, ref=ticket.ref)
+        return reply.purpose if reply else None
+
+    def _balance(self, s: Direct, contact: ContactRecord, account: AccountRecord, work: _Work) -> IntakeResult:
+        """A contact asked for the hours balance: the punch card and this month's hours, no ticket."""
+        tickets = TicketRepository(s)
+        work.reasons.append(f"{contact.name} of {account.name} asked for the hours balance: answered, no ticket")
+        message_id = self._store_message(tickets, work.msg, None, account.id, contact.id, Outcome.BALANCE, work)
+        billing = Billing(self.db, self.preset, texts=self.texts, now=self.now)
+        language = self._language(contact, account)
+        reply = self._reply_for(work, "balance", language,
+                                **billing.balance_values(billing.balance_of(s, account), language, contact.name))
+        self._queue(s, reply, message_id, None, account.id, contact.id)
+        tickets.add_event("balance_asked", self.now(), message_id=message_id, data={"account": account.name})
+        return IntakeResult(Outcome.BALANCE, None, message_id, reply.purpose if reply else None, tuple(work.reasons))
 
     def _resume(self, tickets: TicketRepository, ticket: TicketRecord, at: datetime, work: _Work) -> None:
         """The customer answered a clarification: the resolution clock runs again (R14)."""

@@ -142,6 +142,7 @@ class Ticket(Base):
     resolution_due_min: Mapped[datetime | None]
     resolution_due_max: Mapped[datetime | None]
     needs_release: Mapped[bool] = mapped_column(Boolean, default=False)
+    root_cause: Mapped[str | None] = mapped_column(String(20))  # platform | outside (R18), set by staff
     waiting_since: Mapped[datetime | None]
     pauses: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[start, end|null], ...] ISO
     resolved_at: Mapped[datetime | None]
@@ -289,6 +290,28 @@ class Reminder(Base):
     done_at: Mapped[datetime | None]
 
 
+class Quote(Base):
+    """An hour estimate sent to the customer before paid work starts (R19), with the rate of its day (R22)."""
+
+    __tablename__ = "quotes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    staff: Mapped[str] = mapped_column(String(100))
+    estimated_hours: Mapped[Decimal] = mapped_column(Hours)
+    billed_hours: Mapped[Decimal] = mapped_column(Hours)
+    rate_kind: Mapped[str] = mapped_column(String(20))  # monthly | punch_card | ad_hoc | urgent
+    rate: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    rate_card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20))  # proposed | agreed | declined | superseded
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    answer_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    made_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
 class TimeEntry(Base):
     __tablename__ = "time_entries"
 
@@ -299,6 +322,9 @@ class TimeEntry(Base):
     activity: Mapped[str] = mapped_column(String(20), default="work")  # work | diagnosis
     note: Mapped[str | None] = mapped_column(Text)
     billable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # free | not_agreed | awaiting_cause | billed: what became of the hours (R18, R19)
+    status: Mapped[str] = mapped_column(String(20), default="free")
+    quote_id: Mapped[int | None] = mapped_column(ForeignKey("quotes.id"))
     at: Mapped[datetime]
 
 
@@ -313,6 +339,24 @@ class PunchCard(Base):
     purchased_at: Mapped[datetime]
 
 
+class Invoice(Base):
+    """An invoice issued at once: a punch-card block (prepaid, R20) or a request above the threshold (R21).
+
+    The monthly invoice is not stored: it is the month's ``monthly`` lines, issued at the month's end.
+    """
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # punch_card | separate
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+
 class InvoiceLine(Base):
     __tablename__ = "invoice_lines"
 
@@ -324,7 +368,11 @@ class InvoiceLine(Base):
     rate: Mapped[Decimal | None] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
     day: Mapped[date] = mapped_column(Date)
-    invoice: Mapped[str] = mapped_column(String(20), default="monthly")  # monthly | separate
+    invoice: Mapped[str] = mapped_column(String(20), default="monthly")  # monthly | separate | punch_card
+    rate_kind: Mapped[str | None] = mapped_column(String(20))  # monthly | punch_card | ad_hoc | urgent; None: a block
+    block_number: Mapped[int | None] = mapped_column(Integer)
+    time_entry_id: Mapped[int | None] = mapped_column(ForeignKey("time_entries.id"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
 
 
 class Event(Base):

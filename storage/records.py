@@ -121,6 +121,7 @@ class TicketRecord:
     decision: str
     reasons: tuple[str, ...]
     messages: tuple[MessageRecord, ...] = field(default=())
+    root_cause: str | None = None  # platform | outside (R18), recorded by staff
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,70 @@ class ReminderRecord:
     due_at: datetime
     escalate: bool
     state: str
+
+
+@dataclass(frozen=True)
+class QuoteRecord:
+    id: int
+    ticket_id: int
+    staff: str
+    estimated_hours: Decimal
+    billed_hours: Decimal
+    rate_kind: str
+    rate: Decimal
+    total: Decimal
+    urgent: bool
+    rate_card: dict[str, Any]
+    state: str  # proposed | agreed | declined | superseded
+    made_at: datetime
+    answered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TimeEntryRecord:
+    id: int
+    ticket_id: int
+    staff: str
+    hours: Decimal
+    activity: str  # work | diagnosis
+    note: str | None
+    status: str  # free | not_agreed | awaiting_cause | billed
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PunchCardRecord:
+    id: int
+    account_id: int
+    block_hours: Decimal
+    remaining: Decimal
+    block_number: int
+    purchased_at: datetime
+
+
+@dataclass(frozen=True)
+class InvoiceLineRecord:
+    id: int
+    account_id: int
+    account: str
+    ticket_ref: str | None
+    description: str
+    hours: Decimal | None
+    rate: Decimal | None
+    amount: Decimal
+    day: date
+    invoice: str  # monthly | separate | punch_card
+    rate_kind: str | None
+    invoice_id: int | None
+
+
+@dataclass(frozen=True)
+class InvoiceRecord:
+    id: int
+    number: str
+    account_id: int
+    account: str
+    kind: str  # punch_card | separate
+    ticket_ref: str | None
+    issued_on: date
+    due_on: date

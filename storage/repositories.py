@@ -76,6 +76,17 @@ def raise_counter(direct: Direct, name: str, value: int) -> bool:
     return moved is not None
 
 
+def next_number(direct: Direct, name: str, first: int) -> int:
+    """The next number of the sequence ``name`` (``first`` the first time), taken inside the caller's transaction."""
+    # one atomic upsert: two first numbers at once must not both insert the counter row
+    # (the loser's unique-key violation would lose its message on PostgreSQL)
+    return int(direct.scalar(
+        "INSERT INTO counters (name, value) VALUES (:name, :first) "
+        "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        {"name": name, "first": first},
+    ))
+
+
 def counter(direct: Direct, name: str) -> int | None:
     """The counter ``name``, or None when it was never set."""
     value = direct.scalar("SELECT value FROM counters WHERE name = :name", {"name": name})
@@ -200,14 +211,7 @@ class TicketRepository(_Repository):
 
     def next_ref(self, prefix: str) -> str:
         """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...)."""
-        # one atomic upsert: two first tickets at once must not both insert the counter row
-        # (the loser's unique-key violation would lose its message on PostgreSQL)
-        number = self.direct.scalar(
-            "INSERT INTO counters (name, value) VALUES (:name, :first) "
-            "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
-            {"name": f"ticket:{prefix}", "first": FIRST_TICKET_NUMBER},
-        )
-        return f"{prefix}-{number}"
+        return f"{prefix}-{next_number(self.direct, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
 
     # -- messages -------------------------------------------------------------
 
@@ -368,7 +372,7 @@ class TicketRepository(_Repository):
             resolution_due_min=v["resolution_due_min"], resolution_due_max=v["resolution_due_max"],
             needs_release=bool(v["needs_release"]), waiting_since=v["waiting_since"], pauses=pauses,
             resolved_at=v["resolved_at"], decision=v["decision"], reasons=tuple(v["reasons"] or ()),
-            messages=tuple(self.messages(v["id"])) if with_messages else (),
+            messages=tuple(self.messages(v["id"])) if with_messages else (), root_cause=v["root_cause"],
         )
 
 

@@ -1,0 +1,223 @@
+"""The billing commands of ``slabot`` (R18-R22): classify, root cause, quote, hours, punch cards, statements.
+
+``slabot tickets classify|cause|quote``, ``slabot hours log`` and ``slabot billing statement|punchcard|balance``;
+each is one transaction through :class:`bot.billing.Billing`, the same code the Telegram commands use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from bot.billing import Billing, Statement
+from bot.desk import DeskError
+from bot.i18n import AMSTERDAM
+from bot.texts import Texts
+
+STAFF_ENV = "SLABOT_STAFF"
+
+
+def _billing(args: argparse.Namespace) -> Billing:
+    from bot.cli import _open_db  # the CLI's own database opening (and its errors)
+
+    loaded, db = _open_db(args)
+    return Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)
+
+
+def _staff(args: argparse.Namespace) -> str:
+    return args.staff or os.environ.get(STAFF_ENV) or os.environ.get("USER") or "staff"
+
+
+def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
+    from bot.cli import UsageError
+
+    billing = _billing(args)
+    try:
+        return action(billing)
+    except DeskError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        billing.db.dispose()
+
+
+def _write(out: TextIO, args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    out.write((json.dumps(data) if getattr(args, "json", False) else text) + "\n")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
+    ticket = _run(args, lambda b: b.classify(args.ref, args.kind, _staff(args)))
+    return _write(out, args, {"ref": ticket.ref, "kind": ticket.kind, "kind_reasons": list(ticket.kind_reasons)},
+                  f"{ticket.ref} is {ticket.kind}")
+
+
+def cmd_cause(args: argparse.Namespace, out: TextIO) -> int:
+    ticket, billed = _run(args, lambda b: b.record_cause(args.ref, args.cause, _staff(args)))
+    amount = sum((x.amount for x in billed.lines), Decimal(0)) if billed else Decimal(0)
+    return _write(out, args, {"ref": ticket.ref, "root_cause": ticket.root_cause, "kind": ticket.kind,
+                              "billed": str(amount)},
+                  f"{ticket.ref}: root cause {ticket.root_cause}, {ticket.kind}"
+                  + (f"; diagnosis billed {amount}" if billed else ""))
+
+
+def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
+    result = _run(args, lambda b: b.quote(args.ref, args.hours, _staff(args), urgent=args.urgent))
+    q = result.quote
+    return _write(out, args, {"ref": result.ref, "estimated_hours": str(q.estimated_hours),
+                              "billed_hours": str(q.billed_hours), "rate_kind": q.rate_kind, "rate": str(q.rate),
+                              "total": str(q.total), "state": q.state},
+                  f"{result.ref}: quote of {q.estimated_hours} h sent ({q.billed_hours} h at {q.rate} "
+                  f"{q.rate_kind} = {q.total}); waiting for the customer's agreement")
+
+
+def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.cli import UsageError, parse_instant
+
+    def log(b: Billing) -> Any:
+        when = parse_instant(args.at, b.preset) if args.at else None
+        return b.log_hours(args.ref, args.hours, _staff(args), diagnosis=args.diagnosis, note=args.note, at=when)
+
+    try:
+        result = _run(args, log)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    lines = [{"description": x.description, "hours": str(x.hours), "rate": None if x.rate is None else str(x.rate),
+              "amount": str(x.amount), "rate_kind": x.rate_kind} for x in result.lines]
+    text = f"{result.ref}: {args.hours} h logged ({result.status})"
+    for x in result.lines:
+        text += f"\n  {x.description}: {x.amount}"
+    if result.renewed_blocks:
+        text += f"\n  punch card used up: new block invoiced ({', '.join(result.renewed_blocks)})"
+    if result.separate_invoice:
+        text += f"\n  above the threshold: invoiced at once as {result.separate_invoice}"
+    return _write(out, args, {"ref": result.ref, "status": result.status, "lines": lines,
+                              "renewed_blocks": list(result.renewed_blocks),
+                              "separate_invoice": result.separate_invoice}, text)
+
+
+def cmd_punchcard(args: argparse.Namespace, out: TextIO) -> int:
+    number, price = _run(args, lambda b: b.buy_punch_card(args.account, args.hours, _staff(args)))
+    return _write(out, args, {"account": args.account, "hours": args.hours, "invoice": number, "price": str(price)},
+                  f"punch card of {args.hours} h for {args.account}: invoice {number}, {price}")
+
+
+def cmd_balance(args: argparse.Namespace, out: TextIO) -> int:
+    balance = _run(args, lambda b: b.balance(args.account))
+    data = {"account": balance.account, "month": balance.month,
+            "punch_card": {k: str(v) for k, v in balance.card.items()} if balance.card else None,
+            "monthly_hours": {k: str(v) for k, v in balance.monthly.items()} if balance.monthly else None,
+            "logged": str(balance.logged), "billed": str(balance.billed), "amount": str(balance.amount)}
+    card = (f"punch card {balance.card['remaining']} of {balance.card['block_hours']} h left "
+            f"(block {balance.card['block_number']})" if balance.card else "no punch card")
+    return _write(out, args, data, f"{balance.account} {balance.month}: {card}; logged {balance.logged} h, "
+                                   f"billed {balance.billed} h, invoiced {balance.amount}")
+
+
+def cmd_statement(args: argparse.Namespace, out: TextIO) -> int:
+    month = args.month or datetime.now(AMSTERDAM).strftime("%Y-%m")
+    if not re.fullmatch(r"\d{4}-\d{2}", month):
+        from bot.cli import UsageError
+
+        raise UsageError(f"--month is written YYYY-MM (e.g. 2026-11), not {month!r}")
+    statement: Statement = _run(args, lambda b: b.statement(month))
+    if args.json:
+        out.write(json.dumps(statement.as_json()) + "\n")
+    elif args.csv:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["account", "invoice", "kind", "issued_on", "due_on", "date", "ticket", "description",
+                         "hours", "rate", "amount"])
+        for name, invoices in statement.accounts.items():
+            for inv in invoices:
+                for x in inv.lines:
+                    writer.writerow([name, inv.number, inv.kind, inv.issued_on, inv.due_on, x.day, x.ticket_ref or "",
+                                     x.description, "" if x.hours is None else x.hours,
+                                     "" if x.rate is None else x.rate, x.amount])
+    else:
+        out.write(statement_text(statement))
+    return 0
+
+
+def statement_text(statement: Statement) -> str:
+    """The statement as a plain-text table."""
+    rows = [f"Statement {statement.month} ({statement.currency})", ""]
+    if not statement.accounts:
+        rows.append("no billable lines this month")
+    for name, invoices in statement.accounts.items():
+        rows.append(name)
+        for inv in invoices:
+            rows.append(f"  invoice {inv.number} ({inv.kind}{', ' + inv.ticket if inv.ticket else ''}): issued "
+                        f"{inv.issued_on}, due {inv.due_on}")
+            for x in inv.lines:
+                hours = "" if x.hours is None else f"{x.hours} h"
+                rate = "" if x.rate is None else f"x {x.rate}"
+                rows.append(f"    {x.day}  {x.description[:58]:<58} {hours:>8} {rate:>10} {x.amount:>10}")
+            rows.append(f"    {'total':<71} {inv.total:>20}")
+        rows.append(f"  {'account total':<73} {sum((i.total for i in invoices), Decimal(0)):>20}")
+        rows.append("")
+    rows.append(f"{'total':<75} {statement.total:>20}")
+    return "\n".join(rows) + "\n"
+
+
+def register(commands: Any, ticket_cmds: Any, group: Callable[[Any, str, str], Any]) -> None:
+    """Add the billing commands to the ``slabot`` parser."""
+    staff_help = f"who does it (default: ${STAFF_ENV}, else $USER)"
+
+    def with_common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, TextIO], int]) -> None:
+        parser.add_argument("--staff", help=staff_help)
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.set_defaults(handler=handler)
+
+    classify = ticket_cmds.add_parser("classify", help="confirm or change support (free) or service (paid) (R18)")
+    classify.add_argument("ref", help="ticket reference")
+    classify.add_argument("kind", choices=("support", "service"))
+    with_common(classify, cmd_classify)
+    cause = ticket_cmds.add_parser(
+        "cause", help="record the root cause: diagnosis on a platform bug is free, outside the platform paid (R18)")
+    cause.add_argument("ref", help="ticket reference")
+    cause.add_argument("cause", choices=("platform", "outside"))
+    with_common(cause, cmd_cause)
+    quote = ticket_cmds.add_parser(
+        "quote", help="send the customer an hour estimate at the rate of the day; work waits for agreement (R19)")
+    quote.add_argument("ref", help="ticket reference")
+    quote.add_argument("hours", help="estimated hours, e.g. 2.5 (at least 1 is billed)")
+    quote.add_argument("--urgent", action="store_true", help="ad hoc with the urgent surcharge")
+    with_common(quote, cmd_quote)
+
+    hours_cmds = group(commands, "hours", "time spent on tickets")
+    log = hours_cmds.add_parser("log", help="log hours on a ticket; billed at once when billable (R18-R21)")
+    log.add_argument("ref", help="ticket reference")
+    log.add_argument("hours", help="hours worked, e.g. 1.5")
+    log.add_argument("--diagnosis", action="store_true", help="diagnosis time: free or paid once the cause is known")
+    log.add_argument("--note", help="what was done")
+    log.add_argument("--at", metavar="ISO8601", help="when the work was done (default: now)")
+    with_common(log, cmd_hours_log)
+
+    billing_cmds = group(commands, "billing", "punch cards, balances and the monthly statement")
+    statement = billing_cmds.add_parser(
+        "statement", help="the billable lines of a month per account, with their invoices (R21)",
+        description="Per account: the month's invoice (issued on its last day, due 14 days later) and the invoices "
+                    "issued at once that month (punch-card blocks, requests above the threshold). Money in "
+                    "the preset's currency, rounded half-up to cents per line.")
+    statement.add_argument("--month", metavar="YYYY-MM", help="the month (default: this month)")
+    fmt = statement.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object")
+    fmt.add_argument("--csv", action="store_true", help="print one CSV row per line")
+    statement.set_defaults(handler=cmd_statement)
+    punch = billing_cmds.add_parser("punchcard", help="sell a prepaid punch card (at least 5 hours), invoiced at once")
+    punch.add_argument("account", help="account name")
+    punch.add_argument("hours", help="block size in hours, e.g. 10")
+    with_common(punch, cmd_punchcard)
+    balance = billing_cmds.add_parser("balance", help="an account's punch card and this month's hours")
+    balance.add_argument("account", help="account name")
+    with_common(balance, cmd_balance)
+
+
+__all__ = ["register", "statement_text"]
+

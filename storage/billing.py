@@ -1,0 +1,165 @@
+"""The billing trail's queries: quotes, time entries, punch cards, invoice lines and invoices.
+
+On plain statements (:class:`storage.direct.Direct`), so the same queries run
+inside the intake's transaction (a customer agreeing to a quote) and inside a
+staff action's ORM session. Sums of money and hours are made in Python over
+``Decimal`` values: SQLite's ``sum()`` of a NUMERIC column is a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from storage import models as m
+from storage.records import (
+    InvoiceLineRecord,
+    InvoiceRecord,
+    PunchCardRecord,
+    QuoteRecord,
+    TimeEntryRecord,
+)
+from storage.repositories import _Repository, next_number
+
+_QUOTE = tuple(c.name for c in m.Quote.__table__.columns if c.name not in ("message_id", "answer_message_id"))
+_ENTRY = ("id", "ticket_id", "staff", "hours", "activity", "note", "status", "at")
+_CARD = ("id", "account_id", "block_hours", "remaining", "block_number", "purchased_at")
+_LINE = ("id", "account_id", "description", "hours", "rate", "amount", "day", "invoice", "rate_kind", "invoice_id")
+_INVOICE = ("id", "number", "account_id", "kind", "issued_on", "due_on")
+FIRST_INVOICE_NUMBER = 1
+
+
+class BillingRepository(_Repository):
+    """See the module docstring."""
+
+    # -- quotes (R19, R22) ------------------------------------------------------
+
+    def add_quote(self, **values: Any) -> int:
+        """A new quote for the ticket; an earlier open one is superseded."""
+        self.direct.execute("UPDATE quotes SET state = 'superseded' WHERE ticket_id = :t AND state = 'proposed'",
+                            {"t": values["ticket_id"]})
+        return self.direct.insert(m.Quote.__table__, {"state": "proposed", **values})
+
+    def current_quote(self, ticket_id: int) -> QuoteRecord | None:
+        """The ticket's latest quote that was not superseded."""
+        d = self.direct
+        row = d.one(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} FROM quotes WHERE ticket_id = :t "
+                    "AND state <> 'superseded' ORDER BY id DESC LIMIT 1", {"t": ticket_id})
+        return None if row is None else QuoteRecord(**d.decode(m.Quote.__table__, _QUOTE, row))
+
+    def set_quote_message(self, quote_id: int, message_id: int) -> None:
+        self.direct.update(m.Quote.__table__, quote_id, {"message_id": message_id})
+
+    def answer_quote(self, quote_id: int, state: str, at: datetime, message_id: int | None) -> bool:
+        """Agreed or declined; False when the quote was answered already."""
+        d = self.direct
+        changed = d.execute(
+            "UPDATE quotes SET state = :state, answered_at = :at, answer_message_id = :msg "
+            "WHERE id = :id AND state = 'proposed'",
+            {"state": state, "at": d.value(m.Quote.__table__, "answered_at", at), "msg": message_id, "id": quote_id},
+        ).rowcount
+        return bool(changed)
+
+    # -- time entries -----------------------------------------------------------
+
+    def add_entry(self, **values: Any) -> int:
+        return self.direct.insert(m.TimeEntry.__table__, values)
+
+    def entries(self, ticket_id: int, status: str | None = None) -> list[TimeEntryRecord]:
+        d = self.direct
+        where = " AND status = :status" if status else ""
+        rows = d.execute(f"SELECT {d.columns(m.TimeEntry.__table__, _ENTRY)} FROM time_entries "
+                         f"WHERE ticket_id = :t{where} ORDER BY at, id", {"t": ticket_id, "status": status}).fetchall()
+        return [TimeEntryRecord(**d.decode(m.TimeEntry.__table__, _ENTRY, r)) for r in rows]
+
+    def account_entries(self, account_id: int, start: datetime, end: datetime) -> list[TimeEntryRecord]:
+        """The account's time entries logged in [start, end)."""
+        d = self.direct
+        table = m.TimeEntry.__table__
+        rows = d.execute(
+            f"SELECT {d.columns(table, _ENTRY, 'e')} FROM time_entries e JOIN tickets t ON t.id = e.ticket_id "
+            "WHERE t.account_id = :a AND e.at >= :start AND e.at < :end ORDER BY e.at, e.id",
+            {"a": account_id, "start": d.value(table, "at", start), "end": d.value(table, "at", end)},
+        ).fetchall()
+        return [TimeEntryRecord(**d.decode(table, _ENTRY, r)) for r in rows]
+
+    def set_entry_status(self, entry_ids: Iterable[int], status: str) -> None:
+        for entry_id in entry_ids:
+            self.direct.update(m.TimeEntry.__table__, entry_id, {"status": status, "billable": status == "billed"})
+
+    # -- punch cards (R20) ------------------------------------------------------
+
+    def punch_card(self, account_id: int) -> PunchCardRecord | None:
+        d = self.direct
+        row = d.one(f"SELECT {d.columns(m.PunchCard.__table__, _CARD)} FROM punch_cards WHERE account_id = :a "
+                    "ORDER BY id LIMIT 1", {"a": account_id})
+        return None if row is None else PunchCardRecord(**d.decode(m.PunchCard.__table__, _CARD, row))
+
+    def add_punch_card(self, account_id: int, block_hours: Decimal, at: datetime) -> int:
+        return self.direct.insert(m.PunchCard.__table__, {
+            "account_id": account_id, "block_hours": block_hours, "remaining": block_hours, "block_number": 1,
+            "purchased_at": at})
+
+    def update_punch_card(self, card_id: int, remaining: Decimal, block_number: int) -> None:
+        self.direct.update(m.PunchCard.__table__, card_id, {"remaining": remaining, "block_number": block_number})
+
+    # -- invoice lines and invoices (R21) ---------------------------------------
+
+    def add_line(self, **values: Any) -> int:
+        return self.direct.insert(m.InvoiceLine.__table__, values)
+
+    def ticket_lines(self, ticket_id: int) -> list[InvoiceLineRecord]:
+        return self._lines("l.ticket_id = :t", {"t": ticket_id})
+
+    def account_lines(self, account_id: int, start: date, end: date) -> list[InvoiceLineRecord]:
+        """The account's lines dated in [start, end)."""
+        return self._lines("l.account_id = :a AND l.day >= :start AND l.day < :end",
+                           {"a": account_id, "start": start, "end": end})
+
+    def lines_between(self, start: date, end: date) -> list[InvoiceLineRecord]:
+        """Every line dated in [start, end), per account then in order."""
+        return self._lines("l.day >= :start AND l.day < :end", {"start": start, "end": end})
+
+    def invoice_lines(self, invoice_id: int) -> list[InvoiceLineRecord]:
+        return self._lines("l.invoice_id = :i", {"i": invoice_id})
+
+    def _lines(self, where: str, params: dict[str, Any]) -> list[InvoiceLineRecord]:
+        d = self.direct
+        table = m.InvoiceLine.__table__
+        bound = {k: d.value(table, "day", v) if isinstance(v, date) else v for k, v in params.items()}
+        rows = d.execute(
+            f"SELECT {d.columns(table, _LINE, 'l')}, a.name, t.ref FROM invoice_lines l "
+            "JOIN accounts a ON a.id = l.account_id LEFT JOIN tickets t ON t.id = l.ticket_id "
+            f"WHERE {where} ORDER BY a.name, l.day, l.id", bound,
+        ).fetchall()
+        return [InvoiceLineRecord(**d.decode(table, _LINE, r[:-2]), account=r[-2], ticket_ref=r[-1]) for r in rows]
+
+    def move_to_invoice(self, line_ids: Sequence[int], invoice_id: int, kind: str) -> None:
+        for line_id in line_ids:
+            self.direct.update(m.InvoiceLine.__table__, line_id, {"invoice_id": invoice_id, "invoice": kind})
+
+    def add_invoice(self, account_id: int, kind: str, issued_on: date, due_on: date, at: datetime,
+                    ticket_id: int | None = None) -> tuple[int, str]:
+        """A new invoice with the next number of its year (``2026-00001``); its id and number."""
+        number = f"{issued_on.year}-{next_number(self.direct, f'invoice:{issued_on.year}', FIRST_INVOICE_NUMBER):05d}"
+        invoice_id = self.direct.insert(m.Invoice.__table__, {
+            "number": number, "account_id": account_id, "kind": kind, "ticket_id": ticket_id, "issued_on": issued_on,
+            "due_on": due_on, "created_at": at})
+        return invoice_id, number
+
+    def invoices_between(self, start: date, end: date) -> list[InvoiceRecord]:
+        """Invoices issued at once in [start, end)."""
+        d = self.direct
+        table = m.Invoice.__table__
+        rows = d.execute(
+            f"SELECT {d.columns(table, _INVOICE, 'i')}, a.name, t.ref FROM invoices i "
+            "JOIN accounts a ON a.id = i.account_id LEFT JOIN tickets t ON t.id = i.ticket_id "
+            "WHERE i.issued_on >= :start AND i.issued_on < :end ORDER BY a.name, i.issued_on, i.id",
+            {"start": d.value(table, "issued_on", start), "end": d.value(table, "issued_on", end)},
+        ).fetchall()
+        return [InvoiceRecord(**d.decode(table, _INVOICE, r[:-2]), account=r[-2], ticket_ref=r[-1]) for r in rows]
+
+
+__all__ = ["BillingRepository"]
