@@ -171,6 +171,7 @@ class Application:
         if cfg.telegram.configured:
             self.staffbot = StaffBot(cfg.telegram, self.db, language=cfg.language, now=self.now,
                                      team_lead=cfg.telegram.team_lead, pipeline=self.pipeline)
+            self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:

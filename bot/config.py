@@ -13,19 +13,22 @@ what was found.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from bot.errors import ConfigError, describe_validation_error
 from bot.presets import load_preset
 from sla_engine.policy import Preset
 
 ENV_PREFIX = "SLABOT_"
+# what Telegram accepts as a webhook's secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class _Section(BaseModel):
@@ -118,11 +121,38 @@ class TelegramConfig(_Section):
     staff_user_ids: list[int] = []  # only these Telegram users may act; empty refuses everyone
     oncall_chat_id: int | None = None
     team_lead: str | None = None  # Telegram username named when a first-response deadline is breached
+    # webhook mode instead of long polling: the public https URL Telegram posts updates to (it reaches
+    # slabot's POST /webhooks/telegram) and the secret Telegram sends with each one
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     api_base_url: str | None = None  # tests only: a local stand-in of the Bot API
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith("https://"):
+            raise ValueError("expected an https:// URL (Telegram posts to HTTPS only)")
+        return value or None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            if info.data.get("webhook_url"):
+                raise ValueError("a secret is required with webhook_url (1-256 characters A-Z a-z 0-9 _ -)")
+            return None
+        if not _TELEGRAM_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("expected 1-256 characters A-Z a-z 0-9 _ - (what Telegram accepts)")
+        return value
 
     @property
     def configured(self) -> bool:
         return bool(self.token and self.staff_chat_id is not None)
+
+    @property
+    def webhook(self) -> bool:
+        """Updates arrive on slabot's webhook route rather than by long polling."""
+        return self.webhook_url is not None
 
 
 class AccountsConfig(_Section):
@@ -144,7 +174,8 @@ class SlabotConfig(_Section):
     accounts: AccountsConfig = AccountsConfig()
 
 
-SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token")
+SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token",
+               "telegram.webhook_secret")
 
 
 @dataclass(frozen=True)

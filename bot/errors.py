@@ -74,6 +74,12 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _secret(loc: Sequence[str | int]) -> bool:
+    """Whether the key at ``loc`` holds a secret, whose value an error message must not repeat."""
+    last = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    return any(word in last for word in ("secret", "token", "password"))
+
+
 def describe_validation_error(source: str | Path, model: type[BaseModel], error: ValidationError) -> ConfigError:
     """One readable line per pydantic error: file, dotted key, what was expected, what was found."""
     problems: list[str] = []
@@ -96,5 +102,6 @@ def describe_validation_error(source: str | Path, model: type[BaseModel], error:
             message = message.replace("Input should be", "expected")
             if not message.startswith("expected"):
                 message = f"expected a valid value ({message})"
-            problems.append(f"{where}: {message}, found {shown(item.get('input'))}")
+            found = "a hidden value" if _secret(loc) else shown(item.get("input"))
+            problems.append(f"{where}: {message}, found {found}")
     return ConfigError(problems)

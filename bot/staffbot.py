@@ -32,6 +32,17 @@ critical ticket is paged to the on-call chat at once and again every
 ticket gets its first response). Pages are events in the audit trail, so a
 restart neither forgets a page nor repeats one early.
 
+Updates arrive by long polling (the default; starting it deletes any webhook
+Telegram still has) or, with ``[telegram] webhook_url`` and ``webhook_secret``,
+on slabot's own HTTP app: start registers the webhook with its secret, and
+``POST /webhooks/telegram`` takes an update only with that secret in
+``X-Telegram-Bot-Api-Secret-Token`` (403 otherwise, nothing done), queues it
+for the application and answers 200 at once. The webhook is registered with
+``max_connections=1`` so that Telegram posts updates one at a time, in the
+order of their ids, which the once-per-update-id check relies on. Stopping
+leaves the webhook set: Telegram keeps what arrives meanwhile and posts it
+after the restart.
+
 The bot is also the notifier of :mod:`bot.reminders`: a reminder names the
 ticket, its customer and deadline and mentions the assigned staff member; the
 breach escalates to the team lead. When Telegram is down or rate limits, the
@@ -42,6 +53,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import os
 import re
@@ -50,6 +63,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
@@ -58,6 +74,7 @@ from bot.desk import Desk, DeskError
 from bot.i18n import Language, format_when
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice
+from bot.whatsapp import PayloadTooLarge, read_limited
 from channels.identity import IdentityError, phone_identity
 from channels.messages import ChannelName, InboundMessage
 from storage import models as m
@@ -72,6 +89,9 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 ANNOUNCED = "telegram:announced"  # the last ticket_opened event announced
+WEBHOOK_PATH = "/webhooks/telegram"
+MAX_UPDATE_BYTES = 256 * 1024  # an update is a few KB: a 4096-character message with the one it replies to
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _REF = re.compile(r"\b([A-Z]{1,5}-\d{3,})\b", re.IGNORECASE)
 _CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06 34 89 08 78 what happened"
 
@@ -175,6 +195,8 @@ class StaffBot:
         builder = Application.builder().token(config.token.get_secret_value())
         if config.api_base_url:
             builder = builder.base_url(f"{config.api_base_url}/bot").base_file_url(f"{config.api_base_url}/file/bot")
+        if config.webhook:
+            builder = builder.updater(None)  # updates come through :meth:`webhook_update`, not PTB's own server
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.app.add_handler(MessageHandler(filters.COMMAND | filters.REPLY, self._on_message))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
@@ -185,12 +207,21 @@ class StaffBot:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Take updates (webhook or long polling) and start the announcement rounds."""
         self._started = True
         await self.app.initialize()
         await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(poll_interval=0.2, timeout=timedelta(seconds=10),
-                                             drop_pending_updates=False)
+        if self.config.webhook_url is not None:
+            assert self.config.webhook_secret is not None
+            await self.app.bot.set_webhook(self.config.webhook_url,
+                                           secret_token=self.config.webhook_secret.get_secret_value(),
+                                           max_connections=1, drop_pending_updates=False)
+            log.info("telegram: updates arrive on the webhook %s", self.config.webhook_url)
+        else:
+            assert self.app.updater is not None
+            # start_polling deletes the webhook first, so switching back to polling needs nothing more
+            await self.app.updater.start_polling(poll_interval=0.2, timeout=timedelta(seconds=10),
+                                                 drop_pending_updates=False)
         if self.announce_every is not None:
             self._announcer = asyncio.create_task(self._announce_loop(), name="telegram-announce")
 
@@ -207,6 +238,36 @@ class StaffBot:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+
+    # -- webhook ----------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """The webhook route for slabot's HTTP app (none while updates come by long polling)."""
+        return [Route(WEBHOOK_PATH, self.webhook_update, methods=["POST"])] if self.config.webhook else []
+
+    async def webhook_update(self, request: Request) -> Response:
+        """One update posted by Telegram: checked, queued for the handlers, answered at once."""
+        secret = self.config.webhook_secret
+        given = request.headers.get(SECRET_HEADER, "").encode("latin-1")  # the bytes as sent
+        if secret is None or not hmac.compare_digest(given, secret.get_secret_value().encode("utf-8")):
+            log.warning("telegram webhook: refused a request with a missing or wrong secret token")
+            return PlainTextResponse("wrong secret token", status_code=403)
+        try:
+            body = await read_limited(request, MAX_UPDATE_BYTES)
+        except PayloadTooLarge:
+            return PlainTextResponse(f"update larger than {MAX_UPDATE_BYTES} bytes", status_code=413)
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an update")
+            update = Update.de_json(data, self.app.bot)
+        except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError and UnicodeDecodeError included
+            log.warning("telegram webhook: not an update (%s)", exc)
+            return PlainTextResponse("not a Telegram update", status_code=400)
+        if not self.app.running:
+            return PlainTextResponse("the staff chat is not running", status_code=503)  # Telegram posts it again
+        await self.app.update_queue.put(update)
+        return Response(status_code=200)
 
     # -- reminders (R16) ---------------------------------------------------------------
 
@@ -324,6 +385,8 @@ class StaffBot:
         user = update.effective_user
         if query is None or user is None or not query.data:
             return
+        if not await asyncio.to_thread(self.db.run_direct, lambda d: _first_time(d, update.update_id)):
+            return  # a button press delivered again: done once already
         language = _language(update, self.language)
         t = TEXTS[language]
         if user.id not in self.staff_ids:

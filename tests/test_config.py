@@ -161,3 +161,27 @@ def test_bad_opening_window_in_preset() -> None:
 def test_shipped_presets(name: str, plans: tuple[str, ...]) -> None:
     preset = load_preset(name)
     assert preset.plan_names == plans
+
+
+def test_telegram_webhook_needs_https_and_a_secret_that_is_never_shown(tmp_path: Path) -> None:
+    path = write(tmp_path, "[telegram]\nwebhook_url = 'http://support.example.nl/webhooks/telegram'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert "telegram.webhook_url: expected an https:// URL" in str(err.value)
+
+    path = write(tmp_path, "[telegram]\nwebhook_url = 'https://support.example.nl/webhooks/telegram'\n")
+    with pytest.raises(ConfigError, match=r"telegram\.webhook_secret: .*required with webhook_url"):
+        load_config(path, environ={})
+
+    path = write(tmp_path, "[telegram]\nwebhook_url = 'https://support.example.nl/webhooks/telegram'\n"
+                           "webhook_secret = 'geen spaties!'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    (line,) = err.value.problems
+    assert "telegram.webhook_secret: expected 1-256 characters" in line and "geen spaties" not in line
+
+    path = write(tmp_path, "[telegram]\nwebhook_url = 'https://support.example.nl/webhooks/telegram'\n")
+    loaded = load_config(path, environ={"SLABOT_TELEGRAM_WEBHOOK_SECRET": "s3cret-Hook_42"})
+    assert loaded.config.telegram.webhook
+    assert masked(loaded.config)["telegram"]["webhook_secret"] == "***"
+    assert not load_config(EXAMPLE, environ={}).config.telegram.webhook  # long polling by default

@@ -1,34 +1,39 @@
 """The staff chat: only staff act, replies reach the customer through the outbox and record the first response,
-an update handled once, reminders posted with the assigned staff member; the real python-telegram-bot against
-the local Bot API stand-in."""
+an update handled once, reminders posted with the assigned staff member, updates by long polling or on slabot's
+own webhook route; the real python-telegram-bot against the local Bot API stand-in, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from helpers import MONDAY_10, add_account, contact, email, free_port, outbox_rows, pipeline, reminders, ticket
+from helpers import MONDAY_10, add_account, contact, email, free_port, outbox_rows, pipeline, reminders, ticket, until
 from pydantic import SecretStr
 from sqlalchemy import select
+from starlette.applications import Starlette
 from test_telegram_standin import serving
 
 from bot.config import TelegramConfig
 from bot.reminders import ReminderService
-from bot.staffbot import StaffBot, _first_time
-from bot.standins.telegram import TelegramStandIn
+from bot.staffbot import MAX_UPDATE_BYTES, SECRET_HEADER, WEBHOOK_PATH, StaffBot, _first_time
+from bot.standins.telegram import TelegramStandIn, post_update_to
 from storage import models as m
 from storage.database import Database, open_database
+from storage.repositories import counter
 
 STAFF_CHAT = -1001234567890
 ANNA = 501  # on the staff list
 STRANGER = 999  # in the group, not on the staff list
 PIET = "piet@bakkerij-jansen.nl"
+HOOK_URL = "https://support.example.nl/webhooks/telegram"  # what Telegram is told; the TLS proxy forwards it
+SECRET = "s3cret-Hook_42"
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +42,9 @@ def _timedelta_periods(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Any:
-    database = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+def db(db_url: str) -> Iterator[Database]:
+    """A database with Piet's account, on SQLite and on PostgreSQL (``db_url`` in conftest.py)."""
+    database = open_database(db_url)
     add_account(database, "Bakkerij Jansen", "ondersteuning", contact("Piet", email=PIET), staff="anna")
     yield database
     database.dispose()
@@ -51,10 +57,11 @@ def open_ticket(db: Database) -> str:
 
 
 @asynccontextmanager
-async def staff_chat(db: Database, standin: TelegramStandIn) -> AsyncIterator[StaffBot]:
+async def staff_chat(db: Database, standin: TelegramStandIn, **settings: Any) -> AsyncIterator[StaffBot]:
+    """A started staff bot on the stand-in; ``settings`` are more [telegram] keys (webhook_url, ...)."""
     async with serving(standin.app()) as url:
         config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
-                                api_base_url=url, team_lead="lotte")
+                                api_base_url=url, team_lead="lotte", **settings)
         bot = StaffBot(config, db, now=lambda: MONDAY_10 + timedelta(hours=1), team_lead="lotte")
         await bot.start()
         try:
@@ -65,7 +72,7 @@ async def staff_chat(db: Database, standin: TelegramStandIn) -> AsyncIterator[St
 
 async def answered(standin: TelegramStandIn, count: int, seconds: float = 5.0) -> list[str]:
     for _ in range(int(seconds / 0.02)):
-        texts = [s.text for s in standin.messages_to(STAFF_CHAT)]
+        texts = [s.text or "" for s in standin.messages_to(STAFF_CHAT)]
         if len(texts) >= count:
             return texts
         await asyncio.sleep(0.02)
@@ -196,25 +203,36 @@ def test_reminders_are_posted_with_the_staff_member_and_the_breach_escalates(db:
     run(db, body)
 
 
-def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path) -> None:
+def seed(db_url: str) -> tuple[str, datetime]:
+    """Piet's account and an open ticket in the database ``slabot run`` will open: its ref and last reminder."""
+    seeded = open_database(db_url)
+    try:
+        add_account(seeded, "Bakkerij Jansen", "ondersteuning", contact("Piet", email=PIET), staff="anna")
+        ref = open_ticket(seeded)
+        return ref, reminders(seeded, ticket(seeded, ref).id)[-1].due_at
+    finally:
+        seeded.dispose()
+
+
+def run_config(tmp_path: Path, db_url: str, api: str, port: int, telegram: str) -> Path:
+    """A config file for ``slabot run`` with the staff chat on the stand-in at ``api``; more [telegram] lines."""
+    path = tmp_path / "slabot.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n[http]\nhost = "127.0.0.1"\nport = {port}\n'
+                    f'[telegram]\ntoken = "123:TEST"\nstaff_chat_id = {STAFF_CHAT}\nstaff_user_ids = [{ANNA}]\n'
+                    f'api_base_url = "{api}"\n{telegram}', encoding="utf-8")
+    return path
+
+
+def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path, db_url: str) -> None:
     from bot.app import Application
     from bot.config import load_config
 
-    url = f"sqlite:///{tmp_path / 'run.db'}"
-    seeded = open_database(url)
-    add_account(seeded, "Bakkerij Jansen", "ondersteuning", contact("Piet", email=PIET), staff="anna")
-    ref = open_ticket(seeded)
-    last = reminders(seeded, ticket(seeded, ref).id)[-1].due_at
-    seeded.dispose()
+    ref, last = seed(db_url)
     standin = TelegramStandIn()
 
     async def main() -> None:
         async with serving(standin.app()) as api:
-            config = tmp_path / "slabot.toml"
-            config.write_text(
-                f'[database]\nurl = "{url}"\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
-                f'[telegram]\ntoken = "123:TEST"\nstaff_chat_id = {STAFF_CHAT}\nstaff_user_ids = [{ANNA}]\n'
-                f'team_lead = "lotte"\napi_base_url = "{api}"\n', encoding="utf-8")
+            config = run_config(tmp_path, db_url, api, free_port(), 'team_lead = "lotte"\n')
             app = Application(load_config(str(config)), now=lambda: last + timedelta(minutes=1))
             stop = asyncio.Event()
             task = asyncio.create_task(app.run(stop))
@@ -252,12 +270,12 @@ def test_new_tickets_are_announced_with_buttons_once(db: Database) -> None:
     run(db, body)
 
 
-def test_an_incident_pages_on_call_every_15_minutes_until_acknowledged(tmp_path: Path) -> None:
+def test_an_incident_pages_on_call_every_15_minutes_until_acknowledged(db_url: str) -> None:
     from helpers import preset
 
     from bot.intake import IntakePipeline
 
-    db = open_database(f"sqlite:///{tmp_path / 'pn.db'}")
+    db = open_database(db_url)
     oncall = -100777
     clock = [MONDAY_10.replace(hour=23)]  # at night: the outage line is open 24/7
     standin = TelegramStandIn()
@@ -303,3 +321,160 @@ def test_an_incident_pages_on_call_every_15_minutes_until_acknowledged(tmp_path:
         assert len(critical) == 1 and critical[0].channel == "phone"
     finally:
         db.dispose()
+
+
+# -- webhook mode ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def webhook_chat(db: Database, standin: TelegramStandIn) -> AsyncIterator[tuple[StaffBot, str]]:
+    """A staff bot in webhook mode with its route served on loopback; yields the bot and the route's URL."""
+    async with staff_chat(db, standin, webhook_url=HOOK_URL, webhook_secret=SecretStr(SECRET)) as bot:
+        async with serving(Starlette(routes=bot.routes())) as url:
+            yield bot, f"{url}{WEBHOOK_PATH}"
+
+
+def test_webhook_mode_registers_the_webhook_with_its_secret_and_answers_what_telegram_posts(db: Database) -> None:
+    ref = open_ticket(db)
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with webhook_chat(db, standin) as (bot, hook):
+            assert standin.webhook is not None
+            assert (standin.webhook["url"], standin.webhook["secret_token"]) == (HOOK_URL, SECRET)
+            assert standin.webhook["max_connections"] == "1"  # posted one at a time, in update id order
+            standin.push_message(STAFF_CHAT, ANNA, "/queue", username="anna")
+            standin.push_message(STAFF_CHAT, ANNA, f"/reply {ref} We kijken ernaar.", username="anna")
+            answers = await standin.deliver(hook)
+            assert [a.status_code for a in answers] == [200, 200] and standin.pending == []
+            queue, replied = await answered(standin, 2)
+            assert ref in queue and "eerste reactie vastgelegd" in replied
+        assert standin.webhook is not None  # left set: Telegram keeps updates for the restart
+
+    asyncio.run(main())
+    assert standin.calls["getUpdates"] == 0 and standin.calls["setWebhook"] == 1
+    assert ticket(db, ref).first_responded_at is not None
+    assert outbox_rows(db)[-1].payload["text"] == "We kijken ernaar."
+
+
+def test_webhook_refuses_a_wrong_or_missing_secret_and_does_nothing(db: Database,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    ref = open_ticket(db)
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with webhook_chat(db, standin) as (bot, hook):
+            update = standin.push_message(STAFF_CHAT, ANNA, f"/reply {ref} Nep-antwoord", username="anna")
+            for secret in ("wrong", None, SECRET + "x", SECRET[:-1], "s3cret-hook_42"):
+                assert (await post_update_to(hook, update, secret)).status_code == 403
+            async with httpx.AsyncClient() as client:  # a non-ASCII header value is refused the same way
+                answer = await client.post(hook, json=update, headers={SECRET_HEADER.encode(): "sécret".encode()})
+                assert answer.status_code == 403
+            await asyncio.sleep(0.3)
+            assert standin.messages_to(STAFF_CHAT) == []
+            assert db.run_direct(lambda d: counter(d, "telegram:update")) is None  # not even marked as seen
+            # the same update with the right secret, as Telegram posts it, is taken once
+            assert [a.status_code for a in await standin.deliver(hook)] == [200]
+            await answered(standin, 1)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert sum("missing or wrong secret" in r.getMessage() for r in caplog.records) == 6
+    assert [r.payload["text"] for r in outbox_rows(db)][1:] == ["Nep-antwoord"]
+
+
+def test_webhook_rejects_bad_json_oversized_bodies_and_waits_while_stopped(db: Database) -> None:
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with webhook_chat(db, standin) as (bot, hook):
+            headers = {SECRET_HEADER: SECRET}
+            async with httpx.AsyncClient() as client:
+                for body in (b"{not json", b"\xff\xfe", b"[1, 2]", b'{"message": {}}', b'{"update_id": "7"}',
+                             b'{"update_id": 7, "message": {"text": "no chat"}}'):
+                    answer = await client.post(hook, content=body, headers={**headers,
+                                                                            "content-type": "application/json"})
+                    assert answer.status_code == 400, body
+                big = {"update_id": 1, "padding": "x" * MAX_UPDATE_BYTES}
+                assert (await client.post(hook, json=big, headers=headers)).status_code == 413
+                assert (await client.post(hook, json=big, headers={SECRET_HEADER: "wrong"})).status_code == 403
+
+                standin.push_message(STAFF_CHAT, ANNA, "/help", username="anna")
+                await bot.app.stop()  # the handlers are not running: Telegram is asked to post it again
+                assert [a.status_code for a in await standin.deliver(hook)] == [503] and len(standin.pending) == 1
+                await bot.app.start()
+                assert [a.status_code for a in await standin.deliver(hook)] == [200]
+                (shown,) = await answered(standin, 1)
+                assert shown.startswith("Opdrachten")
+
+    asyncio.run(main())
+
+
+def test_polling_deletes_a_webhook_left_from_webhook_mode(db: Database) -> None:
+    standin = TelegramStandIn()
+    standin.webhook = {"url": HOOK_URL, "secret_token": SECRET}  # slabot ran with webhook_url before
+
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        assert standin.webhook is None and bot.routes() == []
+        standin.push_message(STAFF_CHAT, ANNA, "/queue", username="anna")
+        await answered(standin, 1)
+
+    async def main() -> None:
+        async with staff_chat(db, standin) as bot:
+            await body(standin, bot)
+
+    asyncio.run(main())
+    assert standin.calls["deleteWebhook"] >= 1 and standin.calls["setWebhook"] == 0
+
+
+def test_slabot_run_takes_telegram_updates_on_its_own_http_app(tmp_path: Path, db_url: str) -> None:
+    from bot.app import Application
+    from bot.config import load_config
+
+    ref, _ = seed(db_url)
+    standin = TelegramStandIn()
+    port = free_port()
+
+    async def main() -> None:
+        async with serving(standin.app()) as api:
+            config = run_config(tmp_path, db_url, api, port, f'webhook_url = "{HOOK_URL}"\n')
+            loaded = load_config(str(config), environ={"SLABOT_TELEGRAM_WEBHOOK_SECRET": SECRET})
+            app = Application(loaded, now=lambda: MONDAY_10 + timedelta(hours=1))
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.run(stop))
+            try:
+                await until(app.started.is_set, 15, "slabot to start")
+                assert standin.webhook is not None and standin.webhook["secret_token"] == SECRET
+                standin.push_message(STAFF_CHAT, ANNA, f"/ticket {ref}", username="anna")
+                hook = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+                assert [a.status_code for a in await standin.deliver(hook)] == [200]
+                assert (await answered(standin, 1))[0].startswith(ref)
+                assert (await post_update_to(hook, {"update_id": 99}, "wrong")).status_code == 403
+            finally:
+                stop.set()
+                await task
+
+    asyncio.run(main())
+    assert standin.calls["getUpdates"] == 0
+
+
+def test_an_update_posted_twice_to_the_webhook_is_handled_once(db: Database) -> None:
+    ref = open_ticket(db)
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with webhook_chat(db, standin) as (bot, hook):
+            command = standin.push_message(STAFF_CHAT, ANNA, f"/take {ref}", username="anna")
+            await standin.deliver(hook)
+            (taken,) = await answered(standin, 1)
+            bot_message = standin.messages_to(STAFF_CHAT)[0].message_id
+            press = standin.push_callback(STAFF_CHAT, ANNA, f"take:{ref}", bot_message)
+            await standin.deliver(hook)
+            await answered(standin, 2)
+            for again in (command, press):  # Telegram posts an update again when it missed the answer
+                assert (await post_update_to(hook, again, SECRET)).status_code == 200
+            await asyncio.sleep(0.3)
+            assert len(standin.messages_to(STAFF_CHAT)) == 2 and len(standin.answered_callbacks) == 1
+
+    asyncio.run(main())
+    assert db.run(lambda s: s.scalars(select(m.Event.actor).where(m.Event.kind == "taken")).all()) == ["anna"] * 2

@@ -333,3 +333,34 @@ def test_post_update_to_sends_the_update_with_the_secret_header() -> None:
         assert Update.de_json(update, None).message is not None
 
     asyncio.run(main())
+
+
+def test_deliver_posts_pending_updates_to_the_webhook_in_order_and_keeps_the_refused_one() -> None:
+    received: list[tuple[str | None, int]] = []
+    refuse = [False]
+
+    async def webhook(request: Request) -> Response:
+        update = await request.json()
+        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), update["update_id"]))
+        return Response(status_code=500 if refuse[0] else 200)
+
+    async def body(standin: TelegramStandIn, url: str) -> None:
+        with pytest.raises(RuntimeError, match="no webhook"):
+            await standin.deliver()
+        async with bot_for(url) as bot:
+            with pytest.raises(BadRequest, match="unallowed characters"):
+                await bot.set_webhook("https://support.example.nl/telegram", secret_token="geen spaties")
+            assert await bot.set_webhook("https://support.example.nl/telegram", secret_token="s3cret",
+                                         max_connections=1)
+        async with serving(Starlette(routes=[Route("/telegram", webhook, methods=["POST"])])) as hook:
+            first = standin.push_message(STAFF_GROUP, PIET, "/ping")["update_id"]
+            second = standin.push_message(STAFF_GROUP, PIET, "nog een")["update_id"]
+            refuse[0] = True
+            assert [a.status_code for a in await standin.deliver(f"{hook}/telegram")] == [500]
+            assert [u["update_id"] for u in standin.pending] == [first, second]  # kept, as Telegram retries
+            refuse[0] = False
+            assert [a.status_code for a in await standin.deliver(f"{hook}/telegram")] == [200, 200]
+            assert standin.pending == [] and await standin.deliver(f"{hook}/telegram") == []
+        assert received == [("s3cret", first), ("s3cret", first), ("s3cret", second)]
+
+    scenario(body)

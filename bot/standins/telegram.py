@@ -10,7 +10,11 @@ the same HTTP status, which the library turns into its exceptions (429 with
 
 Tests push updates with :meth:`TelegramStandIn.push_message` and
 :meth:`TelegramStandIn.push_callback`; ``getUpdates`` forgets those below
-``offset`` and long-polls until one arrives. Every message, in or out, is kept
+``offset`` and long-polls until one arrives. While a webhook is set
+(``setWebhook``; ``getUpdates`` then answers 409), :meth:`TelegramStandIn.deliver`
+posts the pending updates to it as Telegram does, one at a time with the
+``X-Telegram-Bot-Api-Secret-Token`` header, and keeps those not answered 2xx
+for the next delivery. Every message, in or out, is kept
 per chat with Telegram's per-chat message ids, so replies, edits and callback
 queries refer to messages that exist; text sent with ``parse_mode="HTML"`` is
 checked and stored as Telegram stores it, plain text plus entities. A second
@@ -63,6 +67,7 @@ _HTML_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _HTML_MARKUP = re.compile(r"<(?P<closing>/?)(?P<name>[^\s<>/]*)(?P<attributes>[^<>]*)(?P<end>>?)"
                           r"|&(?P<entity>#?[A-Za-z0-9]+)(?P<semicolon>;?)")
 _PARSE_MODES = frozenset({"HTML", "Markdown", "MarkdownV2"})
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
 _CONFLICT_POLL = ("Conflict: terminated by other getUpdates request; make sure that only one bot instance is "
                   "running")
 _CONFLICT_WEBHOOK = ("Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
@@ -226,6 +231,27 @@ class TelegramStandIn:
         self._callbacks[query_id] = query
         return self._push({"callback_query": query})
 
+    async def deliver(self, url: str | None = None, *, timeout: float = 10.0) -> list[httpx.Response]:
+        """Post the pending updates to the webhook in order, one at a time, as Telegram does.
+
+        ``url`` replaces the https URL given to setWebhook (the loopback address behind the TLS proxy). An
+        update answered 2xx is delivered; the first other answer ends the round and that update stays pending,
+        as Telegram keeps it and tries again. The answers, one per post.
+        """
+        if self.webhook is None:
+            raise RuntimeError("no webhook is set: the bot polls with getUpdates")
+        target = url or str(self.webhook["url"])
+        secret = self.webhook.get("secret_token")
+        answers: list[httpx.Response] = []
+        while self.pending:
+            update = self.pending[0]
+            answer = await post_update_to(target, update, None if secret is None else str(secret), timeout)
+            answers.append(answer)
+            if not answer.is_success:
+                break
+            self.pending = [u for u in self.pending if u is not update]
+        return answers
+
     # -- state --------------------------------------------------------------------------------
 
     def _push(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -318,6 +344,9 @@ class TelegramStandIn:
     async def _set_webhook(self, call: _Call) -> bool:
         if not str(call.params.get("url", "")).startswith("https://"):
             raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        secret = call.params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN.fullmatch(str(secret)):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
         if _flag(call.params, "drop_pending_updates"):
             self.pending.clear()
         self.webhook = dict(call.params)
