@@ -591,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="ticket reference, e.g. MC-10001")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_tickets_show)
+    from bot import cli_billing  # its commands use this module's helpers
+
+    cli_billing.register(commands, ticket_cmds, _group)
 
     call_cmds = _group(commands, "calls", "phone-call logs")
     calls_import = call_cmds.add_parser(
@@ -636,9 +639,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 1
 
 
-    from bot import cli_billing  # its commands use this module's helpers
-
-    cli_billing.register(commands, ticket_cmds, _group)
 def run() -> None:
     """Console-script entry point."""
     try:

@@ -60,6 +60,7 @@ import os
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -69,15 +70,18 @@ from starlette.routing import Route
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from bot.billing import Billing, HoursResult
 from bot.config import TelegramConfig
 from bot.desk import Desk, DeskError
 from bot.i18n import Language, format_when
+from bot.texts import money_text
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice
 from bot.whatsapp import PayloadTooLarge, read_limited
 from channels.identity import IdentityError, phone_identity
 from channels.messages import ChannelName, InboundMessage
 from storage import models as m
+from storage.billing import BillingRepository
 from storage.database import Database
 from storage.direct import Direct
 from storage.records import TicketRecord
@@ -101,7 +105,9 @@ TEXTS: dict[str, dict[str, str]] = {
                    "te voegen.",
         "help": "Opdrachten:\n/queue — open tickets op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n/reply REF tekst — "
                 "antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n/resolve REF — "
-                "afgehandeld\n/note REF tekst — interne notitie",
+                "afgehandeld\n/note REF tekst — interne notitie\n/classify REF support|service — gratis of betaald\n/cause REF "
+                "platform|outside — oorzaak na diagnose\n/quote REF uren [spoed] — urenindicatie naar de klant\n"
+                "/hours REF uren [diagnose] [notitie] — uren schrijven\n/incident NUMMER wat er is — storing",
         "empty": "Geen open tickets.",
         "usage": "Gebruik: {usage}",
         "unknown": "Onbekend ticket {ref}.",
@@ -124,12 +130,31 @@ TEXTS: dict[str, dict[str, str]] = {
         "acked": "{ref}: storing bevestigd door @{staff}; het oproepen stopt.",
         "incident": "Storing vastgelegd als {ref}; on-call wordt opgeroepen.",
         "no_line": "Deze preset heeft geen storingslijn.",
+        "classified": "{ref} is nu {kind}.",
+        "caused": "{ref}: oorzaak {cause}, dus {kind}{billed}.",
+        "caused_billed": "; diagnose-uren gefactureerd: {amount}",
+        "quoted": "Urenindicatie voor {ref} verstuurd: {billed} uur à {rate} ({kind}) = {total}; wacht op akkoord.",
+        "hours": "{hours} uur geschreven op {ref}: {status}.{extra}",
+        "status_free": "gratis support", "status_not_agreed": "niet factureerbaar, de klant gaf nog geen akkoord",
+        "status_awaiting_cause": "diagnose, wacht op de oorzaak (/cause)", "status_billed": "gefactureerd",
+        "renewed": " Strippenkaart op: nieuw blok gefactureerd ({invoices}).",
+        "separate": " Boven de drempel: direct apart gefactureerd ({invoice}).",
+        "quote_state": "urenindicatie: {hours} uur, {total} — {state}",
+        "quote_agreed": "✅ {ref} ({who}): de klant gaf akkoord op de urenindicatie ({hours} uur, {total}).",
+        "quote_declined": "✖️ {ref} ({who}): de klant ziet af van de urenindicatie ({hours} uur).",
+        "separate_invoice": "💶 {ref} ({who}): boven {threshold}: direct apart gefactureerd, factuur {invoice} "
+                            "({amount}, te betalen uiterlijk {due_on}).",
+        "punch_card_renewed": "💳 {ref} ({who}): strippenkaart op; nieuw blok {block} van {hours} uur gefactureerd "
+                              "({invoice}, {price}). De klant is ingelicht.",
+        "callback": "📞 {ref} ({who}): bel {number} terug — gemiste oproep op {when}{staff}",
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
         "help": "Commands:\n/queue — open tickets by deadline\n/ticket REF — one ticket\n/take REF — take it\n/reply REF text — answer "
                 "the customer\n/clarify REF question — ask the customer to clarify\n/resolve REF — resolved\n"
-                "/note REF text — internal note",
+                "/note REF text — internal note\n/classify REF support|service — free or paid\n/cause REF "
+                "platform|outside — root cause after diagnosis\n/quote REF hours [urgent] — estimate to the customer\n"
+                "/hours REF hours [diagnosis] [note] — log time\n/incident NUMBER what happened — outage",
         "empty": "No open tickets.",
         "usage": "Usage: {usage}",
         "unknown": "Unknown ticket {ref}.",
@@ -152,12 +177,34 @@ TEXTS: dict[str, dict[str, str]] = {
         "acked": "{ref}: outage acknowledged by @{staff}; paging stops.",
         "incident": "Outage logged as {ref}; on-call is being paged.",
         "no_line": "This preset has no outage line.",
+        "classified": "{ref} is now {kind}.",
+        "caused": "{ref}: root cause {cause}, so {kind}{billed}.",
+        "caused_billed": "; diagnosis hours billed: {amount}",
+        "quoted": "Estimate for {ref} sent: {billed} h at {rate} ({kind}) = {total}; waiting for agreement.",
+        "hours": "{hours} h logged on {ref}: {status}.{extra}",
+        "status_free": "free support", "status_not_agreed": "not billable, the customer has not agreed yet",
+        "status_awaiting_cause": "diagnosis, waiting for the root cause (/cause)", "status_billed": "billed",
+        "renewed": " Punch card used up: new block invoiced ({invoices}).",
+        "separate": " Above the threshold: invoiced at once, separately ({invoice}).",
+        "quote_state": "estimate: {hours} h, {total} — {state}",
+        "quote_agreed": "✅ {ref} ({who}): the customer agreed to the estimate ({hours} h, {total}).",
+        "quote_declined": "✖️ {ref} ({who}): the customer declined the estimate ({hours} h).",
+        "separate_invoice": "💶 {ref} ({who}): above {threshold}: invoiced at once, separately, invoice {invoice} "
+                            "({amount}, due {due_on}).",
+        "punch_card_renewed": "💳 {ref} ({who}): punch card used up; new block {block} of {hours} h invoiced "
+                              "({invoice}, {price}). The customer has been told.",
+        "callback": "📞 {ref} ({who}): call back {number} — missed call on {when}{staff}",
     },
 }
 
 USAGE = {"ticket": "/ticket REF", "take": "/take REF", "incident": "/incident NUMBER what happened",
          "reply": "/reply REF text", "clarify": "/clarify REF question",
-         "resolve": "/resolve REF", "note": "/note REF text"}
+         "resolve": "/resolve REF", "note": "/note REF text", "classify": "/classify REF support|service",
+         "cause": "/cause REF platform|outside", "quote": "/quote REF hours [urgent]",
+         "hours": "/hours REF hours [diagnosis] [note]"}
+BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
+_URGENT = {"urgent", "spoed"}
+_DIAGNOSIS = {"diagnosis", "diagnose"}
 
 
 def _utc_now() -> datetime:
@@ -190,6 +237,7 @@ class StaffBot:
         self.team_lead = team_lead
         self.staff_ids = frozenset(config.staff_user_ids)
         self.pipeline = pipeline
+        self.billing = Billing(db, pipeline.preset, texts=pipeline.texts, now=now) if pipeline is not None else None
         line = pipeline.preset.critical if pipeline is not None else None
         self.repage_every = line.repage_every if line is not None else timedelta(minutes=15)
         builder = Application.builder().token(config.token.get_secret_value())
@@ -306,11 +354,14 @@ class StaffBot:
         """Post every ticket opened since the checkpoint; how many were posted."""
         pending = await asyncio.to_thread(self.db.run_direct, _opened_since_checkpoint)
         posted = 0
-        for event_id, ticket_id in pending:
+        for event_id, ticket_id, kind, data in pending:
             record = await asyncio.to_thread(self.db.run, lambda s, i=ticket_id: TicketRepository(s).get(
                 i, with_messages=True))
-            text, buttons = self._announcement(record)
-            await self.app.bot.send_message(self.config.staff_chat_id, text, reply_markup=buttons)
+            if kind == "ticket_opened":
+                text, buttons = self._announcement(record)
+                await self.app.bot.send_message(self.config.staff_chat_id, text, reply_markup=buttons)
+            else:
+                await self.app.bot.send_message(self.config.staff_chat_id, self._billing_notice(kind, record, data))
             await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: raise_counter(d, ANNOUNCED, e))
             posted += 1
         return posted
@@ -462,9 +513,11 @@ class StaffBot:
             return self._queue(language)
         if command not in USAGE:
             return t["help"] if command else None
-        needs_text = command in ("reply", "clarify", "note")
+        needs_text = command in ("reply", "clarify", "note", "classify", "cause", "quote", "hours")
         if ref is None or (needs_text and not rest):
             return t["usage"].format(usage=USAGE[command])
+        if command in ("classify", "cause", "quote", "hours"):
+            return self._billing_command(command, ref, rest.split(), staff, language)
         if command == "take":
             return self._record("taken", ref, staff, language, "taken")
         if command == "ticket":
@@ -479,6 +532,47 @@ class StaffBot:
             return t["resolved"].format(ref=self.desk.resolve(ref, staff).ref)
         assert command == "note"
         return self._record("note", ref, staff, language, "noted", {"text": rest})
+
+    def _billing_command(self, command: str, ref: str, words: list[str], staff: str, language: Language) -> str:
+        """/classify, /cause, /quote and /hours (R18-R21), through :class:`bot.billing.Billing`."""
+        t = TEXTS[language]
+        if self.billing is None:
+            raise DeskError("billing needs the intake pipeline")
+        money = self._money(language)
+        if command == "classify":
+            ticket = self.billing.classify(ref, words[0].lower(), staff)
+            return t["classified"].format(ref=ticket.ref, kind=ticket.kind)
+        if command == "cause":
+            ticket, billed = self.billing.record_cause(ref, words[0].lower(), staff)
+            amount = sum((x.amount for x in billed.lines), Decimal(0)) if billed else Decimal(0)
+            return t["caused"].format(ref=ticket.ref, cause=ticket.root_cause, kind=ticket.kind,
+                                      billed=t["caused_billed"].format(amount=money(amount)) if amount else "")
+        hours = words[0].replace(",", ".")
+        if command == "quote":
+            quote = self.billing.quote(ref, hours, staff, urgent=any(w.lower() in _URGENT for w in words[1:])).quote
+            return t["quoted"].format(ref=ref, billed=quote.billed_hours, rate=money(quote.rate), kind=quote.rate_kind,
+                                      total=money(quote.total))
+        diagnosis = len(words) > 1 and words[1].lower() in _DIAGNOSIS
+        note = " ".join(words[2:] if diagnosis else words[1:]) or None
+        result: HoursResult = self.billing.log_hours(ref, hours, staff, diagnosis=diagnosis, note=note)
+        extra = t["renewed"].format(invoices=", ".join(result.renewed_blocks)) if result.renewed_blocks else ""
+        if result.separate_invoice:
+            extra += t["separate"].format(invoice=result.separate_invoice)
+        return t["hours"].format(hours=hours, ref=result.ref, status=t[f"status_{result.status}"], extra=extra)
+
+    def _money(self, language: Language) -> Callable[[Decimal | str], str]:
+        billing = self.pipeline.preset.billing if self.pipeline is not None else None
+        currency = billing.currency if billing is not None else "EUR"
+        return lambda amount: money_text(Decimal(amount), language, currency)
+
+    def _billing_notice(self, kind: str, ticket: TicketRecord, data: dict[str, Any]) -> str:
+        """What staff are told about a quote answered, a punch card renewed or a separate invoice."""
+        money = self._money(self.language)
+        values = {"ref": ticket.ref, "who": ", ".join(x for x in (ticket.account, ticket.plan) if x) or "?", **data}
+        for key in ("total", "amount", "price", "threshold"):
+            if key in values:
+                values[key] = money(values[key])
+        return TEXTS[self.language][kind].format(**values)
 
     def _queue(self, language: Language) -> str:
         t = TEXTS[language]
@@ -499,21 +593,29 @@ class StaffBot:
                  f"{ticket.plan or '-'} · {ticket.channel} · {ticket.kind}", due]
         if ticket.subject:
             lines.append(ticket.subject)
+        if ticket.kind_reasons:
+            lines.append(f"{ticket.kind}: {'; '.join(ticket.kind_reasons)}")
+        quote = self.db.run(lambda s: BillingRepository(s).current_quote(ticket.id))
+        if quote is not None:
+            lines.append(t["quote_state"].format(hours=quote.estimated_hours, total=self._money(language)(quote.total),
+                                                 state=quote.state))
         for msg in ticket.messages[-5:]:
             arrow = "←" if msg.direction == "in" else "→"
             lines.append(f"{arrow} {msg.text.strip()[:200]}")
         return "\n".join(lines)
 
 
-def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int]]:
-    """(event id, ticket id) of tickets opened after the announcement checkpoint, oldest first."""
+def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int, str, dict[str, Any]]]:
+    """(event id, ticket id, kind, data) of tickets opened and billing events after the checkpoint, oldest first."""
     after = counter(d, ANNOUNCED)
     if after is None:  # the first start: from now on, not the whole history
         raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
         return []
-    rows = d.execute("SELECT id, ticket_id FROM events WHERE kind = 'ticket_opened' AND id > :after "
+    kinds = ", ".join(f"'{k}'" for k in ("ticket_opened", *BILLING_EVENTS))
+    rows = d.execute(f"SELECT id, ticket_id, kind, data FROM events WHERE kind IN ({kinds}) AND id > :after "
                      "AND ticket_id IS NOT NULL ORDER BY id LIMIT 20", {"after": after}).fetchall()
-    return [(int(e), int(t)) for e, t in rows]
+    return [(int(e), int(t), str(k), d.decode(m.Event.__table__, ("data",), (data,))["data"] or {})
+            for e, t, k, data in rows]
 
 
 def _account_staff(s: Session, account_id: int | None) -> str | None:

@@ -384,3 +384,33 @@ def test_billing_needs_a_preset_with_paid_service(db: Database) -> None:
         desk.billing.quote(ref, "1", "anna")
     assert desk.hours(ref, "1").status == "free"
     assert desk.write("uren")[0] is not Outcome.BALANCE  # nothing to show: an ordinary message
+
+
+def test_the_billing_commands(desk: Desk, tmp_path: Path, db_url: str) -> None:
+    desk.account()
+    ref = desk.service_ticket()
+    config = tmp_path / "slabot.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+
+    def cli(*argv: str) -> dict[str, object]:
+        code, out, err = run_cli("--config", str(config), *argv, "--staff", "anna", "--json")
+        assert code == 0, err
+        return dict(json.loads(out))
+
+    assert cli("tickets", "classify", ref, "service")["kind"] == "service"
+    assert cli("billing", "punchcard", "Bakkerij Jansen", "5")["price"] == "585.00"
+    quoted = cli("tickets", "quote", ref, "6")
+    assert (quoted["rate_kind"], quoted["rate"], quoted["total"], quoted["state"]) == (
+        "punch_card", "117.00", "702.00", "proposed")
+    assert cli("hours", "log", ref, "1", "--note", "voor akkoord")["status"] == "not_agreed"
+    desk.write("Akkoord")
+    logged = cli("hours", "log", ref, "6", "--at", "2026-11-23T15:00")
+    assert logged["status"] == "billed" and len(logged["renewed_blocks"]) == 1  # type: ignore[arg-type]
+    balance = cli("billing", "balance", "Bakkerij Jansen")
+    assert balance["punch_card"] == {"remaining": "4.00", "block_hours": "5.00", "block_number": "2"}
+    code, _, err = run_cli("--config", str(config), "hours", "log", ref, "veel")
+    assert code != 0 and "number" in err
+    code, _, err = run_cli("--config", str(config), "tickets", "quote", "MC-99999", "1")
+    assert code != 0 and "no ticket MC-99999" in err
+    code, _, err = run_cli("--config", str(config), "billing", "balance", "Nobody")
+    assert code != 0 and "no account" in err
