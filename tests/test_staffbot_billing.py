@@ -26,11 +26,6 @@ PIET = "+31612345678"
 NOW = MONDAY_10 + timedelta(hours=1)
 
 
-@pytest.fixture(autouse=True)
-def _timedelta_periods(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PTB_TIMEDELTA", "1")
-
-
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     database = open_database(db_url)
