@@ -106,8 +106,7 @@ def quote_answer(text: str) -> Literal["agreed", "declined"] | None:
 
 def is_balance_request(text: str) -> bool:
     """True when the whole message asks for the hours balance ("uren", "hours", ...)."""
-    return re.sub(r"[^\w\s]", " ", text).strip().lower() in BALANCE_WORDS or " ".join(
-        re.sub(r"[^\w\s]", " ", text).lower().split()) in BALANCE_WORDS
+    return " ".join(re.sub(r"[^\w\s]", " ", text).lower().split()) in BALANCE_WORDS
 
 
 def _hours_text(value: Decimal, language: Language) -> str:

@@ -23,7 +23,7 @@ from storage.billing import BillingRepository
 from storage.database import Database
 from storage.records import AccountInput, InvoiceLineRecord
 from storage.repositories import AccountRepository, TicketRepository
-from helpers import MONDAY_10, at, contact, message_texts_out, preset, run_cli, ticket, whatsapp
+from helpers import MONDAY_10, at, contact, email, message_texts_out, preset, run_cli, ticket, whatsapp
 
 PIET = "+31612345678"
 D = Decimal
@@ -137,6 +137,24 @@ def test_work_counts_only_after_the_customer_agreed(desk: Desk) -> None:
     after = desk.hours(ref, "2")
     assert after.status == "billed"
     assert amounts(desk.lines(ref)) == [("ad_hoc", D("2.00"), D("130.00"), D("260.00"))]
+
+
+def test_an_agreement_by_e_mail(desk: Desk) -> None:
+    desk.db.run(lambda s: AccountRepository(s).upsert(AccountInput(
+        name="Bakkerij Jansen", plan="licentie", language="nl",
+        contacts=(contact("Piet Jansen", email="piet@bakkerij-jansen.nl"),)), desk.clock.now))
+    opened = desk.intake.ingest(email("<q1@bakkerij-jansen.nl>", "piet@bakkerij-jansen.nl",
+                                      "Kunnen jullie de opmaak van onze nieuwsbrief verbeteren?", subject="Opmaak"))
+    assert opened.ticket_ref is not None
+    desk.billing.quote(opened.ticket_ref, "1.5", "anna")
+    answer = desk.intake.ingest(email("<a1@bakkerij-jansen.nl>", "piet@bakkerij-jansen.nl",
+                                      "Akkoord.\n\nMet vriendelijke groet,\nPiet",
+                                      subject=f"Re: Opmaak [{opened.ticket_ref}]"))
+    assert (answer.outcome, answer.ticket_ref, answer.acknowledgement) == (Outcome.REPLY, opened.ticket_ref,
+                                                                           "quote_agreed")
+    assert desk.hours(opened.ticket_ref, "1.5").status == "billed"
+    asked = desk.intake.ingest(email("<b1@bakkerij-jansen.nl>", "piet@bakkerij-jansen.nl", "", subject="Uren"))
+    assert asked.outcome is Outcome.BALANCE
 
 
 def test_a_declined_quote_bills_nothing(desk: Desk) -> None:
