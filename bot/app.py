@@ -267,6 +267,7 @@ class _QuietServer(uvicorn.Server):
 def run_until_signalled(loaded: LoadedConfig) -> int:
     """``slabot run``: serve until Ctrl-C or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not four lines for every reminder's wake-up
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,15 +1,25 @@
-"""Staff reminders before first-response deadlines lapse (R16), sent exactly once.
+"""Staff reminders before first-response deadlines lapse (R16), sent exactly once and on time.
 
 How it works
 ------------
 The intake plans each ticket's reminders as rows (``reminders``: 75% of the
 window, 1 business hour before, the breach with an escalation), on the
-ticket's own clock. The database is the truth; nothing lives only in memory.
+ticket's own clock. The database is the truth; nothing lives only in memory,
+so there is nothing to rebuild on start but one wake-up.
 
-:class:`ReminderService` runs on an APScheduler ``AsyncIOScheduler`` owned by
-the application: an interval job looks for due rows every ``poll_seconds``
-and runs once at start, so a reminder that fell due while slabot was down
-goes out on start. For each due row it
+:class:`ReminderService` runs a round whenever it is woken. An APScheduler
+``AsyncIOScheduler`` owned by the application does the waking, with two jobs:
+
+- a one-shot ``date`` job at the instant the earliest planned reminder falls
+  due (one seek in the index on ``(state, due_at)``), re-armed after every
+  round: a reminder goes out within milliseconds of its instant;
+- an ``interval`` job every ``poll_seconds``, the safety net: it finds what
+  other processes planned (and what the intake planned without calling
+  :meth:`ReminderService.wake`), re-arms the wake-up and releases stale claims.
+
+The first round runs at once on start, so a reminder that fell due while
+slabot was down goes out on start. A round takes the due rows in batches until
+none is left, and for each
 
 1. claims it: one ``UPDATE ... WHERE state = 'planned'`` that only one
    process can win (two slabot processes on one PostgreSQL database send it
@@ -19,10 +29,13 @@ goes out on start. For each due row it
 3. hands the notice to the notifier (the Telegram staff chat), naming the
    assigned staff member; Premium tickets first (R15);
 4. records it ``sent``. When the notifier fails (Telegram down, rate limited)
-   the row goes back to ``planned`` and waits for the next round; it is not
-   lost and not sent twice.
+   the row goes back to ``planned`` and waits for the next poll (no wake-up
+   is armed while the chat is down, so it is not hammered); it is not lost
+   and not sent twice.
 
 A claim left behind by a process that died is released after ``lease``.
+Time comes from the injected ``now``; the scheduler only turns "due in so many
+seconds by ``now``" into a wake-up on the event loop's clock.
 """
 
 from __future__ import annotations
@@ -69,12 +82,16 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+POLL_JOB, WAKE_JOB = "reminders-poll", "reminders-wake"
+MIN_WAIT = 0.01  # seconds: a wake-up never spins on a clock that does not move
+
+
 class ReminderService:
     """Sends due reminders through ``notify``; see the module docstring."""
 
     def __init__(self, db: Database, notify: Notifier, *, worker: str = "slabot",
                  now: Callable[[], datetime] = _utc_now, poll_seconds: float = 15.0,
-                 lease: timedelta = timedelta(minutes=5), batch: int = 50) -> None:
+                 lease: timedelta = timedelta(minutes=5), batch: int = 50, stop_grace: float = 10.0) -> None:
         self.db = db
         self.notify = notify
         self.worker = worker
@@ -82,57 +99,148 @@ class ReminderService:
         self.poll_seconds = poll_seconds
         self.lease = lease
         self.batch = batch
+        self.stop_grace = stop_grace  # seconds a round in progress may take to finish on stop
         self.scheduler: AsyncIOScheduler | None = None
+        self.ready = asyncio.Event()  # set once the first round after start() has run
+        self.next_due: datetime | None = None  # the earliest planned reminder, as of the last round
         self._running = asyncio.Lock()
-        self._failing = False
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failing = False  # the staff chat
+        self._round_failing = False
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler in the running event loop; the first round runs at once."""
+        """Start in the running event loop; the first round runs at once (see :attr:`ready`)."""
+        self._loop = asyncio.get_running_loop()
+        self.ready, self._wake, self._stopping = asyncio.Event(), asyncio.Event(), False
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
-        self.scheduler.add_job(self.run_due, "interval", seconds=self.poll_seconds, id="reminders",
-                               next_run_time=datetime.now(timezone.utc), max_instances=1, coalesce=True,
-                               misfire_grace_time=None)
+        self.scheduler.add_job(self._kick, "interval", seconds=self.poll_seconds, id=POLL_JOB, max_instances=1,
+                               coalesce=True, misfire_grace_time=None)
         self.scheduler.start()
+        self._wake.set()
+        self._task = asyncio.create_task(self._rounds(), name="reminders")
 
     async def stop(self) -> None:
+        """Stop waking; the reminder being sent is finished (within ``stop_grace``, else cancelled)."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        async with self._running:  # let a round in progress finish
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(task, self.stop_grace)
+            except TimeoutError:
+                log.warning("a reminder round did not finish within %.0f s of the stop; cancelled", self.stop_grace)
+            self._stopping = False
+        async with self._running:  # and a run_due called from outside
             pass
+
+    def wake(self) -> None:
+        """Look again at once, from any thread: reminders were planned or cancelled."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _kick(self) -> None:
+        """What both scheduler jobs run: the round itself runs in the service's own task."""
+        self._wake.set()
+
+    async def _rounds(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self.run_due()
+                await self._arm()
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is down: the next poll tries again
+                if not self._round_failing:
+                    log.warning("reminders wait: a round failed (%s: %s)", exc.__class__.__name__, exc,
+                                exc_info=True)
+                    self._round_failing = True
+            else:
+                if self._round_failing:
+                    log.info("reminders: rounds work again")
+                    self._round_failing = False
+            self.ready.set()
+
+    async def _arm(self) -> None:
+        """The one-shot wake-up at the earliest planned reminder; on the first round, a line for the log."""
+        first = not self.ready.is_set()
+
+        def read(d: Direct) -> tuple[datetime | None, int]:
+            reminders = ReminderRepository(d)
+            return reminders.next_due(), reminders.count_planned() if first else 0
+
+        self.next_due, planned = await asyncio.to_thread(self.db.run_direct, read)
+        if first:
+            log.info("reminders: %d planned, the next due %s", planned,
+                     self.next_due.isoformat() if self.next_due else "never")
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running or self._stopping:
+            return
+        if self.next_due is None or self._failing:  # nothing planned, or the chat is down: the poll tries again
+            if scheduler.get_job(WAKE_JOB) is not None:
+                scheduler.remove_job(WAKE_JOB)
+            return
+        wait = (self.next_due - self.now()).total_seconds()
+        if wait <= 0:  # fell due during the round
+            self._wake.set()
+            return
+        scheduler.add_job(self._kick, "date", id=WAKE_JOB, replace_existing=True, misfire_grace_time=None,
+                          run_date=datetime.now(timezone.utc) + timedelta(seconds=max(wait, MIN_WAIT)))
 
     # -- one round ----------------------------------------------------------------
 
     async def run_due(self) -> int:
-        """Send every reminder due now; returns how many were sent."""
+        """Send every reminder due now, a batch at a time until none is left; returns how many were sent."""
         async with self._running:
-            now = self.now()
-            await asyncio.to_thread(self.db.run_direct, lambda d: self._release_stale(d, now))
-            ids = await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).due_ids(now, self.batch))
             sent = 0
-            for reminder_id in ids:
-                notice = await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: self._claim(d, i))
-                if notice is None:
-                    continue  # another process has it, or it was skipped
-                try:
-                    await self.notify(notice)
-                except asyncio.CancelledError:
-                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: ReminderRepository(d).release(i))
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the staff chat is down: try again next round
-                    if not self._failing:
-                        log.warning("reminders wait: the staff chat cannot be reached (%s: %s)",
-                                    exc.__class__.__name__, exc)
-                        self._failing = True
-                    await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: ReminderRepository(d).release(i))
-                    break  # the rest waits too, in order
-                if self._failing:
-                    log.info("reminders flow again")
-                    self._failing = False
-                await asyncio.to_thread(self.db.run_direct, lambda d, i=reminder_id: self._done(d, i, "sent"))
-                sent += 1
-            return sent
+            while True:
+                now = self.now()
+                ids = await asyncio.to_thread(self.db.run_direct, lambda d: self._due(d, now))
+                for reminder_id in ids:
+                    if self._stopping:
+                        return sent
+                    outcome = await self._send(reminder_id)
+                    if outcome is None:
+                        return sent  # the chat is down: the rest waits too, in order
+                    sent += outcome
+                if len(ids) < self.batch:
+                    return sent
+
+    async def _send(self, reminder_id: int) -> int | None:
+        """Claim and send one reminder: 1 sent, 0 taken by another process or skipped, None the chat is down."""
+        notice = await asyncio.to_thread(self.db.run_direct, lambda d: self._claim(d, reminder_id))
+        if notice is None:
+            return 0
+        try:
+            await self.notify(notice)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).release(reminder_id))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the staff chat is down: try again next poll
+            if not self._failing:
+                log.warning("reminders wait: the staff chat cannot be reached (%s: %s)",
+                            exc.__class__.__name__, exc)
+                self._failing = True
+            await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).release(reminder_id))
+            return None
+        if self._failing:
+            log.info("reminders flow again")
+            self._failing = False
+        await asyncio.to_thread(self.db.run_direct, lambda d: self._done(d, reminder_id, "sent"))
+        return 1
+
+    def _due(self, d: Direct, now: datetime) -> list[int]:
+        self._release_stale(d, now)
+        return ReminderRepository(d).due_ids(now, self.batch)
 
     def _claim(self, d: Direct, reminder_id: int) -> ReminderNotice | None:
         reminders = ReminderRepository(d)

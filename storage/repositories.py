@@ -591,6 +591,20 @@ class ReminderRepository(_Repository):
             {"before": d.value(m.Reminder.__table__, "claimed_at", before)},
         ).rowcount)
 
+    def next_due(self) -> datetime | None:
+        """When the earliest planned reminder falls due (None: nothing planned); one seek in the index on
+        (state, due_at)."""
+        d = self.direct
+        row = d.one("SELECT due_at FROM reminders WHERE state = 'planned' ORDER BY due_at LIMIT 1")
+        if row is None:
+            return None
+        due: datetime = d.decode(m.Reminder.__table__, ("due_at",), row)["due_at"]
+        return due
+
+    def count_planned(self) -> int:
+        """How many reminders are planned (a count of one range of the same index)."""
+        return int(self.direct.scalar("SELECT count(*) FROM reminders WHERE state = 'planned'"))
+
     def planned(self) -> list[ReminderRecord]:
         """Planned reminders, Premium first (R15), then by when they fall due."""
         rows = self.session.scalars(

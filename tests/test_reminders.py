@@ -4,11 +4,12 @@ two processes on one database sending each reminder once; on SQLite and PostgreS
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from helpers import MONDAY_10, add_account, contact, email, pipeline, reminders
+from helpers import MONDAY_10, add_account, contact, email, pipeline, reminders, until
 from sqlalchemy import select, update
 
 from bot.reminders import ReminderNotice, ReminderService
@@ -19,16 +20,31 @@ PIET = "piet@bakkerij-jansen.nl"
 
 
 class Chat:
-    """A notifier that records notices and can be made to fail."""
+    """A notifier that records notices (and the service's time of each) and can be made to fail or slow."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self.notices: list[ReminderNotice] = []
+        self.sent_at: list[datetime] = []
+        self.now = now
         self.down = False
+        self.attempts = 0
+        self.delay = 0.0
 
     async def __call__(self, notice: ReminderNotice) -> None:
+        self.attempts += 1
         if self.down:
             raise ConnectionError("staff chat unreachable")
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.notices.append(notice)
+        if self.now is not None:
+            self.sent_at.append(self.now())
+
+
+def running_clock(at: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``at`` now and runs at the speed of the real one."""
+    offset = at - datetime.now(timezone.utc)
+    return lambda: datetime.now(timezone.utc) + offset
 
 
 def new_ticket(db: Database, preset_name: str = "mailcampaigns", plan: str = "licentie", sender: str = PIET,
@@ -155,3 +171,97 @@ def test_two_processes_send_each_reminder_once(db_url: str) -> None:
     finally:
         first.dispose()
         second.dispose()
+
+
+# -- on time: the wake-up at the next due instant, the poll only as the safety net ------------------------
+
+
+def test_a_reminder_goes_out_at_its_instant_not_at_the_next_poll(db: Database) -> None:
+    ref = new_ticket(db)
+    first = reminders(db, ticket_id(db, ref))[0]
+    now = running_clock(first.due_at - timedelta(seconds=0.3))  # the 75% reminder falls due in 0.3 s
+    chat = Chat(now)
+
+    async def body() -> None:
+        runner = ReminderService(db, chat, now=now, poll_seconds=60)
+        runner.start()
+        try:
+            await until(lambda: len(chat.notices) == 1, timeout=5, what="the reminder, long before the poll")
+        finally:
+            await runner.stop()
+
+    asyncio.run(body())
+    assert [n.spec for n in chat.notices] == ["75%"]
+    assert chat.sent_at[0] >= first.due_at  # not early either
+
+
+def test_a_reminder_planned_while_running_goes_out_when_the_service_is_woken(db: Database) -> None:
+    now = running_clock(MONDAY_10)
+    chat = Chat(now)
+
+    def plan_one_due_soon() -> None:
+        tid = ticket_id(db, new_ticket(db))
+        first = reminders(db, tid)[0]
+        db.run(lambda s: s.execute(update(m.Reminder).where(m.Reminder.id == first.id).values(
+            due_at=now() + timedelta(seconds=0.3))))
+
+    async def body() -> None:
+        runner = ReminderService(db, chat, now=now, poll_seconds=60)
+        runner.start()
+        try:
+            await asyncio.wait_for(runner.ready.wait(), 5)
+            await asyncio.to_thread(plan_one_due_soon)
+            runner.wake()  # as the intake would after planning
+            await until(lambda: len(chat.notices) == 1, timeout=5, what="the reminder, long before the poll")
+        finally:
+            await runner.stop()
+
+    asyncio.run(body())
+    assert [n.spec for n in chat.notices] == ["75%"]
+
+
+def test_one_round_sends_every_due_reminder_batch_after_batch(db: Database) -> None:
+    for i in range(4):
+        new_ticket(db, sender=f"klant{i}@example.nl", external_id=f"q{i}")
+    chat, at = Chat(), [MONDAY_10 + timedelta(days=30)]
+    runner = service(db, chat, at)
+    runner.batch = 5
+    assert asyncio.run(runner.run_due()) == 12
+    assert len(chat.notices) == 12
+
+
+def test_while_the_chat_is_down_it_is_tried_again_at_the_poll_not_at_once(db: Database) -> None:
+    ref = new_ticket(db)
+    first = reminders(db, ticket_id(db, ref))[0]
+    chat = Chat()
+    chat.down = True
+
+    async def body() -> None:
+        runner = ReminderService(db, chat, now=running_clock(first.due_at + timedelta(minutes=1)), poll_seconds=60)
+        runner.start()
+        try:
+            await asyncio.wait_for(runner.ready.wait(), 5)
+            await asyncio.sleep(0.3)
+        finally:
+            await runner.stop()
+
+    asyncio.run(body())
+    assert chat.attempts == 1
+    assert reminders(db, ticket_id(db, ref))[0].state == "planned"
+
+
+def test_stopping_finishes_the_reminder_being_sent(db: Database) -> None:
+    ref = new_ticket(db)
+    first = reminders(db, ticket_id(db, ref))[0]
+    chat = Chat()
+    chat.delay = 0.3
+
+    async def body() -> None:
+        runner = ReminderService(db, chat, now=running_clock(first.due_at), poll_seconds=60)
+        runner.start()
+        await until(lambda: chat.attempts == 1, timeout=5, what="the reminder being sent")
+        await runner.stop()
+
+    asyncio.run(body())
+    assert [n.spec for n in chat.notices] == ["75%"]
+    assert reminders(db, ticket_id(db, ref))[0].state == "sent"  # not left claimed, not sent again later
