@@ -618,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     account_list = account_cmds.add_parser("list", help="accounts with their plan, staff and contacts")
     account_list.add_argument("--json", action="store_true", help="print one JSON array")
     account_list.set_defaults(handler=cmd_accounts_list)
+    from bot import cli_report  # its command uses this module's helpers
+    cli_report.register(commands)
     return parser
 
 

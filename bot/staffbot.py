@@ -333,6 +333,16 @@ class StaffBot:
             text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff)
         await self.app.bot.send_message(self.config.staff_chat_id, text)
 
+    async def post_weekly_report(self) -> None:
+        """Post last week's SLA summary with its chart to the staff chat (:func:`bot.report.weekly_summary`)."""
+        from bot.report import weekly_summary  # matplotlib loads only when a report is made
+
+        summary = await asyncio.to_thread(weekly_summary, self.db, self.now(), language=self.language)
+        await self.app.bot.send_photo(self.config.staff_chat_id, summary.chart, caption=summary.caption,
+                                      filename=summary.filename)
+        if summary.rest:
+            await self.app.bot.send_message(self.config.staff_chat_id, summary.rest)
+
     # -- announcements ----------------------------------------------------------------
 
     async def _announce_loop(self) -> None:

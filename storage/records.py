@@ -214,3 +214,24 @@ class InvoiceRecord:
     ticket_ref: str | None
     issued_on: date
     due_on: date
+
+
+@dataclass(frozen=True)
+class ReportTicketRecord:
+    """A ticket as the SLA report reads it: its times, its terms snapshot and who worked on it."""
+
+    id: int
+    ref: str
+    plan: str
+    priority: str
+    state: str
+    account: str | None
+    terms: dict[str, Any] | None
+    received_at: datetime
+    first_responded_at: datetime | None
+    resolved_at: datetime | None
+    needs_release: bool
+    pauses: tuple[tuple[datetime, datetime | None], ...]
+    assigned_staff: str | None  # the account's staff member
+    taken_by: str | None  # the actor of the ticket's last 'taken' event
+    first_responder: str | None  # who sent the first staff reply

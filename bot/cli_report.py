@@ -1,0 +1,88 @@
+"""``slabot report``: first-response and resolution performance per plan and per staff member, with a chart.
+
+The numbers come from :mod:`bot.report`; this module parses the arguments,
+writes the PNG chart into ``--out`` and prints the tables (or one JSON object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.report import chart_filename, load_report, render_chart, report_data, report_text
+from sla_engine.errors import PolicyError
+from storage.database import StorageError
+
+
+def parse_day(text: str, option: str) -> date:
+    """A calendar date ``YYYY-MM-DD`` given to ``option``, or a :class:`UsageError` that says so."""
+    from bot.cli import UsageError
+
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-23") from None
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.cli import UsageError, _open_db, parse_instant
+
+    start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}")
+    loaded, db = _open_db(args)
+    preset = loaded.preset
+    try:
+        plan = preset.plan(args.plan).name if args.plan else None
+        as_of = parse_instant(args.as_of, preset) if args.as_of else datetime.now(timezone.utc)
+        zone = next(iter(preset.calendars.values())).zone
+        report = load_report(db, start, end, as_of, zone=zone, plan=plan)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    except (SQLAlchemyError, StorageError) as exc:
+        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        db.dispose()
+    folder = Path(args.out)
+    path = folder / chart_filename(report)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(render_chart(report))
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write the chart: {exc.strerror or exc}") from None
+    if args.json:
+        data: dict[str, Any] = {**report_data(report), "chart": str(path.resolve())}
+        out.write(json.dumps(data) + "\n")
+    else:
+        out.write(report_text(report))
+        out.write(f"chart written to {path.resolve()}\n")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add ``slabot report`` to the ``slabot`` parser."""
+    report = commands.add_parser(
+        "report", help="SLA performance per plan and per staff member, with a PNG chart",
+        description="First-response and resolution performance of the tickets received from --from to --to "
+                    "(local dates, both included): per plan and per staff member the share met, the median and "
+                    "p90 time on the plan's own clock, and the breaches with their tickets. Open tickets past "
+                    "their deadline count as breached as of --as-of; open ones not yet due are pending. A ticket "
+                    "counts for whoever took it in the staff chat, else the account's staff member, else whoever "
+                    "replied first. The chart (first-response times per week against the target, breaches per "
+                    "plan) is written into --out.",
+    )
+    report.add_argument("--from", dest="start", required=True, metavar="DATE", help="first day, e.g. 2026-11-01")
+    report.add_argument("--to", dest="end", required=True, metavar="DATE", help="last day (included)")
+    report.add_argument("--plan", help="only this plan's tickets")
+    report.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG chart (default: here)")
+    report.add_argument("--as-of", metavar="ISO8601", help="judge open tickets at this instant (default: now)")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.set_defaults(handler=cmd_report)
+
+
+__all__ = ["cmd_report", "parse_day", "register"]
