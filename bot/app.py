@@ -34,6 +34,7 @@ from bot.outbox import OutboxDispatcher
 from bot.reminders import ReminderService
 from bot.staffbot import StaffBot
 from bot.texts import Texts
+from bot.voice import VoiceLine
 from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender
@@ -107,6 +108,7 @@ class Application:
         self.server: uvicorn.Server | None = None
         self.routes: list[Route] = []
         self.whatsapp: WhatsAppChannel | None = None
+        self.voice: VoiceLine | None = None
         self.imap: ImapIntake | None = None
         self.staffbot: StaffBot | None = None
         self.reminders: ReminderService | None = None
@@ -162,6 +164,9 @@ class Application:
             if not cfg.http.public_url:
                 log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
                             "received, and no status callbacks are requested")
+        if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
+            self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now)
+            self.routes.extend(self.voice.routes())
         if cfg.email.imap_configured:
             mail = MailIntake(self.db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
                               acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours),

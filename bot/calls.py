@@ -1,4 +1,4 @@
-"""Phone-call logs into the intake: ``slabot calls import FILE``.
+"""Phone calls into the intake: ``slabot calls import FILE``, ``slabot calls log`` and the outage line's webhook.
 
 The log is read by :mod:`channels.calls` (CSV or JSON, columns documented
 there and in the README). Each call goes through the intake pipeline like any
@@ -6,6 +6,15 @@ message: a new request for a known contact (or joining the caller's open phone
 ticket), an unverified ticket for an unknown number; importing the same file
 again adds nothing. A bad row is reported with its line and skipped; the good
 rows still import.
+
+A missed call that came in during the opening hours of the caller's plan (the
+preset's office hours for an unknown number) gets a callback reminder for
+staff, due at once, in the same transaction as the call (:func:`log_call`): it
+goes out through the reminder service like any reminder, worded "call back
+NUMBER", and is skipped when staff wrote to the ticket after the call. An
+answered call from the same number on the same ticket cancels the callbacks
+still planned for earlier missed calls. A call to the outage line (critical)
+gets none: on-call is paged instead (R17).
 """
 
 from __future__ import annotations
@@ -14,8 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.accounts import Problem
-from bot.intake import IntakePipeline
-from channels.calls import call_message, parse_call, read_rows
+from bot.intake import IntakePipeline, IntakeResult, Outcome
+from bot.reminders import CALLBACK, callback_spec
+from channels.calls import Call, call_message, parse_call, read_rows
+from sla_engine.calendar import BusinessCalendar
+from sla_engine.policy import Preset
+from storage.direct import Direct
+from storage.repositories import ReminderRepository, TicketRepository
+
+ON_A_TICKET = (Outcome.NEW_TICKET, Outcome.REPLY, Outcome.UNKNOWN_SENDER)
+
+
+@dataclass(frozen=True)
+class LoggedCall:
+    """What the intake decided about a call, and whether staff are reminded to call back."""
+
+    result: IntakeResult
+    callback: bool = False
 
 
 @dataclass
@@ -24,6 +48,7 @@ class CallImport:
 
     outcomes: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    callbacks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -31,7 +56,36 @@ class CallImport:
 
     def summary(self) -> str:
         counted = ", ".join(f"{n} {o}" for o, n in sorted(self.outcomes.items())) or "no calls"
-        return f"{sum(self.outcomes.values())} calls: {counted}; {len(self.problems)} rejected"
+        callbacks = f"; {self.callbacks} callback reminders" if self.callbacks else ""
+        return f"{sum(self.outcomes.values())} calls: {counted}; {len(self.problems)} rejected{callbacks}"
+
+
+def opening_calendar(preset: Preset, plan: str | None) -> BusinessCalendar:
+    """The opening hours that apply to a plan: its first-response calendar, else the preset's office hours."""
+    chosen = preset.plan(plan) if plan is not None and plan in preset.plan_names else None
+    target = chosen.first_response if chosen is not None else None
+    name = target.calendar if target is not None else "office"
+    return preset.calendars.get(name) or next(iter(preset.calendars.values()))
+
+
+def log_call(pipeline: IntakePipeline, call: Call, raw: bytes = b"") -> LoggedCall:
+    """One call through the intake, with its callback reminder in the same transaction (see the module docstring)."""
+    planned: list[bool] = []
+
+    def callbacks(d: Direct, result: IntakeResult) -> None:
+        if result.outcome not in ON_A_TICKET or result.ticket_ref is None or result.message_id is None:
+            return
+        tickets, reminders = TicketRepository(d), ReminderRepository(d)
+        ticket_id = tickets.id_for_ref(result.ticket_ref)
+        assert ticket_id is not None
+        if not call.missed:  # the caller was spoken to: earlier missed calls need no callback
+            reminders.cancel_specs(ticket_id, CALLBACK, call.at, pipeline.now())
+        elif not call.critical and opening_calendar(pipeline.preset, tickets.get(ticket_id).plan).is_open(call.at):
+            reminders.plan(ticket_id, [(callback_spec(result.message_id), call.at, False)])
+            planned.append(True)
+
+    result = pipeline.ingest(call_message(call, raw), also=callbacks)
+    return LoggedCall(result, bool(planned))
 
 
 def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
@@ -43,9 +97,11 @@ def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
         except ValueError as exc:
             report.problems.append(Problem(line, str(exc), path.name))
             continue
-        outcome = pipeline.ingest(call_message(call)).outcome.value
+        logged = log_call(pipeline, call)
+        outcome = logged.result.outcome.value
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        report.callbacks += logged.callback
     return report
 
 
-__all__ = ["CallImport", "import_calls"]
+__all__ = ["CallImport", "LoggedCall", "import_calls", "log_call", "opening_calendar"]

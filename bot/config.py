@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 
 from bot.errors import ConfigError, describe_validation_error
 from bot.presets import load_preset
+from channels.identity import IdentityError, normalise_phone
 from sla_engine.policy import Preset
 
 ENV_PREFIX = "SLABOT_"
@@ -72,11 +73,29 @@ class TwilioConfig(_Section):
     # approved templates (ContentSid) for messages outside WhatsApp's 24-hour window, by purpose
     # ("accepted", "reply", ...) with "default" as the fallback; variables {{1}} = ticket ref, {{2}} = text
     templates: dict[str, str] = {}
+    # the outage line on Twilio Voice (POST /webhooks/twilio/voice): after the spoken answer the caller is put
+    # through to this number (the on-call phone); unset, the call ends after the answer
+    oncall_number: str | None = None
     api_base_url: str | None = None  # tests only: a local stand-in of Twilio's REST API
+
+    @field_validator("oncall_number")
+    @classmethod
+    def _oncall_number(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return normalise_phone(value)
+        except IdentityError as exc:
+            raise ValueError(f"expected a phone number such as +31612345678 ({exc})") from None
 
     @property
     def configured(self) -> bool:
         return bool(self.account_sid and self.auth_token and self.whatsapp_from)
+
+    @property
+    def voice_configured(self) -> bool:
+        """The voice webhook needs only the auth token (to check Twilio's signature)."""
+        return self.auth_token is not None and bool(self.auth_token.get_secret_value())
 
 
 class EmailConfig(_Section):

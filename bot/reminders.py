@@ -25,7 +25,9 @@ none is left, and for each
    process can win (two slabot processes on one PostgreSQL database send it
    once);
 2. skips it (``skipped``, with the reason) when the ticket was answered,
-   resolved, or paused meanwhile: a ticket answered in time is never pinged;
+   resolved, or paused meanwhile: a ticket answered in time is never pinged
+   (a callback for a missed call, ``callback:<message id>``, is skipped once
+   staff wrote to the ticket after the call, or it is resolved);
 3. hands the notice to the notifier (the Telegram staff chat), naming the
    assigned staff member; Premium tickets first (R15);
 4. records it ``sent``. When the notifier fails (Telegram down, rate limited)
@@ -45,6 +47,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -55,6 +58,12 @@ from storage.repositories import ReminderRepository, TicketRepository
 log = logging.getLogger(__name__)
 
 ANSWERED_STATES = ("resolved", "closed")
+CALLBACK = "callback:"  # the spec of a reminder to call back a missed call: "callback:<message id of the call>"
+
+
+def callback_spec(message_id: int) -> str:
+    """The spec of the callback reminder for the missed call stored as message ``message_id``."""
+    return f"{CALLBACK}{message_id}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class ReminderNotice:
     staff: str | None  # the assigned staff member (SPEC §2), mentioned in the ping
     subject: str | None
     queue_priority: int
+    callback: str | None = None  # a missed call: the number staff should call back
 
 
 Notifier = Callable[[ReminderNotice], Awaitable[None]]
@@ -247,8 +257,10 @@ class ReminderService:
         if not reminders.claim(reminder_id, self.worker, self.now()):
             return None
         c = reminders.context(reminder_id)
-        skip = None
-        if c["first_responded_at"] is not None:
+        skip = caller = None
+        if str(c["spec"]).startswith(CALLBACK):
+            caller, skip = self._callback(reminders, c)
+        elif c["first_responded_at"] is not None:
             skip = "the ticket was answered"
         elif c["state"] in ANSWERED_STATES:
             skip = f"the ticket is {c['state']}"
@@ -259,7 +271,17 @@ class ReminderService:
             return None
         return ReminderNotice(reminder_id, int(c["ticket_id"]), str(c["ref"]), str(c["spec"]), bool(c["escalate"]),
                               c["due_at"], c["first_response_due"], c["account"], c["plan"], c["staff"],
-                              c["subject"], int(c["queue_priority"] or 0))
+                              c["subject"], int(c["queue_priority"] or 0), caller)
+
+    @staticmethod
+    def _callback(reminders: ReminderRepository, c: dict[str, Any]) -> tuple[str | None, str | None]:
+        """A callback reminder: the number to call, and why it is skipped (staff wrote since the call, resolved)."""
+        caller, answered = reminders.missed_call(int(str(c["spec"]).removeprefix(CALLBACK)))
+        if c["state"] in ANSWERED_STATES:
+            return caller, f"the ticket is {c['state']}"
+        if caller is None or answered:
+            return caller, "staff answered the caller after the missed call"
+        return caller, None
 
     def _done(self, d: Direct, reminder_id: int, state: str, *, reason: str | None = None) -> None:
         now = self.now()
@@ -274,4 +296,4 @@ class ReminderService:
             log.warning("%d reminder claims of a stopped process released", released)
 
 
-__all__ = ["ReminderNotice", "ReminderService", "Notifier"]
+__all__ = ["CALLBACK", "ReminderNotice", "ReminderService", "Notifier", "callback_spec"]

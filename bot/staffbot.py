@@ -45,8 +45,9 @@ after the restart.
 
 The bot is also the notifier of :mod:`bot.reminders`: a reminder names the
 ticket, its customer and deadline and mentions the assigned staff member; the
-breach escalates to the team lead. When Telegram is down or rate limits, the
-send raises and the reminder waits for the next round.
+breach escalates to the team lead; a missed call during opening hours asks to
+"call back NUMBER". When Telegram is down or rate limits, the send raises and
+the reminder waits for the next round.
 """
 
 from __future__ import annotations
@@ -325,7 +326,10 @@ class StaffBot:
         who = ", ".join(x for x in (notice.account, notice.plan) if x) or "?"
         staff = f" @{notice.staff}" if notice.staff else ""
         when = format_when(notice.deadline, self.language) if notice.deadline else ""
-        if notice.escalate:
+        if notice.callback:  # a missed call during opening hours
+            text = t["callback"].format(ref=notice.ticket_ref, who=who, number=notice.callback, staff=staff,
+                                        when=format_when(notice.due_at, self.language))
+        elif notice.escalate:
             lead = t["lead"].format(lead=f"@{self.team_lead}") if self.team_lead else ""
             text = t["breach"].format(ref=notice.ticket_ref, who=who, when=when, staff=staff, lead=lead)
         else:

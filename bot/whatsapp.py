@@ -81,6 +81,29 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def signed_params(request: Request, auth_token: str, public_url: str | None
+                        ) -> tuple[dict[str, str], bytes] | Response:
+    """A Twilio webhook's form fields and body, or the answer that refuses it.
+
+    The ``X-Twilio-Signature`` is checked against ``public_url`` plus the request's path (403 when it is
+    missing or wrong); 413 for a body over :data:`MAX_WEBHOOK_BYTES`, 400 when it is not UTF-8. Every
+    Twilio webhook (WhatsApp, status callbacks, the voice line) goes through here.
+    """
+    try:
+        body = await read_limited(request, MAX_WEBHOOK_BYTES)
+    except PayloadTooLarge:
+        return PlainTextResponse(f"payload larger than {MAX_WEBHOOK_BYTES} bytes", status_code=413)
+    try:
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        return PlainTextResponse("body is not UTF-8 form data", status_code=400)
+    url = signature_url(public_url, str(request.url))
+    if not signature_valid(auth_token, url, params, request.headers.get("X-Twilio-Signature")):
+        log.warning("refused a %s webhook with a missing or wrong signature (url %s)", request.url.path, url)
+        return PlainTextResponse("invalid Twilio signature", status_code=403)
+    return params, body
+
+
 class WhatsAppChannel:
     """Twilio WhatsApp: routes for the HTTP app, the outbox sender, and its background jobs."""
 
@@ -174,19 +197,7 @@ class WhatsAppChannel:
                 Route(STATUS_PATH, self.status, methods=["POST"])]
 
     async def _signed_params(self, request: Request) -> tuple[dict[str, str], bytes] | Response:
-        try:
-            body = await read_limited(request, MAX_WEBHOOK_BYTES)
-        except PayloadTooLarge:
-            return PlainTextResponse(f"payload larger than {MAX_WEBHOOK_BYTES} bytes", status_code=413)
-        try:
-            params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
-        except UnicodeDecodeError:
-            return PlainTextResponse("body is not UTF-8 form data", status_code=400)
-        url = signature_url(self.public_url, str(request.url))
-        if not signature_valid(self.auth_token, url, params, request.headers.get("X-Twilio-Signature")):
-            log.warning("refused a %s webhook with a missing or wrong signature (url %s)", request.url.path, url)
-            return PlainTextResponse("invalid Twilio signature", status_code=403)
-        return params, body
+        return await signed_params(request, self.auth_token, self.public_url)
 
     async def inbound(self, request: Request) -> Response:
         checked = await self._signed_params(request)

@@ -11,9 +11,12 @@ documented one, the others are what common exports call it):
   after normalising, default region NL).
 - ``called`` (``to``, ``To``): the number that was called.
 - ``duration`` (``Duration``): seconds; 0 or a status of missed/no-answer/busy
-  makes it a missed call.
+  makes it a missed call (a status of answered/completed keeps it answered).
 - ``status`` (``Status``), ``agent``, ``notes``, and ``critical`` (true for a
   call to the outage line, R17).
+
+:func:`parse_voice_call` reads the form Twilio Voice posts when a call comes
+in on the outage line into the same :class:`Call`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +49,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "critical": ("critical",),
 }
 MISSED = {"missed", "no-answer", "no_answer", "busy", "failed", "canceled", "cancelled", "voicemail"}
+ANSWERED = {"answered", "completed"}  # answered even when the export gives no duration
+MAX_VOICE_FIELD = 64  # CallSid and numbers are far shorter
 
 
 @dataclass(frozen=True)
@@ -63,10 +69,14 @@ class Call:
         if self.missed:
             head = f"Gemiste oproep van {self.caller}"
         else:
-            minutes, seconds = divmod(self.duration, 60)
-            head = f"Telefoongesprek met {self.caller} ({minutes}:{seconds:02d})"
+            head = f"Telefoongesprek met {self.caller}"
+            if self.duration:
+                minutes, seconds = divmod(self.duration, 60)
+                head += f" ({minutes}:{seconds:02d})"
             if self.agent:
                 head += f", aangenomen door {self.agent}"
+        if self.critical:
+            head = f"Storingslijn: {head}"
         return f"{head}\n{self.notes}".strip()
 
 
@@ -106,7 +116,8 @@ def parse_call(row: dict[str, Any]) -> Call:
     call_id = _field(row, "call_id") or "row-" + hashlib.sha256(
         json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return Call(call_id=call_id, at=at.astimezone(timezone.utc), caller=caller, called=_field(row, "called"),
-                duration=duration, missed=duration == 0 or status in MISSED, agent=_field(row, "agent"),
+                duration=duration, missed=status in MISSED or (duration == 0 and status not in ANSWERED),
+                agent=_field(row, "agent"),
                 notes=_field(row, "notes") or "", critical=(_field(row, "critical") or "").lower() in (
                     "1", "true", "yes", "ja"))
 
@@ -128,11 +139,28 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def call_message(call: Call) -> InboundMessage:
+def parse_voice_call(params: Mapping[str, str], received_at: datetime, *, critical: bool) -> Call:
+    """The form Twilio Voice posts for an incoming call, as a missed :class:`Call` (no one at the desk took it).
+
+    ValueError without a CallSid; :class:`IdentityError` when the caller's number is withheld
+    (``anonymous``, a SIP or client address) or not a phone number.
+    """
+    sid = params.get("CallSid", "").strip()
+    if not sid or len(sid) > MAX_VOICE_FIELD:
+        raise ValueError("missing or overlong field CallSid")
+    caller = phone_identity(params.get("From", "")[:MAX_VOICE_FIELD]).value
+    called = params.get("To", "")[:MAX_VOICE_FIELD] or None
+    notes = ("Automatisch aangenomen op de storingslijn (Twilio Voice)" if critical
+             else "Automatisch aangenomen (Twilio Voice): geen storingsdienst")
+    return Call(call_id=sid, at=received_at.astimezone(timezone.utc), caller=caller, called=called, duration=0,
+                missed=True, agent=None, notes=notes, critical=critical)
+
+
+def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
     """The call as an inbound message on the phone channel (id ``call:<call_id>``)."""
     return InboundMessage(ChannelName.PHONE, f"call:{call.call_id}", phone_identity(call.caller), call.at,
                           call.text(), subject="Gemiste oproep" if call.missed else "Telefoongesprek",
-                          recipient=call.called, critical=call.critical)
+                          recipient=call.called, critical=call.critical, raw=raw)
 
 
-__all__ = ["Call", "call_message", "parse_call", "read_rows"]
+__all__ = ["Call", "call_message", "parse_call", "parse_voice_call", "read_rows"]

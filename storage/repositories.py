@@ -530,6 +530,27 @@ class ReminderRepository(_Repository):
         ).all()
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
 
+    def cancel_specs(self, ticket_id: int, prefix: str, due_by: datetime, now: datetime) -> int:
+        """Cancel the ticket's planned reminders whose spec starts with ``prefix``, due by ``due_by``; how many."""
+        d = self.direct
+        return int(d.execute(
+            "UPDATE reminders SET state = 'cancelled', done_at = :now WHERE ticket_id = :ticket "
+            "AND state = 'planned' AND spec LIKE :prefix AND due_at <= :due_by",
+            {"now": d.value(m.Reminder.__table__, "done_at", now), "ticket": ticket_id, "prefix": f"{prefix}%",
+             "due_by": d.value(m.Reminder.__table__, "due_at", due_by)},
+        ).rowcount)
+
+    def missed_call(self, message_id: int) -> tuple[str | None, bool]:
+        """The caller of the call stored as ``message_id``, and whether staff wrote on its ticket since the call."""
+        d = self.direct
+        row = d.one("SELECT sender, ticket_id, at FROM messages WHERE id = :id", {"id": message_id})
+        if row is None:
+            return None, False
+        answered = d.scalar(
+            "SELECT count(*) FROM messages WHERE ticket_id = :ticket AND direction = 'out' AND staff IS NOT NULL "
+            "AND at >= :at", {"ticket": row[1], "at": row[2]})
+        return row[0], bool(answered)
+
     # -- sending (bot.reminders): claims that only one process wins ------------------------
 
     def due_ids(self, now: datetime, limit: int) -> list[int]:

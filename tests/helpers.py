@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -26,6 +27,9 @@ from storage import models as m
 from storage.database import Database, open_database
 from storage.records import AccountInput, ContactInput, MessageRecord, OutboxRecord, ReminderRecord, TicketRecord
 from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+
+if TYPE_CHECKING:
+    from bot.app import Application
 
 AMS = ZoneInfo("Europe/Amsterdam")
 # Monday 23 November 2026, 10:00 in Amsterdam (+01:00): the SPEC's worked example
@@ -45,7 +49,7 @@ def preset(name: str) -> Preset:
 PREFIX = {"mailcampaigns": "MC", "paynl": "PN"}
 
 
-# -- loopback servers, waiting, the command line ----------------------------------------------
+# -- loopback servers, waiting, the application, the command line ----------------------------------
 
 
 def free_port() -> int:
@@ -67,6 +71,24 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def app_running(app: Application) -> AsyncIterator[Application]:
+    """``app.run`` in a task for the block, which begins once the application has started; stopped after it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        started = asyncio.create_task(app.started.wait())
+        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            started.cancel()
+            await task
+            raise AssertionError("the application stopped while starting")
+        yield app
+    finally:
+        stop.set()
+        await task
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:

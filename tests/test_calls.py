@@ -1,16 +1,29 @@
-"""Phone-call logs: `slabot calls import` (CSV and JSON), bad rows reported by line, a re-import adds nothing."""
+"""Phone calls: `slabot calls import` (CSV and JSON), bad rows reported by line, a re-import adds nothing;
+`slabot calls log` (--critical opens the outage line's ticket, R17); callbacks for calls missed during opening hours."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from helpers import add_account, contact, run_cli
+from helpers import add_account, at, contact, pipeline, preset, run_cli
+from pydantic import SecretStr
 from sqlalchemy import func, select
+from test_telegram_standin import serving
 
-from channels.calls import parse_call
+from bot.calls import log_call
+from bot.config import TelegramConfig
+from bot.desk import Desk
+from bot.intake import IntakePipeline
+from bot.reminders import ReminderService
+from bot.staffbot import StaffBot
+from bot.standins.telegram import TelegramStandIn
+from channels.calls import Call, parse_call
 from storage import models as m
-from storage.database import open_database
+from storage.database import Database, open_database
 
 CSV = """call_id,time,caller,called,duration,status,agent,notes
 c1,2026-11-23T10:15:00,06 34 89 08 78,+31201234567,185,answered,anna,Vraag over factuur november
@@ -71,3 +84,158 @@ def test_a_call_without_id_gets_a_stable_one() -> None:
 def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     code, _ = _cli(tmp_path, "calls", "import", str(tmp_path / "nope.csv"))
     assert code == 2
+
+
+# -- slabot calls log; the outage line (R17) and callbacks for missed calls -------------------------------------
+
+NIGHT = "2026-11-23T23:00:00+01:00"
+STAFF_CHAT, ONCALL_CHAT, ANNA = -1001234567890, -100777, 501
+PIET = "+31612345678"
+
+
+def _config(tmp_path: Path, preset_name: str) -> Path:
+    config = tmp_path / f"{preset_name}.toml"
+    config.write_text(f'preset = "{preset_name}"\n[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n',
+                      encoding="utf-8")
+    return config
+
+
+async def _staff_chat(db: Database, now: datetime, body: Callable[[StaffBot, TelegramStandIn], Awaitable[None]]
+                      ) -> TelegramStandIn:
+    """``body`` with the staff bot on the local Bot API stand-in; the test drives its rounds."""
+    standin = TelegramStandIn()
+    async with serving(standin.app()) as url:
+        config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
+                                oncall_chat_id=ONCALL_CHAT, api_base_url=url)
+        bot = StaffBot(config, db, now=lambda: now, announce_every=None)
+        await bot.start()
+        try:
+            await body(bot, standin)
+        finally:
+            await bot.stop()
+    return standin
+
+
+def test_calls_log_critical_opens_a_critical_ticket_that_on_call_is_paged_for(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+    add_account(db, "Bakkerij de Vries", "business", contact("Piet", phone=PIET))
+    config = _config(tmp_path, "paynl")
+    args = ("--config", str(config), "calls", "log", "--from", "06 12 34 56 78", "--critical", "--at", NIGHT,
+            "--agent", "anna", "Betaalpagina", "geeft", "500")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert out.startswith("PN-10001: new_ticket\n") and "pages on-call" in out
+    code, again, _ = run_cli(*args)  # the same call logged twice: stored once
+    assert code == 0 and "logged already" in again
+    (ticket,) = db.run(lambda s: s.scalars(select(m.Ticket)).all())
+    assert ticket.priority == "critical" and ticket.channel == "phone" and ticket.plan == "business"
+    received = datetime.fromisoformat(NIGHT)
+    assert ticket.first_response_due is not None
+    assert ticket.first_response_due.replace(tzinfo=timezone.utc) == received + timedelta(hours=24)  # 24/7 clock
+    text = db.run(lambda s: s.scalar(select(m.Message.text).where(m.Message.direction == "in")))
+    assert text == f"Storingslijn: Telefoongesprek met {PIET}, aangenomen door anna\nBetaalpagina geeft 500"
+
+    async def body(bot: StaffBot, standin: TelegramStandIn) -> None:
+        assert await bot.page_oncall() == 1
+        (page,) = standin.messages_to(ONCALL_CHAT)
+        assert (page.text or "").startswith("🚨 STORING PN-10001 · Bakkerij de Vries")
+        assert "Betaalpagina geeft 500" in (page.text or "")
+        assert "ack:PN-10001" in str(page.reply_markup)
+
+    asyncio.run(_staff_chat(db, received + timedelta(minutes=1), body))
+    db.dispose()
+
+
+def test_calls_log_refuses_a_bad_number_a_bad_time_and_critical_without_an_outage_line(tmp_path: Path) -> None:
+    paynl, mailcampaigns = _config(tmp_path, "paynl"), _config(tmp_path, "mailcampaigns")
+    code, _, err = run_cli("--config", str(paynl), "calls", "log", "--from", "12", "--critical", "Storing")
+    assert code == 2 and "--from: '12' is not" in err and "+31612345678" in err
+    code, _, err = run_cli("--config", str(paynl), "calls", "log", "--from", PIET, "--at", "gisteren", "x")
+    assert code == 2 and "--at 'gisteren' is not an ISO 8601" in err
+    code, _, err = run_cli("--config", str(mailcampaigns), "calls", "log", "--from", PIET, "--critical", "x")
+    assert code == 2 and "no outage line" in err
+    assert run_cli("--config", str(paynl), "calls", "log", "--critical", "x")[0] == 2  # no --from at all
+    assert not (tmp_path / "slabot.db").exists()  # refused before the database was opened
+
+
+def test_calls_log_a_missed_call_during_opening_hours_reminds_staff_to_call_back(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+    add_account(db, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET))
+    config = str(_config(tmp_path, "mailcampaigns"))
+    code, out, _ = run_cli("--config", config, "calls", "log", "--from", PIET, "--missed", "--at", "2026-11-23T10:15")
+    assert code == 0 and out.startswith("MC-10001: new_ticket") and "call back" in out
+    code, out, _ = run_cli("--config", config, "calls", "log", "--from", PIET, "--missed", "--at", "2026-11-23T18:15")
+    assert code == 0 and out.startswith("MC-10001: reply") and "call back" not in out  # after 17:00
+    specs = db.run(lambda s: s.scalars(select(m.Reminder.spec).where(m.Reminder.spec.like("callback:%"))).all())
+    assert len(specs) == 1
+    db.dispose()
+
+
+def _call(call_id: str, when: datetime, caller: str = PIET, *, missed: bool = True, critical: bool = False) -> Call:
+    return parse_call({"call_id": call_id, "time": when.isoformat(), "caller": caller,
+                       "duration": "0" if missed else "95", "critical": str(critical)})
+
+
+def _callbacks(db: Database) -> list[tuple[str, datetime, str]]:
+    rows = db.run(lambda s: s.scalars(select(m.Reminder).where(m.Reminder.spec.like("callback:%"))
+                                      .order_by(m.Reminder.id)).all())
+    return [(r.spec, r.due_at.replace(tzinfo=timezone.utc) if r.due_at.tzinfo is None else r.due_at, r.state)
+            for r in rows]
+
+
+def test_a_missed_call_in_the_plans_opening_hours_gets_a_callback_and_others_do_not(db: Database) -> None:
+    add_account(db, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET))
+    add_account(db, "Webshop Klein", "professional", contact("Kees", phone="+31687654321"))
+    mc, pn = pipeline(db, "mailcampaigns"), pipeline(db, "paynl")
+    ten = at(2026, 11, 23, 10)
+    first = log_call(mc, _call("c1", ten))
+    assert first.callback and first.result.outcome.value == "new_ticket"
+    assert _callbacks(db) == [(f"callback:{first.result.message_id}", ten, "planned")]  # due at once
+    assert not log_call(mc, _call("c1", ten)).callback  # the same call again: a duplicate, nothing planned
+    assert not log_call(mc, _call("c2", at(2026, 11, 23, 17, 15))).callback  # MailCampaigns closes at 17:00
+    assert not log_call(mc, _call("c3", at(2026, 11, 28, 11))).callback  # Saturday
+    assert not log_call(mc, _call("c4", at(2026, 12, 25, 11))).callback  # Christmas Day
+    assert not log_call(mc, _call("c5", ten, "+31611111111", missed=False)).callback  # answered
+    assert log_call(mc, _call("c6", ten, "+31622222222")).callback  # an unknown number: the office hours
+    # Pay.nl's office is open until 17:30, also for a plan without SLA
+    assert log_call(pn, _call("c7", at(2026, 11, 23, 17, 15), "+31687654321")).callback
+    # a missed call to the outage line pages on-call instead
+    assert not log_call(pn, _call("c8", ten, "+31687654321", critical=True)).callback
+    assert len(_callbacks(db)) == 3
+
+    # an answered call from the same number joins the ticket and cancels the callbacks still planned for it
+    answered = log_call(mc, _call("c9", at(2026, 11, 23, 10, 30), missed=False))
+    assert answered.result.ticket_ref == first.result.ticket_ref
+    assert _callbacks(db)[0][2] == "cancelled"
+
+
+def test_callback_reminders_are_worded_call_back_and_skipped_once_staff_wrote_after_the_call(db: Database) -> None:
+    add_account(db, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET), staff="anna")
+    clock = [at(2026, 11, 23, 10)]
+    mc = IntakePipeline(db, preset("mailcampaigns"), now=lambda: clock[0])
+    ref = log_call(mc, _call("c1", clock[0], missed=False)).result.ticket_ref
+    assert ref is not None
+    clock[0] = at(2026, 11, 23, 10, 30)
+    assert Desk(db, lambda: clock[0]).reply(ref, "We bellen u straks.", "anna").first_response
+    # a missed call on a ticket answered before it: staff are still told to call back
+    clock[0] = at(2026, 11, 23, 11)
+    assert log_call(mc, _call("c2", clock[0])).callback
+
+    async def body(bot: StaffBot, standin: TelegramStandIn) -> None:
+        service = ReminderService(db, bot.notify, now=lambda: clock[0] + timedelta(minutes=1))
+        assert await service.run_due() == 1
+        (ping,) = [s.text for s in standin.messages_to(STAFF_CHAT)]
+        assert ping == (f"📞 {ref} (Bakkerij de Vries, licentie): bel {PIET} terug — gemiste oproep op "
+                        "maandag 23 november 2026 om 11:00 @anna")
+        # another missed call, then a staff reply before the reminder goes out: skipped
+        clock[0] = at(2026, 11, 23, 12)
+        assert log_call(mc, _call("c3", clock[0])).callback
+        await asyncio.to_thread(Desk(db, lambda: clock[0] + timedelta(seconds=30)).reply, ref, "Gebeld.", "anna")
+        assert await service.run_due() == 0
+        assert len(standin.messages_to(STAFF_CHAT)) == 1
+
+    asyncio.run(_staff_chat(db, clock[0], body))
+    assert [state for _, _, state in _callbacks(db)] == ["sent", "skipped"]
+    reasons = db.run(lambda s: [e.data["reason"] for e in s.scalars(
+        select(m.Event).where(m.Event.kind == "reminder_skipped"))])
+    assert reasons == ["staff answered the caller after the missed call"]

@@ -41,7 +41,7 @@ from storage import models as m
 from storage.records import AccountInput, ContactInput, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
 
-from helpers import MONDAY_10, free_port, until
+from helpers import MONDAY_10, app_running, free_port, until
 
 T = TypeVar("T")
 
@@ -203,27 +203,18 @@ async def running(tmp_path: Path, *, templates: dict[str, str] | None = None) ->
     clock = Clock()
     standin.now = clock
     app = Application(load_config(str(config)), now=clock, dispatch_interval=0.05)
-    stop = asyncio.Event()
-    app_task = asyncio.create_task(app.run(stop))
     try:
-        started = asyncio.create_task(app.started.wait())
-        await asyncio.wait({started, app_task}, return_when=asyncio.FIRST_COMPLETED)
-        if app_task.done():
-            started.cancel()
-            await app_task
-            raise AssertionError("the application stopped while starting")
-        accounts = (
-            AccountInput("Bakkerij de Vries", "licentie", contacts=(ContactInput("Piet", phones=(PIET,)),)),
-            AccountInput("Fietsenmaker Jansen", "licentie", contacts=(ContactInput("Anne", phones=(ANNE,)),)),
-        )
-        assert app.db is not None
-        for account in accounts:
-            await asyncio.to_thread(app.db.run, lambda s, a=account: AccountRepository(s).upsert(a, clock()))
-        async with httpx.AsyncClient(timeout=10) as http:
-            yield Harness(app, standin, standin_url, clock, http, config, st_server, st_task)
+        async with app_running(app):
+            accounts = (
+                AccountInput("Bakkerij de Vries", "licentie", contacts=(ContactInput("Piet", phones=(PIET,)),)),
+                AccountInput("Fietsenmaker Jansen", "licentie", contacts=(ContactInput("Anne", phones=(ANNE,)),)),
+            )
+            assert app.db is not None
+            for account in accounts:
+                await asyncio.to_thread(app.db.run, lambda s, a=account: AccountRepository(s).upsert(a, clock()))
+            async with httpx.AsyncClient(timeout=10) as http:
+                yield Harness(app, standin, standin_url, clock, http, config, st_server, st_task)
     finally:
-        stop.set()
-        await app_task
         if not st_task.done():
             await stop_server(st_server, st_task)
 
