@@ -97,12 +97,17 @@ class Application:
         now: Callable[[], datetime] = _utc_now,
         senders: dict[str, Sender] | None = None,
         dispatch_interval: float = 1.0,
+        staff_rounds: float | None = 2.0,
     ) -> None:
+        """``staff_rounds``: seconds between the staff chat's announcement and paging rounds; None leaves those
+        and the reminder rounds to the caller (``staffbot.announce_new()``, ``staffbot.page_oncall()``,
+        ``reminders.run_due()``), as ``slabot demo`` does on its fast-forwarded clock."""
         self.loaded = loaded
         self.now = now
         self.health = Health()
         self.senders: dict[str, Sender] = dict(senders or {})
         self.dispatch_interval = dispatch_interval
+        self.staff_rounds = staff_rounds
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
         self.server: uvicorn.Server | None = None
@@ -175,7 +180,8 @@ class Application:
                                    health=lambda state, reason: self.health.set("email", state, reason))
         if cfg.telegram.configured:
             self.staffbot = StaffBot(cfg.telegram, self.db, language=cfg.language, now=self.now,
-                                     team_lead=cfg.telegram.team_lead, pipeline=self.pipeline)
+                                     team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
+                                     announce_every=self.staff_rounds)
             self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
         for name, reason in channels_off_reasons(self.loaded).items():
@@ -234,7 +240,7 @@ class Application:
         except Exception as exc:  # noqa: BLE001 - slabot keeps taking in requests without its staff chat
             self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
             log.warning("the Telegram staff chat could not start (%s); reminders wait until it can", exc)
-        if self.reminders is not None:
+        if self.reminders is not None and self.staff_rounds is not None:
             self.reminders.start()
 
     def _import_accounts(self, file: str) -> None:

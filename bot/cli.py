@@ -639,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot import cli_billing  # its commands use this module's helpers
 
     cli_billing.register(commands, ticket_cmds, _group)
+    from bot import cli_demo
+
+    cli_demo.register(commands)
 
     call_cmds = _group(commands, "calls", "phone-call logs")
     calls_import = call_cmds.add_parser(
