@@ -24,9 +24,10 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bot.config import LoadedConfig
+from bot.dashboard.web import Dashboard
 from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
 from bot.mail import MailIntake, mail_reply_guards
@@ -111,12 +112,13 @@ class Application:
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
         self.server: uvicorn.Server | None = None
-        self.routes: list[Route] = []
+        self.routes: list[BaseRoute] = []
         self.whatsapp: WhatsAppChannel | None = None
         self.voice: VoiceLine | None = None
         self.imap: ImapIntake | None = None
         self.staffbot: StaffBot | None = None
         self.reminders: ReminderService | None = None
+        self.dashboard: Dashboard | None = None
         self.started = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------
@@ -184,6 +186,11 @@ class Application:
                                      announce_every=self.staff_rounds)
             self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
+        if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
+            self.dashboard = Dashboard(cfg.dashboard, self.db, self.loaded.preset, language=cfg.language, now=self.now,
+                                       secure_cookies=(cfg.http.public_url or "").startswith("https://"))
+            self.routes.extend(self.dashboard.routes())
+            log.info("staff dashboard on /dashboard/ for %d staff login(s)", len(cfg.dashboard.users))
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:
                 self.health.set(name, "off", reason)

@@ -642,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot import cli_demo
 
     cli_demo.register(commands)
+    from bot import cli_dashboard
+
+    cli_dashboard.register(commands, _group)
 
     call_cmds = _group(commands, "calls", "phone-call logs")
     calls_import = call_cmds.add_parser(

@@ -180,6 +180,62 @@ class AccountsConfig(_Section):
     file: str | None = None
 
 
+class DashboardUser(_Section):
+    """A staff login of the dashboard; the hash is what ``slabot dashboard hash-password`` prints."""
+
+    name: str = Field(min_length=1, max_length=100, description="The login name (not case-sensitive).")
+    password_hash: SecretStr = Field(description=(
+        "The Argon2 hash of the password, as `slabot dashboard hash-password` prints it; never the password."))
+    language: Literal["nl", "en"] | None = Field(default=None, description=(
+        "This person's dashboard language; unset, the browser's (Accept-Language), else the top-level language."))
+
+    @field_validator("password_hash")
+    @classmethod
+    def _password_hash(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("$argon2"):
+            raise ValueError("expected an Argon2 hash ($argon2id$...) as `slabot dashboard hash-password` prints it")
+        return value
+
+
+class DashboardConfig(_Section):
+    """The staff dashboard on slabot's HTTP app (``/dashboard/``); off while no users are configured."""
+
+    users: list[DashboardUser] = Field(default=[], description=(
+        "The staff logins, as [[dashboard.users]] tables with name, password_hash and optionally language; "
+        "the dashboard is on when there is at least one."))
+    secret_key: SecretStr | None = Field(default=None, validate_default=True, description=(
+        "The key that signs the session cookies: at least 32 characters (`slabot dashboard secret-key` prints "
+        "one); required with users. Changing it logs everyone out."))
+    session_hours: float = Field(default=12, gt=0, le=24 * 31, description="A login lasts this many hours.")
+    due_soon_minutes: int = Field(default=120, ge=1, description=(
+        "An unanswered ticket whose first-response deadline is this close is shown as due soon."))
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: list[DashboardUser]) -> list[DashboardUser]:
+        names = [user.name.casefold() for user in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"each user name once; named twice: {', '.join(twice)}")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            value = None
+        if value is None and info.data.get("users"):
+            raise ValueError("a secret_key is required with users (at least 32 characters; "
+                             "`slabot dashboard secret-key` prints one)")
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("expected at least 32 characters (`slabot dashboard secret-key` prints one)")
+        return value
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.users) and self.secret_key is not None
+
+
 class SlabotConfig(_Section):
     """The whole configuration."""
 
@@ -191,10 +247,11 @@ class SlabotConfig(_Section):
     email: EmailConfig = EmailConfig()
     telegram: TelegramConfig = TelegramConfig()
     accounts: AccountsConfig = AccountsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token",
-               "telegram.webhook_secret")
+               "telegram.webhook_secret", "dashboard.secret_key")
 
 
 @dataclass(frozen=True)

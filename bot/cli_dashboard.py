@@ -1,0 +1,49 @@
+"""The dashboard's commands of ``slabot``: ``dashboard hash-password`` and ``dashboard secret-key``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def read_password(stdin: TextIO) -> str:
+    """The new password: asked twice on a terminal (not echoed), else the first line of standard input."""
+    from bot.cli import UsageError
+
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("an empty password cannot be used")
+    return password
+
+
+def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.dashboard.auth import hash_password
+
+    out.write(hash_password(read_password(sys.stdin)) + "\n")
+    return 0
+
+
+def cmd_secret_key(args: argparse.Namespace, out: TextIO) -> int:
+    out.write(secrets.token_urlsafe(32) + "\n")
+    return 0
+
+
+def register(commands: Any, group: Callable[[Any, str, str], Any]) -> None:
+    """Add the dashboard commands to the ``slabot`` parser."""
+    dashboard = group(commands, "dashboard", "the staff dashboard")
+    hashing = dashboard.add_parser(
+        "hash-password", help="print the hash of a password for [[dashboard.users]] password_hash",
+        description="Asks for the password twice on a terminal, or reads one line from standard input "
+                    "(`echo secret | slabot dashboard hash-password`), and prints its Argon2id hash.")
+    hashing.set_defaults(handler=cmd_hash_password)
+    key = dashboard.add_parser("secret-key", help="print a random [dashboard] secret_key")
+    key.set_defaults(handler=cmd_secret_key)

@@ -1,0 +1,98 @@
+"""Staff logins of the dashboard: Argon2 password hashes, CSRF tokens, and a throttle on failed logins.
+
+Passwords are hashed with Argon2id (``argon2-cffi``'s defaults, RFC 9106's
+low-memory profile); the config holds only the hash, as
+``slabot dashboard hash-password`` prints it. A login for a name that does not
+exist still verifies against a dummy hash, so the answer takes as long either
+way. The CSRF token is a random value kept in the signed session cookie and
+repeated in every POST form; a POST whose form does not carry the session's
+token is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+CSRF_FIELD = "csrf"
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id hash of ``password`` (``$argon2id$v=19$...``), for ``[[dashboard.users]] password_hash``."""
+    if not password:
+        raise ValueError("an empty password cannot be used")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; with None (no such user) it checks a dummy and says no."""
+    try:
+        matched = _HASHER.verify(password_hash or _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return matched and password_hash is not None
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(expected: object, given: str | None) -> bool:
+    """The form's token is the session's (compared in constant time); no token in the session matches nothing."""
+    if not isinstance(expected, str) or not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per key (a user name, a client address) within ``window`` seconds.
+
+    Kept in memory: a restart forgets it, which costs an attacker a restart per
+    few guesses. The table is capped so that a flood of made-up names cannot
+    grow it without bound.
+    """
+
+    def __init__(self, limit: int = 5, window: float = 900.0, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_keys = max_keys
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        failures = self._failures.get(key, deque())
+        horizon = self.clock() - self.window
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        if not failures:
+            self._failures.pop(key, None)
+        return failures
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until any of ``keys`` may try again (0: now)."""
+        waits = [0.0]
+        for key in keys:
+            failures = self._recent(key)
+            if len(failures) >= self.limit:
+                waits.append(failures[0] + self.window - self.clock())
+        return max(waits)
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            if key not in self._failures and len(self._failures) >= self.max_keys:
+                self._failures.pop(next(iter(self._failures)))  # the oldest key goes
+            self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

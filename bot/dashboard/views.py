@@ -1,0 +1,182 @@
+"""What the dashboard's pages show, built from the repositories' records (pure: time and texts are passed in).
+
+- :func:`due_state`: where a ticket stands against its first-response
+  deadline (``soon`` within the configured window, ``breached`` past it,
+  ``met``/``late`` once a staff member answered).
+- :func:`queue_rows`: the open queue, in the order the repository gives it
+  (Premium first, then by deadline: R15).
+- :func:`timeline`: one ticket's messages, audit-trail events, reminders,
+  hours and quotes in time order.
+
+The report page renders :func:`bot.report.report_data` as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_currency, format_decimal
+
+from bot.i18n import Language
+from storage.records import (
+    InvoiceLineRecord,
+    MessageRecord,
+    QuoteRecord,
+    ReminderRecord,
+    TicketRecord,
+    TimeEntryRecord,
+)
+
+DueState = Literal["none", "ok", "soon", "breached", "met", "late"]
+ItemKind = Literal["in", "out", "event", "reminder", "hours", "quote"]
+
+
+def due_state(ticket: TicketRecord, now: datetime, soon: timedelta) -> DueState:
+    """Where ``ticket`` stands against its first-response deadline at ``now``."""
+    due = ticket.first_response_due
+    if due is None:
+        return "none"
+    if ticket.first_responded_at is not None:
+        return "met" if ticket.first_responded_at <= due else "late"
+    if now >= due:
+        return "breached"
+    return "soon" if due - now <= soon else "ok"
+
+
+def short_when(instant: datetime, language: Language, zone: ZoneInfo) -> str:
+    """``ma 23 nov 10:00`` / ``Mon 23 Nov 10:00`` in ``zone``."""
+    return format_datetime(instant, "EEE d MMM HH:mm", tzinfo=zone, locale=language)
+
+
+def money(amount: Decimal, language: Language) -> str:
+    return format_currency(amount, "EUR", locale=language)
+
+
+def hours_text(value: Decimal, language: Language) -> str:
+    return format_decimal(value.normalize(), locale=language)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One open ticket in the queue."""
+
+    ref: str
+    account: str | None
+    contact: str | None
+    plan: str | None
+    premium: bool
+    priority: str
+    kind: str
+    state: str
+    channel: str
+    subject: str | None
+    received_at: datetime
+    due: datetime | None
+    answered_at: datetime | None
+    due_state: DueState
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(instant: datetime | None) -> str | None:
+            return None if instant is None else instant.isoformat()
+
+        return {"ref": self.ref, "account": self.account, "contact": self.contact, "plan": self.plan,
+                "premium": self.premium, "priority": self.priority, "kind": self.kind, "state": self.state,
+                "channel": self.channel, "subject": self.subject, "received_at": iso(self.received_at),
+                "first_response_due": iso(self.due), "first_responded_at": iso(self.answered_at),
+                "due_state": self.due_state}
+
+
+def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
+               plan_title: Callable[[str | None], str | None]) -> list[QueueRow]:
+    """The queue's rows, in the order given (``TicketRepository.queue("open")``)."""
+    return [QueueRow(t.ref, t.account, t.contact, plan_title(t.plan), t.queue_priority > 0, t.priority, t.kind,
+                     t.state, t.channel, t.subject, t.received_at, t.first_response_due, t.first_responded_at,
+                     due_state(t, now, soon)) for t in tickets]
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One line of a ticket's timeline."""
+
+    at: datetime
+    kind: ItemKind
+    title: str
+    state: str | None = None  # a message's delivery state, a reminder's state, an entry's billing status
+    text: str | None = None  # a message's text, an entry's note
+    details: tuple[str, ...] = ()  # small facts (channel, staff, automatic, data of an event)
+    reasons: tuple[str, ...] = ()  # why slabot decided what it did
+    order: int = field(default=0, compare=False)  # keeps items of one instant in the order they were added
+
+
+def _message_item(msg: MessageRecord, words: Mapping[str, str], shown: tuple[str, ...]) -> TimelineItem:
+    incoming = msg.direction == "in"
+    who = (msg.sender if incoming else msg.recipient) or "?"
+    details = [msg.channel]
+    if msg.subject:
+        details.append(msg.subject)
+    if msg.auto:
+        details.append(words["automatic"])
+    if msg.staff:
+        details.append(words["by_staff"].format(staff=msg.staff))
+    if msg.purpose:
+        details.append(msg.purpose)
+    if msg.decision:
+        details.append(msg.decision)
+    details.extend(a.filename or a.content_type for a in msg.attachments)
+    return TimelineItem(msg.at, "in" if incoming else "out",
+                        words["message_in" if incoming else "message_out"].format(who=who),
+                        state=msg.delivery_state, text=msg.text, details=tuple(details),
+                        reasons=() if msg.reasons == shown else msg.reasons)
+
+
+def _event_item(event: Mapping[str, Any]) -> TimelineItem:
+    data: Mapping[str, Any] = event.get("data") or {}
+    reasons = data.get("reasons") or ()
+    details = [f"{key}: {value}" for key, value in data.items()
+               if key != "reasons" and value is not None and value != "" and value != []]
+    return TimelineItem(event["at"], "event", str(event["kind"]).replace("_", " "),
+                        details=(f"{event['actor']}", *details),
+                        reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (str(reasons),))
+
+
+def timeline(ticket: TicketRecord, events: Sequence[Mapping[str, Any]], reminders: Sequence[ReminderRecord],
+             entries: Sequence[TimeEntryRecord], quote: QuoteRecord | None, words: Mapping[str, str],
+             language: Language) -> list[TimelineItem]:
+    """Everything that happened on ``ticket`` (and the reminders still planned), oldest first."""
+    items: list[TimelineItem] = [_message_item(msg, words, ticket.reasons) for msg in ticket.messages]
+    items.extend(_event_item(event) for event in events)
+    for reminder in reminders:
+        items.append(TimelineItem(reminder.due_at, "reminder", words["reminder"].format(spec=reminder.spec),
+                                  state=reminder.state,
+                                  details=(words["reminder_escalate"],) if reminder.escalate else ()))
+    for entry in entries:
+        items.append(TimelineItem(entry.at, "hours", words["hours"].format(
+            hours=hours_text(entry.hours, language), activity=words.get(f"activity_{entry.activity}", entry.activity),
+            staff=entry.staff), state=entry.status, text=entry.note))
+    if quote is not None:
+        items.append(TimelineItem(quote.made_at, "quote", words["quote"].format(
+            hours=hours_text(quote.estimated_hours, language), billed=hours_text(quote.billed_hours, language),
+            rate=money(quote.rate, language), rate_kind=quote.rate_kind, total=money(quote.total, language)),
+            state=quote.state, details=(words["by_staff"].format(staff=quote.staff),)))
+    numbered = [replace(item, order=i) for i, item in enumerate(items)]
+    return sorted(numbered, key=lambda item: (item.at, item.order))
+
+
+@dataclass(frozen=True)
+class InvoiceLineRow:
+    day: date
+    description: str
+    hours: str | None
+    amount: str
+    invoice: str
+
+
+def invoice_rows(lines: Iterable[InvoiceLineRecord], language: Language) -> list[InvoiceLineRow]:
+    return [InvoiceLineRow(line.day, line.description, None if line.hours is None else hours_text(line.hours, language),
+                           money(line.amount, language), line.invoice) for line in lines]

@@ -1,0 +1,421 @@
+"""The staff dashboard: a Starlette app mounted at ``/dashboard`` on slabot's own HTTP app.
+
+How it works
+------------
+It is on only when ``[dashboard]`` names staff logins (``[[dashboard.users]]``
+with an Argon2 ``password_hash``) and a ``secret_key``. A login is kept in a
+session cookie signed with that key (Starlette's ``SessionMiddleware``, i.e.
+itsdangerous): HttpOnly, SameSite=Lax, limited to the ``/dashboard`` path,
+Secure when ``http.public_url`` is https, and valid for
+``session_hours`` after the login whatever the cookie's own age.
+
+- No data without a login: the pages redirect to the login form, the JSON
+  endpoint answers 401. The static CSS and JavaScript are the only things
+  served without one.
+- Every POST (login, logout, language) carries the session's CSRF token in its
+  form; a POST without it is refused (403). The login replaces the session
+  (a new token), so a token seen before the login is worth nothing after it.
+- Failed logins are throttled per name and per client address
+  (:class:`bot.dashboard.auth.LoginThrottle`): 429 with ``Retry-After``.
+- Pages are rendered on the server (Jinja2 templates in ``templates/``, shipped
+  in the package); ``static/dashboard.js`` only runs the countdowns. The
+  Content-Security-Policy allows nothing from elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.config import DashboardConfig, DashboardUser
+from bot.dashboard.auth import CSRF_FIELD, LoginThrottle, csrf_matches, new_csrf_token, verify_password
+from bot.dashboard.texts import TEXTS, pick_language
+from bot.dashboard.views import (
+    hours_text,
+    invoice_rows,
+    queue_rows,
+    short_when,
+    timeline,
+)
+from bot.i18n import LANGUAGES, Language, format_when
+from bot.report import SlaReport, load_report, render_chart, report_data, span_text
+from bot.whatsapp import PayloadTooLarge, read_limited
+from sla_engine.errors import PolicyError
+from sla_engine.policy import Preset
+from storage.billing import BillingRepository
+from storage.database import Database
+from storage.records import (
+    InvoiceLineRecord,
+    QuoteRecord,
+    ReminderRecord,
+    TicketRecord,
+    TimeEntryRecord,
+)
+from storage.repositories import ReminderRepository, TicketRepository
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/dashboard"
+SESSION_COOKIE = "slabot_dashboard"
+MAX_FORM_BYTES = 8 * 1024
+REPORT_DAYS = 28  # the report's default period: the last four weeks
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+StaffEndpoint = Callable[[Request, DashboardUser], Awaitable[Response]]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _SecurityHeaders:
+    """Adds the headers above to every answer; pages (not the static files) are never cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope["path"]).startswith(f"{scope.get('root_path', '')}/static/")
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    headers[name] = value
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+@dataclass(frozen=True)
+class _TicketData:
+    ticket: TicketRecord
+    events: list[dict[str, Any]]
+    reminders: list[ReminderRecord]
+    entries: list[TimeEntryRecord]
+    quote: QuoteRecord | None
+    lines: list[InvoiceLineRecord]
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def safe_next(base: str, target: str | None) -> str:
+    """Where to go after a login or a language change: a dashboard path, never another site."""
+    if target and target.startswith(f"{base}/") and "//" not in target and "\\" not in target:
+        return target
+    return f"{base}/"
+
+
+class Dashboard:
+    """The dashboard's routes for slabot's HTTP app; see the module docstring."""
+
+    def __init__(self, config: DashboardConfig, db: Database, preset: Preset, *, language: Language = "nl",
+                 secure_cookies: bool = False, now: Callable[[], datetime] = _utc_now,
+                 throttle: LoginThrottle | None = None) -> None:
+        if config.secret_key is None:
+            raise ValueError("the dashboard needs [dashboard] secret_key")
+        self.config = config
+        self.db = db
+        self.preset = preset
+        self.language = language
+        self.secure_cookies = secure_cookies
+        self.now = now
+        self.throttle = throttle or LoginThrottle()
+        self.users = {user.name.casefold(): user for user in config.users}
+        self.zone = next(iter(preset.calendars.values())).zone
+        self.soon = timedelta(minutes=config.due_soon_minutes)
+        env = Environment(loader=PackageLoader("bot.dashboard", "templates"), autoescape=select_autoescape(),
+                          undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.templates = Jinja2Templates(env=env)
+
+    # -- the app --------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The dashboard mounted at ``/dashboard`` (``/dashboard/`` is the queue)."""
+        return [Mount(PREFIX, app=self.asgi())]
+
+    def asgi(self) -> Starlette:
+        secret = self.config.secret_key
+        assert secret is not None
+        return Starlette(
+            routes=[
+                Route("/", self._page(self.queue), methods=["GET"]),
+                Route("/tickets/{ref}", self._page(self.ticket), methods=["GET"]),
+                Route("/report", self._page(self.report), methods=["GET"]),
+                Route("/report/chart.png", self._api(self.report_chart), methods=["GET"]),
+                Route("/api/queue", self._api(self.api_queue), methods=["GET"]),
+                Route("/login", self.login_form, methods=["GET"]),
+                Route("/login", self.login, methods=["POST"]),
+                Route("/logout", self.logout, methods=["POST"]),
+                Route("/language", self.set_language, methods=["POST"]),
+                Mount("/static", app=StaticFiles(packages=[("bot.dashboard", "static")])),
+            ],
+            middleware=[
+                Middleware(_SecurityHeaders),
+                Middleware(SessionMiddleware, secret_key=secret.get_secret_value(), session_cookie=SESSION_COOKIE,
+                           max_age=math.ceil(self.config.session_hours * 3600), path=PREFIX, same_site="lax",
+                           https_only=self.secure_cookies),
+            ],
+        )
+
+    # -- who is asking ----------------------------------------------------------------------------
+
+    def staff(self, request: Request) -> DashboardUser | None:
+        """The logged-in staff member, or None (no login, an expired one, or a user no longer configured)."""
+        name, since = request.session.get("user"), request.session.get("since")
+        if not isinstance(name, str) or not isinstance(since, (int, float)):
+            return None
+        if self.now().timestamp() - since > self.config.session_hours * 3600:
+            request.session.clear()
+            return None
+        return self.users.get(name.casefold())
+
+    def _language(self, request: Request, user: DashboardUser | None) -> Language:
+        return pick_language(request.session.get("language"), user.language if user else None,
+                             request.headers.get("accept-language"), self.language)
+
+    def _csrf(self, request: Request) -> str:
+        token = request.session.get("csrf")
+        if not isinstance(token, str) or not token:
+            token = new_csrf_token()
+            request.session["csrf"] = token
+        return token
+
+    def _page(self, handler: StaffEndpoint) -> Endpoint:
+        """A page for logged-in staff; anyone else is sent to the login form (and back here after it)."""
+        async def endpoint(request: Request) -> Response:
+            user = self.staff(request)
+            if user is None:
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{_base(request)}/login?next={quote(wanted, safe='/')}", status_code=303)
+            return await handler(request, user)
+
+        return endpoint
+
+    def _api(self, handler: StaffEndpoint) -> Endpoint:
+        """A JSON endpoint for logged-in staff; 401 for anyone else."""
+        async def endpoint(request: Request) -> Response:
+            user = self.staff(request)
+            if user is None:
+                return JSONResponse({"error": "login required"}, status_code=401)
+            return await handler(request, user)
+
+        return endpoint
+
+    async def _form(self, request: Request) -> dict[str, str] | None:
+        """A POST's form fields when its CSRF token is the session's; None otherwise (or when it is no form)."""
+        try:
+            body = await read_limited(request, MAX_FORM_BYTES)
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (PayloadTooLarge, UnicodeDecodeError):
+            return None
+        if not csrf_matches(request.session.get("csrf"), form.get(CSRF_FIELD)):
+            log.warning("dashboard: refused a %s without the session's CSRF token from %s", request.url.path,
+                        request.client.host if request.client else "?")
+            return None
+        return form
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def _render(self, request: Request, user: DashboardUser | None, name: str, context: dict[str, Any],
+                status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+        language = self._language(request, user)
+        now = self.now()
+        zone = self.zone
+        common: dict[str, Any] = {
+            "t": TEXTS[language], "language": language, "languages": LANGUAGES, "base": _base(request),
+            "user": user, "csrf": self._csrf(request), "csrf_field": CSRF_FIELD, "server_now": now.isoformat(),
+            "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path,
+            "when": lambda instant: short_when(instant, language, zone) if instant else "—",
+            "long_when": lambda instant: format_when(instant, language, zone) if instant else "—",
+        }
+        return self.templates.TemplateResponse(request, name, common | context, status_code=status_code,
+                                               headers=headers)
+
+    def _error(self, request: Request, user: DashboardUser | None, message: str, status_code: int) -> Response:
+        return self._render(request, user, "error.html", {"message": message}, status_code)
+
+    def plan_title(self, plan: str | None) -> str | None:
+        if plan is None:
+            return None
+        try:
+            return self.preset.plan(plan).title
+        except PolicyError:
+            return plan
+
+    # -- login and logout -------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        if self.staff(request) is not None:
+            return RedirectResponse(safe_next(_base(request), request.query_params.get("next")), status_code=303)
+        return self._login_page(request)
+
+    def _login_page(self, request: Request, error: str | None = None, status_code: int = 200, *,
+                    name: str = "", target: str | None = None, headers: dict[str, str] | None = None) -> Response:
+        return self._render(request, None, "login.html", {
+            "error": error, "name": name, "next": safe_next(_base(request), target or request.query_params.get("next")),
+        }, status_code, headers)
+
+    async def login(self, request: Request) -> Response:
+        words = TEXTS[self._language(request, None)]
+        form = await self._form(request)
+        if form is None:
+            return self._login_page(request, words["form_expired"], 403)
+        name = form.get("name", "").strip()
+        client = request.client.host if request.client else "?"
+        keys = (f"name:{name.casefold()}", f"client:{client}")
+        wait = self.throttle.retry_after(*keys)
+        if wait > 0:
+            log.warning("dashboard: login for %r from %s refused for %.0f s (too many failures)", name[:100], client,
+                        wait)
+            return self._login_page(request, words["throttled"].format(minutes=math.ceil(wait / 60)), 429,
+                                    name=name, target=form.get("next"), headers={"Retry-After": str(math.ceil(wait))})
+        user = self.users.get(name.casefold())
+        password_hash = user.password_hash.get_secret_value() if user else None
+        if user is None or not await asyncio.to_thread(verify_password, password_hash, form.get("password", "")):
+            self.throttle.failed(*keys)
+            log.warning("dashboard: failed login for %r from %s", name[:100], client)
+            return self._login_page(request, words["wrong_login"], 401, name=name, target=form.get("next"))
+        self.throttle.succeeded(keys[0])
+        language = request.session.get("language")
+        request.session.clear()  # a new session: nothing from before the login carries over but the language
+        request.session.update({"user": user.name, "since": self.now().timestamp(), "csrf": new_csrf_token()})
+        if language in LANGUAGES:
+            request.session["language"] = language
+        log.info("dashboard: %s logged in from %s", user.name, client)
+        return RedirectResponse(safe_next(_base(request), form.get("next")), status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        user = self.staff(request)
+        if await self._form(request) is None:
+            return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
+        request.session.clear()
+        if user is not None:
+            log.info("dashboard: %s logged out", user.name)
+        return RedirectResponse(f"{_base(request)}/login", status_code=303)
+
+    async def set_language(self, request: Request) -> Response:
+        user = self.staff(request)
+        form = await self._form(request)
+        if form is None:
+            return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
+        if form.get("language") in LANGUAGES:
+            request.session["language"] = form["language"]
+        return RedirectResponse(safe_next(_base(request), form.get("next")), status_code=303)
+
+    # -- pages ------------------------------------------------------------------------------------
+
+    async def _open_queue(self) -> list[TicketRecord]:
+        return await asyncio.to_thread(self.db.run, lambda s: TicketRepository(s).queue("open"))
+
+    async def queue(self, request: Request, user: DashboardUser) -> Response:
+        rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
+        return self._render(request, user, "queue.html", {"rows": rows})
+
+    async def api_queue(self, request: Request, user: DashboardUser) -> Response:
+        now = self.now()
+        rows = queue_rows(await self._open_queue(), now, self.soon, self.plan_title)
+        return JSONResponse({"now": now.isoformat(), "tickets": [row.as_json() for row in rows]})
+
+    async def ticket(self, request: Request, user: DashboardUser) -> Response:
+        ref = request.path_params["ref"]
+
+        def work(s: Session) -> _TicketData | None:
+            tickets = TicketRepository(s)
+            found = tickets.by_ref(ref, with_messages=True)
+            if found is None:
+                return None
+            billing = BillingRepository(s)
+            return _TicketData(found, tickets.events(found.id), ReminderRepository(s).for_ticket(found.id),
+                               billing.entries(found.id), billing.current_quote(found.id),
+                               billing.ticket_lines(found.id))
+
+        data = await asyncio.to_thread(self.db.run, work)
+        language = self._language(request, user)
+        words = TEXTS[language]
+        if data is None:
+            return self._error(request, user, words["not_found"].format(ref=ref), 404)
+        ticket = data.ticket
+        hours = sum((entry.hours for entry in data.entries), Decimal(0))
+        return self._render(request, user, "ticket.html", {
+            "ticket": ticket,
+            "row": queue_rows([ticket], self.now(), self.soon, self.plan_title)[0],
+            "items": timeline(ticket, data.events, data.reminders, data.entries, data.quote, words, language),
+            "lines": invoice_rows(data.lines, language),
+            "hours": hours_text(hours, language) if hours else None,
+        })
+
+    def _period(self, request: Request) -> tuple[date, date, str | None]:
+        """The report's period and plan from the query (``from``, ``to``, ``plan``); the last four weeks by default.
+
+        Raises ValueError for a date that is not one, or a period that ends before it starts.
+        """
+        today = self.now().astimezone(self.zone).date()
+        end = date.fromisoformat(request.query_params.get("to") or today.isoformat())
+        start = date.fromisoformat(request.query_params.get("from") or (end - timedelta(days=REPORT_DAYS - 1))
+                                   .isoformat())
+        if end < start:
+            raise ValueError(f"{end} is before {start}")
+        return start, end, request.query_params.get("plan") or None
+
+    async def _load_report(self, start: date, end: date, plan: str | None) -> SlaReport:
+        return await asyncio.to_thread(load_report, self.db, start, end, self.now(), zone=self.zone, plan=plan)
+
+    async def report(self, request: Request, user: DashboardUser) -> Response:
+        """The SLA report of :mod:`bot.report` (its plain data) for a period, with its chart."""
+        words = TEXTS[self._language(request, user)]
+        try:
+            start, end, plan = self._period(request)
+        except ValueError as exc:
+            return self._error(request, user, words["bad_period"].format(problem=exc), 400)
+        data = report_data(await self._load_report(start, end, plan))
+        query = urlencode({"from": start.isoformat(), "to": end.isoformat(), **({"plan": plan} if plan else {})})
+        return self._render(request, user, "report.html", {
+            "report": data, "start": start, "end": end, "plan": plan, "chart_query": query,
+            "plans": [(p.name, p.title) for p in self.preset.plans],
+            "span": lambda seconds: "—" if seconds is None else span_text(timedelta(seconds=seconds)),
+        })
+
+    async def report_chart(self, request: Request, user: DashboardUser) -> Response:
+        """The report's chart (PNG), for the same period and plan as the page."""
+        try:
+            start, end, plan = self._period(request)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        report = await self._load_report(start, end, plan)
+        png = await asyncio.to_thread(render_chart, report)
+        return Response(png, media_type="image/png")
