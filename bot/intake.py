@@ -527,11 +527,22 @@ class IntakePipeline:
         return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
                       msg.external_id if msg.channel is ChannelName.EMAIL else None)
 
+    def _reachable(self, s: Direct, reply: _Reply, contact_id: int | None, ref: str | None) -> _Reply:
+        """A phone caller cannot be written to by phone: the reply goes by e-mail to a known contact who has an
+        address, else by WhatsApp to the calling number (R17: the caller hears of the outage charge too)."""
+        address = AccountRepository(s).identity(contact_id, "email") if contact_id is not None else None
+        if address is not None:
+            return replace(reply, channel=ChannelName.EMAIL.value, recipient=address,
+                           subject=reply_subject(None, ref, reply.language), in_reply_to=None)
+        return replace(reply, channel=ChannelName.WHATSAPP.value)
+
     def _queue(self, s: Direct, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
                account_id: int | None, contact_id: int | None, *, ref: str | None = None) -> None:
         """Store the outbound message and its outbox row, in the ingest's transaction."""
         if reply is None:
             return
+        if reply.channel == ChannelName.PHONE.value:
+            reply = self._reachable(s, reply, contact_id, ref)
         now = self.now()
         tickets = TicketRepository(s)
         message_id = tickets.add_message(

@@ -204,6 +204,13 @@ class AccountRepository(_Repository):
         return sorted(found, key=lambda pair: (not pair[0].may_open_requests, pair[0].id))
 
 
+    def identity(self, contact_id: int, kind: str) -> str | None:
+        """The contact's first identity of ``kind`` (``email``, ``phone``), or None."""
+        found = self.direct.scalar("SELECT value FROM identities WHERE contact_id = :c AND kind = :kind ORDER BY id "
+                                   "LIMIT 1", {"c": contact_id, "kind": kind})
+        return None if found is None else str(found)
+
+
 class TicketRepository(_Repository):
     """Tickets, their messages and attachments, and the audit trail."""
 

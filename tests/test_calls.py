@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from helpers import add_account, at, contact, pipeline, preset, run_cli
+from helpers import add_account, at, contact, outbox_rows, pipeline, preset, run_cli
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from test_telegram_standin import serving
@@ -22,6 +22,8 @@ from bot.reminders import ReminderService
 from bot.staffbot import StaffBot
 from bot.standins.telegram import TelegramStandIn
 from channels.calls import Call, parse_call
+from channels.identity import phone_identity
+from channels.messages import ChannelName, InboundMessage
 from storage import models as m
 from storage.database import Database, open_database
 
@@ -239,3 +241,19 @@ def test_callback_reminders_are_worded_call_back_and_skipped_once_staff_wrote_af
     reasons = db.run(lambda s: [e.data["reason"] for e in s.scalars(
         select(m.Event).where(m.Event.kind == "reminder_skipped"))])
     assert reasons == ["staff answered the caller after the missed call"]
+
+
+def test_a_caller_on_the_outage_line_is_told_by_e_mail_or_whatsapp(db: Database) -> None:
+    """R17: the acknowledgement, with the outage-charge warning, reaches the caller where they can read it."""
+    add_account(db, "Webshop Noord", "premium", contact("Eva", email="eva@webshop.example", phone="+31611111111"))
+    add_account(db, "Webshop Zuid", "premium", contact("Bas", phone="+31622222222"))
+    intake = pipeline(db, "paynl", at(2026, 11, 23, 3))
+    for number, call_id in (("+31611111111", "c1"), ("+31622222222", "c2")):
+        result = intake.ingest(InboundMessage(ChannelName.PHONE, call_id, phone_identity(number),
+                                              at(2026, 11, 23, 3), "Betaalpagina geeft 500", critical=True))
+        assert result.acknowledgement == "critical"
+    by_mail, by_whatsapp = outbox_rows(db)
+    assert (by_mail.channel, by_mail.recipient) == ("email", "eva@webshop.example")
+    assert by_mail.payload["subject"].endswith("]") and "eigen domein" in by_mail.payload["text"]
+    assert (by_whatsapp.channel, by_whatsapp.recipient) == ("whatsapp", "+31622222222")
+    assert "eigen domein" in by_whatsapp.payload["text"]
