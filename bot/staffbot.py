@@ -68,7 +68,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.billing import Billing, HoursResult
@@ -124,6 +124,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead": " — escalatie naar {lead}",
         "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
         "take": "Oppakken",
+        "reply_button": "Antwoorden",
+        "reply_prompt": "{ref}: antwoord op dit bericht met de tekst voor de klant.",
         "resolve": "Afhandelen",
         "taken": "{ref} opgepakt door @{staff}.",
         "page": "🚨 STORING {ref} · {who}\n{excerpt}\nPagina {count}; bevestig met de knop.",
@@ -171,6 +173,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead": " — escalated to {lead}",
         "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
         "take": "Take",
+        "reply_button": "Reply",
+        "reply_prompt": "{ref}: reply to this message with the text for the customer.",
         "resolve": "Resolve",
         "taken": "{ref} taken by @{staff}.",
         "page": "🚨 OUTAGE {ref} · {who}\n{excerpt}\nPage {count}; acknowledge with the button.",
@@ -442,6 +446,7 @@ class StaffBot:
                                channel=ticket.channel, kind=ticket.kind, due=due,
                                staff=f" @{staff}" if staff else "", excerpt=excerpt)
         buttons = InlineKeyboardMarkup([[InlineKeyboardButton(t["take"], callback_data=f"take:{ticket.ref}"),
+                                         InlineKeyboardButton(t["reply_button"], callback_data=f"reply:{ticket.ref}"),
                                          InlineKeyboardButton(t["resolve"], callback_data=f"resolve:{ticket.ref}")]])
         return text, buttons
 
@@ -468,6 +473,12 @@ class StaffBot:
                 answer = await asyncio.to_thread(self._record, "critical_acknowledged", ref, staff, language, "acked")
             elif action == "resolve":
                 answer = await asyncio.to_thread(self._act, "resolve", ref, "", staff, language)
+            elif action == "reply" and isinstance(query.message, Message):
+                # the answer to this prompt names the ticket, so it goes to the customer like /reply
+                await query.answer()
+                await query.message.reply_text(t["reply_prompt"].format(ref=ref),
+                                               reply_markup=ForceReply(selective=True))
+                return
         except DeskError as exc:
             answer = str(exc)
         await query.answer(answer or "")

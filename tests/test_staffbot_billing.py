@@ -140,3 +140,21 @@ def test_a_renewed_punch_card_is_announced(db: Database) -> None:
         assert any(t.startswith(f"💳 {ref}") and "€\xa0585,00" in t for t in texts)
 
     chat(db, body)
+
+
+def test_the_reply_button_asks_for_the_text_and_the_answer_reaches_the_customer(db: Database) -> None:
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        await bot.announce_new()  # the first round sets the checkpoint
+        ref = await asyncio.to_thread(open_ticket, db)
+        assert await bot.announce_new() == 1
+        announcement = standin.messages_to(STAFF_CHAT)[-1]
+        assert f"reply:{ref}" in str(announcement.reply_markup)
+        standin.push_callback(STAFF_CHAT, ANNA, f"reply:{ref}", announcement.message_id)
+        prompt = (await answers(standin, 2))[-1]
+        assert prompt.startswith(f"{ref}: antwoord op dit bericht")
+        prompt_id = standin.messages_to(STAFF_CHAT)[-1].message_id
+        standin.push_message(STAFF_CHAT, ANNA, "We passen de opmaak vandaag aan.", username="anna", reply_to=prompt_id)
+        assert "eerste reactie vastgelegd" in (await answers(standin, 3))[-1]
+
+    chat(db, body)
+    assert outbox_rows(db)[-1].payload["text"] == "We passen de opmaak vandaag aan."
