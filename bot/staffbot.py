@@ -74,7 +74,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bot.billing import Billing, HoursResult
 from bot.config import TelegramConfig
 from bot.desk import Desk, DeskError
-from bot.i18n import Language, format_when
+from bot.i18n import AMSTERDAM, Language, format_when
 from bot.texts import money_text
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice
@@ -94,6 +94,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 ANNOUNCED = "telegram:announced"  # the last ticket_opened event announced
+WEEKLY = "telegram:weekly_report"  # the ISO week (year * 100 + week) whose Monday summary was posted
+WEEKLY_HOUR = 8  # the weekly SLA summary goes out on Monday from 08:00 Amsterdam time
 WEBHOOK_PATH = "/webhooks/telegram"
 MAX_UPDATE_BYTES = 256 * 1024  # an update is a few KB: a 4096-character message with the one it replies to
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -341,6 +343,24 @@ class StaffBot:
             text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff)
         await self.app.bot.send_message(self.config.staff_chat_id, text)
 
+    async def post_weekly_report_if_due(self) -> bool:
+        """Post last week's summary once a week, from Monday WEEKLY_HOUR on; True when it was posted.
+
+        The week posted is kept in the database (``telegram:weekly_report``), so a restart or a second process
+        does not post it again (one may repeat if slabot stops between posting and recording it). The first
+        start only records the current week: the first summary follows on the next Monday.
+        """
+        local = self.now().astimezone(AMSTERDAM)
+        year, week, weekday = local.isocalendar()
+        if weekday == 1 and local.hour < WEEKLY_HOUR:
+            return False
+        key = year * 100 + week
+        last = await asyncio.to_thread(self.db.run_direct, lambda d: counter(d, WEEKLY))
+        if last is not None and last < key:
+            await self.post_weekly_report()
+        await asyncio.to_thread(self.db.run_direct, lambda d: raise_counter(d, WEEKLY, key))
+        return last is not None and last < key
+
     async def post_weekly_report(self) -> None:
         """Post last week's SLA summary with its chart to the staff chat (:func:`bot.report.weekly_summary`)."""
         from bot.report import weekly_summary  # matplotlib loads only when a report is made
@@ -359,6 +379,7 @@ class StaffBot:
             try:
                 await self.announce_new()
                 await self.page_oncall()
+                await self.post_weekly_report_if_due()
                 failing = False
             except asyncio.CancelledError:
                 raise

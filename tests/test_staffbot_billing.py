@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from helpers import MONDAY_10, add_account, contact, outbox_rows, pipeline, ticket, whatsapp
+from helpers import MONDAY_10, add_account, at, contact, outbox_rows, pipeline, ticket, whatsapp
 from pydantic import SecretStr
 from test_telegram_standin import serving
 
@@ -44,14 +44,15 @@ def open_ticket(db: Database, text: str = "Kunnen jullie helpen met de opmaak va
     return ref
 
 
-def chat(db: Database, body: Callable[[TelegramStandIn, StaffBot], Awaitable[None]]) -> None:
+def chat(db: Database, body: Callable[[TelegramStandIn, StaffBot], Awaitable[None]],
+         now: Callable[[], datetime] = lambda: NOW) -> None:
     standin = TelegramStandIn()
 
     async def main() -> None:
         async with serving(standin.app()) as url:
             config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
                                     api_base_url=url)
-            bot = StaffBot(config, db, now=lambda: NOW, pipeline=intake(db), announce_every=None)
+            bot = StaffBot(config, db, now=now, pipeline=intake(db), announce_every=None)
             await bot.start()
             try:
                 await body(standin, bot)
@@ -158,3 +159,22 @@ def test_the_reply_button_asks_for_the_text_and_the_answer_reaches_the_customer(
 
     chat(db, body)
     assert outbox_rows(db)[-1].payload["text"] == "We passen de opmaak vandaag aan."
+
+
+def test_the_weekly_summary_is_posted_once_a_week_from_monday_morning(db: Database) -> None:
+    clock = [at(2026, 11, 25, 12)]  # a Wednesday: the first start only records the week
+
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        assert not await bot.post_weekly_report_if_due()
+        clock[0] = at(2026, 11, 30, 7, 59)  # Monday, before 08:00
+        assert not await bot.post_weekly_report_if_due()
+        clock[0] = at(2026, 11, 30, 8, 0)
+        assert await bot.post_weekly_report_if_due()
+        assert not await bot.post_weekly_report_if_due()  # once
+        clock[0] = at(2026, 12, 2, 9)
+        assert not await bot.post_weekly_report_if_due()
+        clock[0] = at(2026, 12, 7, 10)
+        assert await bot.post_weekly_report_if_due()
+        assert standin.calls["sendPhoto"] == 2
+
+    chat(db, body, now=lambda: clock[0])
