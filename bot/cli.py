@@ -622,6 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: as for --config)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(handler=cmd_config_check)
+    from bot.config_reference import REGENERATE, cmd_config_reference
+
+    reference = config_cmds.add_parser("reference", help="print the configuration reference (every key, generated)",
+                                       description="Print the reference of every config key (type, default, "
+                                                   "environment variable, description), generated from the config "
+                                                   f"models. {REGENERATE} regenerates the docs.")
+    reference.set_defaults(handler=cmd_config_reference)
 
     db_cmds = _group(commands, "db", "database")
     upgrade = db_cmds.add_parser("upgrade", help="apply the database migrations (also done on every start)")

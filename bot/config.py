@@ -39,7 +39,9 @@ class _Section(BaseModel):
 class DatabaseConfig(_Section):
     """Where tickets are stored: an SQLAlchemy URL (SQLite file by default)."""
 
-    url: str = "sqlite:///slabot.db"
+    url: str = Field(default="sqlite:///slabot.db", description=(
+        "SQLAlchemy URL of the database: an SQLite file (a relative path is taken from the working directory) "
+        "or PostgreSQL, e.g. postgresql+psycopg://slabot@127.0.0.1:5432/slabot. Migrations run on every start."))
 
     @field_validator("url")
     @classmethod
@@ -52,9 +54,14 @@ class DatabaseConfig(_Section):
 class HttpConfig(_Section):
     """The HTTP server for webhooks and the health check."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    public_url: str | None = None  # the URL Twilio calls (behind a TLS proxy), used to check signatures
+    host: str = Field(default="127.0.0.1", description=(
+        "Address the HTTP server (webhooks, /healthz) listens on; keep 127.0.0.1 behind a reverse proxy."))
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port of the HTTP server (0: any free port).")
+    public_url: str | None = Field(default=None, description=(
+        "The public base URL the webhooks are reached at, e.g. https://support.example.nl (a path prefix may "
+        "follow; a trailing / is dropped). Twilio signatures are checked against it plus the request's path and "
+        "query, never against the Host or X-Forwarded-* headers, and status callbacks are requested on it. Unset: "
+        "signatures are checked against the URL as received and no status callbacks are requested."))
 
     @field_validator("public_url")
     @classmethod
@@ -67,16 +74,20 @@ class HttpConfig(_Section):
 class TwilioConfig(_Section):
     """WhatsApp through Twilio; off while account_sid or auth_token is missing."""
 
-    account_sid: str | None = None
-    auth_token: SecretStr | None = None
-    whatsapp_from: str | None = None
-    # approved templates (ContentSid) for messages outside WhatsApp's 24-hour window, by purpose
-    # ("accepted", "reply", ...) with "default" as the fallback; variables {{1}} = ticket ref, {{2}} = text
-    templates: dict[str, str] = {}
-    # the outage line on Twilio Voice (POST /webhooks/twilio/voice): after the spoken answer the caller is put
-    # through to this number (the on-call phone); unset, the call ends after the answer
-    oncall_number: str | None = None
-    api_base_url: str | None = None  # tests only: a local stand-in of Twilio's REST API
+    account_sid: str | None = Field(default=None, description=(
+        "Twilio account SID (AC...). WhatsApp is on when account_sid, auth_token and whatsapp_from are set."))
+    auth_token: SecretStr | None = Field(default=None, description=(
+        "Twilio auth token: it authenticates the REST calls and checks every webhook's X-Twilio-Signature. "
+        "Set alone, it turns on the outage line's voice webhook."))
+    whatsapp_from: str | None = Field(default=None, description="The WhatsApp sender, e.g. whatsapp:+31634890878.")
+    templates: dict[str, str] = Field(default={}, description=(
+        "Approved WhatsApp templates (ContentSid) for messages outside the 24-hour customer-service window, by "
+        "purpose (accepted, reply, clarify, ...) with default for the rest; variables {{1}} the ticket reference, "
+        "{{2}} the text. Without one, such a message is handed to staff."))
+    oncall_number: str | None = Field(default=None, description=(
+        "The on-call phone a caller to the outage line (POST /webhooks/twilio/voice) is put through to after "
+        "the spoken answer, stored as E.164; unset, the call ends after the answer."))
+    api_base_url: str | None = Field(default=None, description="Tests only: a local stand-in of Twilio's REST API.")
 
     @field_validator("oncall_number")
     @classmethod
@@ -101,23 +112,39 @@ class TwilioConfig(_Section):
 class EmailConfig(_Section):
     """E-mail: IMAP in, SMTP out; off while the hosts are missing."""
 
-    imap_host: str | None = None
-    imap_port: int = Field(default=993, ge=1, le=65535)
-    imap_user: str | None = None
-    imap_password: SecretStr | None = None
-    imap_folder: str = "INBOX"
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    from_address: str | None = None
-    from_name: str | None = None  # the display name on slabot's mail, e.g. "Mailcampaigns support"
-    imap_security: Literal["tls", "starttls", "none"] = "tls"
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    imap_move_to: str | None = None  # move processed mail to this folder (after it is committed)
-    imap_poll_seconds: int = Field(default=60, ge=5, le=3600)  # when the server has no IDLE
-    auto_replies_per_hour: int = Field(default=5, ge=0)  # to one address; 0 = no cap
-    acknowledge_max_age_hours: float = Field(default=24, ge=0)  # older mail is stored without a reply
+    imap_host: str | None = Field(default=None, description=(
+        "IMAP server of the support mailbox; slabot run reads it when imap_host, imap_user and imap_password "
+        "are set."))
+    imap_port: int = Field(default=993, ge=1, le=65535, description="IMAP port: 993 with tls, 143 with starttls.")
+    imap_user: str | None = Field(default=None, description="IMAP login, e.g. support@example.nl.")
+    imap_password: SecretStr | None = Field(default=None, description="IMAP password.")
+    imap_folder: str = Field(default="INBOX", description="The mailbox folder new mail is read from.")
+    smtp_host: str | None = Field(default=None, description=(
+        "SMTP server for slabot's mail; replies are sent when smtp_host and from_address are set."))
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port: 587 with starttls, 465 with tls.")
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset, slabot sends without logging in.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    from_address: str | None = Field(default=None, description=(
+        "The address slabot's mail comes from; its Message-IDs are on this address's domain, and mail from it "
+        "coming back in is dropped."))
+    from_name: str | None = Field(default=None, description=(
+        "The display name on slabot's mail, e.g. Mailcampaigns support."))
+    imap_security: Literal["tls", "starttls", "none"] = Field(default="tls", description=(
+        "tls (implicit TLS, port 993), starttls (port 143) or none (no encryption: a server on the same "
+        "machine only)."))
+    smtp_security: Literal["starttls", "tls", "none"] = Field(default="starttls", description=(
+        "starttls (port 587), tls (implicit TLS, port 465) or none (no encryption: a server on the same "
+        "machine only)."))
+    imap_move_to: str | None = Field(default=None, description=(
+        "Folder a mail is moved to once it is committed (created when missing); unset, it stays where it is, "
+        "marked seen."))
+    imap_poll_seconds: int = Field(default=60, ge=5, le=3600, description=(
+        "Seconds between two looks at the mailbox when the server has no IDLE."))
+    auto_replies_per_hour: int = Field(default=5, ge=0, description=(
+        "At most this many automatic replies to one address per hour (a mail loop ends there); 0: no cap."))
+    acknowledge_max_age_hours: float = Field(default=24, ge=0, description=(
+        "Mail older than this (a first start on a full mailbox, an imported archive) is stored without "
+        "writing to anyone."))
 
     @property
     def configured(self) -> bool:
@@ -135,16 +162,24 @@ class EmailConfig(_Section):
 class TelegramConfig(_Section):
     """The staff chat on Telegram; off while token or staff_chat_id is missing."""
 
-    token: SecretStr | None = None
-    staff_chat_id: int | None = None
-    staff_user_ids: list[int] = []  # only these Telegram users may act; empty refuses everyone
-    oncall_chat_id: int | None = None
-    team_lead: str | None = None  # Telegram username named when a first-response deadline is breached
-    # webhook mode instead of long polling: the public https URL Telegram posts updates to (it reaches
-    # slabot's POST /webhooks/telegram) and the secret Telegram sends with each one
-    webhook_url: str | None = None
-    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
-    api_base_url: str | None = None  # tests only: a local stand-in of the Bot API
+    token: SecretStr | None = Field(default=None, description=(
+        "The bot's token from @BotFather. The staff chat is on when token and staff_chat_id are set."))
+    staff_chat_id: int | None = Field(default=None, description=(
+        "Chat id of the staff group (negative, -100... for a supergroup): new tickets, reminders and billing "
+        "notices are posted there."))
+    staff_user_ids: list[int] = Field(default=[], description=(
+        "Telegram user ids allowed to act; everyone else is refused, so an empty list refuses everyone."))
+    oncall_chat_id: int | None = Field(default=None, description=(
+        "Chat where critical incidents page the on-call engineer; unset, the staff chat."))
+    team_lead: str | None = Field(default=None, description=(
+        "Telegram username (without @) named when a first-response deadline is breached."))
+    webhook_url: str | None = Field(default=None, description=(
+        "The public https URL Telegram posts updates to, reaching slabot's POST /webhooks/telegram (Telegram "
+        "posts to ports 443, 80, 88 and 8443 only); unset, updates come by long polling."))
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True, description=(
+        "The secret Telegram sends with every update (X-Telegram-Bot-Api-Secret-Token): 1-256 characters "
+        "A-Z a-z 0-9 _ -; required with webhook_url."))
+    api_base_url: str | None = Field(default=None, description="Tests only: a local stand-in of the Bot API.")
 
     @field_validator("webhook_url")
     @classmethod
@@ -177,7 +212,9 @@ class TelegramConfig(_Section):
 class AccountsConfig(_Section):
     """An accounts file imported on start."""
 
-    file: str | None = None
+    file: str | None = Field(default=None, description=(
+        "An accounts file (TOML or CSV) imported on start; a relative path is taken from the config file's "
+        "folder."))
 
 
 class DashboardUser(_Section):
@@ -239,8 +276,12 @@ class DashboardConfig(_Section):
 class SlabotConfig(_Section):
     """The whole configuration."""
 
-    preset: str = "mailcampaigns"
-    language: Literal["nl", "en"] = "nl"
+    preset: str = Field(default="mailcampaigns", description=(
+        "The SLA preset: mailcampaigns, paynl, or the path of a preset file of the same shape (relative to the "
+        "config file)."))
+    language: Literal["nl", "en"] = Field(default="nl", description=(
+        "Language of the texts for a contact without one of their own, and of the staff chat's announcements "
+        "and reminders."))
     database: DatabaseConfig = DatabaseConfig()
     http: HttpConfig = HttpConfig()
     twilio: TwilioConfig = TwilioConfig()
