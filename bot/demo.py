@@ -28,13 +28,14 @@ import asyncio
 import inspect
 import logging
 import re
+import secrets
 import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -54,7 +55,9 @@ from bot.app import Application
 from bot.billing import Billing, Statement
 from bot.calls import import_calls
 from bot.cli_billing import statement_text
-from bot.config import load_config
+from bot.config import HttpConfig, load_config
+from bot.dashboard.auth import hash_password
+from bot.dashboard.web import PREFIX as DASHBOARD_PREFIX
 from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM, format_when
 from bot.mail import MailIntake, MailResult
@@ -65,8 +68,8 @@ from bot.standins.telegram import Sent, TelegramStandIn
 from bot.standins.twilio import TwilioStandIn
 from bot.whatsapp import WEBHOOK_PATH
 from storage.database import Database, open_database
-from storage.records import MessageRecord, TicketRecord
 from storage.billing import BillingRepository
+from storage.records import MessageRecord, TicketRecord
 from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
 
 T = TypeVar("T")
@@ -74,6 +77,7 @@ T = TypeVar("T")
 MARKER = "# written by `slabot demo`"  # the first line of the config file the demo leaves next to its database
 START = datetime(2026, 11, 23, 9, 55, tzinfo=AMSTERDAM)  # Monday 23 November 2026, just before ten
 MONTH = "2026-11"
+DASHBOARD_USER = "demo"
 PUBLIC = "https://slabot.demo.invalid"  # the public URL the demo's Twilio "signs" its webhooks for
 TWILIO_SID = "AC" + "d3m0" * 8
 TWILIO_TOKEN = "demo-auth-token"
@@ -86,9 +90,11 @@ MC_STAFF_CHAT, PN_STAFF_CHAT, PN_ONCALL_CHAT = -1001000000001, -1001000000002, -
 STAFF = {"anna": 501, "bram": 502, "lotte": 503, "ruud": 601, "eva": 602, "sofie": 603}
 # the customers' numbers and addresses (as in the accounts files in bot/demo_files), and two who are not
 PIET, KAREL, STRANGER = "+31612345678", "+31687654321", "+31611122233"
+KAREL_MAIL = "karel@drukkerij-peters.example"
 SANNE, AGENCY = "sanne@fietsenmaker-jansen.example", "info@reclamebureau-zon.example"
 FATIMA, ROOS = "+31620000001", "+31620000003"
 JOOST, KEES = "joost@fietsenwinkel-veldman.example", "kees@startup-kees.example"
+
 
 class DemoError(SlabotError):
     """The demo could not go on (something did not arrive in time, or its database path is taken)."""
@@ -108,17 +114,16 @@ class DemoClock:
             raise ValueError(f"the demo's clock only moves forward ({at} < {self.at})")
         self.at = at
 
-    def local(self, hour: int, minute: int = 0, *, day: int | None = None) -> datetime:
-        """An Amsterdam time on the clock's day (or on ``day`` of its month)."""
-        here = self.at.astimezone(AMSTERDAM)
-        return here.replace(day=day or here.day, hour=hour, minute=minute, second=0, microsecond=0)
+    def local(self, hour: int, minute: int = 0) -> datetime:
+        """An Amsterdam time on the clock's day."""
+        return self.at.astimezone(AMSTERDAM).replace(hour=hour, minute=minute, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
 class Fact:
     """One thing the demo told, as it arrived.
 
-    ``kind``: desk_opened, acknowledgement, third_party_refused, unknown_sender, channel_not_in_plan,
+    ``kind``: desk_opened, customer (someone writes or calls), acknowledgement, third_party_refused, unknown_sender, channel_not_in_plan,
     announced, resolved, punch_card_bought, staff_reply, quote_sent, quote_agreed, staff_told, hours_billed,
     punch_card_renewed, reminder, breach, incident_logged, page, page_acknowledged, paging_stopped, statement.
     ``channel`` is where it arrived (whatsapp, email, phone, telegram, billing) and ``recipient`` who got it;
@@ -142,10 +147,17 @@ class DemoResult:
     """What ``slabot demo`` did: its facts, where it left its database, and how long it took."""
 
     facts: tuple[Fact, ...]
-    database: Path
-    config: Path
+    left: Leftovers
     seconds: float
     statement: Statement
+
+    @property
+    def database(self) -> Path:
+        return self.left.database
+
+    @property
+    def config(self) -> Path:
+        return self.left.config
 
     def of(self, kind: str, desk: str | None = None) -> list[Fact]:
         return [f for f in self.facts if f.kind == kind and (desk is None or f.desk == desk)]
@@ -202,6 +214,9 @@ def _mail_text(content: bytes) -> tuple[EmailMessage, str]:
     assert isinstance(mail, EmailMessage)
     body = mail.get_body(("plain",))
     return mail, (body.get_content() if body is not None else "").strip()
+
+
+_HOW = {"whatsapp": "on WhatsApp", "email": "by e-mail"}
 
 
 def _when(instant: datetime | None) -> str:
@@ -274,7 +289,6 @@ class _Desk:
     """One desk's running application, with what it needs to be written to."""
 
     app: Application
-    preset: str
     port: int
     whatsapp_number: str
     from_address: str
@@ -354,7 +368,7 @@ class _Stage:
             await task
             raise DemoError(f"the {preset} desk stopped while starting")
         try:
-            desk = _Desk(app, preset, port, number, address, staff_chat)
+            desk = _Desk(app, port, number, address, staff_chat)
             for chat in (staff_chat, oncall_chat):
                 if chat is not None:
                     self.chat(chat)  # read from here on
@@ -440,23 +454,39 @@ class _Stage:
         return await self.ticket(desk, result.ticket_ref), text
 
     async def call_request(self, desk: _Desk, number: str, name: str, agent: str,
-                           notes: str) -> tuple[TicketRecord, MessageRecord]:
-        """A logged call: its ticket, and the acknowledgement the outbox could not send by phone."""
+                           notes: str) -> tuple[TicketRecord, MessageRecord, str]:
+        """A logged call: its ticket, its acknowledgement (a phone cannot be written to: it goes by e-mail to the
+        caller's address, else by WhatsApp to the calling number), and that acknowledgement's text as received."""
         message = await self.call_in(desk, number, name, notes, agent)
         ticket = await self.ticket_of(desk, "phone", message)
-        return ticket, await self.delivered(desk, ticket.ref)
+        told = await self.delivered(desk, ticket.ref)
+        return ticket, told, await self.received(told)
+
+    async def received(self, told: MessageRecord) -> str:
+        """An outbound message's text as the stand-in or the sink got it (as stored, when it was not sent)."""
+        if told.delivery_state != "sent" or told.recipient is None:
+            return told.text
+        if told.channel == "email":
+            return (await self.mail_to(told.recipient, f"the mail to {told.recipient}"))[1]
+        if told.channel == "whatsapp":
+            return str((await self.whatsapp_to(told.recipient, f"the WhatsApp message to {told.recipient}"))["body"])
+        return told.text
 
     def acknowledged(self, who: str, ticket: TicketRecord, channel: str, recipient: str, text: str,
-                     delivery_state: str = "sent") -> Fact:
+                     delivery_state: str = "sent", *, call: bool = False) -> Fact:
         """The acknowledgement ``who`` got, with the deadline the ticket got (R7)."""
-        how = {"whatsapp": "on WhatsApp", "email": "by e-mail",
-               "phone": "for the call (a phone cannot take it: it waits for staff to read it out)"}[channel]
+        how = _HOW[channel]
+        if call:
+            how = f"for the call {how} ({recipient})"
         due = (f"first response due {_when(ticket.first_response_due)}" if ticket.first_response_due
                else "no response time guaranteed on this plan")
-        return self.tell("acknowledgement", f"{who} gets {ticket.ref} {how}: {due} ({ticket.plan}, {ticket.kind})",
-                         channel=channel, recipient=recipient, ref=ticket.ref, text=text,
-                         due=ticket.first_response_due, data={"plan": ticket.plan or "", "kind": ticket.kind,
-                                                              "delivery_state": delivery_state})
+        held = ("; that number has not written on WhatsApp in the last 24 hours, so only an approved template may "
+                "go, and none is configured: it waits for staff" if delivery_state == "needs_staff" else "")
+        return self.tell("acknowledgement", f"{who} gets {ticket.ref} {how}: {due} ({ticket.plan}, "
+                         f"{ticket.kind}){held}", channel=channel, recipient=recipient, ref=ticket.ref, text=text,
+                         due=ticket.first_response_due, data={
+                             "plan": ticket.plan or "", "kind": ticket.kind, "delivery_state": delivery_state,
+                             "request_channel": "phone" if call else channel})
 
     async def staff_round(self, desk: _Desk) -> None:
         """The staff chat's round: new tickets announced, billing news (an agreed quote, a renewed card)."""
@@ -537,9 +567,9 @@ async def _mailcampaigns(stage: _Stage) -> None:
                                                 "vanochtend; we krijgen een foutmelding.\n\nGroet, Sanne")
         stage.acknowledged("Sanne", sanne, "email", SANNE, text)
         clock.set(clock.local(10, 10))
-        karel, told = await stage.call_request(desk, KAREL, "Karel Peters", "bram", "Campagne van vanochtend is "
-                                               "niet verstuurd; samen gekeken en opnieuw ingepland.")
-        stage.acknowledged("Karel", karel, "phone", KAREL, told.text, told.delivery_state)
+        karel, told, text = await stage.call_request(desk, KAREL, "Karel Peters", "bram", "Campagne van vanochtend "
+                                                     "is niet verstuurd; samen gekeken en opnieuw ingepland.")
+        stage.acknowledged("Karel", karel, told.channel, told.recipient or "", text, told.delivery_state, call=True)
 
         clock.set(clock.local(10, 15))
         result = await stage.email_in(desk, "Reclamebureau Zon", AGENCY, "Cijfers Bakkerij de Vries",
@@ -550,7 +580,7 @@ async def _mailcampaigns(stage: _Stage) -> None:
                    f"revealed, no ticket opened ({result.outcome}, R2)", channel="email", recipient=AGENCY,
                    text=text, data={"outcome": result.outcome})
         clock.set(clock.local(10, 20))
-        stranger, text = await stage.whatsapp_request(desk, STRANGER, "Onbekend",
+        stranger, text = await stage.whatsapp_request(desk, STRANGER, "Sam Visser",
                                                       "Hallo, mijn nieuwsbrief komt niet aan?")
         stage.tell("unknown_sender", f"an unknown number is told it matches no customer account; kept as "
                    f"{stranger.ref} ({stranger.state}) for staff to link (R4)", channel="whatsapp",
@@ -639,9 +669,9 @@ async def _paynl(stage: _Stage) -> None:
                                                 "Hallo,\n\nWanneer wordt de omzet van vrijdag uitbetaald?\n\nJoost")
         stage.acknowledged("Joost", joost, "email", JOOST, text)
         clock.set(clock.local(9, 40))
-        roos, told = await stage.call_request(desk, ROOS, "Roos Bakker", "ruud",
-                                              "Vraagt hoe ze een terugbetaling doet.")
-        stage.acknowledged("Roos", roos, "phone", ROOS, told.text, told.delivery_state)
+        roos, told, text = await stage.call_request(desk, ROOS, "Roos Bakker", "ruud",
+                                                    "Vraagt hoe ze een terugbetaling doet.")
+        stage.acknowledged("Roos", roos, told.channel, told.recipient or "", text, told.delivery_state, call=True)
         clock.set(clock.local(9, 45))
         result = await stage.email_in(desk, "Kees Smit", KEES, "Koppeling",
                                       "Hoi, hoe koppel ik jullie plugin aan mijn webshop?")
@@ -673,11 +703,13 @@ async def _outage(stage: _Stage, desk: _Desk) -> None:
         raise DemoError(f"the incident was not logged: {answer}")
     incident = await stage.ticket(desk, logged.group())
     told = await stage.delivered(desk, incident.ref)
+    text = await stage.received(told)
     stage.tell("incident_logged", f"23:00, Fatima calls the outage line; @eva logs it (/incident): {incident.ref}, "
                f"{incident.priority}, on the 24/7 clock (first response due {_when(incident.first_response_due)}); "
-               f"the caller is warned the outage service may be charged if the cause is on her side",
-               channel="phone", recipient=FATIMA, ref=incident.ref, text=told.text, due=incident.first_response_due,
-               data={"priority": incident.priority, "staff_chat": answer})
+               f"Fatima is told {_HOW[str(told.channel)]}, with the warning that the outage service may be charged if the cause "
+               f"is on her side", channel=told.channel, recipient=told.recipient, ref=incident.ref, text=text,
+               due=incident.first_response_due, data={"priority": incident.priority, "staff_chat": answer,
+                                                      "delivery_state": told.delivery_state})
     pages: list[Sent] = []
     for minutes in (0, 10, 15, 30):
         clock.set(clock.local(23, minutes))
@@ -719,8 +751,23 @@ def _statement(stage: _Stage) -> Statement:
 # -- the command ------------------------------------------------------------------------------------------
 
 
-def prepare(database: Path) -> Path:
-    """Clear the demo's database of an earlier run and write its config file; refuses a database it did not make."""
+@dataclass(frozen=True)
+class Leftovers:
+    """What the demo leaves: its database and the config file next to it, with a dashboard login."""
+
+    database: Path
+    config: Path
+    dashboard_user: str
+    dashboard_password: str
+    dashboard_url: str
+
+
+def prepare(database: Path) -> Leftovers:
+    """Clear the demo's database of an earlier run and write its config file; refuses a database it did not make.
+
+    The config file names the database, and a dashboard login made up for this run (its password in a comment:
+    the login is the demo's, for ``slabot run`` on this machine's loopback address).
+    """
     config = database.with_suffix(".toml")
     made_by_demo = config.is_file() and config.read_text(encoding="utf-8").startswith(MARKER)
     if (database.exists() or config.exists()) and not made_by_demo:
@@ -729,16 +776,25 @@ def prepare(database: Path) -> Path:
     for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal"))):
         leftover.unlink(missing_ok=True)
     database.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f"{MARKER}: its database, for `slabot --config {config} tickets list`\n"
-                      f'preset = "mailcampaigns"\n[database]\nurl = "sqlite:///{database}"\n', encoding="utf-8")
-    return config
+    password = secrets.token_urlsafe(9)
+    http = HttpConfig()
+    url = f"http://{http.host}:{http.port}{DASHBOARD_PREFIX}/"
+    config.write_text(
+        f"{MARKER}: its database, for `slabot --config {config} tickets list`,\n"
+        f"# and its dashboard: `slabot --config {config} run`, then {url}\n"
+        f"# with the login {DASHBOARD_USER} / {password} (made up by the demo for this machine)\n"
+        f'preset = "mailcampaigns"\n[database]\nurl = "sqlite:///{database}"\n'
+        f'[dashboard]\nsecret_key = "{secrets.token_urlsafe(32)}"\n'
+        f'[[dashboard.users]]\nname = "{DASHBOARD_USER}"\npassword_hash = "{hash_password(password)}"\n'
+        f'language = "en"\n', encoding="utf-8")
+    return Leftovers(database, config, DASHBOARD_USER, password, url)
 
 
 async def run_demo(database: Path, console: Console | None = None) -> DemoResult:
     """Run the demo on ``database`` (overwritten), telling it on ``console``; what happened."""
     started = time.perf_counter()
     database = database.resolve()
-    config = prepare(database)
+    left = prepare(database)
     narrator = _Narrator(console)
     if console is not None:
         console.print(Panel(
@@ -756,7 +812,7 @@ async def run_demo(database: Path, console: Console | None = None) -> DemoResult
             await stage.http.aclose()
         statement = _statement(stage)
     seconds = time.perf_counter() - started
-    result = DemoResult(tuple(stage.facts), database, config, seconds, statement)
+    result = DemoResult(tuple(stage.facts), left, seconds, statement)
     if console is not None:
         _where(console, result)
     return result
@@ -774,7 +830,11 @@ def _where(console: Console, result: DemoResult) -> None:
     for command in ("tickets list", f"tickets show {result.of('acknowledgement')[0].ref}",
                     f"billing statement --month {MONTH}"):
         console.print(Text(f"  slabot --config {config} {command}", style="bold"), soft_wrap=True)
-    console.print(Text(f"or: export SLABOT_CONFIG={config}", style="dim"), soft_wrap=True)
+    left = result.left
+    console.print(f"The staff dashboard shows the same tickets: start slabot on the demo's database, open "
+                  f"{left.dashboard_url} and log in as [bold]{left.dashboard_user}[/bold] with the password "
+                  f"[bold]{left.dashboard_password}[/bold] (also in the config file; Ctrl-C stops it):")
+    console.print(Text(f"  slabot --config {config} run", style="bold"), soft_wrap=True)
 
 
 def main(database: Path, out: TextIO, *, quiet: bool = False) -> DemoResult:
@@ -798,9 +858,11 @@ def main(database: Path, out: TextIO, *, quiet: bool = False) -> DemoResult:
         root.setLevel(level)
         handler.close()
     if quiet:
+        left = result.left
         out.write(f"slabot demo: done in {result.seconds:.1f} s; database {result.database}; "
-                  f"slabot --config {result.config} tickets list\n")
+                  f"slabot --config {result.config} tickets list; the dashboard: slabot --config {result.config} "
+                  f"run, then {left.dashboard_url} as {left.dashboard_user} / {left.dashboard_password}\n")
     return result
 
 
-__all__ = ["DemoClock", "DemoError", "DemoResult", "Fact", "main", "prepare", "run_demo"]
+__all__ = ["DemoClock", "DemoError", "DemoResult", "Fact", "Leftovers", "main", "prepare", "run_demo"]
