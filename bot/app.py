@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bot.config import LoadedConfig
+from bot import logs
+from bot.config import LoadedConfig, shown_url
 from bot.dashboard.web import Dashboard
 from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
@@ -219,7 +220,7 @@ class Application:
                 if http.done():
                     raise RuntimeError(f"the HTTP server could not start on {cfg.http.host}:{cfg.http.port}")
                 log.info("slabot is running: http://%s:%s (preset %s, database %s)", cfg.http.host,
-                         self._port(), self.loaded.preset.name, cfg.database.url)
+                         self._port(), self.loaded.preset.name, shown_url(cfg.database.url))
                 self.started.set()
                 await stop.wait()
                 log.info("stopping: HTTP server, then outbox dispatcher, then database")
@@ -284,8 +285,7 @@ class _QuietServer(uvicorn.Server):
 
 def run_until_signalled(loaded: LoadedConfig) -> int:
     """``slabot run``: serve until Ctrl-C or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not four lines for every reminder's wake-up
+    logs.configure(loaded.config)
 
     async def main() -> None:
         stop = asyncio.Event()

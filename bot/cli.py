@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.accounts import import_accounts
-from bot.config import LoadedConfig, load_config, masked
+from bot.config import LoadedConfig, load_config, masked, shown_url
 from bot.errors import ConfigError, SlabotError
 from bot.i18n import AMSTERDAM, LANGUAGES, Language, format_span, format_when
 from bot.presets import BUILTIN, load_preset
@@ -36,6 +36,11 @@ EXIT_USAGE = 2
 
 class UsageError(SlabotError):
     """A command was called with arguments it cannot use."""
+
+
+def database_error(url: str, exc: Exception) -> UsageError:
+    """The database at ``url`` failed: a one-line error that names it without its password."""
+    return UsageError(f"database {shown_url(url)}: {exc.__class__.__name__}: {exc}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -258,12 +263,12 @@ def _open_db(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:
     try:
         return loaded, open_database(loaded.config.database.url)
     except (SQLAlchemyError, StorageError) as exc:
-        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+        raise database_error(loaded.config.database.url, exc) from None
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
     loaded, db = _open_db(args)
-    out.write(f"database {loaded.config.database.url} is at revision {db.current_revision()}\n")
+    out.write(f"database {shown_url(loaded.config.database.url)} is at revision {db.current_revision()}\n")
     db.dispose()
     return 0
 
@@ -374,7 +379,7 @@ def _import_file(args: argparse.Namespace, out: TextIO, what: str,
     try:
         report = run_import(loaded, db, path)
     except (SQLAlchemyError, StorageError) as exc:
-        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+        raise database_error(loaded.config.database.url, exc) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
     finally:
@@ -426,7 +431,7 @@ def cmd_calls_log(args: argparse.Namespace, out: TextIO) -> int:
     try:
         logged = log_call(IntakePipeline(db, preset, Texts(), default_language=loaded.config.language), call)
     except (SQLAlchemyError, StorageError) as exc:
-        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+        raise database_error(loaded.config.database.url, exc) from None
     finally:
         db.dispose()
     result = logged.result
@@ -521,7 +526,7 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
     try:
         db = open_database(cfg.database.url)
     except (SQLAlchemyError, StorageError) as exc:
-        sys.stderr.write(f"slabot: database {cfg.database.url} unreachable: {exc.__class__.__name__}: {exc}\n")
+        sys.stderr.write(f"slabot: database {shown_url(cfg.database.url)} unreachable: {exc.__class__.__name__}: {exc}\n")
         return EX_TEMPFAIL
     pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
                               reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))

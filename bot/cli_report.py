@@ -30,7 +30,7 @@ def parse_day(text: str, option: str) -> date:
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli import UsageError, _open_db, parse_instant
+    from bot.cli import UsageError, _open_db, database_error, parse_instant
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if end < start:
@@ -45,7 +45,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     except (SQLAlchemyError, StorageError) as exc:
-        raise UsageError(f"database {loaded.config.database.url}: {exc.__class__.__name__}: {exc}") from None
+        raise database_error(loaded.config.database.url, exc) from None
     finally:
         db.dispose()
     folder = Path(args.out)

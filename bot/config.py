@@ -370,9 +370,18 @@ def load_config(
     return LoadedConfig(config, source, preset, tuple(used))
 
 
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:).*(@)")  # user:password@, to the last @
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit for logs and messages: the password, if any, as ``***``."""
+    return _URL_PASSWORD.sub(r"\1***\2", url)
+
+
 def masked(config: SlabotConfig) -> dict[str, Any]:
     """The config as plain data with every secret replaced by ``"***"`` (or null when unset)."""
     data = config.model_dump(mode="json")
+    data["database"]["url"] = shown_url(data["database"]["url"])
     for dotted in SECRET_KEYS:
         section, key = dotted.split(".")
         if data[section].get(key) is not None:
