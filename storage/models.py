@@ -154,7 +154,10 @@ class Ticket(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),
+        Index("ix_messages_recipient", "recipient", "at"),  # the e-mail intake's cap on automatic replies
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
