@@ -152,6 +152,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "punch_card_renewed": "💳 {ref} ({who}): strippenkaart op; nieuw blok {block} van {hours} uur gefactureerd "
                               "({invoice}, {price}). De klant is ingelicht.",
         "callback": "📞 {ref} ({who}): bel {number} terug — gemiste oproep op {when}{staff}",
+        "message_needs_staff": "✋ {ref} ({who}): het bericht aan {recipient} kon niet automatisch verstuurd worden "
+                               "({error}); neem zelf contact op.",
+        "message_failed": "❌ {ref} ({who}): het bericht aan {recipient} is niet verstuurd ({error}).",
+        "message_unknown": "❓ {ref} ({who}): onbekend of het bericht aan {recipient} aankwam ({error}); het is niet "
+                           "opnieuw verstuurd, kijk het na.",
+        "message_bounced": "↩️ {ref} ({who}): de mail aan {recipient} kwam terug ({status}); dat adres krijgt geen "
+                           "automatische antwoorden meer tot het is vrijgegeven.",
+        "attachment_failed": "📎 {ref} ({who}): een bijlage kon na {attempts} pogingen niet opgehaald worden ({error}).",
+        "mail_kept_aside": "📥 Een mail ({source}) is apart gezet: {reason}. Niemand is beantwoord; zie "
+                           "\"Re-processing a mail kept aside\" in docs/operations.md (kept_mail {kept_mail}).",
+        "mail_skipped": "📥 Een mail ({source}) kon na {rounds} pogingen niet verwerkt worden ({error}); hij blijft "
+                        "ongelezen in de mailbox, de mail erna gaat door.",
+        "no_ticket": "geen ticket",
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
@@ -201,6 +214,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "punch_card_renewed": "💳 {ref} ({who}): punch card used up; new block {block} of {hours} h invoiced "
                               "({invoice}, {price}). The customer has been told.",
         "callback": "📞 {ref} ({who}): call back {number} — missed call on {when}{staff}",
+        "message_needs_staff": "✋ {ref} ({who}): the message to {recipient} could not be sent automatically "
+                               "({error}); contact them yourself.",
+        "message_failed": "❌ {ref} ({who}): the message to {recipient} was not sent ({error}).",
+        "message_unknown": "❓ {ref} ({who}): unknown whether the message to {recipient} arrived ({error}); it was "
+                           "not sent again, check it.",
+        "message_bounced": "↩️ {ref} ({who}): the mail to {recipient} bounced ({status}); that address gets no "
+                           "automatic replies until it is cleared.",
+        "attachment_failed": "📎 {ref} ({who}): an attachment could not be fetched after {attempts} attempts "
+                             "({error}).",
+        "mail_kept_aside": "📥 A mail ({source}) was kept aside: {reason}. Nobody was answered; see \"Re-processing "
+                           "a mail kept aside\" in docs/operations.md (kept_mail {kept_mail}).",
+        "mail_skipped": "📥 A mail ({source}) could not be processed after {rounds} rounds ({error}); it stays unread "
+                        "in the mailbox, the mail after it goes on.",
+        "no_ticket": "no ticket",
     },
 }
 
@@ -210,6 +237,9 @@ USAGE = {"ticket": "/ticket REF", "take": "/take REF", "incident": "/incident NU
          "cause": "/cause REF platform|outside", "quote": "/quote REF hours [urgent]",
          "hours": "/hours REF hours [diagnosis] [note]"}
 BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
+# events that say "staff_told": posted to the staff chat, with or without a ticket
+ALERT_EVENTS = ("message_needs_staff", "message_failed", "message_unknown", "message_bounced", "attachment_failed",
+                "mail_kept_aside", "mail_skipped")
 _URGENT = {"urgent", "spoed"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
 
@@ -258,6 +288,7 @@ class StaffBot:
         self._started = False
         self._announcer: asyncio.Task[None] | None = None
         self.announce_every = announce_every
+        self._announcing = asyncio.Lock()  # one round at a time: a checkpoint moved by two rounds posts twice
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -390,20 +421,38 @@ class StaffBot:
             await asyncio.sleep(self.announce_every or 2.0)
 
     async def announce_new(self) -> int:
-        """Post every ticket opened since the checkpoint; how many were posted."""
+        """Post every ticket opened, billing event and alert since the checkpoint; how many were posted."""
+        async with self._announcing:
+            return await self._announce_pending()
+
+    async def _announce_pending(self) -> int:
         pending = await asyncio.to_thread(self.db.run_direct, _opened_since_checkpoint)
         posted = 0
         for event_id, ticket_id, kind, data in pending:
-            record = await asyncio.to_thread(self.db.run, lambda s, i=ticket_id: TicketRepository(s).get(
-                i, with_messages=True))
-            if kind == "ticket_opened":
+            record = None if ticket_id is None else await asyncio.to_thread(
+                self.db.run, lambda s, i=ticket_id: TicketRepository(s).get(i, with_messages=True))
+            if kind == "ticket_opened" and record is not None:
                 text, buttons = self._announcement(record)
                 await self.app.bot.send_message(self.config.staff_chat_id, text, reply_markup=buttons)
-            else:
+            elif kind in ALERT_EVENTS:
+                await self.app.bot.send_message(self.config.staff_chat_id, self._alert(kind, record, data))
+            elif record is not None:
                 await self.app.bot.send_message(self.config.staff_chat_id, self._billing_notice(kind, record, data))
             await asyncio.to_thread(self.db.run_direct, lambda d, e=event_id: raise_counter(d, ANNOUNCED, e))
             posted += 1
         return posted
+
+    def _alert(self, kind: str, ticket: TicketRecord | None, data: dict[str, Any]) -> str:
+        """What staff are told about a message not sent, a bounce, a mail kept aside or skipped."""
+        t = TEXTS[self.language]
+        values: dict[str, Any] = {"ref": t["no_ticket"], "who": "?", "recipient": "?", "error": "?", "status": "?",
+                                  "attempts": "?", "rounds": "?", "source": "?", "reason": "?", "kept_mail": "?"}
+        values.update({k: v for k, v in data.items() if v is not None})
+        if ticket is not None:
+            values["ref"] = ticket.ref
+            values["who"] = ", ".join(x for x in (ticket.account, ticket.contact) if x) or "?"
+        values["error"] = " ".join(str(values["error"]).split())[:300]
+        return t[kind].format(**values)
 
     async def page_oncall(self) -> int:
         """Page every open, unacknowledged critical ticket whose last page is ``repage_every`` old; how many."""
@@ -651,17 +700,27 @@ class StaffBot:
         return "\n".join(lines)
 
 
-def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int, str, dict[str, Any]]]:
-    """(event id, ticket id, kind, data) of tickets opened and billing events after the checkpoint, oldest first."""
+def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int | None, str, dict[str, Any]]]:
+    """(event id, ticket id, kind, data) of tickets opened, billing events and alerts after the checkpoint, oldest
+    first; an alert on a message has its ticket and, in its data, the message's recipient."""
     after = counter(d, ANNOUNCED)
     if after is None:  # the first start: from now on, not the whole history
         raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
         return []
     kinds = ", ".join(f"'{k}'" for k in ("ticket_opened", *BILLING_EVENTS))
-    rows = d.execute(f"SELECT id, ticket_id, kind, data FROM events WHERE kind IN ({kinds}) AND id > :after "
-                     "AND ticket_id IS NOT NULL ORDER BY id LIMIT 20", {"after": after}).fetchall()
-    return [(int(e), int(t), str(k), d.decode(m.Event.__table__, ("data",), (data,))["data"] or {})
-            for e, t, k, data in rows]
+    alerts = ", ".join(f"'{k}'" for k in ALERT_EVENTS)
+    rows = d.execute(
+        "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient FROM events e "
+        "LEFT JOIN messages msg ON msg.id = e.message_id "
+        f"WHERE e.id > :after AND ((e.kind IN ({kinds}) AND e.ticket_id IS NOT NULL) OR e.kind IN ({alerts})) "
+        "ORDER BY e.id LIMIT 20", {"after": after}).fetchall()
+    pending = []
+    for event_id, ticket_id, kind, data, recipient in rows:
+        values = d.decode(m.Event.__table__, ("data",), (data,))["data"] or {}
+        if recipient and "recipient" not in values:
+            values["recipient"] = recipient
+        pending.append((int(event_id), None if ticket_id is None else int(ticket_id), str(kind), values))
+    return pending
 
 
 def _account_staff(s: Session, account_id: int | None) -> str | None:

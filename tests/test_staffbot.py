@@ -478,3 +478,29 @@ def test_an_update_posted_twice_to_the_webhook_is_handled_once(db: Database) -> 
 
     asyncio.run(main())
     assert db.run(lambda s: s.scalars(select(m.Event.actor).where(m.Event.kind == "taken")).all()) == ["anna"] * 2
+
+
+def test_what_staff_are_told_reaches_the_staff_chat_once(db: Database) -> None:
+    """A mail kept aside, a message Twilio refused outside the 24-hour window, a failed send: each in the chat."""
+    from bot.mail import MailIntake
+    from bot.outbox import apply_status
+
+    ref = open_ticket(db)
+    ack = db.run(lambda s: s.scalars(select(m.Message.id).where(m.Message.direction == "out")).one())
+
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        await bot.announce_new()  # the first round sets the checkpoint: older events are not posted
+        kept = MailIntake(db, pipeline(db, "mailcampaigns"), now=lambda: MONDAY_10).ingest_raw(
+            b"\x00\x01 not a mail at all", source="imap INBOX uid 7")
+        assert kept.outcome == "kept_aside"
+        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "failed", 63016, MONDAY_10))
+        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "failed", 63016, MONDAY_10))  # once only
+        await bot.announce_new()  # (or the bot's own round, whichever comes first)
+        await answered(standin, 2)
+        assert await bot.announce_new() == 0
+        texts = [s.text or "" for s in standin.messages_to(STAFF_CHAT)]
+        assert len(texts) == 2, texts
+        assert texts[0].startswith("📥") and "imap INBOX uid 7" in texts[0] and "apart gezet" in texts[0]
+        assert texts[1].startswith(f"✋ {ref} (Bakkerij Jansen, Piet)") and PIET in texts[1] and "63016" in texts[1]
+
+    run(db, body)
