@@ -651,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot import cli_billing  # its commands use this module's helpers
 
     cli_billing.register(commands, ticket_cmds, _group)
+    from bot import cli_desk
+
+    cli_desk.register(ticket_cmds)
     from bot import cli_demo
 
     cli_demo.register(commands)

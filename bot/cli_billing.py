@@ -31,7 +31,8 @@ def _billing(args: argparse.Namespace) -> Billing:
     return Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)
 
 
-def _staff(args: argparse.Namespace) -> str:
+def staff_name(args: argparse.Namespace) -> str:
+    """Who does it: ``--staff``, else ``$SLABOT_STAFF``, else ``$USER``."""
     return args.staff or os.environ.get(STAFF_ENV) or os.environ.get("USER") or "staff"
 
 
@@ -53,13 +54,13 @@ def _write(out: TextIO, args: argparse.Namespace, data: dict[str, Any], text: st
 
 
 def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
-    ticket = _run(args, lambda b: b.classify(args.ref, args.kind, _staff(args)))
+    ticket = _run(args, lambda b: b.classify(args.ref, args.kind, staff_name(args)))
     return _write(out, args, {"ref": ticket.ref, "kind": ticket.kind, "kind_reasons": list(ticket.kind_reasons)},
                   f"{ticket.ref} is {ticket.kind}")
 
 
 def cmd_cause(args: argparse.Namespace, out: TextIO) -> int:
-    ticket, billed = _run(args, lambda b: b.record_cause(args.ref, args.cause, _staff(args)))
+    ticket, billed = _run(args, lambda b: b.record_cause(args.ref, args.cause, staff_name(args)))
     amount = sum((x.amount for x in billed.lines), Decimal(0)) if billed else Decimal(0)
     return _write(out, args, {"ref": ticket.ref, "root_cause": ticket.root_cause, "kind": ticket.kind,
                               "billed": str(amount)},
@@ -68,7 +69,7 @@ def cmd_cause(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
-    result = _run(args, lambda b: b.quote(args.ref, args.hours, _staff(args), urgent=args.urgent))
+    result = _run(args, lambda b: b.quote(args.ref, args.hours, staff_name(args), urgent=args.urgent))
     q = result.quote
     return _write(out, args, {"ref": result.ref, "estimated_hours": str(q.estimated_hours),
                               "billed_hours": str(q.billed_hours), "rate_kind": q.rate_kind, "rate": str(q.rate),
@@ -82,7 +83,7 @@ def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
 
     def log(b: Billing) -> Any:
         when = parse_instant(args.at, b.preset) if args.at else None
-        return b.log_hours(args.ref, args.hours, _staff(args), diagnosis=args.diagnosis, note=args.note, at=when)
+        return b.log_hours(args.ref, args.hours, staff_name(args), diagnosis=args.diagnosis, note=args.note, at=when)
 
     try:
         result = _run(args, log)
@@ -103,7 +104,7 @@ def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_punchcard(args: argparse.Namespace, out: TextIO) -> int:
-    number, price = _run(args, lambda b: b.buy_punch_card(args.account, args.hours, _staff(args)))
+    number, price = _run(args, lambda b: b.buy_punch_card(args.account, args.hours, staff_name(args)))
     return _write(out, args, {"account": args.account, "hours": args.hours, "invoice": number, "price": str(price)},
                   f"punch card of {args.hours} h for {args.account}: invoice {number}, {price}")
 

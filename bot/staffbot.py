@@ -110,7 +110,8 @@ TEXTS: dict[str, dict[str, str]] = {
                 "antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n/resolve REF — "
                 "afgehandeld\n/note REF tekst — interne notitie\n/classify REF support|service — gratis of betaald\n/cause REF "
                 "platform|outside — oorzaak na diagnose\n/quote REF uren [spoed] — urenindicatie naar de klant\n"
-                "/hours REF uren [diagnose] [notitie] — uren schrijven\n/incident NUMMER wat er is — storing",
+                "/hours REF uren [diagnose] [notitie] — uren schrijven\n/release REF [uit] — wacht op een release "
+                "(buiten de oplostermijn)\n/incident NUMMER wat er is — storing",
         "empty": "Geen open tickets.",
         "usage": "Gebruik: {usage}",
         "unknown": "Onbekend ticket {ref}.",
@@ -119,6 +120,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "clarified": "Vraag verstuurd; {ref} wacht op de klant.",
         "resolved": "{ref} is afgehandeld.",
         "noted": "Notitie bij {ref} vastgelegd.",
+        "release_on": "{ref} wacht op een release: buiten de oplostermijn (R13).",
+        "release_off": "{ref} wacht niet meer op een release: weer binnen de oplostermijn.",
+        "release_kept": "{ref} wacht op een release; het plan houdt de oplostermijn toch aan (uiterlijk {when}).",
         "due": "eerste reactie uiterlijk {when}",
         "no_due": "geen reactietermijn",
         "reminder": "⏰ {ref} ({who}): {due}{staff}",
@@ -172,7 +176,8 @@ TEXTS: dict[str, dict[str, str]] = {
                 "the customer\n/clarify REF question — ask the customer to clarify\n/resolve REF — resolved\n"
                 "/note REF text — internal note\n/classify REF support|service — free or paid\n/cause REF "
                 "platform|outside — root cause after diagnosis\n/quote REF hours [urgent] — estimate to the customer\n"
-                "/hours REF hours [diagnosis] [note] — log time\n/incident NUMBER what happened — outage",
+                "/hours REF hours [diagnosis] [note] — log time\n/release REF [off] — waits for a release (off the "
+                "resolution clock)\n/incident NUMBER what happened — outage",
         "empty": "No open tickets.",
         "usage": "Usage: {usage}",
         "unknown": "Unknown ticket {ref}.",
@@ -181,6 +186,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "clarified": "Question sent; {ref} waits for the customer.",
         "resolved": "{ref} is resolved.",
         "noted": "Note on {ref} recorded.",
+        "release_on": "{ref} waits for a release: off the resolution clock (R13).",
+        "release_off": "{ref} no longer waits for a release: back on the resolution clock.",
+        "release_kept": "{ref} waits for a release; the plan keeps its resolution target anyway (by {when}).",
         "due": "first response due {when}",
         "no_due": "no response deadline",
         "reminder": "⏰ {ref} ({who}): {due}{staff}",
@@ -235,12 +243,13 @@ USAGE = {"ticket": "/ticket REF", "take": "/take REF", "incident": "/incident NU
          "reply": "/reply REF text", "clarify": "/clarify REF question",
          "resolve": "/resolve REF", "note": "/note REF text", "classify": "/classify REF support|service",
          "cause": "/cause REF platform|outside", "quote": "/quote REF hours [urgent]",
-         "hours": "/hours REF hours [diagnosis] [note]"}
+         "hours": "/hours REF hours [diagnosis] [note]", "release": "/release REF [off]"}
 BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
 # events that say "staff_told": posted to the staff chat, with or without a ticket
 ALERT_EVENTS = ("message_needs_staff", "message_failed", "message_unknown", "message_bounced", "attachment_failed",
                 "mail_kept_aside", "mail_skipped")
 _URGENT = {"urgent", "spoed"}
+_OFF = {"off", "uit", "clear", "nee", "no"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
 
 
@@ -625,6 +634,14 @@ class StaffBot:
             return t["replied"].format(ref=result.ref, first=t["first"] if result.first_response else "")
         if command == "resolve":
             return t["resolved"].format(ref=self.desk.resolve(ref, staff).ref)
+        if command == "release":
+            needs = rest.strip().lower() not in _OFF
+            result = self.desk.flag_release(ref, staff, needs_release=needs)
+            flagged = self.db.run(lambda s: TicketRepository(s).by_ref(result.ref))
+            latest = flagged.resolution_due_max if flagged is not None else None
+            if needs and latest is not None:  # a plan whose resolution target does not exclude releases (MC)
+                return t["release_kept"].format(ref=result.ref, when=format_when(latest, language))
+            return t["release_on" if needs else "release_off"].format(ref=result.ref)
         assert command == "note"
         return self._record("note", ref, staff, language, "noted", {"text": rest})
 

@@ -504,3 +504,29 @@ def test_what_staff_are_told_reaches_the_staff_chat_once(db: Database) -> None:
         assert texts[1].startswith(f"✋ {ref} (Bakkerij Jansen, Piet)") and PIET in texts[1] and "63016" in texts[1]
 
     run(db, body)
+
+
+def test_release_takes_a_ticket_off_the_resolution_clock_where_the_plan_says_so(db: Database) -> None:
+    """R13: Pay.nl Business leaves the resolution clock while an IT release is awaited; MailCampaigns keeps it."""
+    add_account(db, "Webshop Noord", "business", contact("Eva", email="eva@webshop-noord.nl"))
+    pn_ref = pipeline(db, "paynl").ingest(email("q-pn", "eva@webshop-noord.nl", "Betaalpagina geeft 500")).ticket_ref
+    assert pn_ref is not None and ticket(db, pn_ref).resolution_due_max is not None
+    mc_ref = open_ticket(db)
+
+    async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
+        standin.push_message(STAFF_CHAT, ANNA, f"/release {pn_ref}", username="anna")
+        (on,) = await answered(standin, 1)
+        assert on == f"{pn_ref} wacht op een release: buiten de oplostermijn (R13)."
+        assert ticket(db, pn_ref).needs_release and ticket(db, pn_ref).resolution_due_max is None
+        standin.push_message(STAFF_CHAT, ANNA, f"/release {pn_ref} uit", username="anna")
+        standin.push_message(STAFF_CHAT, ANNA, f"/release {mc_ref}", username="anna", language_code="en")
+        _, off, kept = await answered(standin, 3)
+        assert off.startswith(f"{pn_ref} wacht niet meer op een release")
+        assert not ticket(db, pn_ref).needs_release and ticket(db, pn_ref).resolution_due_max is not None
+        assert kept.startswith(f"{mc_ref} waits for a release; the plan keeps its resolution target anyway (by ")
+        assert ticket(db, mc_ref).needs_release and ticket(db, mc_ref).resolution_due_max is not None
+
+    run(db, body)
+    kinds = db.run(lambda s: s.scalars(select(m.Event.kind).where(m.Event.kind.in_(
+        ("needs_release", "release_cleared"))).order_by(m.Event.id)).all())
+    assert kinds == ["needs_release", "release_cleared", "needs_release"]

@@ -1,0 +1,97 @@
+"""Staff actions from the command line, for a desk without the staff chat: reply, clarify, resolve, release.
+
+``slabot tickets reply REF TEXT`` (``--clarify`` asks a question and pauses the
+resolution clock, R14), ``slabot tickets resolve REF`` and ``slabot tickets
+release REF [--clear]`` (R13: a problem that needs an IT release leaves the
+resolution clock). They do what the same commands in the staff chat do, in one
+transaction each, and print the ticket's state (``--json``: one object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO, TypeVar
+
+from bot.cli_billing import STAFF_ENV, staff_name
+from bot.desk import ActionResult, Desk, DeskError
+from storage.repositories import TicketRepository
+
+T = TypeVar("T")
+
+
+def _act(args: argparse.Namespace, action: Callable[[Desk], T]) -> T:
+    from bot.cli import UsageError, _open_db  # the CLI's own database opening (and its errors)
+
+    _, db = _open_db(args)
+    try:
+        return action(Desk(db))
+    except DeskError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        db.dispose()
+
+
+def _print(out: TextIO, args: argparse.Namespace, result: ActionResult, text: str, **extra: Any) -> int:
+    data = {"ref": result.ref, "state": result.state, **extra}
+    out.write((json.dumps(data) if args.json else text) + "\n")
+    return 0
+
+
+def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
+    result = _act(args, lambda d: d.reply(args.ref, args.text, staff_name(args), clarify=args.clarify))
+    first = " (first response recorded, reminders stopped)" if result.first_response else ""
+    what = "question sent; waits for the customer" if args.clarify else f"sent to the customer{first}"
+    return _print(out, args, result, f"{result.ref}: {what}", first_response=result.first_response)
+
+
+def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
+    result = _act(args, lambda d: d.resolve(args.ref, staff_name(args)))
+    return _print(out, args, result, f"{result.ref} is resolved")
+
+
+def cmd_release(args: argparse.Namespace, out: TextIO) -> int:
+    needs = not args.clear
+
+    def flag(desk: Desk) -> tuple[ActionResult, datetime | None, datetime | None]:
+        result = desk.flag_release(args.ref, staff_name(args), needs_release=needs)
+        ticket = desk.db.run(lambda s: TicketRepository(s).by_ref(result.ref))
+        assert ticket is not None
+        return result, ticket.resolution_due_min, ticket.resolution_due_max
+
+    result, earliest, latest = _act(args, flag)
+    if not needs:
+        text = f"{result.ref} no longer waits for a release: back on the resolution clock"
+    elif latest is None:
+        text = f"{result.ref} waits for a release: off the resolution clock"
+    else:  # a plan whose resolution target does not exclude releases
+        text = f"{result.ref} waits for a release; its plan keeps the resolution target (by {latest.isoformat()})"
+    return _print(out, args, result, text, needs_release=needs,
+                  resolution_due_min=earliest.isoformat() if earliest else None,
+                  resolution_due_max=latest.isoformat() if latest else None)
+
+
+def register(ticket_cmds: Any) -> None:
+    """Add the staff actions to ``slabot tickets``."""
+    def common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, TextIO], int]) -> None:
+        parser.add_argument("ref", help="ticket reference")
+        parser.add_argument("--staff", help=f"who does it (default: ${STAFF_ENV}, else $USER)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.set_defaults(handler=handler)
+
+    reply = ticket_cmds.add_parser("reply", help="answer the customer over the ticket's own channel (the first "
+                                                 "staff answer is the first response, R8)")
+    common(reply, cmd_reply)
+    reply.add_argument("text", help="the text for the customer")
+    reply.add_argument("--clarify", action="store_true",
+                       help="a question to the customer: the resolution clock pauses until they answer (R14)")
+    common(ticket_cmds.add_parser("resolve", help="mark the ticket resolved"), cmd_resolve)
+    release = ticket_cmds.add_parser(
+        "release", help="the problem needs an IT release: the ticket leaves the resolution clock (R13)")
+    common(release, cmd_release)
+    release.add_argument("--clear", action="store_true", help="no release needed after all: back on the clock")
+
+
+__all__ = ["register"]
