@@ -654,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot import cli_desk
 
     cli_desk.register(ticket_cmds)
+    from bot import cli_mail
+
+    cli_mail.register(commands, _group)
     from bot import cli_demo
 
     cli_demo.register(commands)

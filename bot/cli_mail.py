@@ -1,0 +1,155 @@
+"""Mail kept aside, from the command line: ``slabot mail kept|raw|reprocess``.
+
+A mail that cannot be read as one is kept in ``kept_mail`` (raw bytes, source,
+reason; staff are told). ``slabot mail kept`` lists the ones not re-processed
+yet (``--all``: every one), ``slabot mail raw ID`` writes one's bytes to
+stdout (to look at it or repair it), and ``slabot mail reprocess ID [--file
+REPAIRED.eml]`` runs it, or its repaired version, through the intake again, as
+``slabot ingest email`` would: once it is stored, the kept mail is marked
+re-processed. The same mail twice is stored once (its Message-ID), so running
+it again is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from storage import models as m
+from storage.database import Database
+from storage.direct import Direct
+
+EX_DATAERR = 65  # still not a mail: as ``slabot ingest email`` answers for one
+T = TypeVar("T")
+
+
+def _kept(db: Database, everything: bool) -> list[dict[str, Any]]:
+    def work(d: Direct) -> list[dict[str, Any]]:
+        where = "" if everything else " WHERE reprocessed_at IS NULL"
+        rows = d.execute(f"SELECT id, received_at, reprocessed_at, source, reason, length(raw) FROM kept_mail{where} "
+                         "ORDER BY id").fetchall()
+        kept = []
+        for kept_id, received, reprocessed, source, reason, size in rows:
+            times = d.decode(m.KeptMail.__table__, ("received_at", "reprocessed_at"), (received, reprocessed))
+            kept.append({"id": int(kept_id), "received_at": times["received_at"].isoformat(),
+                         "reprocessed_at": times["reprocessed_at"].isoformat() if times["reprocessed_at"] else None,
+                         "source": source, "reason": reason, "bytes": int(size)})
+        return kept
+
+    return db.run_direct(work)
+
+
+def _raw(db: Database, kept_id: int) -> bytes:
+    from bot.cli import UsageError
+
+    raw = db.run_direct(lambda d: d.scalar("SELECT raw FROM kept_mail WHERE id = :i", {"i": kept_id}))
+    if raw is None:
+        raise UsageError(f"no kept mail {kept_id}; `slabot mail kept --all` lists them")
+    return bytes(raw)
+
+
+def _read(args: argparse.Namespace, read: Callable[[Database], T]) -> T:
+    from bot.cli import _open_db
+
+    _, db = _open_db(args)
+    try:
+        return read(db)
+    finally:
+        db.dispose()
+
+
+def cmd_kept(args: argparse.Namespace, out: TextIO) -> int:
+    kept = _read(args, lambda db: _kept(db, args.all))
+    if args.json:
+        out.write(json.dumps(kept, ensure_ascii=False) + "\n")
+        return 0
+    if not kept:
+        out.write("no mail kept aside" + ("" if args.all else " that waits to be re-processed") + "\n")
+    for k in kept:
+        done = f"  re-processed {k['reprocessed_at']}" if k["reprocessed_at"] else ""
+        out.write(f"{k['id']:>5}  {k['received_at']}  {k['source']}  ({k['bytes']} bytes): {k['reason']}{done}\n")
+    return 0
+
+
+def cmd_raw(args: argparse.Namespace, out: TextIO) -> int:
+    raw = _read(args, lambda db: _raw(db, args.id))
+    if out is sys.stdout:
+        out.flush()
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+    else:  # a text stream (tests, an embedding program): the bytes as the mail's own 8-bit text
+        out.write(raw.decode("utf-8", "surrogateescape"))
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
+    from bot.cli import UsageError, _open_db
+    from bot.intake import IntakePipeline
+    from bot.mail import MailIntake, mail_reply_guards
+    from bot.texts import Texts
+
+    loaded, db = _open_db(args)
+    cfg = loaded.config
+    try:
+        original = _raw(db, args.id)
+        try:
+            raw = Path(args.file).read_bytes() if args.file else original
+        except OSError as exc:
+            raise UsageError(f"{args.file}: {exc.strerror or exc}") from None
+        pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
+                                  reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
+        intake = MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
+                            acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
+        result = intake.ingest_raw(raw, source=f"kept mail {args.id}" + (f" repaired as {args.file}" if args.file
+                                                                         else ""))
+        stored = result.outcome != "kept_aside"
+        if stored:
+            now = datetime.now(timezone.utc)
+
+            def mark(d: Direct) -> None:
+                d.execute("UPDATE kept_mail SET reprocessed_at = :now WHERE id = :i AND reprocessed_at IS NULL",
+                          {"now": d.value(m.KeptMail.__table__, "reprocessed_at", now), "i": args.id})
+                d.insert(m.Event.__table__, {"kind": "mail_reprocessed", "at": now, "actor": "slabot",
+                                             "data": {"kept_mail": args.id, "outcome": result.outcome,
+                                                      "ticket": result.ticket_ref, "repaired": bool(args.file)}})
+
+            db.run_direct(mark)
+    finally:
+        db.dispose()
+    data = {"id": args.id, "outcome": result.outcome, "ticket": result.ticket_ref, "message_id": result.message_id,
+            "reasons": list(result.reasons), "reprocessed": stored}
+    if args.json:
+        out.write(json.dumps(data, ensure_ascii=False) + "\n")
+    elif stored:
+        ref = f" {result.ticket_ref}" if result.ticket_ref else ""
+        out.write(f"kept mail {args.id}: {result.outcome}{ref}; marked re-processed\n")
+    else:
+        out.write(f"kept mail {args.id}: still cannot be read ({'; '.join(result.reasons) or 'unreadable'}); "
+                  "repair it (slabot mail raw) and give the file with --file\n")
+    return 0 if stored else EX_DATAERR
+
+
+def register(commands: Any, group: Any) -> None:
+    """Add ``slabot mail`` to the parser."""
+    mail_cmds = group(commands, "mail", "mail kept aside (not readable as a mail)")
+    kept = mail_cmds.add_parser("kept", help="the mail kept aside that waits to be re-processed")
+    kept.add_argument("--all", action="store_true", help="also the ones re-processed already")
+    kept.add_argument("--json", action="store_true", help="print one JSON array")
+    kept.set_defaults(handler=cmd_kept)
+    raw = mail_cmds.add_parser("raw", help="write a kept mail's bytes to stdout, to look at or repair it")
+    raw.add_argument("id", type=int, help="its id (slabot mail kept)")
+    raw.set_defaults(handler=cmd_raw)
+    again = mail_cmds.add_parser("reprocess", help="run a kept mail (or its repaired version) through the intake "
+                                                   "again; marked re-processed once it is stored")
+    again.add_argument("id", type=int, help="its id (slabot mail kept)")
+    again.add_argument("--file", help="a repaired copy to ingest instead of the kept bytes")
+    again.add_argument("--json", action="store_true", help="print one JSON object")
+    again.set_defaults(handler=cmd_reprocess)
+
+
+__all__ = ["register"]
