@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -165,8 +166,11 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
+        # on SQLite the webhooks' intake and the outbox dispatcher write one after the other on one thread
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer") if self.db.is_sqlite else None
         if cfg.twilio.configured:
-            self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now)
+            self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now,
+                                            writer=writer)
             self.routes.extend(self.whatsapp.routes())
             self.senders.setdefault("whatsapp", self.whatsapp.start())
             if not cfg.http.public_url:
@@ -197,10 +201,10 @@ class Application:
                 self.health.set(name, "off", reason)
             else:
                 self.health.set(name, "up")
-        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now)
+        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now, writer=writer)
         uv_config = uvicorn.Config(self.asgi(), host=cfg.http.host, port=cfg.http.port, log_level="warning",
-                                   lifespan="off", timeout_graceful_shutdown=5, proxy_headers=False,
-                                   server_header=False)
+                                   access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+                                   proxy_headers=False, server_header=False)
         self.server = _QuietServer(uv_config)
         dispatch_stop = asyncio.Event()
         try:
@@ -238,6 +242,8 @@ class Application:
         finally:
             if self.whatsapp is not None:
                 await self.whatsapp.aclose()
+            if writer is not None:
+                writer.shutdown(wait=True)
             self.db.dispose()
             log.info("slabot stopped")
 

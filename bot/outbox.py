@@ -27,8 +27,10 @@ channel's id is kept (``early_statuses``) and applied when the id is stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+from concurrent.futures import Executor
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 
@@ -49,6 +51,7 @@ from channels.messages import (
 )
 from channels.whatsapp import OUTSIDE_WINDOW_CODES
 from storage.database import Database
+from storage.direct import Direct
 from storage.records import OutboxRecord
 from storage.repositories import OutboxRepository, TicketRepository
 
@@ -59,10 +62,10 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def advance_delivery(s: Session, message_id: int, state: str, external_id: str | None = None) -> bool:
+def advance_delivery(source: Session | Direct, message_id: int, state: str, external_id: str | None = None) -> bool:
     """Move a message's delivery state forward only; False when ``state`` is not later."""
-    tickets = TicketRepository(s)
-    current = tickets.message(message_id).delivery_state
+    tickets = TicketRepository(source)
+    current = tickets.delivery_state(message_id)
     if not moves_forward(current, state):
         if external_id is not None:
             tickets.set_delivery_state(message_id, current, external_id)
@@ -71,15 +74,19 @@ def advance_delivery(s: Session, message_id: int, state: str, external_id: str |
     return True
 
 
-def apply_status(s: Session, message_id: int, state: str, error_code: int | None, now: datetime) -> None:
+def apply_status(source: Session | Direct, message_id: int, state: str, error_code: int | None,
+                 now: datetime) -> None:
     """A channel's delivery-status report for a stored message: forward only; "outside the window" tells staff."""
     if error_code in OUTSIDE_WINDOW_CODES:
-        if advance_delivery(s, message_id, DeliveryState.NEEDS_STAFF.value):
-            TicketRepository(s).add_event("message_needs_staff", now, message_id=message_id,
-                                          data={"error": f"{error_code}: outside the 24-hour window",
-                                                "staff_told": True})
+        if advance_delivery(source, message_id, DeliveryState.NEEDS_STAFF.value):
+            TicketRepository(source).add_event("message_needs_staff", now, message_id=message_id,
+                                               data={"error": f"{error_code}: outside the 24-hour window",
+                                                     "staff_told": True})
         return
-    advance_delivery(s, message_id, state)
+    advance_delivery(source, message_id, state)
+
+
+Outcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
 
 
 class OutboxDispatcher:
@@ -96,8 +103,13 @@ class OutboxDispatcher:
         max_backoff: timedelta = timedelta(hours=1),
         max_attempts: int = 12,
         lease: timedelta = timedelta(minutes=5),
+        writer: Executor | None = None,
     ) -> None:
+        """``writer``: the thread to run the dispatcher's transactions on (on SQLite the one the webhooks' intake
+        uses: its writes then queue in order with the intake's instead of waiting in SQLite's busy handler,
+        where a stream of webhooks can keep them waiting for seconds); by default a thread of asyncio's."""
         self.db = db
+        self.writer = writer
         self.senders = dict(senders)
         self.worker = worker
         self.now = now
@@ -107,27 +119,35 @@ class OutboxDispatcher:
         self.lease = lease
 
     async def run_once(self, limit: int = 50) -> int:
-        """Send what is due now; returns how many rows were handled."""
-        await asyncio.to_thread(self.db.run, self._expire_stale)
-        now = self.now()
-        ids = await asyncio.to_thread(self.db.run, lambda s: OutboxRepository(s).due_ids(now, limit))
+        """Send what is due now, at most ``limit`` rows; returns how many rows were handled.
+
+        One transaction per row: it records the outcome of the row just sent and claims the next one
+        (the first also expires rows a dead worker left in ``sending``). A row is claimed only when it is about
+        to be sent, so another worker takes the rows after it meanwhile.
+        """
+        item = await self._write(self._expire_stale_and_claim)
         handled = 0
-        for outbox_id in ids:
-            item = await asyncio.to_thread(
-                self.db.run, lambda s, i=outbox_id: OutboxRepository(s).claim(i, self.worker, self.now())
-            )
-            if item is None:
-                continue  # another worker took it
-            await self._send(item)
+        while item is not None:
+            outcome = await self._send(item)
             handled += 1
+            more = handled < limit
+            item = await self._write(functools.partial(self._record_and_claim, outcome=outcome, claim=more))
         return handled
 
+    async def _write(self, work: Callable[[Direct], OutboxRecord | None]) -> OutboxRecord | None:
+        return await asyncio.get_running_loop().run_in_executor(self.writer, self.db.run_direct, work)
+
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; errors are logged once per change of state."""
+        """Dispatch until ``stop`` is set; errors are logged once per change of state.
+
+        After a round that reached its limit the next starts at once; otherwise it waits ``interval``.
+        """
         failing = False
+        limit = 50
         while not stop.is_set():
+            handled = 0
             try:
-                await self.run_once()
+                handled = await self.run_once(limit)
                 if failing:
                     log.info("outbox dispatcher recovered")
                     failing = False
@@ -135,10 +155,21 @@ class OutboxDispatcher:
                 if not failing:
                     log.exception("outbox dispatcher failed; retrying")
                     failing = True
+            if handled >= limit:
+                await asyncio.sleep(0)  # more is due: go on, after what else is waiting to run
+                continue
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except asyncio.TimeoutError:
                 pass
+
+    def _expire_stale_and_claim(self, direct: Direct) -> OutboxRecord | None:
+        self._expire_stale(direct)
+        return OutboxRepository(direct).claim_next(self.worker, self.now())
+
+    def _record_and_claim(self, direct: Direct, outcome: Outcome, claim: bool) -> OutboxRecord | None:
+        outcome(direct)
+        return OutboxRepository(direct).claim_next(self.worker, self.now()) if claim else None
 
     def _message(self, item: OutboxRecord) -> OutboundMessage:
         payload = item.payload
@@ -155,112 +186,103 @@ class OutboxDispatcher:
                    if k in ("purpose", "ticket_ref", "language", "staff", "auto") and v is not None},
         )
 
-    async def _send(self, item: OutboxRecord) -> None:
+    async def _send(self, item: OutboxRecord) -> Outcome:
+        """Send ``item``; what to record of it (not yet recorded)."""
         sender = self.senders.get(item.channel)
         if sender is None:
             if item.channel == ChannelName.PHONE.value:
-                await self._finish(item, DeliveryState.NEEDS_STAFF, "a phone channel cannot send: call back")
-            else:
-                # the channel is off (no credentials): keep the message until it is configured
-                await self._retry(item, f"channel {item.channel} is off", None, count=False)
-            return
+                return self._finish(item, DeliveryState.NEEDS_STAFF, "a phone channel cannot send: call back")
+            # the channel is off (no credentials): keep the message until it is configured
+            return self._retry(item, f"channel {item.channel} is off", None, count=False)
         message = self._message(item)
-        if item.uncertain_since is not None and not await self._reconcile(item, sender, message):
-            return
+        if item.uncertain_since is not None:
+            instead = await self._reconcile(item, sender, message)
+            if instead is not None:
+                return instead
         started = self.now()
         try:
             receipt: SendReceipt = await sender.send(message)
         except UncertainSendError as exc:
-            await self._retry(item, str(exc), exc.retry_after, uncertain_since=item.uncertain_since or started)
+            return self._retry(item, str(exc), exc.retry_after, uncertain_since=item.uncertain_since or started)
         except TemporarySendError as exc:
-            await self._retry(item, str(exc), exc.retry_after)
+            return self._retry(item, str(exc), exc.retry_after)
         except PermanentSendError as exc:
-            await self._finish(item, DeliveryState.FAILED, str(exc))
+            return self._finish(item, DeliveryState.FAILED, str(exc))
         except NeedsStaffError as exc:
-            await self._finish(item, DeliveryState.NEEDS_STAFF, str(exc))
+            return self._finish(item, DeliveryState.NEEDS_STAFF, str(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - an unknown outcome must not be re-sent blindly
             log.exception("sending outbox row %s failed in an unexpected way", item.id)
-            await self._finish(item, DeliveryState.UNKNOWN, f"{exc.__class__.__name__}: {exc}")
-        else:
-            await asyncio.to_thread(self.db.run, lambda s: self._sent(s, item, receipt))
+            return self._finish(item, DeliveryState.UNKNOWN, f"{exc.__class__.__name__}: {exc}")
+        return lambda d: self._sent(d, item, receipt)
 
-    async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> bool:
-        """An earlier attempt may have arrived: True to send now, False when handled here."""
+    async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> Outcome | None:
+        """An earlier attempt may have arrived: None to send now, else what to record instead of sending."""
         assert item.uncertain_since is not None
         if not isinstance(sender, Reconciling):
-            await self._finish(item, DeliveryState.UNKNOWN, "an earlier attempt may have arrived and the channel "
-                               "cannot be asked: not sent again")
-            return False
+            return self._finish(item, DeliveryState.UNKNOWN, "an earlier attempt may have arrived and the channel "
+                                "cannot be asked: not sent again")
         try:
             found = await sender.find_sent(message, item.uncertain_since)
         except TemporarySendError as exc:
-            await self._retry(item, f"cannot ask the channel whether an earlier attempt arrived: {exc}",
-                              exc.retry_after, uncertain_since=item.uncertain_since)
-            return False
+            return self._retry(item, f"cannot ask the channel whether an earlier attempt arrived: {exc}",
+                               exc.retry_after, uncertain_since=item.uncertain_since)
         except Exception as exc:  # noqa: BLE001 - not knowing means not sending twice
-            await self._finish(item, DeliveryState.UNKNOWN, f"cannot ask the channel whether an earlier attempt "
-                               f"arrived ({exc.__class__.__name__}: {exc}): not sent again")
-            return False
+            return self._finish(item, DeliveryState.UNKNOWN, f"cannot ask the channel whether an earlier attempt "
+                                f"arrived ({exc.__class__.__name__}: {exc}): not sent again")
         if found is None:
             log.info("outbox row %s: the channel has no earlier attempt; sending again", item.id)
-            return True
-        await asyncio.to_thread(self.db.run, lambda s: self._sent(s, item, found, reconciled=True))
-        return False
+            return None
+        return lambda d: self._sent(d, item, found, reconciled=True)
 
-    def _sent(self, s: Session, item: OutboxRecord, receipt: SendReceipt, *, reconciled: bool = False) -> None:
+    def _sent(self, direct: Direct, item: OutboxRecord, receipt: SendReceipt, *, reconciled: bool = False) -> None:
         now = self.now()
-        OutboxRepository(s).finish(item.id, "sent", now)
-        advance_delivery(s, item.message_id, receipt.state.value, receipt.external_id)
-        tickets = TicketRepository(s)
+        OutboxRepository(direct).finish(item.id, "sent", now)
+        advance_delivery(direct, item.message_id, receipt.state.value, receipt.external_id)
+        tickets = TicketRepository(direct)
         data: dict[str, object] = {"outbox": item.id, "external_id": receipt.external_id}
         if reconciled:
             data["reconciled"] = "an earlier attempt had arrived; not sent again"
         tickets.add_event("message_sent", now, message_id=item.message_id, data=data)
         if receipt.external_id:
             for state, code in tickets.take_early_statuses(item.channel, receipt.external_id):
-                apply_status(s, item.message_id, state, code, now)
+                apply_status(direct, item.message_id, state, code, now)
 
-    async def _retry(self, item: OutboxRecord, error: str, retry_after: float | None, *, count: bool = True,
-                     uncertain_since: datetime | None = None) -> None:
+    def _retry(self, item: OutboxRecord, error: str, retry_after: float | None, *, count: bool = True,
+               uncertain_since: datetime | None = None) -> Outcome:
         if count and item.attempts >= self.max_attempts:
             if uncertain_since is not None:
-                await self._finish(item, DeliveryState.UNKNOWN, f"gave up after {item.attempts} attempts, the "
-                                   f"last outcome unknown: {error}")
-            else:
-                await self._finish(item, DeliveryState.FAILED, f"gave up after {item.attempts} attempts: {error}")
-            return
+                return self._finish(item, DeliveryState.UNKNOWN, f"gave up after {item.attempts} attempts, the "
+                                    f"last outcome unknown: {error}")
+            return self._finish(item, DeliveryState.FAILED, f"gave up after {item.attempts} attempts: {error}")
         step = self.backoff * (2 ** max(item.attempts - 1, 0))
         delay = min(step, self.max_backoff) * (0.5 + random.random() / 2)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=retry_after))
         retry_at = self.now() + delay
-
         attempts = None if count else max(item.attempts - 1, 0)  # a channel that is off costs no attempt
-        await asyncio.to_thread(self.db.run, lambda s: OutboxRepository(s).finish(
-            item.id, "pending", self.now(), error=error, retry_at=retry_at, attempts=attempts,
-            uncertain_since=uncertain_since))
+        return lambda d: OutboxRepository(d).finish(item.id, "pending", self.now(), error=error, retry_at=retry_at,
+                                                    attempts=attempts, uncertain_since=uncertain_since)
 
-    async def _finish(self, item: OutboxRecord, state: DeliveryState, error: str) -> None:
-        def work(s: Session) -> None:
+    def _finish(self, item: OutboxRecord, state: DeliveryState, error: str) -> Outcome:
+        def work(direct: Direct) -> None:
             now = self.now()
-            OutboxRepository(s).finish(item.id, state.value, now, error=error)
-            advance_delivery(s, item.message_id, state.value)
-            TicketRepository(s).add_event(f"message_{state.value}", now, message_id=item.message_id,
-                                          data={"outbox": item.id, "error": error, "staff_told": True})
+            OutboxRepository(direct).finish(item.id, state.value, now, error=error)
+            advance_delivery(direct, item.message_id, state.value)
+            TicketRepository(direct).add_event(f"message_{state.value}", now, message_id=item.message_id,
+                                               data={"outbox": item.id, "error": error, "staff_told": True})
 
         log.warning("outbox row %s: %s (%s)", item.id, state.value, error)
-        await asyncio.to_thread(self.db.run, work)
+        return work
 
-    def _expire_stale(self, s: Session) -> None:
+    def _expire_stale(self, direct: Direct) -> None:
         """Rows a dead worker left in ``sending``: outcome unknown, never re-sent blindly."""
-        repo = OutboxRepository(s)
+        repo = OutboxRepository(direct)
         now = self.now()
-        for outbox_id in repo.stale_sending(now - self.lease):
-            item = repo.get(outbox_id)
+        for outbox_id, message_id in repo.stale_sending(now - self.lease):
             repo.finish(outbox_id, DeliveryState.UNKNOWN.value, now,
                         error="the sender stopped while sending; outcome unknown, not re-sent")
-            advance_delivery(s, item.message_id, DeliveryState.UNKNOWN.value)
-            TicketRepository(s).add_event("message_unknown", now, message_id=item.message_id,
-                                          data={"outbox": outbox_id, "staff_told": True})
+            advance_delivery(direct, message_id, DeliveryState.UNKNOWN.value)
+            TicketRepository(direct).add_event("message_unknown", now, message_id=message_id,
+                                               data={"outbox": outbox_id, "staff_told": True})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -120,7 +120,10 @@ class WhatsAppChannel:
         reconcile_every: float = 600.0,
         reconcile_window: timedelta = timedelta(hours=6),
         media_every: float = 30.0,
+        writer: Executor | None = None,
     ) -> None:
+        """``writer``: the thread that runs the webhooks' intake on SQLite (the application shares it with the
+        outbox dispatcher); without it the channel makes its own."""
         assert twilio.account_sid and twilio.auth_token and twilio.whatsapp_from
         self.config = twilio
         self.public_url = http.public_url
@@ -136,8 +139,9 @@ class WhatsAppChannel:
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in SQLite's busy handler
         # (1, 2, 5, 10, ... ms) even when the lock is free again: several webhooks ingesting at once in
         # several threads are much slower than one after the other. PostgreSQL ingests in parallel.
-        self._intake = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-intake")
-                        if db.is_sqlite else None)
+        self._owns_intake = writer is None and db.is_sqlite
+        self._intake = writer if writer is not None or not db.is_sqlite else ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="whatsapp-intake")
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -161,7 +165,7 @@ class WhatsAppChannel:
 
     async def aclose(self) -> None:
         """Close the REST client's connections (after the outbox dispatcher has stopped)."""
-        if self._intake is not None:
+        if self._intake is not None and self._owns_intake:
             self._intake.shutdown(wait=True)
         if self.client is not None:
             close = getattr(self.client.http_client, "close", None)
@@ -238,9 +242,9 @@ class WhatsAppChannel:
     # -- sender support -------------------------------------------------------------
 
     async def _last_inbound(self, number: str) -> datetime | None:
-        return await asyncio.to_thread(
-            self.db.run, lambda s: TicketRepository(s).last_inbound_at("whatsapp", number.removeprefix("whatsapp:"))
-        )
+        return await asyncio.to_thread(  # a read: it does not wait for the intake's writes
+            self.db.read_direct,
+            lambda d: TicketRepository(d).last_inbound_at("whatsapp", number.removeprefix("whatsapp:")))
 
     def _template_for(self, message: OutboundMessage) -> TemplateChoice | None:
         templates = self.config.templates

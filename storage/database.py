@@ -112,23 +112,30 @@ class Database:
         """
         return self._retrying(lambda: self._in_direct(work), retries)
 
+    def read_direct(self, work: Callable[[Direct], T], *, retries: int = RETRIES) -> T:
+        """Like :meth:`run_direct` for statements that only read: on SQLite without the write lock, so a read
+        does not queue behind the writers (WAL readers see the last commit)."""
+        return self._retrying(lambda: self._in_direct(work, write=False), retries)
+
     def _in_session(self, work: Callable[[Session], T]) -> T:
         with self.sessions.begin() as session:
             return work(session)
 
-    def _in_direct(self, work: Callable[[Direct], T]) -> T:
+    def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
         pooled = self.engine.raw_connection()
         try:
             driver = pooled.driver_connection
             direct = Direct(driver, self.engine.dialect)
-            if self.is_sqlite:
-                direct.execute("BEGIN IMMEDIATE")  # the connection runs in autocommit mode, see _tune_sqlite
+            if self.is_sqlite:  # the connection runs in autocommit mode, see _tune_sqlite
+                direct.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(direct)
             except BaseException:
                 pooled.rollback()
                 raise
-            if self.is_sqlite:
+            if not write:
+                pooled.rollback()  # nothing to keep: ends the read transaction
+            elif self.is_sqlite:
                 direct.execute("COMMIT")
                 if self._checkpointer is not None:
                     self._checkpointer.nudge()

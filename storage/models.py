@@ -157,6 +157,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),
         Index("ix_messages_recipient", "recipient", "at"),  # the e-mail intake's cap on automatic replies
+        Index("ix_messages_sender", "sender", "channel", "direction", "at"),  # WhatsApp's 24-hour window
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -331,11 +331,17 @@ class TicketRepository(_Repository):
             raise KeyError(message_id)
         return self._message(row)
 
+    def delivery_state(self, message_id: int) -> str:
+        found = self.direct.scalar("SELECT delivery_state FROM messages WHERE id = :id", {"id": message_id})
+        if found is None:
+            raise KeyError(message_id)
+        return str(found)
+
     def set_delivery_state(self, message_id: int, state: str, external_id: str | None = None) -> None:
         values: dict[str, Any] = {"delivery_state": state}
         if external_id is not None:
             values["external_id"] = external_id
-        self.session.execute(update(m.Message).where(m.Message.id == message_id).values(**values))
+        self.direct.update(m.Message.__table__, message_id, values)
 
     def add_event(self, kind: str, at: datetime, *, ticket_id: int | None = None, message_id: int | None = None,
                   actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
@@ -385,10 +391,14 @@ class TicketRepository(_Repository):
 
     def last_inbound_at(self, channel: str, sender: str) -> datetime | None:
         """When ``sender`` last wrote to us on ``channel`` (WhatsApp's 24-hour window)."""
-        return self.session.scalar(
-            select(func.max(m.Message.at)).where(m.Message.channel == channel, m.Message.direction == "in",
-                                                 m.Message.sender == sender)
+        row = self.direct.one(
+            "SELECT MAX(at) FROM messages WHERE sender = :sender AND channel = :channel AND direction = 'in'",
+            {"sender": sender, "channel": channel},
         )
+        if row is None or row[0] is None:
+            return None
+        at: datetime = self.direct.decode(m.Message.__table__, ("at",), row)["at"]
+        return at
 
     def add_early_status(self, channel: str, external_id: str, state: str, error_code: int | None,
                          now: datetime) -> None:
@@ -399,13 +409,15 @@ class TicketRepository(_Repository):
 
     def take_early_statuses(self, channel: str, external_id: str) -> list[tuple[str, int | None]]:
         """The kept status callbacks for ``external_id`` (state, error code), oldest first, removed."""
-        rows = self.session.scalars(
-            select(m.EarlyStatus).where(m.EarlyStatus.channel == channel, m.EarlyStatus.external_id == external_id)
-            .order_by(m.EarlyStatus.id)
-        ).all()
-        for row in rows:
-            self.session.delete(row)
-        return [(r.state, r.error_code) for r in rows]
+        rows = self.direct.execute(
+            "SELECT id, state, error_code FROM early_statuses WHERE channel = :channel AND external_id = :external_id "
+            "ORDER BY id", {"channel": channel, "external_id": external_id},
+        ).fetchall()
+        if not rows:
+            return []
+        ids = {f"id{n}": row[0] for n, row in enumerate(rows)}
+        self.direct.execute(f"DELETE FROM early_statuses WHERE id IN ({', '.join(':' + k for k in ids)})", ids)
+        return [(str(state), None if code is None else int(code)) for _, state, code in rows]
 
     def unfetched_attachments(self, channel: str, limit: int, now: datetime | None = None) -> list[tuple[int, str]]:
         """Attachments known only by URL and due for a (next) download, oldest first."""
@@ -446,8 +458,18 @@ class TicketRepository(_Repository):
         self.session.execute(update(m.Attachment).where(m.Attachment.id == attachment_id).values(**values))
 
 
+_OUTBOX_RECORD = ("id", "message_id", "channel", "recipient", "payload", "state", "attempts", "next_attempt_at",
+                  "last_error", "claimed_by", "uncertain_since")
+_CLAIM = ("UPDATE outbox SET state = 'sending', claimed_by = :worker, claimed_at = :now, attempts = attempts + 1 "
+          "WHERE id = {row} AND state = 'pending' AND next_attempt_at <= :now RETURNING " + ", ".join(_OUTBOX_RECORD))
+
+
 class OutboxRepository(_Repository):
-    """Outbound messages waiting to go, claimed one at a time so none is sent twice."""
+    """Outbound messages waiting to go, claimed one at a time so none is sent twice.
+
+    The dispatcher's statements (claim, finish) are plain ones (:mod:`storage.direct`): it runs them for every
+    message sent, beside the intake.
+    """
 
     def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
         return self.direct.insert(m.Outbox.__table__, {
@@ -455,23 +477,26 @@ class OutboxRepository(_Repository):
             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
 
-    def due_ids(self, now: datetime, limit: int = 50) -> list[int]:
-        return list(self.session.scalars(
-            select(m.Outbox.id).where(m.Outbox.state == "pending", m.Outbox.next_attempt_at <= now)
-            .order_by(m.Outbox.next_attempt_at, m.Outbox.id).limit(limit)
-        ))
-
     def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
         """Move a due pending row to ``sending`` for ``worker``; None when someone else took it (or it is not due:
         a worker with a stale list of due rows must not resend one that another worker put back for a retry)."""
-        claimed = self.session.execute(
-            update(m.Outbox)
-            .where(m.Outbox.id == outbox_id, m.Outbox.state == "pending", m.Outbox.next_attempt_at <= now)
-            .values(state="sending", claimed_by=worker, claimed_at=now, attempts=m.Outbox.attempts + 1)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        return self.get(outbox_id)
+        return self._claim(":id", {"id": outbox_id}, worker, now)
+
+    def claim_next(self, worker: str, now: datetime) -> OutboxRecord | None:
+        """Claim the next due row (the longest due first), or None when none is due.
+
+        On PostgreSQL the candidate is locked with ``SKIP LOCKED``, so a second worker takes the next row rather
+        than waiting for this one; on SQLite the write transaction admits one claimer at a time.
+        """
+        lock = "" if self.direct.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED"
+        return self._claim("(SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now "
+                           f"ORDER BY next_attempt_at, id LIMIT 1{lock})", {}, worker, now)
+
+    def _claim(self, row: str, params: dict[str, Any], worker: str, now: datetime) -> OutboxRecord | None:
+        direct = self.direct
+        found = direct.one(_CLAIM.format(row=row), {
+            **params, "worker": worker, "now": direct.value(m.Outbox.__table__, "next_attempt_at", now)})
+        return None if found is None else OutboxRecord(**direct.decode(m.Outbox.__table__, _OUTBOX_RECORD, found))
 
     def get(self, outbox_id: int) -> OutboxRecord:
         row = self.session.get(m.Outbox, outbox_id)
@@ -502,13 +527,15 @@ class OutboxRepository(_Repository):
             values["sent_at"] = now
         if retry_at is not None:
             values["next_attempt_at"] = retry_at
-        self.session.execute(update(m.Outbox).where(m.Outbox.id == outbox_id).values(**values))
+        self.direct.update(m.Outbox.__table__, outbox_id, values)
 
-    def stale_sending(self, older_than: datetime) -> list[int]:
-        """Rows left in ``sending`` by a worker that died: their outcome is unknown."""
-        return list(self.session.scalars(
-            select(m.Outbox.id).where(m.Outbox.state == "sending", m.Outbox.claimed_at < older_than)
-        ))
+    def stale_sending(self, older_than: datetime) -> list[tuple[int, int]]:
+        """Rows left in ``sending`` by a worker that died, as (outbox id, message id): their outcome is unknown."""
+        rows = self.direct.execute(
+            "SELECT id, message_id FROM outbox WHERE state = 'sending' AND claimed_at < :before ORDER BY id",
+            {"before": self.direct.value(m.Outbox.__table__, "claimed_at", older_than)},
+        ).fetchall()
+        return [(int(outbox_id), int(message_id)) for outbox_id, message_id in rows]
 
     def counts(self) -> dict[str, int]:
         rows = self.session.execute(select(m.Outbox.state, func.count()).group_by(m.Outbox.state)).all()
