@@ -118,7 +118,9 @@ class EmailConfig(_Section):
     imap_port: int = Field(default=993, ge=1, le=65535, description="IMAP port: 993 with tls, 143 with starttls.")
     imap_user: str | None = Field(default=None, description="IMAP login, e.g. support@example.nl.")
     imap_password: SecretStr | None = Field(default=None, description="IMAP password.")
-    imap_folder: str = Field(default="INBOX", description="The mailbox folder new mail is read from.")
+    imap_folder: str = Field(default="INBOX", description=(
+        "The mailbox folder new mail is read from, named as a mail client shows it (a name such as "
+        "\"Klanten/Café\" is sent in IMAP's modified UTF-7); a subfolder with the server's separator."))
     smtp_host: str | None = Field(default=None, description=(
         "SMTP server for slabot's mail; replies are sent when smtp_host and from_address are set."))
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port: 587 with starttls, 465 with tls.")
@@ -136,8 +138,8 @@ class EmailConfig(_Section):
         "starttls (port 587), tls (implicit TLS, port 465) or none (no encryption: a server on the same "
         "machine only)."))
     imap_move_to: str | None = Field(default=None, description=(
-        "Folder a mail is moved to once it is committed (created when missing); unset, it stays where it is, "
-        "marked seen."))
+        "Folder a mail is moved to once it is committed (created when missing), named as a mail client shows "
+        "it; unset, it stays where it is, marked seen."))
     imap_poll_seconds: int = Field(default=60, ge=5, le=3600, description=(
         "Seconds between two looks at the mailbox when the server has no IDLE."))
     auto_replies_per_hour: int = Field(default=5, ge=0, description=(

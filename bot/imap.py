@@ -66,6 +66,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot.config import EmailConfig
 from bot.errors import SlabotError
 from bot.mail import MailIntake
+from channels.email import imap_utf7
 from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
@@ -402,7 +403,7 @@ class ImapIntake:
             if response.result != "OK":
                 raise ImapLoginError(f"login as {self.user} at {where} refused: {_text(response.lines)}")
             await connection.call(connection.protocol.capability(), "CAPABILITY")  # the set after login
-            response = await connection.command(client.select(aioimaplib.quoted(self.folder)),
+            response = await connection.command(client.select(aioimaplib.quoted(imap_utf7.encode(self.folder))),
                                                 f"SELECT {self.folder}")
             found = next((_UIDVALIDITY.search(bytes(line)) for line in response.lines
                           if isinstance(line, (bytes, bytearray)) and _UIDVALIDITY.search(bytes(line))), None)
@@ -565,7 +566,7 @@ class ImapIntake:
 
     async def _move(self, connection: _Connection, uid: int, target: str) -> None:
         client = connection.client
-        folder = aioimaplib.quoted(target)
+        folder = aioimaplib.quoted(imap_utf7.encode(target))  # "Afgehandeld ✓" as the server names it
         for attempt in (1, 2):
             if connection.has("MOVE"):
                 response = await connection.call(client.uid("move", str(uid), folder), f"UID MOVE {uid}",

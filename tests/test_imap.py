@@ -32,6 +32,7 @@ from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
 from bot.mail import Also, MailIntake, MailResult, mail_reply_guards
 from bot.presets import load_preset
+from channels.email import imap_utf7
 from storage import models as m
 from storage.database import Database, open_database
 
@@ -420,6 +421,31 @@ def test_move_to_folder_after_the_commit(world: World, host: str) -> None:
     assert world.flags("INBOX") == {}
     moved = world.flags("Verwerkt")
     assert len(moved) == 2 and all("\\Deleted" not in f for f in moved.values())
+
+
+@pytest.mark.parametrize("name, wire", [
+    ("Verwerkt", "Verwerkt"),
+    ("Afgehandeld ✓", "Afgehandeld &JxM-"),
+    ("Klanten & Café", "Klanten &- Caf&AOk-"),
+    ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),  # RFC 3501's example
+    ("Spoed 🚨", "Spoed &2D3eqA-"),  # outside the BMP: a surrogate pair
+])
+def test_folder_names_travel_in_modified_utf7(name: str, wire: str) -> None:
+    assert imap_utf7.encode(name) == wire
+    assert imap_utf7.decode(wire) == name
+    assert imap_utf7.decode("Broken &!!!- name") == "Broken &!!!- name"
+
+
+def test_a_folder_name_beyond_ascii_is_read_and_moved_to(world: World) -> None:
+    def wire(name: str) -> str:  # imaplib sends a mailbox name as it is given: encoded and quoted by the caller
+        return f'"{imap_utf7.encode(name)}"'
+
+    world.append(mail(), folder=wire("Klanten & Café"))
+    imap = world.imap(world.config(imap_folder="Klanten & Café", imap_move_to="Afgehandeld ✓"))
+    assert asyncio.run(imap.catch_up()) == 1
+    assert world.tickets() == 1
+    assert world.flags(wire("Klanten & Café")) == {}
+    assert len(world.flags(wire("Afgehandeld ✓"))) == 1
 
 
 # -- the whole application: IMAP in, SMTP out ------------------------------------------------------------
