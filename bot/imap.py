@@ -273,6 +273,7 @@ class ImapIntake:
         self._round = asyncio.Lock()  # one catch-up at a time: run()'s rounds and catch_up() calls
         self._stop: asyncio.Event | None = None
         self._unflagged: set[tuple[int, int]] = set()  # committed, not yet marked seen or moved
+        self._marked: list[tuple[int, int]] = []  # marked this round: their mail_unmarked rows go at its end
 
     # -- the long-running loop ------------------------------------------------------------------
 
@@ -446,10 +447,28 @@ class ImapIntake:
 
     async def _catch_up_now(self, connection: _Connection) -> int:
         uidvalidity = connection.uidvalidity
-        last_uid = await asyncio.to_thread(self.db.run_direct, lambda d: self._open_checkpoint(d, uidvalidity))
-        self._unflagged = {key for key in self._unflagged if key[0] == uidvalidity}
-        for _, uid in sorted(self._unflagged):
-            await self._after_commit(connection, uidvalidity, uid)
+        last_uid, unmarked = await asyncio.to_thread(self.db.run_direct, lambda d: (
+            self._open_checkpoint(d, uidvalidity), self._unmarked(d, uidvalidity)))
+        self._unflagged = {key for key in self._unflagged if key[0] == uidvalidity} | {
+            (uidvalidity, uid) for uid in unmarked}  # committed before a crash or a lost connection
+        try:
+            for _, uid in sorted(self._unflagged):
+                await self._after_commit(connection, uidvalidity, uid)
+            return await self._read_new(connection, uidvalidity, last_uid)
+        finally:
+            await self._forget()
+
+    async def _forget(self) -> None:
+        """Drop the records of the mail marked this round; kept for the next round if the database fails."""
+        if not self._marked:
+            return
+        marked, self._marked = self._marked, []
+        try:
+            await asyncio.to_thread(self.db.run_direct, lambda d: self._forget_marked(d, marked))
+        except Exception:  # noqa: BLE001 - at worst a mail is marked twice after a restart: harmless
+            self._marked = marked + self._marked
+
+    async def _read_new(self, connection: _Connection, uidvalidity: int, last_uid: int) -> int:
         response = await connection.command(
             connection.client.uid_search("UID", f"{last_uid + 1}:*", charset=None), "UID SEARCH")
         uids = sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
@@ -505,13 +524,36 @@ class ImapIntake:
                                          "last_uid": last_uid}})
         return 0
 
-    def _advance(self, direct: Direct, uidvalidity: int, uid: int) -> None:
-        """Move the checkpoint forward to ``uid`` (inside the transaction that stores the mail)."""
+    def _advance(self, direct: Direct, uidvalidity: int, uid: int, *, to_mark: bool = True) -> None:
+        """Move the checkpoint forward to ``uid`` (inside the transaction that stores the mail); ``to_mark``
+        records that the mail is still to be marked seen or moved, which survives a crash before that."""
         direct.execute(
             "UPDATE mail_checkpoints SET last_uid = :u, updated_at = :t "
             "WHERE mailbox = :m AND uidvalidity = :v AND last_uid < :u",
             {"u": uid, "v": uidvalidity, "m": self.mailbox,
              "t": direct.value(_CHECKPOINTS, "updated_at", self.now())})
+        if to_mark:
+            direct.execute("INSERT INTO mail_unmarked (mailbox, uidvalidity, uid) VALUES (:m, :v, :u) "
+                           "ON CONFLICT DO NOTHING", {"m": self.mailbox, "v": uidvalidity, "u": uid})
+
+    def _unmarked(self, direct: Direct, uidvalidity: int) -> list[int]:
+        """The UIDs committed and not yet marked in this folder; those of an older UIDVALIDITY are dropped."""
+        direct.execute("DELETE FROM mail_unmarked WHERE mailbox = :m AND uidvalidity <> :v",
+                       {"m": self.mailbox, "v": uidvalidity})
+        rows = direct.execute("SELECT uid FROM mail_unmarked WHERE mailbox = :m AND uidvalidity = :v ORDER BY uid",
+                              {"m": self.mailbox, "v": uidvalidity}).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def _forget_marked(self, direct: Direct, marked: list[tuple[int, int]]) -> None:
+        """Drop the records of mail marked (or given up on) this round: one statement per 500."""
+        for start in range(0, len(marked), 500):
+            chunk = marked[start:start + 500]
+            params: dict[str, int | str] = {"m": self.mailbox}
+            terms = []
+            for n, (uidvalidity, uid) in enumerate(chunk):
+                params[f"v{n}"], params[f"u{n}"] = uidvalidity, uid
+                terms.append(f"(uidvalidity = :v{n} AND uid = :u{n})")
+            direct.execute(f"DELETE FROM mail_unmarked WHERE mailbox = :m AND ({' OR '.join(terms)})", params)
 
     async def _fetch(self, connection: _Connection, uid: int) -> bytes | None:
         response = await connection.command(connection.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"),
@@ -540,7 +582,7 @@ class ImapIntake:
         now = self.now()
 
         def skip(direct: Direct) -> None:
-            self._advance(direct, uidvalidity, uid)
+            self._advance(direct, uidvalidity, uid, to_mark=False)  # it stays in the folder, unseen
             direct.insert(_EVENTS, {"kind": "mail_skipped", "at": now, "actor": "slabot",
                                     "data": {"mailbox": self.mailbox, "uidvalidity": uidvalidity, "uid": uid,
                                              "source": source, "error": reason, "rounds": rounds,
@@ -563,6 +605,7 @@ class ImapIntake:
         except ImapCommandError as exc:
             log.warning("IMAP %s: mail %d is stored but could not be marked: %s", self.mailbox, uid, exc)
         self._unflagged.discard((uidvalidity, uid))
+        self._marked.append((uidvalidity, uid))
 
     async def _move(self, connection: _Connection, uid: int, target: str) -> None:
         client = connection.client

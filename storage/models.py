@@ -239,6 +239,18 @@ class MailCheckpoint(Base):
     updated_at: Mapped[datetime]
 
 
+class MailUnmarked(Base):
+    """A mail committed from an IMAP folder and not yet marked seen (or moved) there: marked after a restart too."""
+
+    __tablename__ = "mail_unmarked"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_mail_unmarked"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(400))  # as mail_checkpoints.mailbox
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+
+
 class KeptMail(Base):
     """A mail that could not be read as one: its raw bytes kept aside for staff, never lost."""
 

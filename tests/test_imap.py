@@ -344,6 +344,51 @@ def test_a_crash_between_fetch_and_commit_gives_one_ticket_and_one_acknowledgeme
     assert "\\Seen" in world.flags()[uid]
 
 
+def test_a_crash_between_commit_and_acknowledgement_gives_one_ticket_and_one_acknowledgement(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead after the commit: not yet marked seen, the acknowledgement not yet sent. After the restart the mail is
+    not read again, it is marked, and the acknowledgement goes out once."""
+    from smtpsink import smtp_sink
+
+    from bot.outbox import OutboxDispatcher
+    from channels.email.smtp import SmtpSender, SmtpSettings
+
+    uid = world.append(mail())
+
+    async def die(*args: Any, **kwargs: Any) -> None:
+        raise Crash()
+
+    crashing = world.imap()
+    monkeypatch.setattr(crashing, "_after_commit", die)
+    with pytest.raises(Crash):
+        asyncio.run(crashing.catch_up())
+    assert world.tickets() == 1 and world.acknowledgements() == 1  # committed, its acknowledgement queued
+    assert "\\Seen" not in world.flags()[uid]
+    assert world.count(m.MailUnmarked) == 1
+
+    assert asyncio.run(world.imap().catch_up()) == 0  # the restart: nothing read twice, the mail marked
+    assert "\\Seen" in world.flags()[uid] and world.count(m.MailUnmarked) == 0
+    with smtp_sink() as (sink, port):
+        sender = SmtpSender(SmtpSettings(host="127.0.0.1", port=port, from_address=SUPPORT, security="none",
+                                         timeout=5), now=lambda: MONDAY_10)
+        dispatcher = OutboxDispatcher(world.db, {"email": sender}, now=lambda: MONDAY_10)
+        assert asyncio.run(dispatcher.run_once()) == 1
+        assert asyncio.run(dispatcher.run_once()) == 0
+        assert [mail_["To"] for mail_ in sink.mails] == [PIET]
+    assert world.tickets() == 1 and world.incoming() == 1
+
+
+def test_a_skipped_mail_is_not_marked_after_a_restart(world: World) -> None:
+    uid = world.append(mail())
+    world.intake.fail = lambda raw: RuntimeError("a parser bug")
+    imap = world.imap()
+    for _ in range(3):
+        asyncio.run(imap.catch_up())
+    world.intake.fail = lambda raw: None
+    assert asyncio.run(world.imap().catch_up()) == 0
+    assert world.tickets() == 0 and "\\Seen" not in world.flags()[uid] and world.count(m.MailUnmarked) == 0
+
+
 def test_a_uidvalidity_reset_duplicates_nothing_and_loses_nothing(world: World) -> None:
     world.append(mail(subject="Vraag 1", message_id="q1@bakkerij-jansen.nl"))
     world.append(mail(subject="Vraag 2", message_id=None))  # no Message-ID: recognised by the parser's hash
