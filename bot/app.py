@@ -15,7 +15,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +38,7 @@ from bot.staffbot import StaffBot
 from bot.texts import Texts
 from bot.voice import VoiceLine
 from bot.whatsapp import WhatsAppChannel
+from bot.writer import SerialWriter
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender
 from storage.database import Database, open_database
@@ -166,8 +166,8 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
-        # on SQLite the webhooks' intake and the outbox dispatcher write one after the other on one thread
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer") if self.db.is_sqlite else None
+        # on SQLite the webhooks' intake and the outbox dispatcher write in turn on one thread (bot.writer)
+        writer = SerialWriter() if self.db.is_sqlite else None
         if cfg.twilio.configured:
             self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now,
                                             writer=writer)
@@ -201,7 +201,8 @@ class Application:
                 self.health.set(name, "off", reason)
             else:
                 self.health.set(name, "up")
-        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now, writer=writer)
+        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now,
+                                      writer=writer.urgent if writer is not None else None)
         uv_config = uvicorn.Config(self.asgi(), host=cfg.http.host, port=cfg.http.port, log_level="warning",
                                    access_log=False, lifespan="off", timeout_graceful_shutdown=5,
                                    proxy_headers=False, server_header=False)

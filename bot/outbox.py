@@ -105,9 +105,8 @@ class OutboxDispatcher:
         lease: timedelta = timedelta(minutes=5),
         writer: Executor | None = None,
     ) -> None:
-        """``writer``: the thread to run the dispatcher's transactions on (on SQLite the one the webhooks' intake
-        uses: its writes then queue in order with the intake's instead of waiting in SQLite's busy handler,
-        where a stream of webhooks can keep them waiting for seconds); by default a thread of asyncio's."""
+        """``writer``: where the dispatcher's transactions run (on SQLite the front lane of the thread the
+        webhooks' intake writes on, see :mod:`bot.writer`); by default a thread of asyncio's."""
         self.db = db
         self.writer = writer
         self.senders = dict(senders)
