@@ -122,6 +122,8 @@ class Application:
         self.reminders: ReminderService | None = None
         self.dashboard: Dashboard | None = None
         self.started = asyncio.Event()
+        self.staff_retry = (5.0, 300.0)  # the staff chat down at start: first and longest pause between attempts
+        self._staff_retrying: asyncio.Task[None] | None = None
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -236,6 +238,10 @@ class Application:
                     await task
                 if self.reminders is not None:
                     await self.reminders.stop()
+                if self._staff_retrying is not None:
+                    self._staff_retrying.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._staff_retrying
                 if self.staffbot is not None:
                     await self.staffbot.stop()
                 dispatch_stop.set()
@@ -254,9 +260,27 @@ class Application:
             await staffbot.start()
         except Exception as exc:  # noqa: BLE001 - slabot keeps taking in requests without its staff chat
             self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
-            log.warning("the Telegram staff chat could not start (%s); reminders wait until it can", exc)
+            log.warning("the Telegram staff chat could not start (%s); tried again with backoff, reminders and "
+                        "announcements wait until it is up", exc)
+            self._staff_retrying = asyncio.create_task(self._retry_staffbot(staffbot), name="telegram-retry")
         if self.reminders is not None and self.staff_rounds is not None:
             self.reminders.start()
+
+    async def _retry_staffbot(self, staffbot: StaffBot) -> None:
+        """Start the staff chat again until it is up: pauses doubling from ``staff_retry[0]`` to ``[1]``."""
+        pause, longest = self.staff_retry
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await staffbot.stop()  # what the failed attempt left half started
+                await staffbot.start()
+            except Exception as exc:  # noqa: BLE001 - still down: the next attempt after a longer pause
+                self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
+                pause = min(pause * 2, longest)
+                continue
+            self.health.set("telegram", "up")
+            log.info("the Telegram staff chat is up")
+            return
 
     def _import_accounts(self, file: str) -> None:
         """The ``[accounts] file`` is imported on start (relative to the config file)."""

@@ -248,6 +248,36 @@ def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path, db_url
     asyncio.run(main())
 
 
+def test_telegram_down_at_start_is_tried_again_until_it_is_up(tmp_path: Path, db_url: str) -> None:
+    from bot.app import Application
+    from bot.config import load_config
+
+    seed(db_url)
+    standin = TelegramStandIn(down=True)
+
+    async def main() -> None:
+        async with serving(standin.app()) as api:
+            config = run_config(tmp_path, db_url, api, free_port(), "")
+            app = Application(load_config(str(config)))
+            app.staff_retry = (0.1, 0.4)
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.run(stop))
+            try:
+                await asyncio.wait_for(app.started.wait(), 15)
+                assert app.health.channels["telegram"].state == "down"
+                await asyncio.sleep(0.5)  # a few attempts while it is still down
+                assert app.health.channels["telegram"].state == "down"
+                standin.down = False
+                await until(lambda: app.health.channels["telegram"].state == "up", timeout=10)
+                standin.push_message(STAFF_CHAT, ANNA, "/help", username="anna")
+                assert "/queue" in (await answered(standin, 1))[-1]
+            finally:
+                stop.set()
+                await task
+
+    asyncio.run(main())
+
+
 def test_new_tickets_are_announced_with_buttons_once(db: Database) -> None:
     async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
         bot.announce_every = 0.05
