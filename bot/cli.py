@@ -209,14 +209,25 @@ def describe_preset(preset: Preset) -> dict[str, Any]:
     }
 
 
+def channel_states(loaded: LoadedConfig) -> dict[str, str]:
+    """What ``slabot run`` will do with each channel on this config: ``on (...)`` or ``off (why)``."""
+    from bot.app import channels_off_reasons
+
+    email = loaded.config.email
+    states = {name: f"off ({reason})" if reason else "on" for name, reason in channels_off_reasons(loaded).items()}
+    if email.imap_configured and email.smtp_configured:
+        states["email"] = "on (IMAP in, SMTP out)"
+    elif email.smtp_configured:
+        states["email"] = "on (SMTP out; mail comes in by the MTA pipe, slabot ingest email, no [email] imap_host)"
+    elif email.imap_configured:
+        states["email"] = "on (IMAP in; no replies by mail: no [email] smtp_host and from_address)"
+    return states
+
+
 def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
     loaded: LoadedConfig = load_config(args.path or args.config)
     preset = describe_preset(loaded.preset)
-    channels = {
-        "whatsapp": "on" if loaded.config.twilio.configured else "off (no twilio credentials)",
-        "email": "on" if loaded.config.email.configured else "off (no imap_host/smtp_host/from_address)",
-        "telegram": "on" if loaded.config.telegram.configured else "off (no token/staff_chat_id)",
-    }
+    channels = channel_states(loaded)
     report: dict[str, object] = {
         "source": loaded.source,
         "from_environment": list(loaded.from_env),

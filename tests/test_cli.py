@@ -126,6 +126,21 @@ def test_config_check_masks_secrets(tmp_path: Path) -> None:
     assert report["channels"]["whatsapp"] == "on"
 
 
+@pytest.mark.parametrize("email, state", [
+    ("", "off (no [email] imap_host, imap_user and imap_password, nor smtp_host and from_address)"),
+    ("smtp_host = 'smtp.example.nl'\nfrom_address = 'support@example.nl'\n", "on (SMTP out; mail comes in by the MTA pipe"),
+    ("imap_host = 'imap.example.nl'\nimap_user = 'u'\nimap_password = 'p'\n", "on (IMAP in; no replies by mail"),
+    ("imap_host = 'imap.example.nl'\nimap_user = 'u'\nimap_password = 'p'\nsmtp_host = 'smtp.example.nl'\n"
+     "from_address = 'support@example.nl'\n", "on (IMAP in, SMTP out)"),
+])
+def test_config_check_says_what_run_does_with_email(tmp_path: Path, email: str, state: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"[email]\n{email}", encoding="utf-8")
+    code, out, _ = run("config", "check", str(config), "--json")
+    assert code == 0
+    assert json.loads(out)["channels"]["email"].startswith(state)
+
+
 def test_config_check_reports_bad_file(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[email]\nimap_port = 'x'\nimap_passwd = 'y'\n", encoding="utf-8")
