@@ -5,8 +5,9 @@ quoted-printable and base64 bodies, RFC 2047 subjects, some 50 KB attachments;
 20% replies carrying In-Reply-To/References of an earlier mail of the same
 thread), writes it as .eml files and ingests it
 
-(a) from the files, one committed transaction per mail, through the same code
-    as ``slabot ingest email DIR`` (MailIntake.ingest_raw), and
+(a) from the files, through the same code as ``slabot ingest email DIR``
+    (bot.mail.ingest_files: files read and parsed ahead in worker processes,
+    stored in file order, a chunk of mails per transaction), and
 (b) from a private Dovecot over IMAP (when dovecot is installed), through the
     IMAP intake's catch-up,
 
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bot.intake import IntakePipeline  # noqa: E402
-from bot.mail import MailIntake, mail_reply_guards  # noqa: E402
+from bot.mail import MailIntake, ingest_files, mail_reply_guards  # noqa: E402
 from bot.presets import load_preset  # noqa: E402
 from storage import models as m  # noqa: E402
 from storage.database import Database, open_database  # noqa: E402
@@ -170,8 +171,9 @@ def from_files(folder: Path, corpus: list[Planned], tag: str, trace: bool) -> tu
     if trace:
         tracemalloc.start()
     t0 = time.perf_counter()
-    for path in files:
-        intake.ingest_raw(path.read_bytes(), source=str(path))
+    for path, outcome in ingest_files(intake, files):
+        if isinstance(outcome, OSError):
+            raise outcome
     seconds = time.perf_counter() - t0
     peak = 0
     if trace:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import Any, NoReturn, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -30,6 +30,9 @@ from sla_engine.policy import Preset
 from storage.database import Database, StorageError, open_database
 from storage.records import AccountRecord, MessageRecord, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
+
+if TYPE_CHECKING:
+    from bot.mail import MailIntake, MailResult
 
 EXIT_USAGE = 2
 
@@ -511,16 +514,32 @@ EX_DATAERR = 65  # sysexits: the input cannot be read; the MTA bounces it
 EX_TEMPFAIL = 75  # sysexits: try again later; the MTA keeps the mail and retries
 
 
-def _mail_sources(source: str) -> list[tuple[str, Callable[[], bytes]]]:
+def _mail_files(source: str) -> list[Path] | None:
+    """The mail files to store: one, or the ``.eml`` files of a folder in name order; None for stdin."""
     if source == "-":
-        return [("stdin", lambda: sys.stdin.buffer.read())]
+        return None
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
-        return [(str(p), p.read_bytes) for p in files]
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
     if not path.is_file():
         raise UsageError(f"{source}: no such file or directory")
-    return [(str(path), path.read_bytes)]
+    return [path]
+
+
+def _stored_mails(intake: MailIntake, files: list[Path] | None) -> Iterator[tuple[str, MailResult | OSError]]:
+    """What became of each mail, in order (:func:`bot.mail.ingest_files` for files)."""
+    if files is None:
+        try:
+            raw = sys.stdin.buffer.read()
+        except OSError as exc:
+            yield "stdin", exc
+            return
+        yield "stdin", intake.ingest_raw(raw, source="stdin")
+        return
+    from bot.mail import ingest_files
+
+    for path, outcome in ingest_files(intake, files):
+        yield str(path), outcome
 
 
 def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
@@ -533,7 +552,8 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
 
     loaded = load_config(args.config)
     cfg = loaded.config
-    sources = _mail_sources(args.source)
+    files = _mail_files(args.source)
+    names = ["stdin"] if files is None else [str(p) for p in files]
     try:
         db = open_database(cfg.database.url)
     except (SQLAlchemyError, StorageError) as exc:
@@ -544,28 +564,26 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
     intake = MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
                         acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
     code = 0
+    done = 0  # mails reported so far: the next one is where a database failure stopped
     results: list[dict[str, Any]] = []
     try:
-        for name, read in sources:
-            try:
-                raw = read()
-            except OSError as exc:
-                sys.stderr.write(f"slabot: {name}: {exc}\n")
+        for name, outcome in _stored_mails(intake, files):
+            done += 1
+            if isinstance(outcome, OSError):
+                sys.stderr.write(f"slabot: {name}: {outcome}\n")
                 code = max(code, EX_DATAERR)
                 continue
-            try:
-                result = intake.ingest_raw(raw, source=name[:400])
-            except SQLAlchemyError as exc:
-                sys.stderr.write(f"slabot: {name}: not stored, the database failed "
-                                 f"({exc.__class__.__name__}); try again later\n")
-                return EX_TEMPFAIL
-            if result.outcome == "kept_aside":
+            if outcome.outcome == "kept_aside":
                 code = max(code, EX_DATAERR)
-            results.append({"source": name, "outcome": result.outcome, "ticket": result.ticket_ref,
-                            "message_id": result.message_id, "reasons": list(result.reasons)})
+            results.append({"source": name, "outcome": outcome.outcome, "ticket": outcome.ticket_ref,
+                            "message_id": outcome.message_id, "reasons": list(outcome.reasons)})
             if not args.json:
-                ref = f" {result.ticket_ref}" if result.ticket_ref else ""
-                out.write(f"{name}: {result.outcome}{ref}\n")
+                ref = f" {outcome.ticket_ref}" if outcome.ticket_ref else ""
+                out.write(f"{name}: {outcome.outcome}{ref}\n")
+    except SQLAlchemyError as exc:
+        sys.stderr.write(f"slabot: {names[done]}: not stored, the database failed "
+                         f"({exc.__class__.__name__}); try again later\n")
+        return EX_TEMPFAIL
     finally:
         db.dispose()
     if args.json:

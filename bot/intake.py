@@ -173,6 +173,12 @@ class IntakePipeline:
                 raise
             return found
 
+    def ingest_in(self, direct: Direct, msg: InboundMessage, *, acknowledge: bool = True) -> IntakeResult:
+        """:meth:`ingest`'s decision and writes inside the caller's transaction, so that a bulk import can
+        commit several messages at once. The IntegrityError of a concurrent delivery of the same message
+        is the caller's to handle (roll back, then :meth:`ingest` one by one)."""
+        return self._ingest(direct, msg, acknowledge)
+
     # -- the decision ----------------------------------------------------------
 
     def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:

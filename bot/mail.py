@@ -22,9 +22,17 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import multiprocessing
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
 from channels.email.parse import MailParseError, ParsedMail, parse_email
@@ -92,6 +100,33 @@ def mail_reply_guards(auto_replies_per_hour: int = 5,
     return (guards.flagged, guards.rate)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """Bytes that cannot be read as a mail: why, and the traceback when the parser itself failed."""
+
+    reason: str
+    traceback: str | None = None
+
+
+def read_mail(raw: bytes, now: Callable[[], datetime] = _utc_now) -> ParsedMail | Unreadable:
+    """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises."""
+    try:
+        return parse_email(raw, now=now)
+    except MailParseError as exc:
+        return Unreadable(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
+        return Unreadable(f"parser error {exc.__class__.__name__}: {exc}", traceback.format_exc())
+
+
+def _mail_result(parsed: ParsedMail, result: IntakeResult) -> MailResult:
+    if result.outcome is Outcome.OWN_MESSAGE:
+        return MailResult("own_mail", result.reasons, parsed.message_id)
+    reasons = result.reasons
+    if parsed.automatic_reason:
+        reasons = (*reasons, f"automatic mail: {parsed.automatic_reason}")
+    return MailResult(result.outcome.value, reasons, parsed.message_id, result.ticket_ref, result)
+
+
 class MailIntake:
     """Raw mail into tickets, replies and acknowledgements (see the module docstring).
 
@@ -112,13 +147,16 @@ class MailIntake:
     def ingest_raw(self, raw: bytes, *, source: str = "mail", acknowledge: bool | None = None,
                    also: Also | None = None) -> MailResult:
         """Store one raw mail and what it causes; ``also`` runs in the same transaction (the IMAP checkpoint)."""
-        try:
-            parsed = parse_email(raw, now=self.now)
-        except MailParseError as exc:
-            return self._keep_aside(raw, source, str(exc), also)
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
-            log.exception("mail from %s could not be parsed", source)
-            return self._keep_aside(raw, source, f"parser error {exc.__class__.__name__}: {exc}", also)
+        return self.ingest_read(raw, read_mail(raw, self.now), source=source, acknowledge=acknowledge, also=also)
+
+    def ingest_read(self, raw: bytes, read: ParsedMail | Unreadable, *, source: str = "mail",
+                    acknowledge: bool | None = None, also: Also | None = None) -> MailResult:
+        """:meth:`ingest_raw` for a mail already read by :func:`read_mail` (perhaps in another process)."""
+        if isinstance(read, Unreadable):
+            if read.traceback is not None:
+                log.error("mail from %s could not be parsed\n%s", source, read.traceback.rstrip())
+            return self._keep_aside(raw, source, read.reason, also)
+        parsed = read
         msg = parsed.message
         if self._is_own(parsed):
             def skip(direct: Direct) -> None:
@@ -135,12 +173,47 @@ class MailIntake:
             acknowledge = self._recent(msg.received_at)
         result = self.pipeline.ingest(msg, acknowledge=acknowledge,
                                       also=(lambda d, _r: also(d)) if also is not None else None)
-        if result.outcome is Outcome.OWN_MESSAGE:
-            return MailResult("own_mail", result.reasons, parsed.message_id)
-        reasons = result.reasons
-        if parsed.automatic_reason:
-            reasons = (*reasons, f"automatic mail: {parsed.automatic_reason}")
-        return MailResult(result.outcome.value, reasons, parsed.message_id, result.ticket_ref, result)
+        return _mail_result(parsed, result)
+
+    # -- several mails at once ----------------------------------------------------------
+
+    def ingest_many(self, mails: Sequence[tuple[bytes, ParsedMail | Unreadable, str]]) -> Iterator[MailResult]:
+        """Each of ``mails`` (raw, read, source) stored once, in order; each result once it is committed.
+
+        A person's mail (not slabot's own, not a bounce) goes in with the ones
+        next to it in one transaction: a bulk import spends less on commits. When
+        such a transaction fails, nothing of it is stored and its mails go in one
+        by one, so the one that fails raises alone and the ones before it are
+        stored. The rest (unreadable, own, bounces) go through
+        :meth:`ingest_read`, in their place in the order.
+        """
+        group: list[tuple[bytes, ParsedMail, str]] = []
+        for raw, read, source in mails:
+            if isinstance(read, ParsedMail) and read.bounce is None and not self._is_own(read):
+                group.append((raw, read, source))
+                continue
+            yield from self._ingest_together(group)
+            group = []
+            yield self.ingest_read(raw, read, source=source)
+        yield from self._ingest_together(group)
+
+    def _ingest_together(self, group: Sequence[tuple[bytes, ParsedMail, str]]) -> Iterator[MailResult]:
+        """A person's mails in one transaction; one by one when that fails."""
+        def work(direct: Direct) -> list[MailResult]:
+            return [_mail_result(parsed, self.pipeline.ingest_in(
+                        direct, parsed.message, acknowledge=self._recent(parsed.message.received_at)))
+                    for _, parsed, _ in group]
+
+        if len(group) > 1:
+            try:
+                results = self.db.run_direct(work)
+            except Exception:  # noqa: BLE001 - all rolled back: one by one, where the failing mail raises alone
+                log.debug("%d mails stored together failed; storing them one by one", len(group), exc_info=True)
+            else:
+                yield from results
+                return
+        for raw, parsed, source in group:
+            yield self.ingest_read(raw, parsed, source=source)
 
     def _recent(self, received_at: datetime) -> bool:
         return self.acknowledge_max_age is None or self.now() - received_at <= self.acknowledge_max_age
@@ -223,4 +296,138 @@ class MailIntake:
         return self.db.run_direct(work)
 
 
-__all__ = ["MailIntake", "MailResult", "mail_reply_guards"]
+# -- a folder of .eml files -----------------------------------------------------------
+
+MAILS_PER_TRANSACTION = 16  # a folder import's mails stored together, and read ahead as one chunk
+READERS = 2  # processes that read and parse ahead; beyond two the storing is what limits
+READ_AHEAD = 2  # chunks given to each reader ahead of the one being stored
+
+_FileRead = tuple[bytes, ParsedMail | Unreadable] | OSError
+
+
+def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = READERS
+                 ) -> Iterator[tuple[Path, MailResult | OSError]]:
+    """Each file of a folder import, in order: its result once committed, or the OSError that kept it unread.
+
+    How it works: the files are read and parsed ahead, a chunk at a time, by
+    ``readers`` processes (when there is more than one chunk and this machine
+    has more than one core) while this process stores the chunks in file order,
+    each chunk in one transaction (:meth:`MailIntake.ingest_many`). An error while
+    storing is raised after the results of the files before it: the file it
+    stopped at is the first one not yielded, and the files after it are not
+    tried.
+    """
+    chunks = [paths[i:i + MAILS_PER_TRANSACTION] for i in range(0, len(paths), MAILS_PER_TRANSACTION)]
+    for chunk, reads in zip(chunks, _read_ahead(chunks, readers, intake.now)):
+        yield from _store_chunk(intake, chunk, reads)
+
+
+def _read_ahead(chunks: Sequence[Sequence[Path]], readers: int, now: Callable[[], datetime]
+                ) -> Iterator[list[_FileRead]]:
+    """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
+
+    Plain pipes, no threads: this process only sends file names and receives
+    the results it waits for. A reader that dies is not replaced: from that
+    chunk on, the files are read here.
+    """
+    pipes = _start_readers(readers) if len(chunks) > 1 else []
+    finished = False
+    try:
+        sent = 0
+        for index, chunk in enumerate(chunks):
+            reads: list[_FileRead] | None = None
+            if pipes:
+                try:
+                    while sent < min(len(chunks), index + READ_AHEAD * len(pipes)):
+                        pipes[sent % len(pipes)][1].send(([str(p) for p in chunks[sent]], now()))
+                        sent += 1
+                    reads = pipes[index % len(pipes)][1].recv()
+                except (EOFError, OSError):
+                    log.warning("a process reading mail files stopped; the rest is read in this process")
+                    _stop_readers(pipes, idle=False)
+                    pipes = []
+            yield reads if reads is not None else _read_files([str(p) for p in chunk], now())
+        finished = True
+    finally:
+        _stop_readers(pipes, idle=finished)
+
+
+def _read_files(paths: Sequence[str], now: datetime) -> list[_FileRead]:
+    """Each file's bytes and :func:`read_mail` of them (``now`` for a mail without a usable Date), or its OSError."""
+    reads: list[_FileRead] = []
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            reads.append(exc)
+            continue
+        reads.append((raw, read_mail(raw, lambda: now)))
+    return reads
+
+
+def _reader(conn: Connection) -> None:
+    """A reader process: (file names, now) in, their :func:`_read_files` out, until None comes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    try:
+        while (task := conn.recv()) is not None:
+            conn.send(_read_files(*task))
+    except (EOFError, OSError):  # the importing process went away
+        pass
+
+
+def _start_readers(readers: int) -> list[tuple[BaseProcess, Connection]]:
+    """Reader processes with their pipes; none on a single core. Forked when that is safe (this process
+    runs no other thread), else started afresh."""
+    if readers < 1 or (os.cpu_count() or 1) < 2:
+        return []
+    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    pipes = []
+    for _ in range(readers):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_reader, args=(theirs,), name="slabot-mail-reader", daemon=True)
+        process.start()
+        theirs.close()
+        pipes.append((process, ours))
+    return pipes
+
+
+def _stop_readers(pipes: Sequence[tuple[BaseProcess, Connection]], *, idle: bool) -> None:
+    """Idle readers are told to stop; busy ones (an import that stopped early) are killed: they only read."""
+    for process, conn in pipes:
+        try:
+            if idle:
+                conn.send(None)
+            else:
+                process.kill()
+        except OSError:
+            pass
+        conn.close()
+    for process, _ in pipes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _store_chunk(intake: MailIntake, chunk: Sequence[Path], reads: Sequence[_FileRead]
+                 ) -> Iterator[tuple[Path, MailResult | OSError]]:
+    """A chunk's mails stored in order; a file that could not be read is reported in its place."""
+    run: list[tuple[Path, bytes, ParsedMail | Unreadable]] = []
+    for path, read in zip(chunk, reads):
+        if isinstance(read, OSError):
+            yield from _store_run(intake, run)
+            run = []
+            yield path, read
+        else:
+            run.append((path, *read))
+    yield from _store_run(intake, run)
+
+
+def _store_run(intake: MailIntake, run: Sequence[tuple[Path, bytes, ParsedMail | Unreadable]]
+               ) -> Iterator[tuple[Path, MailResult]]:
+    results = intake.ingest_many([(raw, read, str(path)[:400]) for path, raw, read in run])
+    return zip((path for path, _, _ in run), results)
+
+
+__all__ = ["MailIntake", "MailResult", "Unreadable", "ingest_files", "mail_reply_guards", "read_mail"]

@@ -16,18 +16,22 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import MONDAY_10, add_account, contact, free_port, preset
 from smtpsink import Sink, smtp_sink
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
-from bot.intake import IntakePipeline
-from bot.mail import MailIntake, mail_reply_guards
+from bot.intake import IntakePipeline, IntakeResult
+from bot.mail import MailIntake, MailResult, ingest_files, mail_reply_guards
 from bot.outbox import OutboxDispatcher
 from channels.email.smtp import SmtpSender, SmtpSettings
+from channels.messages import InboundMessage
 from storage import models as m
 from storage.database import Database, open_database
+from storage.direct import Direct
 
 SUPPORT = "support@mailcampaigns.example"
 PIET = "piet@bakkerij-jansen.nl"
@@ -241,6 +245,128 @@ def test_unreadable_mail_is_kept_aside_and_the_next_one_flows(world: World) -> N
     assert world.deliver(mail()) == "new_ticket"
 
 
+# -- a folder of .eml files ---------------------------------------------------------------------------------
+
+
+def _folder(tmp_path: Path) -> tuple[list[Path], dict[str, str]]:
+    """40 files (three chunks): requests, replies and a duplicate of a mail in the same chunk, slabot's own
+    mail, an unreadable file and one that is gone; and the outcome each must get."""
+    folder = tmp_path / "mails"
+    folder.mkdir()
+    files: list[Path] = []
+    expected: dict[str, str] = {}
+
+    def add(raw: bytes | None, outcome: str) -> None:
+        path = folder / f"{len(files):03d}.eml"
+        if raw is not None:
+            path.write_bytes(raw)
+        files.append(path)
+        expected[str(path)] = outcome
+
+    for i in range(40):
+        if i == 5:
+            add(mail(subject="Re: vraag 3", message_id="r5@bakkerij-jansen.nl",
+                     In_Reply_To="<f3@bakkerij-jansen.nl>"), "reply")  # its original is in the same chunk
+        elif i == 6:
+            add(mail(subject="vraag 3", message_id="f3@bakkerij-jansen.nl"), "duplicate")
+        elif i == 9:
+            add(b"\x00\x01 not a mail at all", "kept_aside")
+        elif i == 20:
+            add(None, "OSError")  # listed, then gone before it was read
+        elif i == 21:
+            add(mail(sender=SUPPORT, message_id="own@mailcampaigns.example"), "own_mail")
+        elif i == 33:
+            add(mail(subject="Re: vraag 18", message_id="r33@bakkerij-jansen.nl",
+                     References="<f18@bakkerij-jansen.nl>"), "reply")  # its original is in another chunk
+        else:
+            add(mail(subject=f"vraag {i}", message_id=f"f{i}@bakkerij-jansen.nl",
+                     body=f"Vraag nummer {i}."), "new_ticket")
+    return files, expected
+
+
+def _outcome(result: MailResult | OSError) -> str:
+    return "OSError" if isinstance(result, OSError) else result.outcome
+
+
+@pytest.mark.parametrize("readers", [2, 0])
+def test_a_folder_is_stored_in_file_order_as_one_by_one(tmp_path: Path, readers: int) -> None:
+    files, expected = _folder(tmp_path)
+    together = open_database(f"sqlite:///{tmp_path / 'together.db'}")
+    alone = open_database(f"sqlite:///{tmp_path / 'alone.db'}")
+    intakes = []
+    for db in (together, alone):
+        add_account(db, "Bakkerij Jansen", "licentie", contact("Piet Jansen", email=PIET))
+        pipeline = IntakePipeline(db, preset("mailcampaigns"), now=lambda: MONDAY_10,
+                                  reply_guards=mail_reply_guards(5, lambda: MONDAY_10))
+        intakes.append(MailIntake(db, pipeline, own_addresses=(SUPPORT,), now=lambda: MONDAY_10))
+    results = list(ingest_files(intakes[0], files, readers=readers))
+    assert [str(path) for path, _ in results] == [str(f) for f in files]
+    assert {str(path): _outcome(result) for path, result in results} == expected
+    one_by_one = [intakes[1].ingest_raw(f.read_bytes(), source=str(f)) for f in files if f.exists()]
+    stored = [r for _, r in results if isinstance(r, MailResult)]
+    assert [(r.outcome, r.ticket_ref, r.message_id) for r in stored] == [
+        (r.outcome, r.ticket_ref, r.message_id) for r in one_by_one]
+
+    def rows(db: Database) -> list[tuple[object, ...]]:
+        return db.run(lambda s: [tuple(row) for row in s.execute(
+            select(m.Message.direction, m.Message.external_id, m.Ticket.ref, m.Message.recipient)
+            .outerjoin(m.Ticket, m.Ticket.id == m.Message.ticket_id).order_by(m.Message.id)).all()])
+
+    acknowledgements = rows(together)
+    assert [row for row in acknowledgements if row[0] == "in"] == [row for row in rows(alone) if row[0] == "in"]
+    assert len(acknowledgements) == len(rows(alone))
+    assert together.run(lambda s: s.scalar(select(func.count()).select_from(m.KeptMail))) == 1
+    # the same folder again: every mail is already stored
+    again = {_outcome(result) for _, result in ingest_files(intakes[0], files, readers=readers)}
+    assert again == {"duplicate", "own_mail", "kept_aside", "OSError"}
+    together.dispose()
+    alone.dispose()
+
+
+class _FailingPipeline(IntakePipeline):
+    """Fails to store the mail with the Message-ID ``fail_on``, as a database that went away would."""
+
+    fail_on: str | None = None
+
+    def _check(self, msg: InboundMessage) -> None:
+        if msg.external_id == self.fail_on:
+            raise OperationalError("INSERT INTO messages ...", {}, Exception("disk I/O error"))
+
+    def ingest_in(self, direct: Direct, msg: InboundMessage, *, acknowledge: bool = True) -> IntakeResult:
+        self._check(msg)
+        return super().ingest_in(direct, msg, acknowledge=acknowledge)
+
+    def ingest(self, msg: InboundMessage, **options: Any) -> IntakeResult:
+        self._check(msg)
+        return super().ingest(msg, **options)
+
+
+def test_a_database_failure_in_a_folder_stops_at_that_file_and_loses_nothing(tmp_path: Path) -> None:
+    files, expected = _folder(tmp_path)
+    db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+    add_account(db, "Bakkerij Jansen", "licentie", contact("Piet Jansen", email=PIET))
+    pipeline = _FailingPipeline(db, preset("mailcampaigns"), now=lambda: MONDAY_10)
+    pipeline.fail_on = "f27@bakkerij-jansen.nl"  # in the middle of the second chunk
+    intake = MailIntake(db, pipeline, own_addresses=(SUPPORT,), now=lambda: MONDAY_10)
+    reported: list[str] = []
+    with pytest.raises(OperationalError):
+        for path, result in ingest_files(intake, files):
+            reported.append(_outcome(result))
+    assert reported == [expected[str(f)] for f in files[:27]]  # the file it stopped at is the first not reported
+    stored = db.run(lambda s: set(s.scalars(select(m.Message.external_id).where(m.Message.direction == "in"))))
+    assert "f26@bakkerij-jansen.nl" in stored and "f27@bakkerij-jansen.nl" not in stored
+    assert not {f"f{i}@bakkerij-jansen.nl" for i in range(27, 40)} & stored
+    # tried again once the database is back: the rest goes in, nothing twice
+    pipeline.fail_on = None
+    again = [_outcome(result) for _, result in ingest_files(intake, files)]
+    assert again[:27] == [o if o in ("kept_aside", "OSError", "own_mail") else "duplicate"
+                          for o in reported]
+    assert again[27:] == [expected[str(f)] for f in files[27:]]
+    assert db.run(lambda s: s.scalar(select(func.count()).select_from(m.Message).where(
+        m.Message.direction == "in"))) == 36  # 40 files: a duplicate, own mail, one unreadable, one gone
+    db.dispose()
+
+
 # -- the pipe mode ------------------------------------------------------------------------------------------
 
 
@@ -274,3 +400,18 @@ def test_pipe_mode_exit_codes(tmp_path: Path) -> None:
                    db_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test?connect_timeout=2")
     assert down.returncode == 75, down.stderr
     assert b"try again" in down.stderr or b"unreachable" in down.stderr
+
+
+def test_pipe_mode_folder_reports_every_file_in_order(tmp_path: Path) -> None:
+    files, expected = _folder(tmp_path)
+    files[20].write_bytes(mail(subject="toch gevonden", message_id="f20@bakkerij-jansen.nl"))
+    expected[str(files[20])] = "new_ticket"
+    done = _slabot(tmp_path, str(tmp_path / "mails"))
+    assert done.returncode == 65, done.stderr  # the unreadable one is kept aside
+    lines = done.stdout.decode().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(f) for f in files]
+    no_accounts = {"new_ticket": "unknown_sender"}  # this database has no accounts
+    assert [line.split(": ")[1].split()[0] for line in lines] == [
+        no_accounts.get(expected[str(f)], expected[str(f)]) for f in files]
+    again = _slabot(tmp_path, str(tmp_path / "mails"))
+    assert again.returncode == 65 and again.stdout.count(b": duplicate") == 38  # all but own mail and kept aside

@@ -35,7 +35,7 @@ from typing import Any
 import charset_normalizer
 import inscriptis  # type: ignore[import-untyped]
 
-from channels.identity import IdentityError, email_identity, normalise_email
+from channels.identity import Identity, IdentityError, email_identity, normalise_email
 from channels.messages import ChannelName, InboundAttachment, InboundMessage
 
 MAX_THREAD_REFS = 50
@@ -217,7 +217,7 @@ def parse_email(
     message = InboundMessage(
         channel=ChannelName.EMAIL,
         external_id=message_id,
-        sender=email_identity(sender),
+        sender=_email_identity(sender),
         received_at=received_at if received_at is not None else _date(headers, now, problems),
         text=strip_reply(full_text, forwarded=forwarded),
         subject=subject,
@@ -332,14 +332,16 @@ class _Headers:
     def __init__(self, part: Message, problems: list[str]) -> None:
         self._part = part
         self._problems = problems
+        self._first: dict[str, str] | None = None  # lower-case name -> the first raw value, made on first use
 
     def raw(self, name: str) -> str | None:
         """The first ``name`` header, unfolded, raw 8-bit bytes decoded; None when absent."""
-        wanted = name.lower()
-        for key, value in self._part.raw_items():
-            if key.lower() == wanted:
-                return _raw_text(str(value))
-        return None
+        if self._first is None:
+            self._first = {}
+            for key, value in self._part.raw_items():
+                self._first.setdefault(key.lower(), value)
+        first = self._first.get(name.lower())
+        return None if first is None else _raw_text(str(first))
 
     def _registry(self, name: str, raw: str) -> object | None:
         try:
@@ -698,6 +700,11 @@ def _decode_escapes(escaped: str) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+@lru_cache(maxsize=8192)
+def _email_identity(address: str) -> Identity:
+    return email_identity(address)
+
+
 def _brief(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -828,7 +835,9 @@ def _report_address(value: str) -> str | None:
     return _usable_address(value.partition(";")[2] if ";" in value else value)
 
 
+@lru_cache(maxsize=8192)
 def _usable_address(text: str) -> str | None:
+    """``text`` normalised when it is an address slabot can write to; None otherwise (made once per text)."""
     try:
         address = normalise_email(text)
     except IdentityError:
