@@ -15,7 +15,7 @@ from email.policy import SMTP
 
 import pytest
 
-from channels.email.parse import Bounce, MailParseError, ParsedMail, parse_email, strip_reply
+from channels.email.parse import Bounce, MailParseError, ParsedMail, parse_email, strip_reply, unflow
 from channels.identity import IdentityKind
 from channels.messages import ChannelName
 
@@ -289,6 +289,83 @@ OUTLOOK_FORWARD = (
 ])
 def test_strip_reply(body: str, expected: str) -> None:
     assert strip_reply(body) == expected
+
+
+# -- format=flowed (RFC 3676) ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flowed", "delsp", "expected"), [
+    pytest.param("Goedemorgen, \nsinds vanochtend doet de verzendknop \nniets meer.\n\nPiet\n", False,
+                 "Goedemorgen, sinds vanochtend doet de verzendknop niets meer.\n\nPiet\n", id="dutch"),
+    pytest.param("When I import my contact list the import \nstops at 5,000 rows.\n", False,
+                 "When I import my contact list the import stops at 5,000 rows.\n", id="english"),
+    pytest.param("Ik heb een vraag over de fact \nuur van november.\n", True,
+                 "Ik heb een vraag over de factuur van november.\n", id="delsp=yes: the space goes"),
+    pytest.param("Could you have a  \nlook?\n", True, "Could you have a look?\n",
+                 id="delsp=yes: a break at a space"),
+    pytest.param("Ik heb een vraag over de fact \nuur.\n", False, "Ik heb een vraag over de fact uur.\n",
+                 id="delsp=no: the space stays"),
+    pytest.param("> Welke versie \n> gebruikt u?\n>> En welk \n>> model?\nVersie 4.2.\n", False,
+                 "> Welke versie gebruikt u?\n>> En welk model?\nVersie 4.2.\n", id="quotes keep their depth"),
+    pytest.param("> Graag een \nmonteur.\n", False, "> Graag een \nmonteur.\n",
+                 id="a change of depth ends the paragraph"),
+    pytest.param("  twee spaties\n From Amsterdam\n >geen citaat\n", False,
+                 " twee spaties\nFrom Amsterdam\n>geen citaat\n", id="space-stuffing undone"),
+    pytest.param("Met vriendelijke groet, \n-- \nPiet \nJansen\n", False,
+                 "Met vriendelijke groet, \n-- \nPiet Jansen\n", id="the signature separator stays"),
+    pytest.param("Regel een\r\nregel twee \r\ndrie\r\n", False, "Regel een\nregel twee drie\n", id="CRLF"),
+])
+def test_unflow(flowed: str, delsp: bool, expected: str) -> None:
+    assert unflow(flowed, delsp=delsp) == expected
+
+
+THUNDERBIRD_FLOWED = (
+    "Dank u, de verzendknop werkt weer. Alleen de afbeeldingen in mijn \n"
+    "template verspringen nog in Outlook.\n\n"
+    "Op 26-11-2026 om 10:00 schreef Support Desk van MailCampaigns \n"
+    "(support@slabot.example):\n"
+    "> Wilt u de cache van uw browser legen en het nog eens \n"
+    "> proberen?\n"
+    ">\n"
+    ">> De verzendknop \n"
+    ">> doet niets.\n\n"
+    "-- \nPiet Jansen\n"
+)
+
+
+@pytest.mark.parametrize(("delsp", "body", "expected"), [
+    pytest.param("", THUNDERBIRD_FLOWED, "Dank u, de verzendknop werkt weer. Alleen de afbeeldingen in mijn "
+                 "template verspringen nog in Outlook.", id="dutch, thunderbird"),
+    pytest.param("; delsp=yes", "Thanks, the send button works again. Only the images in my tem \n"
+                 "plate still move about in Outlook.\n\n"
+                 "On Thu, Nov 26, 2026 at 10:00 AM Support Desk of MailCampaigns  \n"
+                 "<support@slabot.example> wrote:\n> Could you empty the cache of your browser and  \n"
+                 "> try again?\n",
+                 "Thanks, the send button works again. Only the images in my template still move about in Outlook.",
+                 id="english, delsp=yes"),
+])
+def test_a_flowed_body_is_unwrapped_before_quotes_and_signature_go(delsp: str, body: str, expected: str) -> None:
+    parsed = parse(mail(body=body, content_type=f"text/plain; charset=utf-8; format=flowed{delsp}"))
+    assert parsed.message.text == expected
+    assert "\n> " in parsed.message.full_text
+    quoted = [line for line in parsed.message.full_text.split("\n") if line.startswith(">")]
+    assert quoted[0] in ("> Wilt u de cache van uw browser legen en het nog eens proberen?",
+                         "> Could you empty the cache of your browser and try again?")
+
+
+def test_a_body_that_is_not_flowed_keeps_its_line_breaks() -> None:
+    body = "Regel een \nregel twee\n"
+    assert parse(mail(body=body)).message.full_text == "Regel een \nregel twee"
+    assert parse(mail(body=body, content_type="text/plain; charset=utf-8; format=fixed")).message.full_text == (
+        "Regel een \nregel twee")
+
+
+def test_a_flowed_plain_alternative_is_unwrapped() -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "piet@bakkerij-jansen.nl", "support@slabot.example", "Vraag"
+    msg.set_content("Een lange \nregel.\n", params={"format": "flowed"})
+    msg.add_alternative("<p>Een lange regel.</p>", subtype="html")
+    assert parse(bytes(msg)).message.text == "Een lange regel."
 
 
 def test_a_mail_that_is_only_a_quote_keeps_its_full_text() -> None:

@@ -278,6 +278,47 @@ def strip_reply(text: str, *, forwarded: bool = False) -> str:
     return "\n\n".join(piece for piece in pieces if piece) or text.strip()
 
 
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """A ``format=flowed`` text/plain body (RFC 3676) with its soft line breaks undone.
+
+    A line that ends in a space is joined with the next line of the same quote
+    depth (with ``delsp``, DelSp=yes, that space is dropped first); a change of
+    depth ends the paragraph. The one space a sender puts before a line that
+    begins with a space, ">" or "From " is removed. Quoted paragraphs keep
+    their depth, written as "> " (or ">> " ...). The signature separator
+    "-- " stays a line of its own.
+    """
+    lines: list[str] = []
+    paragraph: list[str] = []
+    depth = 0
+
+    def end_paragraph() -> None:
+        if paragraph:
+            joined = "".join(paragraph)
+            lines.append(f"{'>' * depth} {joined}" if depth and joined else ">" * depth + joined)
+            paragraph.clear()
+
+    for line in _LINE_BREAKS.split(text):
+        quotes = len(line) - len(line.lstrip(">"))
+        content = line[quotes:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffed
+        if paragraph and quotes != depth:
+            end_paragraph()  # improperly flowed: a flowed line is followed by one of another depth
+        depth = quotes
+        if content == "-- ":
+            end_paragraph()
+            paragraph.append(content)
+            end_paragraph()
+            continue
+        flowed = content.endswith(" ")
+        paragraph.append(content[:-1] if flowed and delsp else content)
+        if not flowed:
+            end_paragraph()
+    end_paragraph()
+    return "\n".join(lines)
+
+
 def _signature_starts(line: str) -> bool:
     return line.rstrip(" \t") == "--" or _MOBILE_FOOTER.match(line.strip()) is not None
 
@@ -615,6 +656,8 @@ def _part_text(part: Message, info: _PartInfo, problems: list[str]) -> str:
         problems.append(f"{info.content_type} part: charset {_brief(declared)!r} does not fit, read as {used}")
     elif declared is None and used != "utf-8":
         problems.append(f"{info.content_type} part without a charset: read as {used}")
+    if info.content_type == "text/plain" and info.params.get("format", "").lower() == "flowed":
+        return unflow(text, delsp=info.params.get("delsp", "").lower() == "yes")
     return text
 
 
@@ -859,4 +902,4 @@ def _plain_bounce(full_text: str, original_message_id: str | None) -> Bounce:
     )
 
 
-__all__ = ["Bounce", "MailParseError", "ParsedMail", "parse_email", "strip_reply"]
+__all__ = ["Bounce", "MailParseError", "ParsedMail", "parse_email", "strip_reply", "unflow"]
