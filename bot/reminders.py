@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -64,6 +64,14 @@ CALLBACK = "callback:"  # the spec of a reminder to call back a missed call: "ca
 def callback_spec(message_id: int) -> str:
     """The spec of the callback reminder for the missed call stored as message ``message_id``."""
     return f"{CALLBACK}{message_id}"
+
+
+def assigned_staff(terms: Mapping[str, Any] | None, staff: str | None) -> str | None:
+    """The account's staff member where the ticket's plan assigns one (R16: Ondersteuning's campaign specialist,
+    Business's account manager, ...); None on a plan without (``terms``: the ticket's snapshot)."""
+    if not terms:
+        return staff
+    return staff if (terms.get("plan") or {}).get("staff_role") else None
 
 
 @dataclass(frozen=True)
@@ -270,7 +278,8 @@ class ReminderService:
             self._done(d, reminder_id, "skipped", reason=skip)
             return None
         return ReminderNotice(reminder_id, int(c["ticket_id"]), str(c["ref"]), str(c["spec"]), bool(c["escalate"]),
-                              c["due_at"], c["first_response_due"], c["account"], c["plan"], c["staff"],
+                              c["due_at"], c["first_response_due"], c["account"], c["plan"],
+                              assigned_staff(c["terms"], c["staff"]),
                               c["subject"], int(c["queue_priority"] or 0), caller)
 
     @staticmethod

@@ -77,10 +77,12 @@ from bot.desk import Desk, DeskError
 from bot.i18n import AMSTERDAM, Language, format_when
 from bot.texts import money_text
 from bot.intake import IntakePipeline
-from bot.reminders import ReminderNotice
+from bot.reminders import ReminderNotice, assigned_staff
 from bot.whatsapp import PayloadTooLarge, read_limited
 from channels.identity import IdentityError, phone_identity
 from channels.messages import ChannelName, InboundMessage
+from sla_engine.errors import PolicyError
+from sla_engine.policy import ReminderRule
 from storage import models as m
 from storage.billing import BillingRepository
 from storage.database import Database
@@ -125,7 +127,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "release_kept": "{ref} wacht op een release; het plan houdt de oplostermijn toch aan (uiterlijk {when}).",
         "due": "eerste reactie uiterlijk {when}",
         "no_due": "geen reactietermijn",
-        "reminder": "⏰ {ref} ({who}): {due}{staff}",
+        "reminder": "⏰ {ref} ({who}): {which}{due}{staff}",
         "breach": "🚨 {ref} ({who}): de termijn voor de eerste reactie is verstreken ({when}){staff}{lead}",
         "lead": " — escalatie naar {lead}",
         "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
@@ -191,7 +193,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "release_kept": "{ref} waits for a release; the plan keeps its resolution target anyway (by {when}).",
         "due": "first response due {when}",
         "no_due": "no response deadline",
-        "reminder": "⏰ {ref} ({who}): {due}{staff}",
+        "reminder": "⏰ {ref} ({who}): {which}{due}{staff}",
         "breach": "🚨 {ref} ({who}): the first-response deadline has passed ({when}){staff}{lead}",
         "lead": " — escalated to {lead}",
         "new": "🆕 {ref} · {who} · {channel} · {kind}\n{due}{staff}\n{excerpt}",
@@ -380,7 +382,8 @@ class StaffBot:
             text = t["breach"].format(ref=notice.ticket_ref, who=who, when=when, staff=staff, lead=lead)
         else:
             due = t["due"].format(when=when) if notice.deadline else t["no_due"]
-            text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff)
+            text = t["reminder"].format(ref=notice.ticket_ref, who=who, due=due, staff=staff,
+                                        which=_reminder_which(notice.spec, self.language))
         await self.app.bot.send_message(self.config.staff_chat_id, text)
 
     async def post_weekly_report_if_due(self) -> bool:
@@ -520,7 +523,7 @@ class StaffBot:
                if ticket.first_response_due else t["no_due"])
         first_in = next((msg for msg in ticket.messages if msg.direction == "in"), None)
         excerpt = " ".join((first_in.text if first_in else ticket.subject or "").split())[:300]
-        staff = self.db.run(lambda s: _account_staff(s, ticket.account_id))
+        staff = assigned_staff(ticket.terms, self.db.run(lambda s: _account_staff(s, ticket.account_id)))
         text = t["new"].format(ref=ticket.ref, who=", ".join(x for x in (ticket.account, ticket.plan) if x) or "?",
                                channel=ticket.channel, kind=ticket.kind, due=due,
                                staff=f" @{staff}" if staff else "", excerpt=excerpt)
@@ -715,6 +718,28 @@ class StaffBot:
             arrow = "←" if msg.direction == "in" else "→"
             lines.append(f"{arrow} {msg.text.strip()[:200]}")
         return "\n".join(lines)
+
+
+def _reminder_which(spec: str, language: Language) -> str:
+    """Which reminder this is, as the start of its text: "75% of the response time gone; ", "1 hour left; "."""
+    try:
+        rule = ReminderRule.parse(spec)
+    except PolicyError:  # not a rule of today's preset (a reminder planned under an older one): no lead
+        return ""
+    if rule.fraction is not None:
+        share = f"{rule.fraction * 100:.0f}%"
+        return f"{share} van de reactietijd is om; " if language == "nl" else f"{share} of the response time gone; "
+    if rule.before is not None:
+        minutes = int(rule.before.total_seconds() // 60)
+        hours, rest = divmod(minutes, 60)
+        if language == "nl":
+            parts = [f"{hours} uur"] if hours else []
+            parts += [f"{rest} minuten"] if rest else []
+            return f"nog {' en '.join(parts)} binnen openingstijden; "
+        parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+        parts += [f"{rest} minute{'s' if rest != 1 else ''}"] if rest else []
+        return f"{' and '.join(parts)} of opening hours left; "
+    return ""
 
 
 def _opened_since_checkpoint(d: Direct) -> list[tuple[int, int | None, str, dict[str, Any]]]:

@@ -612,7 +612,7 @@ class ReminderRepository(_Repository):
         d = self.direct
         names = ("ticket_id", "spec", "escalate", "due_at")
         ticket_names = ("ref", "state", "first_responded_at", "first_response_due", "plan", "subject",
-                        "queue_priority")
+                        "queue_priority", "terms")
         row = d.one(
             f"SELECT {d.columns(m.Reminder.__table__, names, 'r')}, "
             f"{d.columns(m.Ticket.__table__, ticket_names, 't')}, a.name, a.staff "
@@ -621,8 +621,8 @@ class ReminderRepository(_Repository):
         if row is None:
             raise KeyError(reminder_id)
         found = d.decode(m.Reminder.__table__, names, row[:4])
-        found.update(d.decode(m.Ticket.__table__, ticket_names, row[4:11]))
-        found["account"], found["staff"] = row[11], row[12]
+        found.update(d.decode(m.Ticket.__table__, ticket_names, row[4:12]))
+        found["account"], found["staff"] = row[12], row[13]
         return found
 
     def release(self, reminder_id: int) -> None:

@@ -212,7 +212,7 @@ def test_a_missed_call_in_the_plans_opening_hours_gets_a_callback_and_others_do_
 
 
 def test_callback_reminders_are_worded_call_back_and_skipped_once_staff_wrote_after_the_call(db: Database) -> None:
-    add_account(db, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET), staff="anna")
+    add_account(db, "Bakkerij de Vries", "ondersteuning", contact("Piet", phone=PIET), staff="anna")
     clock = [at(2026, 11, 23, 10)]
     mc = IntakePipeline(db, preset("mailcampaigns"), now=lambda: clock[0])
     ref = log_call(mc, _call("c1", clock[0], missed=False)).result.ticket_ref
@@ -227,7 +227,7 @@ def test_callback_reminders_are_worded_call_back_and_skipped_once_staff_wrote_af
         service = ReminderService(db, bot.notify, now=lambda: clock[0] + timedelta(minutes=1))
         assert await service.run_due() == 1
         (ping,) = [s.text for s in standin.messages_to(STAFF_CHAT)]
-        assert ping == (f"📞 {ref} (Bakkerij de Vries, licentie): bel {PIET} terug — gemiste oproep op "
+        assert ping == (f"📞 {ref} (Bakkerij de Vries, ondersteuning): bel {PIET} terug — gemiste oproep op "
                         "maandag 23 november 2026 om 11:00 @anna")
         # another missed call, then a staff reply before the reminder goes out: skipped
         clock[0] = at(2026, 11, 23, 12)

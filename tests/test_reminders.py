@@ -66,7 +66,7 @@ def ticket_id(db: Database, ref: str) -> int:
 
 
 def test_reminders_are_sent_when_due_and_only_once(db: Database) -> None:
-    ref = new_ticket(db)
+    ref = new_ticket(db, plan="ondersteuning")  # a plan with a campaign specialist: anna is named (R16)
     planned = reminders(db, ticket_id(db, ref))
     assert [r.spec for r in planned] == ["75%", "1h before", "breach"]
     chat, at = Chat(), [MONDAY_10]
@@ -83,6 +83,15 @@ def test_reminders_are_sent_when_due_and_only_once(db: Database) -> None:
     assert [n.spec for n in chat.notices] == ["75%", "1h before", "breach"]
     assert chat.notices[-1].escalate
     assert [r.state for r in reminders(db, ticket_id(db, ref))] == ["sent", "sent", "sent"]
+
+
+def test_the_staff_member_is_named_only_where_the_plan_assigns_one(db: Database) -> None:
+    licentie = new_ticket(db)  # the account has staff "anna", but Licentie assigns nobody
+    project = new_ticket(db, plan="project", sender="info@drukkerij.example", external_id="q2")
+    chat, at = Chat(), [MONDAY_10 + timedelta(days=10)]
+    assert asyncio.run(service(db, chat, at).run_due()) == 6
+    named = {(n.ticket_ref, n.staff) for n in chat.notices}
+    assert named == {(licentie, None), (project, "anna")}
 
 
 def test_an_answered_ticket_is_never_pinged(db: Database) -> None:

@@ -239,6 +239,10 @@ def test_slabot_run_posts_due_reminders_to_the_staff_chat(tmp_path: Path, db_url
             try:
                 texts = await answered(standin, 3, seconds=15)
                 assert all(ref in t for t in texts) and "@lotte" in texts[-1]
+                assert texts[0].startswith(f"⏰ {ref} (Bakkerij Jansen, ondersteuning): 75% van de reactietijd is "
+                                           "om; eerste reactie uiterlijk ")
+                assert "): nog 1 uur binnen openingstijden; eerste reactie uiterlijk " in texts[1]
+                assert texts[0].endswith("@anna") and texts[1].endswith("@anna")
                 standin.push_message(STAFF_CHAT, ANNA, "/queue", username="anna")
                 assert ref in (await answered(standin, 4))[-1]
             finally:
