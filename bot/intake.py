@@ -239,9 +239,11 @@ class IntakePipeline:
             ref = _ref_in(msg.subject, self.preset.ref_prefix)
             ticket_id = tickets.id_for_ref(ref) if ref else None
             how = f"the reference {ref} in the subject"
-        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE) and not msg.critical:
-            # a critical incident never disappears into an open normal ticket (R17 over R6)
-            ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value)
+        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE):
+            # a critical incident never disappears into an open normal ticket (R17 over R6), but a second call
+            # about it joins the outage ticket it is about
+            ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value,
+                                                    Priority.CRITICAL.value if msg.critical else None)
             how = f"the same {channel} number while the ticket is open"
         if ticket_id is None:
             return None

@@ -258,12 +258,13 @@ class TicketRepository(_Repository):
         )
         return None if found is None else int(found)
 
-    def open_ticket_for_key(self, channel: str, thread_key: str) -> int | None:
-        """The newest open ticket on ``channel`` from ``thread_key`` (a WhatsApp number)."""
+    def open_ticket_for_key(self, channel: str, thread_key: str, priority: str | None = None) -> int | None:
+        """The newest open ticket on ``channel`` from ``thread_key`` (a WhatsApp number), of ``priority`` if given."""
         found = self.direct.scalar(
             "SELECT id FROM tickets WHERE channel = :channel AND thread_key = :key "
-            "AND state IN ('open', 'waiting', 'unverified') ORDER BY id DESC LIMIT 1",
-            {"channel": channel, "key": thread_key},
+            "AND state IN ('open', 'waiting', 'unverified')"
+            + (" AND priority = :priority" if priority else "") + " ORDER BY id DESC LIMIT 1",
+            {"channel": channel, "key": thread_key, "priority": priority},
         )
         return None if found is None else int(found)
 

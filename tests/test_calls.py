@@ -257,3 +257,18 @@ def test_a_caller_on_the_outage_line_is_told_by_e_mail_or_whatsapp(db: Database)
     assert by_mail.payload["subject"].endswith("]") and "eigen domein" in by_mail.payload["text"]
     assert (by_whatsapp.channel, by_whatsapp.recipient) == ("whatsapp", "+31622222222")
     assert "eigen domein" in by_whatsapp.payload["text"]
+
+
+def test_a_second_outage_call_joins_the_open_outage_ticket(db: Database) -> None:
+    add_account(db, "Webshop Zuid", "premium", contact("Bas", phone="+31622222222"))
+    intake = pipeline(db, "paynl", at(2026, 11, 23, 3))
+
+    def call(call_id: str, hour: int, critical: bool) -> str | None:
+        return intake.ingest(InboundMessage(ChannelName.PHONE, call_id, phone_identity("+31622222222"),
+                                            at(2026, 11, 23, hour), "Betalingen falen", critical=critical)).ticket_ref
+
+    normal = call("c0", 2, critical=False)  # an ordinary request, still open
+    outage = call("c1", 3, critical=True)
+    assert outage != normal  # an outage never disappears into the open normal ticket (R17 over R6)
+    assert call("c2", 4, critical=True) == outage  # calling again about it: the same outage ticket
+    assert len(outbox_rows(db)) == 2  # one acknowledgement each for the request and the outage
