@@ -386,7 +386,12 @@ class Connection:
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split(" ", 2)[1])
             fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            await self.reader.readexactly(int(fields.get("content-length", "0")))
+            if fields.get("transfer-encoding", "").lower() == "chunked":
+                while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    await self.reader.readexactly(size + 2)
+                await self.reader.readuntil(b"\r\n")  # no trailers
+            else:
+                await self.reader.readexactly(int(fields.get("content-length", "0")))
             if fields.get("connection", "").lower() == "close":
                 await self.close()
             return status
@@ -423,7 +428,7 @@ async def _load(port: int, phase: str, mode: str, rate: float, seconds: float, c
             if status == 200:
                 accepted_sids.add(sid)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
-                ValueError) as exc:
+                ValueError, IndexError) as exc:  # transport errors, and answers that are not HTTP
             statuses[exc.__class__.__name__] += 1
         latencies.append(time.perf_counter() - start)
 
@@ -564,8 +569,11 @@ def main() -> None:
     args.profile = "cprofile" if args.cprofile else ("timings" if args.profile else "")
 
     ctx = mp.get_context("spawn")
+    import importlib.util
+
     print(f"bench_webhook: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-          f"{os.cpu_count()} CPUs, {platform.platform()}")
+          f"{os.cpu_count()} CPUs, {platform.platform()}; uvicorn parses HTTP with "
+          f"{'httptools' if importlib.util.find_spec('httptools') else 'h11'}")
     print(f"  {args.contacts} known contacts; phase (a) {args.rate:.0f} requests/s for {args.seconds:.0f} s; "
           f"phase (b) full speed on {args.connections} connections for {args.seconds:.0f} s; "
           f"{args.duplicates:.0%} re-deliveries, {args.unknown:.0%} of new messages from unknown numbers")
