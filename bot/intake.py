@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,10 +104,15 @@ ReplyGuard = Callable[[Direct, InboundMessage], "str | None"]
 REF_PATTERN = r"\b({prefix})-(\d{{3,}})\b"
 
 
+@lru_cache(maxsize=16)
+def _ref_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(REF_PATTERN.format(prefix=re.escape(prefix)), re.IGNORECASE)
+
+
 def _ref_in(subject: str | None, prefix: str) -> str | None:
     if not subject:
         return None
-    found = re.search(REF_PATTERN.format(prefix=re.escape(prefix)), subject, re.IGNORECASE)
+    found = _ref_pattern(prefix).search(subject)
     return f"{found.group(1).upper()}-{found.group(2)}" if found else None
 
 
@@ -133,9 +139,9 @@ class IntakePipeline:
         self.default_language = default_language
         self.now = now
         self.reply_guards = reply_guards  # e.g. e-mail's cap on automatic replies per address
-        # the terms of a plan on a day (and their JSON snapshot) and the rates of the day, made once:
-        # every ticket of that plan and day shares them
-        self._terms: dict[tuple[str, date, bool], tuple[SlaTerms, dict[str, Any]]] = {}
+        # the terms of a plan on a day (and their snapshot as the tickets table stores it) and the rates of the
+        # day, made once: every ticket of that plan and day shares them
+        self._terms: dict[tuple[str, date, bool], tuple[SlaTerms, Any]] = {}
         self._rates: dict[tuple[str, date, str], dict[str, str] | None] = {}
 
     # -- entry point ---------------------------------------------------------
@@ -397,8 +403,9 @@ class IntakePipeline:
                           data={"decision": Outcome.UNKNOWN_SENDER.value, "reasons": work.reasons})
         return IntakeResult(Outcome.UNKNOWN_SENDER, ref, message_id, reply.purpose if reply else None, tuple(work.reasons))
 
-    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work) -> tuple[SlaTerms, dict[str, Any]]:
-        """The ticket's SLA terms and their snapshot (R22)."""
+    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work,
+                   tickets: TicketRepository) -> tuple[SlaTerms, Any]:
+        """The ticket's SLA terms and their snapshot (R22), the latter converted for storing."""
         critical = msg.critical and self.preset.critical is not None
         if critical:
             work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
@@ -408,7 +415,7 @@ class IntakePipeline:
             if len(self._terms) >= 1024:
                 self._terms.clear()
             terms = self._make_terms(plan, key[1], critical)
-            found = self._terms[key] = (terms, terms.to_dict())
+            found = self._terms[key] = (terms, tickets.terms_value(terms.to_dict()))
         return found
 
     def _make_terms(self, plan: Plan, on: date, critical: bool) -> SlaTerms:
@@ -435,7 +442,7 @@ class IntakePipeline:
     def _new_ticket(self, s: Direct, contact: ContactRecord, account: AccountRecord, plan: Plan,
                     work: _Work) -> IntakeResult:
         tickets, msg, now = TicketRepository(s), work.msg, self.now()
-        terms, snapshot = self._terms_for(plan, msg, work)
+        terms, snapshot = self._terms_for(plan, msg, work, tickets)
         due = first_response_due(msg.received_at, terms)
         window = resolution_window(msg.received_at, terms)
         verdict = classify(
@@ -460,7 +467,7 @@ class IntakePipeline:
         )
         message_id = self._store_message(tickets, msg, ticket_id, account.id, contact.id, Outcome.NEW_TICKET, work)
         ReminderRepository(s).plan(ticket_id, ((r.spec, r.at, r.escalate)
-                                               for r in reminder_schedule(msg.received_at, terms)))
+                                               for r in reminder_schedule(msg.received_at, terms, due=due)))
         language = self._language(contact, account)
         reply = self._acknowledgement(work, terms, plan, ref, contact, account, due, window.earliest,
                                       window.latest, verdict.kind, verdict.reasons, language)

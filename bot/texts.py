@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from babel.numbers import format_currency
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template
 
 from bot.i18n import LANGUAGES, Language, format_span, format_when
 from sla_engine.billing import RateKind
@@ -128,10 +128,14 @@ class Texts:
                 loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
                 keep_trailing_newline=True, trim_blocks=False,
                 auto_reload=False,  # read once: an edited template takes effect on the next start
+                cache_size=-1,  # ...and kept: a plain dict, no LRU bookkeeping on every include
             )
+        self._templates: dict[tuple[str, Language], Template] = {}
 
     def render(self, purpose: str, language: Language, **values: Any) -> Rendered:
-        template = self._envs[language].get_template(f"{purpose}.txt")
+        template = self._templates.get((purpose, language))
+        if template is None:
+            template = self._templates[(purpose, language)] = self._envs[language].get_template(f"{purpose}.txt")
         text = template.render(**values)
         # collapse the blank lines left by optional blocks
         lines: list[str] = []

@@ -88,17 +88,20 @@ def normalise(text: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
-    """One compiled pattern per keyword list (whole words, normalised), built once."""
-    words = "|".join(re.escape(normalise(word)) for word in keywords)
-    return re.compile(r"(?<!\w)(?:" + words + r")(?!\w)")
+def _keyword_patterns(keywords: tuple[str, ...]) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """Each keyword with its normalised form and its whole-word pattern, built once per keyword list."""
+    found = []
+    for word in keywords:
+        plain = normalise(word)
+        found.append((word, plain, re.compile(r"(?<!\w)" + re.escape(plain) + r"(?!\w)")))
+    return tuple(found)
 
 
 def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
-    if not _keyword_pattern(keywords).search(text):
-        return None
-    for word in keywords:  # name the first keyword of the list that matched, as the table orders them
-        if re.search(r"(?<!\w)" + re.escape(normalise(word)) + r"(?!\w)", text):
+    """The first keyword of the list (as the table orders them) that ``text`` has as a whole word."""
+    for word, plain, pattern in _keyword_patterns(keywords):
+        # a whole-word match is first of all a substring: the cheap test rules out most keywords
+        if plain in text and pattern.search(text):
             return word
     return None
 

@@ -98,10 +98,15 @@ def resolution_window(
     )
 
 
-def reminder_schedule(received_at: datetime, terms: SlaTerms) -> tuple[PlannedReminder, ...]:
-    """When to ping staff before (and at) the first-response deadline, on the ticket's clock."""
+def reminder_schedule(received_at: datetime, terms: SlaTerms, *,
+                      due: datetime | None = None) -> tuple[PlannedReminder, ...]:
+    """When to ping staff before (and at) the first-response deadline, on the ticket's clock.
+
+    ``due`` is that deadline (:func:`first_response_due`) where the caller has it already.
+    """
     target = terms.plan.first_response
-    due = first_response_due(received_at, terms)
+    if due is None:
+        due = first_response_due(received_at, terms)
     if target is None or due is None:
         return ()
     clock = terms.clock(target)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from storage.direct import Direct
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
+HELD_CONNECTIONS = 2  # SQLite connections the plain-statement path keeps between transactions
 WAL_CHECKPOINT_PAGES = 10_000
 WAL_SIZE_LIMIT = 16 * 2**20
 RETRIES = 8
@@ -73,6 +74,12 @@ class Database:
             self._tune_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checkpointer = _Checkpointer(self.engine) if self.is_sqlite else None
+        # on SQLite the plain-statement path keeps a few connections (each with its Direct) between
+        # transactions: a checkout from the pool and the check-in cost more than a message's statements.
+        # PostgreSQL's go back to the pool, which checks them before reuse (pool_pre_ping).
+        self._hold = self.is_sqlite and not isinstance(self.engine.pool, NullPool)
+        self._held: list[tuple[PoolProxiedConnection, Direct]] = []
+        self._disposed = False
 
     @staticmethod
     def _tune_sqlite(engine: Engine) -> None:
@@ -122,10 +129,9 @@ class Database:
             return work(session)
 
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
-        pooled = self.engine.raw_connection()
+        pooled, direct = held = self._connection()
+        reusable = False
         try:
-            driver = pooled.driver_connection
-            direct = Direct(driver, self.engine.dialect)
             if self.is_sqlite:  # the connection runs in autocommit mode, see _tune_sqlite
                 direct.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -141,9 +147,28 @@ class Database:
                     self._checkpointer.nudge()
             else:
                 pooled.commit()
+            reusable = True
             return result
         finally:
-            pooled.close()
+            self._release(held, reusable)
+
+    def _connection(self) -> tuple[PoolProxiedConnection, Direct]:
+        """A connection for plain statements, with its :class:`Direct`: a held one if there is one."""
+        if self._held:
+            try:
+                return self._held.pop()
+            except IndexError:  # another thread took the last one
+                pass
+        pooled = self.engine.raw_connection()
+        driver = pooled.driver_connection
+        return pooled, Direct(driver, self.engine.dialect)
+
+    def _release(self, held: tuple[PoolProxiedConnection, Direct], reusable: bool) -> None:
+        """Keep the connection for the next transaction, or give it back to the pool (after an error always)."""
+        if reusable and self._hold and not self._disposed and len(self._held) < HELD_CONNECTIONS:
+            self._held.append(held)
+        else:
+            held[0].close()
 
     def _retrying(self, attempt_once: Callable[[], T], retries: int) -> T:
         attempt = 0
@@ -175,6 +200,9 @@ class Database:
             return None if row is None else str(row[0])
 
     def dispose(self) -> None:
+        self._disposed = True
+        while self._held:
+            self._held.pop()[0].close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self.engine.dispose()

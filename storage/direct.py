@@ -8,24 +8,36 @@ SQLAlchemy's own type processors (so rows read through the ORM look exactly
 like rows written through it): the same storage format, a tenth of the cost.
 
 SQL is written once with ``:name`` placeholders and rewritten for drivers that
-use ``%(name)s``. Driver errors are raised as SQLAlchemy's exceptions
+use ``%(name)s``; the inserts it builds itself bind by position, which drivers
+do faster than by name. Driver errors are raised as SQLAlchemy's exceptions
 (``IntegrityError``, ``OperationalError``), as the ORM would raise them.
+
+The hottest conversions (aware datetimes, JSON) have exact shortcuts of
+SQLAlchemy's processors, each checked against the processor it replaces when a
+table's codec is made, and used only where they agree; a value that many rows
+share can be converted once (:meth:`Direct.bound`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import FromClause, Table
+from sqlalchemy import JSON, FromClause, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
 
+from storage.models import UtcDateTime
+
 Processor = Callable[[Any], Any]
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
+_POSITIONAL = {"named": "?", "qmark": "?", "pyformat": "%s", "format": "%s"}  # sqlite3 takes ? whatever it declares
+UTC = timezone.utc
 
 
 @lru_cache(maxsize=512)
@@ -45,6 +57,76 @@ def _called(make: Callable[[Any], Any]) -> Callable[[], Any]:
     return lambda: make(None)  # SQLAlchemy wraps a column's callable default to take an execution context
 
 
+class Bound:
+    """A value already in its column's stored form (from :meth:`Direct.bound`): handed to the driver as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+# -- exact shortcuts of SQLAlchemy's bind processors ---------------------------------------------------------
+
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default storage format for SQLite
+
+
+def _sqlite_utc(value: datetime) -> str:
+    """``UtcDateTime`` on SQLite: the instant in UTC, written as SQLAlchemy writes a naive DATETIME."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored")
+    v = value.astimezone(UTC)
+    return _SQLITE_DATETIME % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """``UtcDateTime`` where the driver takes aware datetimes (PostgreSQL)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored")
+    return value.astimezone(UTC)
+
+
+def _json_text(slow: Processor) -> Processor:
+    """SQLAlchemy's JSON processor without its wrapper, for plain dicts and lists (the rest goes to ``slow``)."""
+    dumps = json.dumps
+
+    def process(value: Any) -> Any:
+        kind = value.__class__
+        if kind is list:
+            return dumps(value) if value else "[]"
+        if kind is dict:
+            return dumps(value) if value else "{}"
+        return slow(value)
+
+    return process
+
+
+_SAMPLE_INSTANTS = (
+    datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC),
+    datetime(2026, 3, 29, 3, 0, tzinfo=timezone(timedelta(hours=2))),  # no microseconds, not UTC
+    datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+)
+_SAMPLE_JSON: tuple[Any, ...] = ({"plan": {"name": "licentie", "hours": [9, 17.5]}, "none": None, "é": "één ✓"}, [], ["<a@b>"], {})
+
+
+def _shortcut(impl: Any, dialect: Dialect, slow: Processor) -> Processor:
+    """A faster processor that gives exactly what ``slow`` gives (checked here on samples), else ``slow``."""
+    fast: Processor | None = None
+    samples: tuple[Any, ...] = ()
+    if isinstance(impl, UtcDateTime):
+        fast = _sqlite_utc if dialect.name == "sqlite" else _aware_utc
+        samples = _SAMPLE_INSTANTS
+    elif isinstance(impl, JSON) and getattr(dialect, "_json_serializer", None) is None:
+        fast, samples = _json_text(slow), _SAMPLE_JSON
+    if fast is None:
+        return slow
+    try:
+        agrees = all(type(a := fast(v)) is type(b := slow(v)) and a == b for v in samples)
+    except Exception:  # noqa: BLE001 - a shortcut that cannot even run its samples is not taken
+        agrees = False
+    return fast if agrees else slow
+
+
 class _TableCodec:
     """Bind and result processors of one table's columns for one dialect."""
 
@@ -57,7 +139,7 @@ class _TableCodec:
             impl = column.type.dialect_impl(dialect)
             bind = impl.bind_processor(dialect)
             if bind is not None:
-                self.binds[column.name] = bind
+                self.binds[column.name] = _shortcut(impl, dialect, bind)
             try:
                 result = impl.result_processor(dialect, None)
             except (TypeError, InvalidRequestError):
@@ -70,31 +152,73 @@ class _TableCodec:
             elif default is not None and default.is_callable:
                 self.defaults[column.name] = _called(default.arg)
         self.names = frozenset(c.name for c in table.columns)
-        self._insert_sql: dict[tuple[tuple[str, ...], bool], str] = {}
+        # the driver's positional placeholder, for the inserts built here (None: bind those by name too)
+        self.positional = _POSITIONAL.get(dialect.paramstyle)
+        self._insert_sql: dict[tuple[tuple[str, ...], bool, bool], str] = {}
+        self._inserts: dict[tuple[str, ...], _Insert] = {}
 
     def bind_row(self, values: Mapping[str, Any], *, defaults: bool = True) -> dict[str, Any]:
         row = dict(values)
-        for name, default in self.defaults.items() if defaults else ():
-            if name not in row:
-                row[name] = default()
-        for name, bind in self.binds.items():
-            if name in row and row[name] is not None:
-                row[name] = bind(row[name])
+        if defaults:
+            for name, default in self.defaults.items():
+                if name not in row:
+                    row[name] = default()
+        binds = self.binds
+        for name, value in row.items():
+            if value is not None:
+                bind = binds.get(name)
+                if bind is not None:
+                    row[name] = value.value if value.__class__ is Bound else bind(value)
         return row
 
-    def insert_sql(self, names: tuple[str, ...], returning: bool) -> str:
-        found = self._insert_sql.get((names, returning))
+    def insert(self, keys: tuple[str, ...]) -> _Insert:
+        """How rows naming the columns ``keys`` (in this order) are inserted."""
+        found = self._inserts.get(keys)
         if found is None:
-            found = self._insert_sql[(names, returning)] = self._make_insert_sql(names, returning)
+            found = self._inserts[keys] = _Insert(self, keys)
         return found
 
-    def _make_insert_sql(self, names: tuple[str, ...], returning: bool) -> str:
-        unknown = set(names) - self.names
-        if unknown:
-            raise KeyError(f"{self.table.name} has no column {', '.join(sorted(unknown))}")
-        sql = (f"INSERT INTO {self.table.name} ({', '.join(names)}) "
-               f"VALUES ({', '.join(':' + n for n in names)})")
-        return sql + " RETURNING id" if returning else sql
+    def insert_sql(self, names: tuple[str, ...], returning: bool, *, positional: bool = False) -> str:
+        """``INSERT`` of ``names``: with ``:name`` placeholders, or ready for the driver with positional ones."""
+        key = (names, returning, positional)
+        found = self._insert_sql.get(key)
+        if found is None:
+            unknown = set(names) - self.names
+            if unknown:
+                raise KeyError(f"{self.table.name} has no column {', '.join(sorted(unknown))}")
+            if positional and self.positional is None:
+                raise ValueError(f"no positional placeholder for {self.table.name}'s dialect")
+            marks = [self.positional] * len(names) if positional else [":" + n for n in names]
+            found = f"INSERT INTO {self.table.name} ({', '.join(names)}) VALUES ({', '.join(marks)})"  # type: ignore[arg-type]
+            if returning:
+                found += " RETURNING id"
+            self._insert_sql[key] = found
+        return found
+
+
+class _Insert:
+    """One shape of inserted row, worked out once: the columns a caller names in its order, then the column
+    defaults it leaves out; each one's conversion; the statements."""
+
+    __slots__ = ("binds", "defaults", "many", "names", "one", "positional")
+
+    def __init__(self, codec: _TableCodec, keys: tuple[str, ...]) -> None:
+        missing = [name for name in codec.defaults if name not in keys]
+        self.names = keys + tuple(missing)
+        self.binds = tuple(codec.binds.get(name) for name in keys)
+        self.defaults = tuple((codec.defaults[name], codec.binds.get(name)) for name in missing)
+        self.positional = codec.positional is not None
+        self.one = codec.insert_sql(self.names, True, positional=self.positional)
+        self.many = codec.insert_sql(self.names, False, positional=self.positional)
+
+    def bind(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        """The row's values as the driver takes them: by position where it can, else by name."""
+        out = [value if value is None or bind is None else (value.value if value.__class__ is Bound else bind(value))
+               for value, bind in zip(values.values(), self.binds)]
+        for make, bind in self.defaults:
+            value = make()
+            out.append(value if value is None or bind is None else bind(value))
+        return out if self.positional else dict(zip(self.names, out))
 
 
 @lru_cache(maxsize=64)
@@ -139,15 +263,20 @@ class Direct:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run ``sql`` (``:name`` placeholders) and return the cursor."""
-        statement = _for_driver(sql, self._paramstyle)
+        return self._run(_for_driver(sql, self._paramstyle), params or {})
+
+    def _run(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Any:
+        """Run a statement written for the driver."""
         try:
-            self._cursor.execute(statement, params or {})
+            self._cursor.execute(statement, params)
         except self._dbapi_error as exc:
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
         return self._cursor
 
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        statement = _for_driver(sql, self._paramstyle)
+        self._run_many(_for_driver(sql, self._paramstyle), rows)
+
+    def _run_many(self, statement: str, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
         try:
             self._cursor.executemany(statement, rows)
         except self._dbapi_error as exc:
@@ -174,17 +303,29 @@ class Direct:
 
     def insert(self, table: FromClause, values: Mapping[str, Any]) -> int:
         """Insert one row (column defaults applied, values converted) and return its id."""
-        codec = self.codec(table)
-        row = codec.bind_row(values)
-        return int(self.scalar(codec.insert_sql(tuple(row), True), row))
+        plan = self.codec(table).insert(tuple(values))
+        return int(self._run(plan.one, plan.bind(values)).fetchone()[0])
 
     def insert_many(self, table: FromClause, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Insert rows that all name the same columns, in the same order."""
         codec = self.codec(table)
-        bound = [codec.bind_row(r) for r in rows]
-        if not bound:
-            return
-        names = tuple(bound[0])
-        self.execute_many(codec.insert_sql(names, False), bound)
+        keys: tuple[str, ...] | None = None
+        bound = []
+        for row in rows:
+            if keys is None:
+                keys = tuple(row)
+                plan = codec.insert(keys)
+            elif tuple(row) != keys:
+                raise ValueError(f"rows for {codec.table.name} name different columns: {keys} and {tuple(row)}")
+            bound.append(plan.bind(row))
+        if keys is not None:
+            self._run_many(plan.many, bound)
+
+    def bound(self, table: FromClause, column: str, value: Any) -> Any:
+        """``value`` converted once for ``table.column``, to pass to :meth:`insert` or :meth:`update` many times
+        (a snapshot many rows share); a column without conversion takes ``value`` as it is."""
+        bind = self.codec(table).binds.get(column)
+        return value if bind is None or value is None else Bound(bind(value))
 
     def value(self, table: FromClause, column: str, value: Any) -> Any:
         """``value`` as ``table.column`` stores it (for a WHERE clause)."""
@@ -206,4 +347,4 @@ class Direct:
         return ", ".join(prefix + n for n in (names or [c.name for c in table.columns]))
 
 
-__all__ = ["Direct"]
+__all__ = ["Bound", "Direct"]

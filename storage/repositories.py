@@ -277,6 +277,11 @@ class TicketRepository(_Repository):
     def add_ticket(self, **values: Any) -> int:
         return self.direct.insert(m.Ticket.__table__, values)
 
+    def terms_value(self, terms: dict[str, Any]) -> Any:
+        """An SLA-terms snapshot as ``terms`` of :meth:`add_ticket`, converted once: the tickets of one plan and
+        day share it."""
+        return self.direct.bound(m.Ticket.__table__, "terms", terms)
+
     def update_ticket(self, ticket_id: int, **values: Any) -> None:
         self.direct.update(m.Ticket.__table__, ticket_id, values)
 
