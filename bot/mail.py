@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from multiprocessing.connection import Connection
@@ -318,12 +318,16 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
     tried.
     """
     chunks = [paths[i:i + MAILS_PER_TRANSACTION] for i in range(0, len(paths), MAILS_PER_TRANSACTION)]
-    for chunk, reads in zip(chunks, _read_ahead(chunks, readers, intake.now)):
-        yield from _store_chunk(intake, chunk, reads)
+    ahead = _read_ahead(chunks, readers, intake.now)
+    try:
+        for chunk, reads in zip(chunks, ahead):
+            yield from _store_chunk(intake, chunk, reads)
+    finally:
+        ahead.close()  # the readers stop now, also when storing failed
 
 
 def _read_ahead(chunks: Sequence[Sequence[Path]], readers: int, now: Callable[[], datetime]
-                ) -> Iterator[list[_FileRead]]:
+                ) -> Generator[list[_FileRead], None, None]:
     """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
 
     Plain pipes, no threads: this process only sends file names and receives
@@ -365,9 +369,16 @@ def _read_files(paths: Sequence[str], now: datetime) -> list[_FileRead]:
     return reads
 
 
-def _reader(conn: Connection) -> None:
-    """A reader process: (file names, now) in, their :func:`_read_files` out, until None comes."""
+def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
+    """A reader process: (file names, now) in, their :func:`_read_files` out, until None comes.
+
+    ``inherited``: the importing process's ends of the pipes, which a forked
+    reader holds too; closed, so that a reader sees the end of its pipe when
+    the importing process goes away.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    for other in inherited:
+        other.close()
     try:
         while (task := conn.recv()) is not None:
             conn.send(_read_files(*task))
@@ -381,11 +392,13 @@ def _start_readers(readers: int) -> list[tuple[BaseProcess, Connection]]:
     if readers < 1 or (os.cpu_count() or 1) < 2:
         return []
     fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    context = multiprocessing.get_context("fork" if fork else "spawn")
-    pipes = []
+    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+    pipes: list[tuple[BaseProcess, Connection]] = []
     for _ in range(readers):
         ours, theirs = context.Pipe()
-        process = context.Process(target=_reader, args=(theirs,), name="slabot-mail-reader", daemon=True)
+        inherited = [ours, *(conn for _, conn in pipes)] if fork else []
+        process = context.Process(target=_reader, args=(theirs, inherited), name="slabot-mail-reader",
+                                  daemon=True)
         process.start()
         theirs.close()
         pipes.append((process, ours))
