@@ -66,29 +66,31 @@ Also = Callable[[Direct], None]
 
 
 class _MailGuards:
+    """Both guards in one statement: the address's flag, and its automatic replies in the last hour."""
+
     def __init__(self, auto_replies_per_hour: int, now: Callable[[], datetime]) -> None:
         self.auto_replies_per_hour = auto_replies_per_hour
         self.now = now
 
-    def flagged(self, direct: Direct, msg: InboundMessage) -> str | None:
+    def check(self, direct: Direct, msg: InboundMessage) -> str | None:
         if msg.channel is not ChannelName.EMAIL:
             return None
-        reason = direct.scalar("SELECT reason FROM address_flags WHERE channel = :c AND address = :a",
-                               {"c": EMAIL, "a": msg.sender.value})
-        return None if reason is None else f"{msg.sender.value} is flagged ({reason})"
-
-    def rate(self, direct: Direct, msg: InboundMessage) -> str | None:
-        if msg.channel is not ChannelName.EMAIL or self.auto_replies_per_hour <= 0:
-            return None
-        table = m.Message.__table__
-        count = direct.scalar(
-            "SELECT count(*) FROM messages WHERE channel = :c AND direction = 'out' AND recipient = :r "
-            "AND auto = :auto AND at >= :since",
-            {"c": EMAIL, "r": msg.sender.value, "auto": direct.value(table, "auto", True),
-             "since": direct.value(table, "at", self.now() - timedelta(hours=1))},
-        )
-        if int(count or 0) >= self.auto_replies_per_hour:
-            return (f"{count} automatic replies to {msg.sender.value} in the last hour "
+        address = msg.sender.value
+        flag = "(SELECT reason FROM address_flags WHERE channel = :c AND address = :a)"
+        if self.auto_replies_per_hour <= 0:
+            reason, count = direct.scalar(f"SELECT {flag}", {"c": EMAIL, "a": address}), 0
+        else:
+            table = m.Message.__table__
+            reason, count = direct.one(
+                f"SELECT {flag}, (SELECT count(*) FROM messages WHERE channel = :c AND direction = 'out' "
+                "AND recipient = :a AND auto = :auto AND at >= :since)",
+                {"c": EMAIL, "a": address, "auto": direct.value(table, "auto", True),
+                 "since": direct.value(table, "at", self.now() - timedelta(hours=1))},
+            ) or (None, 0)
+        if reason is not None:
+            return f"{address} is flagged ({reason})"
+        if self.auto_replies_per_hour > 0 and int(count or 0) >= self.auto_replies_per_hour:
+            return (f"{count} automatic replies to {address} in the last hour "
                     f"(at most {self.auto_replies_per_hour}): a mail loop is held here")
         return None
 
@@ -96,8 +98,7 @@ class _MailGuards:
 def mail_reply_guards(auto_replies_per_hour: int = 5,
                       now: Callable[[], datetime] = _utc_now) -> tuple[ReplyGuard, ...]:
     """The intake pipeline's guards for e-mail: no automatic reply to a flagged address, none beyond the cap."""
-    guards = _MailGuards(auto_replies_per_hour, now)
-    return (guards.flagged, guards.rate)
+    return (_MailGuards(auto_replies_per_hour, now).check,)
 
 
 @dataclass(frozen=True)
