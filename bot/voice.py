@@ -106,6 +106,7 @@ class VoiceLine:
         self.pipeline = pipeline
         self.language = language
         self.now = now
+        self.on_callback: Callable[[], None] | None = None  # told when a call planned a callback reminder
 
     def routes(self) -> list[Route]:
         return [Route(VOICE_PATH, self.call, methods=["POST"])]
@@ -126,6 +127,8 @@ class VoiceLine:
             return PlainTextResponse(str(exc), status_code=400)
         # committed before the answer: an error here is a 500 and Twilio plays its own apology
         logged = await asyncio.to_thread(log_call, self.pipeline, call, body)
+        if logged.callback and self.on_callback is not None:
+            self.on_callback()  # a callback reminder due at once: the reminder rounds look now, not at their poll
         result = logged.result
         log.info("voice call %s from %s: %s %s", call.call_id, call.caller, result.outcome.value,
                  result.ticket_ref or "")

@@ -233,3 +233,21 @@ def test_without_an_outage_line_a_call_is_an_ordinary_missed_call(tmp_path: Path
             assert [r.spec for r in await line.reminders(klein[0].id) if r.spec.startswith("callback:")] == []
 
     asyncio.run(main())
+
+
+def test_a_missed_call_in_opening_hours_reaches_the_staff_chat_at_once(tmp_path: Path) -> None:
+    """The callback reminder is due at once: the reminder rounds are woken, not left to their 15-second poll."""
+    async def main() -> None:
+        async with outage_line(tmp_path, "mailcampaigns", start=MONDAY_10, telegram=True) as line:
+            assert line.standin is not None
+            standin = line.standin
+            await line.call(call_form("CA310"))
+
+            def pinged() -> bool:
+                return any((s.text or "").startswith("📞") for s in standin.messages_to(STAFF_CHAT))
+
+            await until(pinged, timeout=5, what="the callback ping, well before the reminders' poll")
+            (ping,) = [s.text for s in standin.messages_to(STAFF_CHAT) if (s.text or "").startswith("📞")]
+            assert PIET in (ping or "")
+
+    asyncio.run(main())
