@@ -30,8 +30,8 @@ import asyncio
 import functools
 import logging
 import random
-from concurrent.futures import Executor
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
