@@ -193,6 +193,8 @@ class Application:
                                      announce_every=self.staff_rounds)
             self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
+            self.staffbot.health = self.reminders.health = lambda state, reason: self.health.set(
+                "telegram", state, reason)  # the staff chat failing after a good start shows in /healthz
             if self.voice is not None:
                 self.voice.on_callback = self.reminders.wake
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/

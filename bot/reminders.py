@@ -127,6 +127,7 @@ class ReminderService:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False  # the staff chat
+        self.health: Callable[[str, str | None], None] | None = None  # told when the chat fails and is back
         self._round_failing = False
 
     # -- lifecycle ----------------------------------------------------------------
@@ -248,11 +249,15 @@ class ReminderService:
                 log.warning("reminders wait: the staff chat cannot be reached (%s: %s)",
                             exc.__class__.__name__, exc)
                 self._failing = True
+            if self.health is not None:
+                self.health("down", f"{exc.__class__.__name__}: {exc}")
             await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).release(reminder_id))
             return None
         if self._failing:
             log.info("reminders flow again")
             self._failing = False
+            if self.health is not None:
+                self.health("up", None)
         await asyncio.to_thread(self.db.run_direct, lambda d: self._done(d, reminder_id, "sent"))
         return 1
 

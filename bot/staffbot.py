@@ -299,6 +299,7 @@ class StaffBot:
         self._started = False
         self._announcer: asyncio.Task[None] | None = None
         self.announce_every = announce_every
+        self.health: Callable[[str, str | None], None] | None = None  # told when posting fails and works again
         self._announcing = asyncio.Lock()  # one round at a time: a checkpoint moved by two rounds posts twice
 
     # -- lifecycle ------------------------------------------------------------------
@@ -423,6 +424,8 @@ class StaffBot:
                 await self.announce_new()
                 await self.page_oncall()
                 await self.post_weekly_report_if_due()
+                if failing and self.health is not None:
+                    self.health("up", None)
                 failing = False
             except asyncio.CancelledError:
                 raise
@@ -430,6 +433,8 @@ class StaffBot:
                 if not failing:
                     log.warning("new tickets wait to be announced: %s: %s", exc.__class__.__name__, exc)
                     failing = True
+                if self.health is not None:
+                    self.health("down", f"{exc.__class__.__name__}: {exc}")
             await asyncio.sleep(self.announce_every or 2.0)
 
     async def announce_new(self) -> int:

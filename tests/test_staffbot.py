@@ -282,6 +282,39 @@ def test_telegram_down_at_start_is_tried_again_until_it_is_up(tmp_path: Path, db
     asyncio.run(main())
 
 
+def test_the_staff_chat_failing_after_a_good_start_shows_in_the_health(tmp_path: Path, db_url: str) -> None:
+    from bot.app import Application
+    from bot.config import load_config
+
+    seed(db_url)
+    standin = TelegramStandIn()
+
+    async def main() -> None:
+        async with serving(standin.app()) as api:
+            config = run_config(tmp_path, db_url, api, free_port(), "")
+            app = Application(load_config(str(config)), staff_rounds=0.1)
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.run(stop))
+            try:
+                await asyncio.wait_for(app.started.wait(), 15)
+                assert app.health.channels["telegram"].state == "up"
+                await asyncio.sleep(0.3)  # the first round sets the announcement checkpoint
+                standin.down = True
+                assert app.db is not None
+                ref = await asyncio.to_thread(
+                    lambda: pipeline(app.db, "mailcampaigns").ingest(email("q2", PIET, "Nog een vraag")).ticket_ref)
+                await until(lambda: app.health.channels["telegram"].state == "down", timeout=10)
+                assert "Bad Gateway" in (app.health.channels["telegram"].reason or "")
+                standin.down = False
+                await until(lambda: app.health.channels["telegram"].state == "up", timeout=10)
+                assert any((m_.text or "").startswith(f"🆕 {ref}") for m_ in standin.messages_to(STAFF_CHAT))
+            finally:
+                stop.set()
+                await task
+
+    asyncio.run(main())
+
+
 def test_new_tickets_are_announced_with_buttons_once(db: Database) -> None:
     async def body(standin: TelegramStandIn, bot: StaffBot) -> None:
         bot.announce_every = 0.05
