@@ -22,20 +22,14 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
-import threading
-import traceback
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
-from channels.email.parse import MailParseError, ParsedMail, parse_email
+from channels.email.folder import READERS, FileRead, Unreadable, read_ahead, read_mail
+from channels.email.parse import ParsedMail
 from channels.identity import normalise_email
 from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward
 from storage import models as m
@@ -99,24 +93,6 @@ def mail_reply_guards(auto_replies_per_hour: int = 5,
                       now: Callable[[], datetime] = _utc_now) -> tuple[ReplyGuard, ...]:
     """The intake pipeline's guards for e-mail: no automatic reply to a flagged address, none beyond the cap."""
     return (_MailGuards(auto_replies_per_hour, now).check,)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """Bytes that cannot be read as a mail: why, and the traceback when the parser itself failed."""
-
-    reason: str
-    traceback: str | None = None
-
-
-def read_mail(raw: bytes, now: Callable[[], datetime] = _utc_now) -> ParsedMail | Unreadable:
-    """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises."""
-    try:
-        return parse_email(raw, now=now)
-    except MailParseError as exc:
-        return Unreadable(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
-        return Unreadable(f"parser error {exc.__class__.__name__}: {exc}", traceback.format_exc())
 
 
 def _mail_result(parsed: ParsedMail, result: IntakeResult) -> MailResult:
@@ -300,10 +276,6 @@ class MailIntake:
 # -- a folder of .eml files -----------------------------------------------------------
 
 MAILS_PER_TRANSACTION = 16  # a folder import's mails stored together, and read ahead as one chunk
-READERS = 2  # processes that read and parse ahead; beyond two the storing is what limits
-READ_AHEAD = 2  # chunks given to each reader ahead of the one being stored
-
-_FileRead = tuple[bytes, ParsedMail | Unreadable] | OSError
 
 
 def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = READERS
@@ -311,15 +283,16 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
     """Each file of a folder import, in order: its result once committed, or the OSError that kept it unread.
 
     How it works: the files are read and parsed ahead, a chunk at a time, by
-    ``readers`` processes (when there is more than one chunk and this machine
-    has more than one core) while this process stores the chunks in file order,
+    ``readers`` processes (:func:`channels.email.folder.read_ahead`: when there
+    is more than one chunk and this machine has more than one core) while this
+    process stores the chunks in file order,
     each chunk in one transaction (:meth:`MailIntake.ingest_many`). An error while
     storing is raised after the results of the files before it: the file it
     stopped at is the first one not yielded, and the files after it are not
     tried.
     """
     chunks = [paths[i:i + MAILS_PER_TRANSACTION] for i in range(0, len(paths), MAILS_PER_TRANSACTION)]
-    ahead = _read_ahead(chunks, readers, intake.now)
+    ahead = read_ahead(chunks, readers, intake.now)
     try:
         for chunk, reads in zip(chunks, ahead):
             yield from _store_chunk(intake, chunk, reads)
@@ -327,104 +300,7 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
         ahead.close()  # the readers stop now, also when storing failed
 
 
-def _read_ahead(chunks: Sequence[Sequence[Path]], readers: int, now: Callable[[], datetime]
-                ) -> Generator[list[_FileRead], None, None]:
-    """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
-
-    Plain pipes, no threads: this process only sends file names and receives
-    the results it waits for. A reader that dies is not replaced: from that
-    chunk on, the files are read here.
-    """
-    pipes = _start_readers(readers) if len(chunks) > 1 else []
-    finished = False
-    try:
-        sent = 0
-        for index, chunk in enumerate(chunks):
-            reads: list[_FileRead] | None = None
-            if pipes:
-                try:
-                    while sent < min(len(chunks), index + READ_AHEAD * len(pipes)):
-                        pipes[sent % len(pipes)][1].send(([str(p) for p in chunks[sent]], now()))
-                        sent += 1
-                    reads = pipes[index % len(pipes)][1].recv()
-                except (EOFError, OSError):
-                    log.warning("a process reading mail files stopped; the rest is read in this process")
-                    _stop_readers(pipes, idle=False)
-                    pipes = []
-            yield reads if reads is not None else _read_files([str(p) for p in chunk], now())
-        finished = True
-    finally:
-        _stop_readers(pipes, idle=finished)
-
-
-def _read_files(paths: Sequence[str], now: datetime) -> list[_FileRead]:
-    """Each file's bytes and :func:`read_mail` of them (``now`` for a mail without a usable Date), or its OSError."""
-    reads: list[_FileRead] = []
-    for path in paths:
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            reads.append(exc)
-            continue
-        reads.append((raw, read_mail(raw, lambda: now)))
-    return reads
-
-
-def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
-    """A reader process: (file names, now) in, their :func:`_read_files` out, until None comes.
-
-    ``inherited``: the importing process's ends of the pipes, which a forked
-    reader holds too; closed, so that a reader sees the end of its pipe when
-    the importing process goes away.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
-    for other in inherited:
-        other.close()
-    try:
-        while (task := conn.recv()) is not None:
-            conn.send(_read_files(*task))
-    except (EOFError, OSError):  # the importing process went away
-        pass
-
-
-def _start_readers(readers: int) -> list[tuple[BaseProcess, Connection]]:
-    """Reader processes with their pipes; none on a single core. Forked when that is safe (this process
-    runs no other thread), else started afresh."""
-    if readers < 1 or (os.cpu_count() or 1) < 2:
-        return []
-    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
-    pipes: list[tuple[BaseProcess, Connection]] = []
-    for _ in range(readers):
-        ours, theirs = context.Pipe()
-        inherited = [ours, *(conn for _, conn in pipes)] if fork else []
-        process = context.Process(target=_reader, args=(theirs, inherited), name="slabot-mail-reader",
-                                  daemon=True)
-        process.start()
-        theirs.close()
-        pipes.append((process, ours))
-    return pipes
-
-
-def _stop_readers(pipes: Sequence[tuple[BaseProcess, Connection]], *, idle: bool) -> None:
-    """Idle readers are told to stop; busy ones (an import that stopped early) are killed: they only read."""
-    for process, conn in pipes:
-        try:
-            if idle:
-                conn.send(None)
-            else:
-                process.kill()
-        except OSError:
-            pass
-        conn.close()
-    for process, _ in pipes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-def _store_chunk(intake: MailIntake, chunk: Sequence[Path], reads: Sequence[_FileRead]
+def _store_chunk(intake: MailIntake, chunk: Sequence[Path], reads: Sequence[FileRead]
                  ) -> Iterator[tuple[Path, MailResult | OSError]]:
     """A chunk's mails stored in order; a file that could not be read is reported in its place."""
     run: list[tuple[Path, bytes, ParsedMail | Unreadable]] = []
@@ -444,4 +320,4 @@ def _store_run(intake: MailIntake, run: Sequence[tuple[Path, bytes, ParsedMail |
     return zip((path for path, _, _ in run), results)
 
 
-__all__ = ["MailIntake", "MailResult", "Unreadable", "ingest_files", "mail_reply_guards", "read_mail"]
+__all__ = ["MailIntake", "MailResult", "ingest_files", "mail_reply_guards"]

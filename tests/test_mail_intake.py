@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -288,8 +289,16 @@ def _outcome(result: MailResult | OSError) -> str:
     return "OSError" if isinstance(result, OSError) else result.outcome
 
 
-@pytest.mark.parametrize("readers", [2, 0])
-def test_a_folder_is_stored_in_file_order_as_one_by_one(tmp_path: Path, readers: int) -> None:
+@pytest.mark.parametrize(("readers", "thread"), [
+    pytest.param(2, False, id="forked readers"),
+    pytest.param(2, True, id="readers started afresh (another thread runs)"),
+    pytest.param(0, False, id="no readers"),
+])
+def test_a_folder_is_stored_in_file_order_as_one_by_one(tmp_path: Path, readers: int, thread: bool) -> None:
+    if thread:
+        done = threading.Event()
+        running = threading.Thread(target=done.wait, daemon=True)
+        running.start()
     files, expected = _folder(tmp_path)
     together = open_database(f"sqlite:///{tmp_path / 'together.db'}")
     alone = open_database(f"sqlite:///{tmp_path / 'alone.db'}")
@@ -321,6 +330,8 @@ def test_a_folder_is_stored_in_file_order_as_one_by_one(tmp_path: Path, readers:
     assert again == {"duplicate", "own_mail", "kept_aside", "OSError"}
     together.dispose()
     alone.dispose()
+    if thread:
+        done.set()
 
 
 class _FailingPipeline(IntakePipeline):

@@ -1,0 +1,146 @@
+"""Mail files read and parsed ahead: by reader processes while the importing process stores what they read.
+
+A folder import (``slabot ingest email DIR``) spends about as long parsing a
+mail as storing it. :func:`read_ahead` hands chunks of file names to
+``READERS`` processes over plain pipes (no threads in the importing process),
+each reader reads and parses its chunks (:func:`read_mail`), and the results
+come back in file order. This module imports only the parser, so a reader
+that has to be started afresh (not forked) is ready quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+from channels.email.parse import MailParseError, ParsedMail, parse_email
+
+log = logging.getLogger(__name__)
+
+READERS = 2  # processes that read and parse ahead; beyond two the storing is what limits
+READ_AHEAD = 2  # chunks given to each reader ahead of the one being used
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Bytes that cannot be read as a mail: why, and the traceback when the parser itself failed."""
+
+    reason: str
+    traceback: str | None = None
+
+
+def read_mail(raw: bytes, now: Callable[[], datetime] = _utc_now) -> ParsedMail | Unreadable:
+    """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises."""
+    try:
+        return parse_email(raw, now=now)
+    except MailParseError as exc:
+        return Unreadable(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
+        return Unreadable(f"parser error {exc.__class__.__name__}: {exc}", traceback.format_exc())
+
+
+FileRead = tuple[bytes, ParsedMail | Unreadable] | OSError
+"""A file's bytes and what :func:`read_mail` made of them, or the OSError that kept it unread."""
+
+
+def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Callable[[], datetime] = _utc_now
+               ) -> Generator[list[FileRead], None, None]:
+    """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
+
+    Plain pipes, no threads: this process only sends file names and receives
+    the results it waits for. A reader that dies is not replaced: from that
+    chunk on, the files are read here.
+    """
+    pipes = _start_readers(readers) if len(chunks) > 1 else []
+    try:
+        sent = 0
+        for index, chunk in enumerate(chunks):
+            reads: list[FileRead] | None = None
+            if pipes:
+                try:
+                    while sent < min(len(chunks), index + READ_AHEAD * len(pipes)):
+                        pipes[sent % len(pipes)][1].send(([str(p) for p in chunks[sent]], now()))
+                        sent += 1
+                    reads = pipes[index % len(pipes)][1].recv()
+                except (EOFError, OSError):
+                    log.warning("a process reading mail files stopped; the rest is read in this process")
+                    _stop_readers(pipes)
+                    pipes = []
+            yield reads if reads is not None else _read_files([str(p) for p in chunk], now())
+    finally:
+        _stop_readers(pipes)
+
+
+def _read_files(paths: Sequence[str], now: datetime) -> list[FileRead]:
+    """Each file's bytes and :func:`read_mail` of them (``now`` for a mail without a usable Date), or its OSError."""
+    reads: list[FileRead] = []
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            reads.append(exc)
+            continue
+        reads.append((raw, read_mail(raw, lambda: now)))
+    return reads
+
+
+def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
+    """A reader process: (file names, now) in, their :func:`_read_files` out, until the pipe closes.
+
+    ``inherited``: the importing process's ends of the pipes, which a forked
+    reader holds too; closed, so that a reader sees the end of its pipe when
+    the importing process goes away.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    for other in inherited:
+        other.close()
+    try:
+        while True:
+            conn.send(_read_files(*conn.recv()))
+    except (EOFError, OSError):  # the importing process went away
+        pass
+
+
+def _start_readers(readers: int) -> list[tuple[BaseProcess, Connection]]:
+    """Reader processes with their pipes; none on a single core. Forked when that is safe (this process
+    runs no other thread), else started afresh."""
+    if readers < 1 or (os.cpu_count() or 1) < 2:
+        return []
+    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+    pipes: list[tuple[BaseProcess, Connection]] = []
+    for _ in range(readers):
+        ours, theirs = context.Pipe()
+        inherited = [ours, *(conn for _, conn in pipes)] if fork else []
+        process = context.Process(target=_reader, args=(theirs, inherited), name="slabot-mail-reader",
+                                  daemon=True)
+        process.start()
+        theirs.close()
+        pipes.append((process, ours))
+    return pipes
+
+
+def _stop_readers(pipes: Sequence[tuple[BaseProcess, Connection]]) -> None:
+    """The readers killed: they hold nothing but files read for chunks no longer wanted."""
+    for process, conn in pipes:
+        process.kill()
+        conn.close()
+    for process, _ in pipes:
+        process.join()
+
+
+__all__ = ["READERS", "FileRead", "Unreadable", "read_ahead", "read_mail"]
