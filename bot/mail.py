@@ -283,9 +283,9 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
     """Each file of a folder import, in order: its result once committed, or the OSError that kept it unread.
 
     How it works: the files are read and parsed ahead, a chunk at a time, by
-    ``readers`` processes (:func:`channels.email.folder.read_ahead`: when there
-    is more than one chunk and this machine has more than one core) while this
-    process stores the chunks in file order,
+    ``readers`` forked processes (:func:`channels.email.folder.read_ahead`: when
+    there is more than one chunk, more than one core, and no other thread in
+    this process) while this process stores the chunks in file order,
     each chunk in one transaction (:meth:`MailIntake.ingest_many`). An error while
     storing is raised after the results of the files before it: the file it
     stopped at is the first one not yielded, and the files after it are not

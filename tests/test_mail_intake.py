@@ -291,7 +291,7 @@ def _outcome(result: MailResult | OSError) -> str:
 
 @pytest.mark.parametrize(("readers", "thread"), [
     pytest.param(2, False, id="forked readers"),
-    pytest.param(2, True, id="readers started afresh (another thread runs)"),
+    pytest.param(2, True, id="another thread runs: no readers forked"),
     pytest.param(0, False, id="no readers"),
 ])
 def test_a_folder_is_stored_in_file_order_as_one_by_one(tmp_path: Path, readers: int, thread: bool) -> None:

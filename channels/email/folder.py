@@ -4,8 +4,9 @@ A folder import (``slabot ingest email DIR``) spends about as long parsing a
 mail as storing it. :func:`read_ahead` hands chunks of file names to
 ``READERS`` processes over plain pipes (no threads in the importing process),
 each reader reads and parses its chunks (:func:`read_mail`), and the results
-come back in file order. This module imports only the parser, so a reader
-that has to be started afresh (not forked) is ready quickly.
+come back in file order. Readers are forked, and only from a process that
+runs no other thread; otherwise (and on a single core) the files are read in
+the importing process, in the same order.
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def _read_files(paths: Sequence[str], now: datetime) -> list[FileRead]:
 def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
     """A reader process: (file names, now) in, their :func:`_read_files` out, until the pipe closes.
 
-    ``inherited``: the importing process's ends of the pipes, which a forked
-    reader holds too; closed, so that a reader sees the end of its pipe when
-    the importing process goes away.
+    ``inherited``: the importing process's ends of the pipes, which the
+    reader holds too (it is forked); closed, so that a reader sees the end of
+    its pipe when the importing process goes away.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
     for other in inherited:
@@ -116,16 +117,17 @@ def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
 
 
 def _start_readers(readers: int) -> list[tuple[BaseProcess, Connection]]:
-    """Reader processes with their pipes; none on a single core. Forked when that is safe (this process
-    runs no other thread), else started afresh."""
-    if readers < 1 or (os.cpu_count() or 1) < 2:
+    """Forked reader processes with their pipes. None on a single core, where fork is missing, or when
+    this process runs other threads: a fork then risks a lock another thread holds, and a reader started
+    afresh would run the program's main module again (a script without a ``__main__`` guard: all of it)."""
+    if (readers < 1 or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods()
+            or threading.active_count() > 1):
         return []
-    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     pipes: list[tuple[BaseProcess, Connection]] = []
     for _ in range(readers):
         ours, theirs = context.Pipe()
-        inherited = [ours, *(conn for _, conn in pipes)] if fork else []
+        inherited = [ours, *(conn for _, conn in pipes)]
         process = context.Process(target=_reader, args=(theirs, inherited), name="slabot-mail-reader",
                                   daemon=True)
         process.start()
