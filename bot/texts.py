@@ -139,9 +139,12 @@ class Texts:
         text = template.render(**values)
         # collapse the blank lines left by optional blocks
         lines: list[str] = []
+        after_blank = True  # the text starts with a line that is not blank (stripped)
         for line in text.strip().splitlines():
-            if line.strip() or (lines and lines[-1].strip()):
-                lines.append(line.rstrip())
+            line = line.rstrip()
+            if line or not after_blank:
+                lines.append(line)
+                after_blank = not line
         return Rendered(purpose, language, "\n".join(lines) + "\n")
 
     @staticmethod

@@ -21,13 +21,14 @@ share can be converted once (:meth:`Direct.bound`).
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, FromClause, Table
+from sqlalchemy import JSON, FromClause, Integer, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
@@ -71,12 +72,25 @@ class Bound:
 _SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default storage format for SQLite
 
 
+_last_utc: tuple[datetime | None, str] = (None, "")  # the last instant written and its text (one at a time)
+
+
 def _sqlite_utc(value: datetime) -> str:
-    """``UtcDateTime`` on SQLite: the instant in UTC, written as SQLAlchemy writes a naive DATETIME."""
+    """``UtcDateTime`` on SQLite: the instant in UTC, written as SQLAlchemy writes a naive DATETIME.
+
+    A row often holds the same instant twice (created and updated at ``now``), and the next row again:
+    the last one is remembered (held, so that ``is`` cannot match another object at its address).
+    """
+    global _last_utc
+    last = _last_utc
+    if last[0] is value:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} cannot be stored")
     v = value.astimezone(UTC)
-    return _SQLITE_DATETIME % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    text = _SQLITE_DATETIME % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    _last_utc = (value, text)
+    return text
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -86,9 +100,27 @@ def _aware_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _json_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` with its default settings, its C encoder made once instead of on every call.
+
+    Without the check for circular references (a stored value has none): the same text for every other value.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    base = json.JSONEncoder()
+    try:
+        encode = make(None, base.default, json.encoder.encode_basestring_ascii, None, base.key_separator,
+                      base.item_separator, base.sort_keys, base.skipkeys, base.allow_nan)
+    except TypeError:  # another Python's C encoder
+        return json.dumps
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
 def _json_text(slow: Processor) -> Processor:
     """SQLAlchemy's JSON processor without its wrapper, for plain dicts and lists (the rest goes to ``slow``)."""
-    dumps = json.dumps
+    dumps = _json_dumps()
 
     def process(value: Any) -> Any:
         kind = value.__class__
@@ -154,6 +186,11 @@ class _TableCodec:
         self.names = frozenset(c.name for c in table.columns)
         # the driver's positional placeholder, for the inserts built here (None: bind those by name too)
         self.positional = _POSITIONAL.get(dialect.paramstyle)
+        # SQLite: an INTEGER PRIMARY KEY named id is the rowid, which the driver reports after an insert
+        # (cheaper than RETURNING id)
+        key = list(table.primary_key.columns)
+        self.id_is_rowid = (dialect.name == "sqlite" and len(key) == 1 and key[0].name == "id"
+                            and type(key[0].type) is Integer)
         self._insert_sql: dict[tuple[tuple[str, ...], bool, bool], str] = {}
         self._inserts: dict[tuple[str, ...], _Insert] = {}
 
@@ -200,7 +237,7 @@ class _Insert:
     """One shape of inserted row, worked out once: the columns a caller names in its order, then the column
     defaults it leaves out; each one's conversion; the statements."""
 
-    __slots__ = ("binds", "defaults", "many", "names", "one", "positional")
+    __slots__ = ("binds", "defaults", "many", "names", "one", "positional", "rowid")
 
     def __init__(self, codec: _TableCodec, keys: tuple[str, ...]) -> None:
         missing = [name for name in codec.defaults if name not in keys]
@@ -208,7 +245,8 @@ class _Insert:
         self.binds = tuple(codec.binds.get(name) for name in keys)
         self.defaults = tuple((codec.defaults[name], codec.binds.get(name)) for name in missing)
         self.positional = codec.positional is not None
-        self.one = codec.insert_sql(self.names, True, positional=self.positional)
+        self.rowid = codec.id_is_rowid
+        self.one = codec.insert_sql(self.names, not self.rowid, positional=self.positional)
         self.many = codec.insert_sql(self.names, False, positional=self.positional)
 
     def bind(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
@@ -250,6 +288,7 @@ class Direct:
         self.dialect = dialect
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._paramstyle = dialect.paramstyle
+        self._as_written = _for_driver("SELECT :x", dialect.paramstyle) == "SELECT :x"  # sqlite3 takes :name
         self._cursor = driver_connection.cursor()
         self._codecs: dict[FromClause, _TableCodec] = {}
 
@@ -263,7 +302,7 @@ class Direct:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run ``sql`` (``:name`` placeholders) and return the cursor."""
-        return self._run(_for_driver(sql, self._paramstyle), params or {})
+        return self._run(sql if self._as_written else _for_driver(sql, self._paramstyle), params or {})
 
     def _run(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Any:
         """Run a statement written for the driver."""
@@ -304,7 +343,8 @@ class Direct:
     def insert(self, table: FromClause, values: Mapping[str, Any]) -> int:
         """Insert one row (column defaults applied, values converted) and return its id."""
         plan = self.codec(table).insert(tuple(values))
-        return int(self._run(plan.one, plan.bind(values)).fetchone()[0])
+        cursor = self._run(plan.one, plan.bind(values))
+        return int(cursor.lastrowid if plan.rowid else cursor.fetchone()[0])
 
     def insert_many(self, table: FromClause, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert rows that all name the same columns, in the same order."""

@@ -123,7 +123,7 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(30), unique=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))  # no index: no query by contact
     channel: Mapped[str] = mapped_column(String(20))
     thread_key: Mapped[str | None] = mapped_column(String(320), index=True)  # sender identity on the channel
     subject: Mapped[str | None] = mapped_column(Text)
@@ -132,7 +132,7 @@ class Ticket(Base):
     kind_rule: Mapped[str | None] = mapped_column(String(100))
     kind_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     priority: Mapped[str] = mapped_column(String(10), default="normal")
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[str] = mapped_column(String(20))  # queries on it use ix_tickets_open_queue
     plan: Mapped[str | None] = mapped_column(String(50))
     queue_priority: Mapped[int] = mapped_column(Integer, default=0)
     terms: Mapped[dict[str, Any] | None] = mapped_column(JSON)

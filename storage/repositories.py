@@ -48,6 +48,16 @@ def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
 _CONTACT_COLUMNS = ("id", "account_id", "name", "role", "authorised", "language")
 _ACCOUNT_COLUMNS = ("id", "name", "plan", "staff", "templates_delivered", "language", "monthly_hours")
 _TICKET_COLUMNS = tuple(c.name for c in m.Ticket.__table__.columns)
+# the intake's lookups, written once (a statement's text is also the driver's cache key)
+_FIND_SQL = (
+    f"SELECT {', '.join('c.' + n for n in _CONTACT_COLUMNS)}, {', '.join('a.' + n for n in _ACCOUNT_COLUMNS)} "
+    "FROM identities i JOIN contacts c ON c.id = i.contact_id JOIN accounts a ON a.id = c.account_id "
+    "WHERE i.kind = :kind AND i.value = :value ORDER BY c.id"
+)
+_GET_TICKET_SQL = (
+    f"SELECT {', '.join('t.' + n for n in _TICKET_COLUMNS)}, a.name, c.name FROM tickets t "
+    "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.id = :id"
+)
 
 
 def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
@@ -187,13 +197,7 @@ class AccountRepository(_Repository):
     def find(self, kind: str, value: str) -> list[tuple[ContactRecord, AccountRecord]]:
         """Every contact with this identity, with its account (contacts before third parties)."""
         direct = self.direct
-        rows = direct.execute(
-            f"SELECT {direct.columns(m.Contact.__table__, _CONTACT_COLUMNS, 'c')}, "
-            f"{direct.columns(m.Account.__table__, _ACCOUNT_COLUMNS, 'a')} "
-            "FROM identities i JOIN contacts c ON c.id = i.contact_id JOIN accounts a ON a.id = c.account_id "
-            "WHERE i.kind = :kind AND i.value = :value ORDER BY c.id",
-            {"kind": kind, "value": value},
-        ).fetchall()
+        rows = direct.execute(_FIND_SQL, {"kind": kind, "value": value}).fetchall()
         split = len(_CONTACT_COLUMNS)
         found = []
         for row in rows:
@@ -287,12 +291,7 @@ class TicketRepository(_Repository):
 
     def get(self, ticket_id: int, *, with_messages: bool = False) -> TicketRecord:
         direct = self.direct
-        row = direct.one(
-            f"SELECT {direct.columns(m.Ticket.__table__, _TICKET_COLUMNS, 't')}, a.name, c.name FROM tickets t "
-            "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id "
-            "WHERE t.id = :id",
-            {"id": ticket_id},
-        )
+        row = direct.one(_GET_TICKET_SQL, {"id": ticket_id})
         if row is None:
             raise KeyError(ticket_id)
         values = direct.decode(m.Ticket.__table__, _TICKET_COLUMNS, row[:-2])

@@ -6,14 +6,18 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from storage import models as m
 from storage.database import Database, open_database
-from storage.direct import Direct, _for_driver
+from storage.direct import Direct, _codec, _for_driver
 from storage.repositories import TicketRepository
 
 AT = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=timezone.utc)
@@ -123,3 +127,61 @@ def test_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
         assert wal.exists()
     finally:
         db.dispose()
+
+
+_DIALECTS = (sqlite.dialect(), postgresql.psycopg.dialect())
+
+
+@settings(deadline=None)
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 30),
+                    timezones=st.sampled_from([timezone.utc, ZoneInfo("Europe/Amsterdam"),
+                                               timezone(timedelta(hours=-9, minutes=-30))])))
+def test_datetime_shortcut_writes_what_sqlalchemy_writes(instant: datetime) -> None:
+    for dialect in _DIALECTS:
+        impl = m.Ticket.__table__.c.received_at.type.dialect_impl(dialect)
+        slow = impl.bind_processor(dialect)
+        fast = _codec(m.Ticket.__table__, dialect).binds["received_at"]
+        assert fast is not slow  # the shortcut is taken
+        assert fast(instant) == slow(instant)
+        assert fast(instant) == slow(instant)  # the remembered last value too
+        with pytest.raises(ValueError):
+            fast(instant.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("value", [{"plan": {"name": "licentie", "rates": ["130.00", 1.5]}, "x": None}, [], {},
+                                   ["één", "<id@host>", {"k": [True, False]}], [[1, 2], []]])
+def test_json_shortcut_writes_what_sqlalchemy_writes(value: object) -> None:
+    dialect = _DIALECTS[0]
+    impl = m.Ticket.__table__.c.terms.type.dialect_impl(dialect)
+    fast = _codec(m.Ticket.__table__, dialect).binds["terms"]
+    assert fast(value) == impl.bind_processor(dialect)(value)
+
+
+def test_bound_value_is_stored_as_converted_once(db: Database) -> None:
+    terms = {"plan": {"name": "licentie"}, "rate": "130.00"}
+
+    def write(d: Direct) -> list[int]:
+        stored = d.bound(m.Ticket.__table__, "terms", terms)
+        assert d.bound(m.Ticket.__table__, "ref", "MC-1") == "MC-1"  # nothing to convert: the value itself
+        return [TicketRepository(d).add_ticket(**{**_ticket_values(f"MC-{i}"), "terms": stored}) for i in range(2)]
+
+    ids = db.run_direct(write)
+    assert [db.run(lambda s, i=i: s.get(m.Ticket, i)).terms for i in ids] == [terms, terms]
+
+
+def test_inserted_ids_and_many_rows(db: Database) -> None:
+    def write(d: Direct) -> tuple[list[int], list[int]]:
+        ticket = TicketRepository(d).add_ticket(**_ticket_values("MC-3"))
+        messages = [TicketRepository(d).add_message(
+            ticket_id=ticket, direction="in", channel="email", external_id=f"<{i}@x>", at=AT, delivery_state="received",
+            created_at=AT, attachments=[{"filename": f"{i}-{j}.txt", "content_type": "text/plain", "data": b"x"}
+                                        for j in range(2)]) for i in range(3)]
+        with pytest.raises(ValueError):
+            d.insert_many(m.Attachment.__table__, [{"message_id": messages[0], "content_type": "a"},
+                                                   {"content_type": "a", "message_id": messages[0]}])
+        return [ticket], messages
+
+    tickets, messages = db.run_direct(write)
+    rows = db.run(lambda s: [(a.message_id, a.filename) for a in s.scalars(select(m.Attachment).order_by(m.Attachment.id))])
+    assert rows == [(mid, f"{i}-{j}.txt") for i, mid in enumerate(messages) for j in range(2)]
+    assert db.run(lambda s: [t.ref for t in s.scalars(select(m.Ticket).where(m.Ticket.id.in_(tickets)))]) == ["MC-3"]
