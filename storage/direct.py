@@ -70,6 +70,7 @@ class Bound:
 # -- exact shortcuts of SQLAlchemy's bind processors ---------------------------------------------------------
 
 _SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default storage format for SQLite
+_TWO = tuple(f"{i:02d}" for i in range(100))
 
 
 _last_utc: tuple[datetime | None, str] = (None, "")  # the last instant written and its text (one at a time)
@@ -88,7 +89,9 @@ def _sqlite_utc(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} cannot be stored")
     v = value.astimezone(UTC)
-    text = _SQLITE_DATETIME % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    year = v.year  # _SQLITE_DATETIME, written out: %-formatting of seven numbers costs more than the rest
+    text = (f"{year if year >= 1000 else f'{year:04d}'}-{_TWO[v.month]}-{_TWO[v.day]} {_TWO[v.hour]}:"
+            f"{_TWO[v.minute]}:{_TWO[v.second]}.{str(1_000_000 + v.microsecond)[1:]}")
     _last_utc = (value, text)
     return text
 
