@@ -327,7 +327,7 @@ class Run:
     wall: float
     latencies: list[float]
     results: list[IntakeResult]
-    cpu: float  # process CPU time (all threads: the WAL checkpointer too), less noisy than wall on a busy machine
+    cpu: float  # process CPU time (all threads: SQLite's WAL checkpointer too), less noisy than wall on a busy machine
 
 
 def ingest_all(db: Database, preset: Preset, plan: Sequence[Planned]) -> Run:
@@ -496,8 +496,8 @@ def report_run(run: Run, plan: Sequence[Planned]) -> tuple[float, float]:
     print(f"    wall time {run.wall:.2f} s for {n:,} messages: {rate:,.0f} messages/s "
           f"(mean {run.wall / n * 1e3:.2f} ms incl. loop)")
     print(f"    CPU time  {run.cpu:.2f} s: {run.cpu / n * 1e3:.3f} ms per message, {n / run.cpu:,.0f} messages per "
-          f"CPU-second (process time, the WAL checkpointer's thread included: steadier than wall time when "
-          f"other work shares the machine)")
+          f"CPU-second (process time of all threads, SQLite's WAL checkpointer too: steadier than wall time "
+          f"when other work shares the machine)")
     print(f"    latency   p50 {ms(p[50])}   p90 {ms(p[90])}   p99 {ms(p[99])}   max {ms(ordered[-1])}")
     print(f"              first message {ms(run.latencies[0])} (cold caches)")
     tenth = max(1, n // 10)
