@@ -10,13 +10,17 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
 - links a delivery-status bounce to the message it bounces (marked failed,
   staff told) and flags the address, so no automatic reply goes there again;
 - hands everything else to the intake pipeline, where automatic mail
-  (auto-replies, lists, bounces) is stored without an answer, and where two
-  guards hold back automatic replies: to a flagged address, and beyond
+  (auto-replies, lists, bounces) is stored without an answer, and where a
+  guard holds back automatic replies: to a flagged address, and beyond
   ``auto_replies_per_hour`` to one address (an autoresponder ping-pong ends
   there);
 - acknowledges only mail received after the cut-off (``acknowledge_max_age``):
   old mail found on a first start, or an archive imported through the pipe, is
   stored without writing to anyone.
+
+A folder of ``.eml`` files (``slabot ingest email DIR``) goes through
+:func:`ingest_files`: the same steps, with the files parsed ahead in reader
+processes and a person's mails stored several to a transaction.
 """
 
 from __future__ import annotations

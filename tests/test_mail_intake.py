@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MONDAY_10, add_account, contact, free_port, preset
+from helpers import MONDAY_10, add_account, contact, email, free_port, preset
 from smtpsink import Sink, smtp_sink
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -426,3 +426,15 @@ def test_pipe_mode_folder_reports_every_file_in_order(tmp_path: Path) -> None:
         no_accounts.get(expected[str(f)], expected[str(f)]) for f in files]
     again = _slabot(tmp_path, str(tmp_path / "mails"))
     assert again.returncode == 65 and again.stdout.count(b": duplicate") == 38  # all but own mail and kept aside
+
+
+@pytest.mark.parametrize("per_hour", [5, 0])
+def test_a_flagged_address_gets_no_automatic_reply_with_or_without_a_cap(tmp_path: Path, per_hour: int) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+    (guard,) = mail_reply_guards(per_hour, lambda: MONDAY_10)
+    msg = email("g1@bakkerij-jansen.nl", PIET, "Vraag")
+    assert db.run_direct(lambda d: guard(d, msg)) is None
+    db.run_direct(lambda d: d.insert(m.AddressFlag.__table__, {
+        "channel": "email", "address": PIET, "reason": "bounced", "flagged_at": MONDAY_10}))
+    assert db.run_direct(lambda d: guard(d, msg)) == f"{PIET} is flagged (bounced)"
+    db.dispose()
