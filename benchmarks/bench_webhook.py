@@ -19,7 +19,9 @@ Four processes:
 
 Phase (a) sends at a fixed rate (default 200 requests/s for 15 s, open loop:
 latency is measured from each request's scheduled start, so a stall is not
-hidden); phase (b) sends at full speed over a few concurrent connections for
+hidden), after a first second at the same rate whose latencies are printed
+apart (64 connections opened, the first requests through cold code: a start-up,
+not the sustained rate); phase (b) sends at full speed over a few concurrent connections for
 15 s. Of the new messages, 90% come from the known contacts (the first one of a
 contact opens a ticket, later ones join it) and 10% from unknown numbers (each
 opens an unverified ticket): both get an acknowledgement through the outbox.
@@ -63,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+WARMUP = 1.0  # seconds at the fixed rate before it is measured: 64 connections opened, first requests
 TOKEN = "bench-auth-token"
 ACCOUNT_SID = "AC00000000000000000000000000000bench"
 PUBLIC = "https://support.example.nl"
@@ -137,7 +140,7 @@ async def _serve(workdir: Path, st_port: int, conn: Any, profile: str) -> None:
         f'[http]\nhost = "127.0.0.1"\nport = 0\npublic_url = "{PUBLIC}"\n'
         f'[twilio]\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
         f'api_base_url = "http://127.0.0.1:{st_port}"\n', encoding="utf-8")
-    app = Application(load_config(str(config)), dispatch_interval=0.1)
+    app = Application(load_config(str(config)), dispatch_interval=0.1, freeze_gc=True)  # as slabot run does
     probe = _Probe(app, cprofile=profile == "cprofile") if profile else None
     stop = asyncio.Event()
     app_task = asyncio.create_task(app.run(stop))
@@ -412,54 +415,60 @@ async def _load(port: int, phase: str, mode: str, rate: float, seconds: float, c
     work = Workload(phase, contacts, duplicates, unknown, seed)
     latencies: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()
+    warm_latencies: list[float] = []  # the fixed rate's first WARMUP seconds: new connections, cold code paths
+    warm_statuses: collections.Counter[str] = collections.Counter()
     sent_sids: set[str] = set()
     accepted_sids: set[str] = set()
     dups = 0
     late = 0.0
     fixed = b"Content-Type: application/x-www-form-urlencoded\r\nUser-Agent: TwilioProxy/1.1\r\n"
 
-    async def post(connection: Connection, item: tuple[str, bytes, str, bool], start: float) -> None:
+    async def post(connection: Connection, item: tuple[str, bytes, str, bool], start: float,
+                   warm: bool = False) -> None:
         sid, body, signature, _ = item
         sent_sids.add(sid)
+        counts = warm_statuses if warm else statuses
         try:
             status = await asyncio.wait_for(connection.post(WEBHOOK, body, fixed + b"X-Twilio-Signature: %s\r\n" % (
                 signature.encode(),)), 10.0)
-            statuses[str(status)] += 1
+            counts[str(status)] += 1
             if status == 200:
                 accepted_sids.add(sid)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 ValueError, IndexError) as exc:  # transport errors, and answers that are not HTTP
-            statuses[exc.__class__.__name__] += 1
-        latencies.append(time.perf_counter() - start)
+            counts[exc.__class__.__name__] += 1
+        (warm_latencies if warm else latencies).append(time.perf_counter() - start)
 
     if mode == "rate":
         # open loop: a scheduler releases each request at its time; a fixed set of connection workers sends
         # them. If slabot falls behind, requests wait in the queue and their latency, counted from the
         # scheduled start, grows: nothing is hidden, and the generator's own cost stays the same per request.
-        queue: asyncio.Queue[tuple[tuple[str, bytes, str, bool], float] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[tuple[str, bytes, str, bool], float, bool] | None] = asyncio.Queue()
         pool = [Connection(port) for _ in range(64)]
 
         async def sender(connection: Connection) -> None:
             while (job := await queue.get()) is not None:
-                await post(connection, job[0], job[1])
+                await post(connection, job[0], job[1], job[2])
 
         senders = [asyncio.create_task(sender(c)) for c in pool]
-        total = int(rate * seconds)
+        warm = int(rate * WARMUP)
+        total = warm + int(rate * seconds)
         t0 = time.perf_counter() + 0.2
         for i in range(total):
             item = work.next()
-            dups += item[3]
             target = t0 + i / rate
             delay = target - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            else:
+            elif i >= warm:
                 late = max(late, -delay)
-            queue.put_nowait((item, target))
+            if i >= warm:
+                dups += item[3]
+            queue.put_nowait((item, target, i < warm))
         for _ in senders:
             queue.put_nowait(None)
         await asyncio.gather(*senders)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - (t0 + WARMUP)
     else:
         pool = [Connection(port) for _ in range(connections)]
         t0 = time.perf_counter()
@@ -478,6 +487,7 @@ async def _load(port: int, phase: str, mode: str, rate: float, seconds: float, c
         await connection.close()
     return {"latencies": latencies, "statuses": dict(statuses), "sent_sids": sorted(sent_sids),
             "accepted_sids": sorted(accepted_sids), "duplicates": dups, "elapsed": elapsed, "late": late,
+            "warm_latencies": warm_latencies, "warm_statuses": dict(warm_statuses),
             "unknown_senders": work.unknown_count}
 
 
@@ -523,6 +533,11 @@ def report_phase(title: str, result: dict[str, Any]) -> dict[str, float]:
     print(f"  latency              p50 {p50:.1f} ms   p99 {p99:.1f} ms   max {worst:.1f} ms   "
           f"(mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.1f} ms)")
     print(f"  errors (non-200)     {sum(errors.values()):>8}   {errors if errors else ''}")
+    warm = result.get("warm_latencies") or []
+    if warm:
+        warm_errors = sum(v for k, v in result["warm_statuses"].items() if k != "200")
+        print(f"  warm-up (first {WARMUP:.0f} s at the same rate, before the figures above): {len(warm)} requests, "
+              f"p99 {percentile(warm, 0.99) * 1000:.1f} ms, max {max(warm) * 1000:.1f} ms, {warm_errors} errors")
     if result["late"] > 0.005:
         print(f"  note: the generator started a request up to {result['late'] * 1000:.0f} ms late "
               "(counted in the latency)")

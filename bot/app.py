@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -101,6 +102,7 @@ class Application:
         senders: dict[str, Sender] | None = None,
         dispatch_interval: float = 1.0,
         staff_rounds: float | None = 2.0,
+        freeze_gc: bool = False,
     ) -> None:
         """``staff_rounds``: seconds between the staff chat's announcement and paging rounds; None leaves those
         and the reminder rounds to the caller (``staffbot.announce_new()``, ``staffbot.page_oncall()``,
@@ -111,6 +113,7 @@ class Application:
         self.senders: dict[str, Sender] = dict(senders or {})
         self.dispatch_interval = dispatch_interval
         self.staff_rounds = staff_rounds
+        self.freeze_gc = freeze_gc  # slabot run: start-up's objects kept out of the garbage collector's passes
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
         self.server: uvicorn.Server | None = None
@@ -232,6 +235,8 @@ class Application:
                     raise RuntimeError(f"the HTTP server could not start on {cfg.http.host}:{cfg.http.port}")
                 log.info("slabot is running: http://%s:%s (preset %s, database %s)", cfg.http.host,
                          self._port(), self.loaded.preset.name, shown_url(cfg.database.url))
+                if self.freeze_gc:  # what start-up made lives as long as the process: out of the full collections
+                    gc.freeze()
                 self.started.set()
                 await stop.wait()
                 log.info("stopping: HTTP server, then outbox dispatcher, then database")
@@ -327,7 +332,7 @@ def run_until_signalled(loaded: LoadedConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Application(loaded).run(stop)
+        await Application(loaded, freeze_gc=True).run(stop)
 
     asyncio.run(main())
     return 0
