@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bot.mail import MailIntake, MailResult
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 
 
 class UsageError(SlabotError):
@@ -278,6 +279,20 @@ def _open_db(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:
         return loaded, open_database(loaded.config.database.url)
     except (SQLAlchemyError, StorageError) as exc:
         raise database_error(loaded.config.database.url, exc) from None
+
+
+def with_database(args: argparse.Namespace, work: Callable[[LoadedConfig, Database], T]) -> T:
+    """``work`` on the configured database, closed afterwards; a staff action refused (:class:`DeskError`) is a
+    one-line usage error."""
+    from bot.desk import DeskError
+
+    loaded, db = _open_db(args)
+    try:
+        return work(loaded, db)
+    except DeskError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        db.dispose()
 
 
 def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
@@ -542,14 +557,23 @@ def _stored_mails(intake: MailIntake, files: list[Path] | None) -> Iterator[tupl
         yield str(path), outcome
 
 
-def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
-    """One mail from a file or stdin, or every ``.eml`` of a directory, as an MTA pipe transport delivers it."""
+def mail_intake(loaded: LoadedConfig, db: Database) -> MailIntake:
+    """The mail intake as ``slabot ingest email`` runs it: the config's own address, reply guards and cut-off."""
     from datetime import timedelta
 
     from bot.intake import IntakePipeline
     from bot.mail import MailIntake, mail_reply_guards
     from bot.texts import Texts
 
+    cfg = loaded.config
+    pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
+                              reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
+    return MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
+                      acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
+
+
+def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
+    """One mail from a file or stdin, or every ``.eml`` of a directory, as an MTA pipe transport delivers it."""
     loaded = load_config(args.config)
     cfg = loaded.config
     files = _mail_files(args.source)
@@ -559,10 +583,7 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
     except (SQLAlchemyError, StorageError) as exc:
         sys.stderr.write(f"slabot: database {shown_url(cfg.database.url)} unreachable: {exc.__class__.__name__}: {exc}\n")
         return EX_TEMPFAIL
-    pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
-                              reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
-    intake = MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
-                        acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
+    intake = mail_intake(loaded, db)
     code = 0
     done = 0  # mails reported so far: the next one is where a database failure stopped
     results: list[dict[str, Any]] = []

@@ -17,18 +17,10 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from bot.billing import Billing, Statement
-from bot.desk import DeskError
 from bot.i18n import AMSTERDAM
 from bot.texts import Texts
 
 STAFF_ENV = "SLABOT_STAFF"
-
-
-def _billing(args: argparse.Namespace) -> Billing:
-    from bot.cli import _open_db  # the CLI's own database opening (and its errors)
-
-    loaded, db = _open_db(args)
-    return Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)
 
 
 def staff_name(args: argparse.Namespace) -> str:
@@ -37,15 +29,10 @@ def staff_name(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
-    from bot.cli import UsageError
+    from bot.cli import with_database  # the CLI's own database opening (and its errors)
 
-    billing = _billing(args)
-    try:
-        return action(billing)
-    except DeskError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        billing.db.dispose()
+    return with_database(args, lambda loaded, db: action(
+        Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)))
 
 
 def _write(out: TextIO, args: argparse.Namespace, data: dict[str, Any], text: str) -> int:

@@ -16,22 +16,16 @@ from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
 from bot.cli_billing import STAFF_ENV, staff_name
-from bot.desk import ActionResult, Desk, DeskError
+from bot.desk import ActionResult, Desk
 from storage.repositories import TicketRepository
 
 T = TypeVar("T")
 
 
 def _act(args: argparse.Namespace, action: Callable[[Desk], T]) -> T:
-    from bot.cli import UsageError, _open_db  # the CLI's own database opening (and its errors)
+    from bot.cli import with_database
 
-    _, db = _open_db(args)
-    try:
-        return action(Desk(db))
-    except DeskError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        db.dispose()
+    return with_database(args, lambda _, db: action(Desk(db)))
 
 
 def _print(out: TextIO, args: argparse.Namespace, result: ActionResult, text: str, **extra: Any) -> int:

@@ -16,13 +16,17 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
+
+if TYPE_CHECKING:
+    from bot.config import LoadedConfig
+    from bot.mail import MailResult
 
 EX_DATAERR = 65  # still not a mail: as ``slabot ingest email`` answers for one
 T = TypeVar("T")
@@ -54,13 +58,9 @@ def _raw(db: Database, kept_id: int) -> bytes:
 
 
 def _read(args: argparse.Namespace, read: Callable[[Database], T]) -> T:
-    from bot.cli import _open_db
+    from bot.cli import with_database
 
-    _, db = _open_db(args)
-    try:
-        return read(db)
-    finally:
-        db.dispose()
+    return with_database(args, lambda _, db: read(db))
 
 
 def cmd_kept(args: argparse.Namespace, out: TextIO) -> int:
@@ -88,27 +88,17 @@ def cmd_raw(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli import UsageError, _open_db
-    from bot.intake import IntakePipeline
-    from bot.mail import MailIntake, mail_reply_guards
-    from bot.texts import Texts
+    from bot.cli import UsageError, mail_intake, with_database
 
-    loaded, db = _open_db(args)
-    cfg = loaded.config
-    try:
+    def reprocess(loaded: LoadedConfig, db: Database) -> MailResult:
         original = _raw(db, args.id)
         try:
             raw = Path(args.file).read_bytes() if args.file else original
         except OSError as exc:
             raise UsageError(f"{args.file}: {exc.strerror or exc}") from None
-        pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
-                                  reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
-        intake = MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
-                            acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
-        result = intake.ingest_raw(raw, source=f"kept mail {args.id}" + (f" repaired as {args.file}" if args.file
-                                                                         else ""))
-        stored = result.outcome != "kept_aside"
-        if stored:
+        source = f"kept mail {args.id}" + (f" repaired as {args.file}" if args.file else "")
+        result = mail_intake(loaded, db).ingest_raw(raw, source=source)
+        if result.outcome != "kept_aside":
             now = datetime.now(timezone.utc)
 
             def mark(d: Direct) -> None:
@@ -119,8 +109,10 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
                                                       "ticket": result.ticket_ref, "repaired": bool(args.file)}})
 
             db.run_direct(mark)
-    finally:
-        db.dispose()
+        return result
+
+    result = with_database(args, reprocess)
+    stored = result.outcome != "kept_aside"
     data = {"id": args.id, "outcome": result.outcome, "ticket": result.ticket_ref, "message_id": result.message_id,
             "reasons": list(result.reasons), "reprocessed": stored}
     if args.json:

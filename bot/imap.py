@@ -545,15 +545,9 @@ class ImapIntake:
         return [int(row[0]) for row in rows]
 
     def _forget_marked(self, direct: Direct, marked: list[tuple[int, int]]) -> None:
-        """Drop the records of mail marked (or given up on) this round: one statement per 500."""
-        for start in range(0, len(marked), 500):
-            chunk = marked[start:start + 500]
-            params: dict[str, int | str] = {"m": self.mailbox}
-            terms = []
-            for n, (uidvalidity, uid) in enumerate(chunk):
-                params[f"v{n}"], params[f"u{n}"] = uidvalidity, uid
-                terms.append(f"(uidvalidity = :v{n} AND uid = :u{n})")
-            direct.execute(f"DELETE FROM mail_unmarked WHERE mailbox = :m AND ({' OR '.join(terms)})", params)
+        """Drop the records of mail marked (or given up on) this round."""
+        direct.execute_many("DELETE FROM mail_unmarked WHERE mailbox = :m AND uidvalidity = :v AND uid = :u",
+                            [{"m": self.mailbox, "v": uidvalidity, "u": uid} for uidvalidity, uid in marked])
 
     async def _fetch(self, connection: _Connection, uid: int) -> bytes | None:
         response = await connection.command(connection.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"),

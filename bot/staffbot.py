@@ -74,7 +74,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bot.billing import Billing, HoursResult
 from bot.config import TelegramConfig
 from bot.desk import Desk, DeskError
-from bot.i18n import AMSTERDAM, Language, format_when
+from bot.i18n import AMSTERDAM, Language, format_span, format_when
 from bot.texts import money_text
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice, assigned_staff
@@ -735,15 +735,8 @@ def _reminder_which(spec: str, language: Language) -> str:
         share = f"{rule.fraction * 100:.0f}%"
         return f"{share} van de reactietijd is om; " if language == "nl" else f"{share} of the response time gone; "
     if rule.before is not None:
-        minutes = int(rule.before.total_seconds() // 60)
-        hours, rest = divmod(minutes, 60)
-        if language == "nl":
-            parts = [f"{hours} uur"] if hours else []
-            parts += [f"{rest} minuten"] if rest else []
-            return f"nog {' en '.join(parts)} binnen openingstijden; "
-        parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
-        parts += [f"{rest} minute{'s' if rest != 1 else ''}"] if rest else []
-        return f"{' and '.join(parts)} of opening hours left; "
+        left = format_span(rule.before, language, "business")
+        return f"nog {left} binnen openingstijden; " if language == "nl" else f"{left} of opening hours left; "
     return ""
 
 

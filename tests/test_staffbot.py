@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import MONDAY_10, add_account, contact, email, free_port, outbox_rows, pipeline, reminders, ticket, until
+from helpers import (MONDAY_10, add_account, app_running, contact, email, free_port, outbox_rows, pipeline, reminders,
+                     ticket, until)
 from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -264,10 +265,7 @@ def test_telegram_down_at_start_is_tried_again_until_it_is_up(tmp_path: Path, db
             config = run_config(tmp_path, db_url, api, free_port(), "")
             app = Application(load_config(str(config)))
             app.staff_retry = (0.1, 0.4)
-            stop = asyncio.Event()
-            task = asyncio.create_task(app.run(stop))
-            try:
-                await asyncio.wait_for(app.started.wait(), 15)
+            async with app_running(app):
                 assert app.health.channels["telegram"].state == "down"
                 await asyncio.sleep(0.5)  # a few attempts while it is still down
                 assert app.health.channels["telegram"].state == "down"
@@ -275,9 +273,6 @@ def test_telegram_down_at_start_is_tried_again_until_it_is_up(tmp_path: Path, db
                 await until(lambda: app.health.channels["telegram"].state == "up", timeout=10)
                 standin.push_message(STAFF_CHAT, ANNA, "/help", username="anna")
                 assert "/queue" in (await answered(standin, 1))[-1]
-            finally:
-                stop.set()
-                await task
 
     asyncio.run(main())
 
@@ -292,11 +287,7 @@ def test_the_staff_chat_failing_after_a_good_start_shows_in_the_health(tmp_path:
     async def main() -> None:
         async with serving(standin.app()) as api:
             config = run_config(tmp_path, db_url, api, free_port(), "")
-            app = Application(load_config(str(config)), staff_rounds=0.1)
-            stop = asyncio.Event()
-            task = asyncio.create_task(app.run(stop))
-            try:
-                await asyncio.wait_for(app.started.wait(), 15)
+            async with app_running(Application(load_config(str(config)), staff_rounds=0.1)) as app:
                 assert app.health.channels["telegram"].state == "up"
                 await asyncio.sleep(0.3)  # the first round sets the announcement checkpoint
                 standin.down = True
@@ -308,9 +299,6 @@ def test_the_staff_chat_failing_after_a_good_start_shows_in_the_health(tmp_path:
                 standin.down = False
                 await until(lambda: app.health.channels["telegram"].state == "up", timeout=10)
                 assert any((m_.text or "").startswith(f"🆕 {ref}") for m_ in standin.messages_to(STAFF_CHAT))
-            finally:
-                stop.set()
-                await task
 
     asyncio.run(main())
 
