@@ -158,7 +158,8 @@ class Application:
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, wait for ``stop``, stop everything in reverse order."""
         cfg = self.loaded.config
-        self.db = await asyncio.to_thread(open_database, cfg.database.url)
+        self.db = await asyncio.to_thread(open_database, cfg.database.url,
+                                        synchronous=cfg.database.synchronous)
         if cfg.accounts.file:
             await asyncio.to_thread(self._import_accounts, cfg.accounts.file)
         self.pipeline = IntakePipeline(self.db, self.loaded.preset, Texts(), default_language=cfg.language,

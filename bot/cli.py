@@ -276,7 +276,8 @@ def cmd_config_check(args: argparse.Namespace, out: TextIO) -> int:
 def _open_db(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:
     loaded = load_config(args.config)
     try:
-        return loaded, open_database(loaded.config.database.url)
+        return loaded, open_database(loaded.config.database.url,
+                                     synchronous=loaded.config.database.synchronous)
     except (SQLAlchemyError, StorageError) as exc:
         raise database_error(loaded.config.database.url, exc) from None
 
@@ -579,7 +580,7 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
     files = _mail_files(args.source)
     names = ["stdin"] if files is None else [str(p) for p in files]
     try:
-        db = open_database(cfg.database.url)
+        db = open_database(cfg.database.url, synchronous=cfg.database.synchronous)
     except (SQLAlchemyError, StorageError) as exc:
         sys.stderr.write(f"slabot: database {shown_url(cfg.database.url)} unreachable: {exc.__class__.__name__}: {exc}\n")
         return EX_TEMPFAIL

@@ -42,6 +42,11 @@ class DatabaseConfig(_Section):
     url: str = Field(default="sqlite:///slabot.db", description=(
         "SQLAlchemy URL of the database: an SQLite file (a relative path is taken from the working directory) "
         "or PostgreSQL, e.g. postgresql+psycopg://slabot@127.0.0.1:5432/slabot. Migrations run on every start."))
+    synchronous: Literal["full", "normal"] = Field(default="full", description=(
+        "SQLite only: when a commit is safe. full: every commit is on disk before slabot answers (a webhook's "
+        "200, an IMAP checkpoint), so a power cut or a crash of the machine loses nothing. normal: a commit "
+        "survives a crash of slabot but the last ones may be lost with the machine's power; about twice the "
+        "intake speed. PostgreSQL follows its own synchronous_commit."))
 
     @field_validator("url")
     @classmethod

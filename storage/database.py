@@ -1,7 +1,8 @@
 """The database: engine set-up, transactions with retry, and migrations.
 
-SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy
-timeout; every write transaction starts with ``BEGIN IMMEDIATE`` so that two
+SQLite (the embedded default) runs in WAL mode with foreign keys on, a busy
+timeout and, unless configured otherwise, ``synchronous=FULL`` (a commit is on
+disk when it returns); every write transaction starts with ``BEGIN IMMEDIATE`` so that two
 writers queue instead of failing half-way, and a transaction that still meets
 "database is locked" is retried as a whole. PostgreSQL needs none of this.
 Migrations are Alembic's, applied on start (:meth:`Database.upgrade`).
@@ -36,6 +37,7 @@ HELD_CONNECTIONS = 2  # SQLite connections the plain-statement path keeps betwee
 WAL_CHECKPOINT_PAGES = 10_000
 WAL_SIZE_LIMIT = 16 * 2**20
 RETRIES = 8
+SYNCHRONOUS = ("full", "normal")  # SQLite's PRAGMA synchronous values slabot accepts
 
 
 class StorageError(Exception):
@@ -55,7 +57,9 @@ def _is_serialization(exc: BaseException) -> bool:
 class Database:
     """An engine, a session factory, and transactions that retry when SQLite is busy."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, synchronous: str = "full") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise StorageError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -71,7 +75,7 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
-            self._tune_sqlite(self.engine)
+            self._tune_sqlite(self.engine, synchronous)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checkpointer = _Checkpointer(self.engine) if self.is_sqlite else None
         # on SQLite the plain-statement path keeps a few connections (each with its Direct) between
@@ -82,7 +86,7 @@ class Database:
         self._disposed = False
 
     @staticmethod
-    def _tune_sqlite(engine: Engine) -> None:
+    def _tune_sqlite(engine: Engine, synchronous: str) -> None:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
@@ -90,7 +94,9 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: the WAL is synced at every commit, so a commit survives a power cut; NORMAL syncs it
+            # at checkpoints only (a crash of slabot loses nothing, one of the machine may lose the last commits)
+            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
             # checkpoint the WAL into the database file every ~40 MiB rather than every 4 MiB:
             # fewer, larger checkpoints cost each commit less
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
@@ -265,9 +271,9 @@ def alembic_config() -> AlembicConfig:
     return config
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
-    """Open (and by default migrate) the database at ``url``."""
-    db = Database(url)
+def open_database(url: str, *, migrate: bool = True, synchronous: str = "full") -> Database:
+    """Open (and by default migrate) the database at ``url``; ``synchronous`` is SQLite's (see :class:`Database`)."""
+    db = Database(url, synchronous=synchronous)
     if migrate:
         db.upgrade()
     return db

@@ -75,6 +75,15 @@ def test_out_of_range_port_and_bad_url(tmp_path: Path) -> None:
     assert "database.url" in text
 
 
+def test_sqlite_synchronous_is_full_unless_set(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, ""), environ={}).config.database.synchronous == "full"
+    loaded = load_config(write(tmp_path, ""), environ={"SLABOT_DATABASE_SYNCHRONOUS": "normal"})
+    assert loaded.config.database.synchronous == "normal"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[database]\nsynchronous = 'off'\n"), environ={})
+    assert "database.synchronous" in str(err.value) and "'off'" in str(err.value)
+
+
 def test_invalid_toml_is_one_clear_line(tmp_path: Path) -> None:
     path = write(tmp_path, "preset = \n")
     with pytest.raises(ConfigError) as err:

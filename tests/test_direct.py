@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from storage import models as m
-from storage.database import Database, open_database
+from storage.database import Database, StorageError, open_database
 from storage.direct import Direct, _codec, _for_driver
 from storage.repositories import TicketRepository
 
@@ -109,6 +109,21 @@ def test_decimal_and_date_columns(db: Database) -> None:
     row = db.run(lambda s: s.get(m.Account, account_id))
     assert row.monthly_hours == Decimal("2.50") and row.templates_delivered == date(2026, 11, 1)
     assert row.language == "nl"  # the column default
+
+
+def test_sqlite_commits_are_synced_unless_configured_otherwise(tmp_path: Path) -> None:
+    """synchronous=FULL by default, on the plain-statement path and in ORM sessions alike."""
+    for setting, expected in ((None, 2), ("normal", 1), ("full", 2)):
+        url = f"sqlite:///{tmp_path / f'{setting}.db'}"
+        db = open_database(url) if setting is None else open_database(url, synchronous=setting)
+        try:
+            assert db.run_direct(lambda d: d.execute("PRAGMA synchronous").fetchone()[0]) == expected
+            with db.session() as session:
+                assert session.connection().exec_driver_sql("PRAGMA synchronous").scalar() == expected
+        finally:
+            db.dispose()
+    with pytest.raises(StorageError, match="synchronous"):
+        Database(f"sqlite:///{tmp_path / 'x.db'}", synchronous="off")
 
 
 def test_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
