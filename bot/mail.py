@@ -80,7 +80,7 @@ class _MailGuards:
         else:
             table = m.Message.__table__
             reason, count = direct.one(
-                f"SELECT {flag}, (SELECT count(*) FROM messages WHERE channel = :c AND direction = 'out' "
+                f"SELECT {flag}, (SELECT count(*) FROM messages WHERE {m.EMAIL_OUT} "
                 "AND recipient = :a AND auto = :auto AND at >= :since)",
                 {"c": EMAIL, "a": address, "auto": direct.value(table, "auto", True),
                  "since": direct.value(table, "at", self.now() - timedelta(hours=1))},

@@ -244,7 +244,7 @@ class WhatsAppChannel:
     async def _last_inbound(self, number: str) -> datetime | None:
         return await asyncio.to_thread(  # a read: it does not wait for the intake's writes
             self.db.read_direct,
-            lambda d: TicketRepository(d).last_inbound_at("whatsapp", number.removeprefix("whatsapp:")))
+            lambda d: TicketRepository(d).last_whatsapp_at(number.removeprefix("whatsapp:")))
 
     def _template_for(self, message: OutboundMessage) -> TemplateChoice | None:
         templates = self.config.templates

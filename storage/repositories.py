@@ -263,9 +263,12 @@ class TicketRepository(_Repository):
         return None if found is None else int(found)
 
     def open_ticket_for_key(self, channel: str, thread_key: str, priority: str | None = None) -> int | None:
-        """The newest open ticket on ``channel`` from ``thread_key`` (a WhatsApp number), of ``priority`` if given."""
+        """The newest open ticket on ``channel`` (WhatsApp or phone) from ``thread_key`` (the number), of
+        ``priority`` if given."""
+        if channel not in ("whatsapp", "phone"):
+            raise ValueError(f"tickets are threaded by number on WhatsApp and phone only, not on {channel}")
         found = self.direct.scalar(
-            "SELECT id FROM tickets WHERE channel = :channel AND thread_key = :key "
+            f"SELECT id FROM tickets WHERE {m.THREAD_KEY_CHANNELS} AND channel = :channel AND thread_key = :key "
             "AND state IN ('open', 'waiting', 'unverified')"
             + (" AND priority = :priority" if priority else "") + " ORDER BY id DESC LIMIT 1",
             {"channel": channel, "key": thread_key, "priority": priority},
@@ -394,12 +397,10 @@ class TicketRepository(_Repository):
         )
 
 
-    def last_inbound_at(self, channel: str, sender: str) -> datetime | None:
-        """When ``sender`` last wrote to us on ``channel`` (WhatsApp's 24-hour window)."""
-        row = self.direct.one(
-            "SELECT MAX(at) FROM messages WHERE sender = :sender AND channel = :channel AND direction = 'in'",
-            {"sender": sender, "channel": channel},
-        )
+    def last_whatsapp_at(self, sender: str) -> datetime | None:
+        """When ``sender`` last wrote to us on WhatsApp (its 24-hour window)."""
+        row = self.direct.one(f"SELECT MAX(at) FROM messages WHERE sender = :sender AND {m.WHATSAPP_IN}",
+                              {"sender": sender})
         if row is None or row[0] is None:
             return None
         at: datetime = self.direct.decode(m.Message.__table__, ("at",), row)["at"]

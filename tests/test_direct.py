@@ -15,10 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from bot.mail import mail_reply_guards
 from storage import models as m
 from storage.database import WAL_CHECKPOINT_PAGES, Database, StorageError, open_database
 from storage.direct import Direct, _codec, _for_driver
 from storage.repositories import TicketRepository
+from tests.helpers import email
 
 AT = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -124,6 +126,34 @@ def test_sqlite_commits_are_synced_unless_configured_otherwise(tmp_path: Path) -
             db.dispose()
     with pytest.raises(StorageError, match="synchronous"):
         Database(f"sqlite:///{tmp_path / 'x.db'}", synchronous="off")
+
+
+def test_channel_queries_use_their_partial_indexes(tmp_path: Path) -> None:
+    """The queries a partial index serves name it in SQLite's plan: one that stopped repeating the index's
+    condition word for word would read the whole table on every WhatsApp message or e-mail."""
+    db = open_database(f"sqlite:///{tmp_path / 'plans.db'}")
+    try:
+        def plans(d: Direct) -> list[str]:
+            connection = d._cursor.connection
+            seen: list[str] = []
+            connection.set_trace_callback(seen.append)
+            try:
+                TicketRepository(d).open_ticket_for_key("whatsapp", "+31612345678")
+                TicketRepository(d).last_whatsapp_at("+31612345678")
+                mail_reply_guards(5)[0](d, email("<a@x>", "piet@bakkerij-jansen.nl", "Hallo"))
+            finally:
+                connection.set_trace_callback(None)
+            return [" ".join(str(row[-1]) for row in d.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+                    for sql in seen if sql.lstrip().upper().startswith("SELECT")]
+
+        found = db.run_direct(plans)
+        assert len(found) == 3
+        for plan, index in zip(found, ("ix_tickets_thread_key", "ix_messages_sender", "ix_messages_recipient")):
+            assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
+        with pytest.raises(ValueError, match="email"):
+            db.run_direct(lambda d: TicketRepository(d).open_ticket_for_key("email", "piet@bakkerij-jansen.nl"))
+    finally:
+        db.dispose()
 
 
 def test_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
