@@ -173,7 +173,8 @@ class Application:
                 security=cfg.email.smtp_security,
             ), now=self.now)
         # on SQLite the webhooks' intake and the outbox dispatcher write in turn on one thread (bot.writer)
-        writer = SerialWriter() if self.db.is_sqlite else None
+        # in groups: what queued up while one transaction ran commits in the next one, with one sync
+        writer = SerialWriter(group=self.db.group) if self.db.is_sqlite else None
         if cfg.twilio.configured:
             self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now,
                                             writer=writer)

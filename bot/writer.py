@@ -9,15 +9,26 @@ work queued normally: the dispatcher runs one short transaction per message
 sent, so letting it pass a backlog of webhooks costs each of them a fraction
 of a millisecond, and the acknowledgements keep going out while the intake is
 busy.
+
+Given a ``group`` (:meth:`storage.database.Database.group`), the thread runs
+what has queued up meanwhile, up to ``batch`` jobs, in one transaction: each
+job in a savepoint of its own, and one commit, one sync of the WAL, for all
+(group commit). A job's future gets its result only after that commit. If the
+group's own transaction fails, every job of it runs again alone; the jobs are
+database transactions that may run again (as on a busy database).
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,8 +39,11 @@ _Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 class SerialWriter(Executor):
     """An executor with one thread and two lanes: :attr:`urgent` first, then what :meth:`submit` queued."""
 
-    def __init__(self, name: str = "sqlite-writer") -> None:
+    def __init__(self, name: str = "sqlite-writer", *,
+                 group: Callable[[], AbstractContextManager[Any]] | None = None, batch: int = 32) -> None:
         self._name = name
+        self._group = group
+        self._batch = max(1, batch)
         self._ready = threading.Condition()
         self._lanes: tuple[collections.deque[_Job], collections.deque[_Job]] = (
             collections.deque(), collections.deque())
@@ -60,15 +74,47 @@ class SerialWriter(Executor):
                     if self._closed:
                         return
                     self._ready.wait()
-                future, fn, args, kwargs = (urgent or normal).popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                future.set_exception(exc)
+                taken = [(urgent or normal).popleft()]
+                if self._group is not None:
+                    while (urgent or normal) and len(taken) < self._batch:
+                        taken.append((urgent or normal).popleft())
+            jobs = [job for job in taken if job[0].set_running_or_notify_cancel()]
+            if len(jobs) > 1:
+                self._run_grouped(jobs)
+            elif jobs:
+                self._run(jobs[0])
+
+    @staticmethod
+    def _run(job: _Job) -> None:
+        future, fn, args, kwargs = job
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _run_grouped(self, jobs: list[_Job]) -> None:
+        assert self._group is not None
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._group():
+                for _, fn, args, kwargs in jobs:
+                    try:
+                        outcomes.append((True, fn(*args, **kwargs)))
+                    except BaseException as exc:  # noqa: BLE001 - undone alone (its savepoint); handed on below
+                        outcomes.append((False, exc))
+        except Exception as exc:  # the group's own transaction: nothing of it stands
+            log.warning("a group of %d writes failed to commit (%s: %s); each runs again alone",
+                        len(jobs), exc.__class__.__name__, exc)
+            for job in jobs:
+                self._run(job)
+            return
+        for (future, *_), (ok, value) in zip(jobs, outcomes):
+            if ok:
+                future.set_result(value)
             else:
-                future.set_result(result)
+                future.set_exception(value)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Finish what is queued (or cancel it), then stop the thread."""

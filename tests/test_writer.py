@@ -1,13 +1,22 @@
-"""The SQLite writer thread: one job at a time, the urgent lane first, errors handed to the caller."""
+"""The SQLite writer thread: one job at a time, the urgent lane first, errors handed to the caller; jobs queued
+meanwhile committed in one transaction (group commit)."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.writer import SerialWriter
+from storage.database import Database, open_database
+from storage.direct import Direct
 
 
 def test_urgent_work_runs_before_work_queued_earlier() -> None:
@@ -51,3 +60,117 @@ def test_shutdown_finishes_what_is_queued() -> None:
     gate.set()
     writer.shutdown(wait=True)
     assert done == [0, 1, 2]
+
+
+# -- group commit on SQLite ----------------------------------------------------------------------------------------
+
+
+def _note(db: Database, text: str, fail: bool = False) -> int:
+    """One job as the intake's: a transaction of its own that stores a row (and fails after it if told)."""
+    def work(d: Direct) -> int:
+        d.execute("INSERT INTO counters (name, value) VALUES (:name, 1)", {"name": text})
+        if fail:
+            raise ValueError(f"{text} failed after its write")
+        return int(d.scalar("SELECT count(*) FROM counters"))
+    return db.run_direct(work)
+
+
+def _names(db: Database) -> set[str]:
+    return {r[0] for r in db.read_direct(lambda d: d.execute("SELECT name FROM counters").fetchall())}
+
+
+def _busy(writer: SerialWriter) -> tuple[threading.Event, Future[None]]:
+    """Keep the writer's thread busy until the returned event is set; returns once it is."""
+    started, gate = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait()
+
+    future = writer.submit(block)
+    assert started.wait(5)
+    return gate, future
+
+
+def _committed(path: Path) -> set[str]:
+    """The names committed, read on a connection of its own."""
+    with sqlite3.connect(path) as connection:
+        return {r[0] for r in connection.execute("SELECT name FROM counters")}
+
+
+def test_jobs_queued_meanwhile_commit_together_and_a_failing_one_alone_is_undone(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'group.db'}")
+    groups: list[int] = []
+    real_group = db.group
+
+    @contextmanager
+    def counted() -> Iterator[None]:
+        with real_group():
+            groups.append(1)
+            yield
+
+    writer = SerialWriter(group=counted)
+    try:
+        gate, blocker = _busy(writer)  # the thread is busy while five jobs queue up
+        futures = [writer.submit(_note, db, f"job {i}", fail=i == 2) for i in range(5)]
+        gate.set()
+        blocker.result(timeout=5)
+        results = []
+        for i, future in enumerate(futures):
+            if i == 2:
+                with pytest.raises(ValueError, match="job 2 failed"):
+                    future.result(timeout=5)
+            else:
+                results.append(future.result(timeout=5))
+        assert groups == [1]  # the five ran in one transaction
+        assert results == [1, 2, 3, 4]  # each saw the writes of those before it; job 2's was undone at once
+        assert _names(db) == {"job 0", "job 1", "job 3", "job 4"}
+    finally:
+        writer.shutdown()
+        db.dispose()
+
+
+def test_results_wait_for_the_groups_commit_and_a_failed_commit_runs_each_job_alone(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'group.db'}")
+    seen_before_commit: list[set[str]] = []
+    attempts: list[str] = []
+
+    @contextmanager
+    def failing_commit() -> Iterator[None]:
+        with db.group():
+            yield
+            seen_before_commit.append(_committed(tmp_path / "group.db"))
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    writer = SerialWriter(group=failing_commit)
+    try:
+        gate, _ = _busy(writer)
+
+        def job(name: str) -> str:
+            attempts.append(name)
+            _note(db, name)
+            return name
+
+        futures = [writer.submit(job, f"job {i}") for i in range(3)]
+        gate.set()
+        assert [f.result(timeout=5) for f in futures] == ["job 0", "job 1", "job 2"]
+        assert seen_before_commit == [set()]
+        assert attempts == ["job 0", "job 1", "job 2"] * 2  # in the group, then each alone
+        assert _names(db) == {"job 0", "job 1", "job 2"}  # stored once: the group's writes were rolled back
+    finally:
+        writer.shutdown()
+        db.dispose()
+
+
+def test_a_group_is_one_sqlite_transaction_and_nothing_on_postgresql(db: Database) -> None:
+    with db.group():
+        first = _note(db, "a")
+        second = _note(db, "b")
+        if db.is_sqlite:  # not yet committed: another connection sees nothing
+            other = db.engine.raw_connection()
+            try:
+                assert other.cursor().execute("SELECT count(*) FROM counters").fetchone()[0] == 0
+            finally:
+                other.close()
+    assert (first, second) == (1, 2)
+    assert _names(db) == {"a", "b"}
