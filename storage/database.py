@@ -159,6 +159,7 @@ class Database:
                 yield
             finally:
                 self._grouped.held = None
+            self._still_open(pooled)
             direct.execute("COMMIT")
             if self._checkpointer is not None:
                 self._checkpointer.nudge()
@@ -169,7 +170,15 @@ class Database:
             self._release(held, reusable)
 
     @staticmethod
-    def _in_savepoint(direct: Direct, work: Callable[[Direct], T]) -> T:
+    def _still_open(pooled: PoolProxiedConnection) -> None:
+        """SQLite ends a transaction by itself after some errors (a full disk, an I/O error): then what the
+        group's calls wrote before is gone, and the group must fail rather than go on in a new transaction."""
+        if not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+            raise StorageError("the group's transaction ended early: SQLite rolled it back after an error")
+
+    def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
+        pooled, direct = held
+        self._still_open(pooled)
         direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
@@ -183,7 +192,7 @@ class Database:
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
         group = getattr(self._grouped, "held", None)
         if group is not None:
-            return self._in_savepoint(group[1], work)
+            return self._in_savepoint(group, work)
         pooled, direct = held = self._connection()
         reusable = False
         try:

@@ -162,6 +162,37 @@ def test_results_wait_for_the_groups_commit_and_a_failed_commit_runs_each_job_al
         db.dispose()
 
 
+def test_a_group_whose_transaction_sqlite_ended_early_fails_and_each_job_runs_alone(tmp_path: Path) -> None:
+    """After some errors (a full disk) SQLite rolls the whole transaction back: the jobs before it in the group
+    lost their writes, and the ones after must not go on in a new transaction that would commit only them."""
+    db = open_database(f"sqlite:///{tmp_path / 'group.db'}")
+    writer = SerialWriter(group=db.group)
+    runs: list[str] = []
+
+    def ends_the_transaction(d: Direct) -> None:
+        d.execute("ROLLBACK")  # as SQLite does on its own after SQLITE_FULL
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    def rolled_back() -> None:
+        runs.append("b")
+        db.run_direct(ends_the_transaction)
+
+    try:
+        gate, _ = _busy(writer)
+        first = writer.submit(_note, db, "a")
+        failing = writer.submit(rolled_back)
+        last = writer.submit(_note, db, "c")
+        gate.set()
+        assert first.result(timeout=5) >= 1 and last.result(timeout=5) >= 1
+        with pytest.raises(OperationalError, match="disk is full"):
+            failing.result(timeout=5)
+        assert runs == ["b", "b"]  # in the group, then alone
+        assert _committed(tmp_path / "group.db") == {"a", "c"}
+    finally:
+        writer.shutdown()
+        db.dispose()
+
+
 def test_a_group_is_one_sqlite_transaction_and_nothing_on_postgresql(db: Database) -> None:
     with db.group():
         first = _note(db, "a")
