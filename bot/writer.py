@@ -13,9 +13,12 @@ busy.
 Given a ``group`` (:meth:`storage.database.Database.group`), the thread runs
 what has queued up meanwhile, up to ``batch`` jobs, in one transaction: each
 job in a savepoint of its own, and one commit, one sync of the WAL, for all
-(group commit). A job's future gets its result only after that commit. If the
-group's own transaction fails, every job of it runs again alone; the jobs are
-database transactions that may run again (as on a busy database).
+(group commit). A job's future gets its result only after that commit. When
+nothing of the group was committed (its begin failed, SQLite ended its
+transaction early), every job of it runs again alone: the jobs are database
+transactions that may run again (as on a busy database). When the commit
+itself fails, whether it stands is not known: each job's caller gets that
+error, as it would from a commit of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
+
+from storage.database import GroupNotCommitted
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +109,15 @@ class SerialWriter(Executor):
                         outcomes.append((True, fn(*args, **kwargs)))
                     except BaseException as exc:  # noqa: BLE001 - undone alone (its savepoint); handed on below
                         outcomes.append((False, exc))
-        except Exception as exc:  # the group's own transaction: nothing of it stands
-            log.warning("a group of %d writes failed to commit (%s: %s); each runs again alone",
-                        len(jobs), exc.__class__.__name__, exc)
+        except GroupNotCommitted as exc:  # nothing of it stands
+            log.warning("a group of %d writes was not committed (%s); each runs again alone", len(jobs), exc)
             for job in jobs:
                 self._run(job)
+            return
+        except Exception as exc:  # noqa: BLE001 - the commit failed: handed to every job's caller
+            log.error("the commit of a group of %d writes failed: %s: %s", len(jobs), exc.__class__.__name__, exc)
+            for future, *_ in jobs:
+                future.set_exception(exc)
             return
         for (future, *_), (ok, value) in zip(jobs, outcomes):
             if ok:

@@ -44,9 +44,22 @@ class StorageError(Exception):
     """A storage failure slabot cannot handle on its own."""
 
 
+class GroupNotCommitted(StorageError):
+    """Nothing of a :meth:`Database.group` was committed: each of its calls may run again."""
+
+
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
 def _is_locked(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text or "busy" in text
+    """SQLite's busy or locked error, by its code (the text of a wrapped error holds the statement's values,
+    which may say "busy" themselves)."""
+    driver_error = getattr(exc, "orig", None) or exc
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    text = str(driver_error).lower()
+    return "database is locked" in text or "database table is locked" in text
 
 
 def _is_serialization(exc: BaseException) -> bool:
@@ -125,6 +138,9 @@ class Database:
         For the intake's hot path: a session's own begin and commit cost more than
         the statements of a whole message.
         """
+        group = getattr(self._grouped, "held", None)
+        if group is not None:  # inside group(): no retry, the group holds the write lock
+            return self._in_savepoint(group, work)
         return self._retrying(lambda: self._in_direct(work), retries)
 
     def read_direct(self, work: Callable[[Direct], T], *, retries: int = RETRIES) -> T:
@@ -143,55 +159,70 @@ class Database:
         Each call runs in a savepoint of its own, so one that fails is undone alone and the others
         stand; the block commits them all at once, with one sync of the WAL where each would have had
         its own (group commit: with ``synchronous=full`` the sync is most of a small transaction's
-        time). What the calls return must not be acted on before the block has ended: until then
-        nothing of it is committed. An error of the block's own begin or commit rolls back every call.
-        On PostgreSQL, and inside a group already, the block changes nothing.
+        time). Inside the block the calls are not retried: the group holds the write lock, so SQLite
+        is never busy for them. What the calls return must not be acted on before the block has
+        ended: until then nothing of it is committed.
+
+        :class:`GroupNotCommitted` says that nothing of the group was committed (its begin failed, or
+        the block raised, or SQLite ended the transaction early), so each call may run again; an error
+        of the ``COMMIT`` itself is raised as it is: whether it committed is not known. On PostgreSQL,
+        and inside a group already, the block changes nothing.
         """
         if not self.is_sqlite or getattr(self._grouped, "held", None) is not None:
             yield
             return
         pooled, direct = held = self._connection()
-        reusable = False
+        committed = False
         try:
-            direct.execute("BEGIN IMMEDIATE")
-            self._grouped.held = held
+            try:
+                direct.execute("BEGIN IMMEDIATE")
+            except Exception as exc:
+                raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
+            self._grouped.held, self._grouped.broken = held, False
             try:
                 yield
+            except Exception as exc:
+                raise GroupNotCommitted(f"the group's block failed: {exc}") from exc
             finally:
                 self._grouped.held = None
-            self._still_open(pooled)
+            if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+                raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
             direct.execute("COMMIT")
-            if self._checkpointer is not None:
-                self._checkpointer.nudge()
-            reusable = True
+            committed = True
         finally:
-            if not reusable:
-                pooled.rollback()
-            self._release(held, reusable)
-
-    @staticmethod
-    def _still_open(pooled: PoolProxiedConnection) -> None:
-        """SQLite ends a transaction by itself after some errors (a full disk, an I/O error): then what the
-        group's calls wrote before is gone, and the group must fail rather than go on in a new transaction."""
-        if not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
-            raise StorageError("the group's transaction ended early: SQLite rolled it back after an error")
+            if not committed:
+                try:
+                    pooled.rollback()
+                except Exception:  # noqa: BLE001 - the connection is closed below all the same
+                    log.debug("rollback of a failed group failed", exc_info=True)
+            self._release(held, committed)
+        if self._checkpointer is not None:
+            self._checkpointer.nudge()
 
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held
-        self._still_open(pooled)
+        if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+            # SQLite ended the transaction by itself after an error (a full disk, an I/O error): what the
+            # calls before wrote is gone, and a savepoint now would start (and its release commit) a new one
+            self._grouped.broken = True
+            raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
         direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
         except BaseException:
-            direct.execute("ROLLBACK TO slabot_call")
-            direct.execute("RELEASE slabot_call")
+            try:
+                direct.execute("ROLLBACK TO slabot_call")
+                direct.execute("RELEASE slabot_call")
+            except BaseException:
+                self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
+                raise
             raise
         direct.execute("RELEASE slabot_call")
         return result
 
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
         group = getattr(self._grouped, "held", None)
-        if group is not None:
+        if group is not None:  # read_direct inside group()
             return self._in_savepoint(group, work)
         pooled, direct = held = self._connection()
         reusable = False
@@ -290,12 +321,19 @@ class _Checkpointer:
         self._lock = threading.Lock()
 
     def nudge(self) -> None:
-        """Called after a write: starts the thread on first use."""
+        """Called after a commit: starts the thread on first use. Never raises: the commit stands either way,
+        and without the thread the writers' own checkpoints still run."""
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._stop.is_set():
-                    self._thread = threading.Thread(target=self._run, name="slabot-wal-checkpoint", daemon=True)
-                    self._thread.start()
+                    thread = threading.Thread(target=self._run, name="slabot-wal-checkpoint", daemon=True)
+                    try:
+                        thread.start()
+                    except RuntimeError as exc:  # can't start new thread
+                        log.warning("WAL checkpointer not started: %s", exc)
+                        self._stop.set()
+                        return
+                    self._thread = thread
 
     def _run(self) -> None:
         try:

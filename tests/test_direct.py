@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -152,6 +153,26 @@ def test_channel_queries_use_their_partial_indexes(tmp_path: Path) -> None:
             assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
         with pytest.raises(ValueError, match="email"):
             db.run_direct(lambda d: TicketRepository(d).open_ticket_for_key("email", "piet@bakkerij-jansen.nl"))
+    finally:
+        db.dispose()
+
+
+def test_a_commit_stands_when_the_checkpointer_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The background checkpoint starts after the first commit; a thread that cannot start must not turn that
+    committed transaction into an error (its caller would store the message again)."""
+    db = open_database(f"sqlite:///{tmp_path / 'nothread.db'}")
+
+    class NoThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(threading, "Thread", NoThread)
+            ticket_id = db.run_direct(lambda d: TicketRepository(d).add_ticket(**_ticket_values("MC-1")))
+        assert db.run_direct(lambda d: TicketRepository(d).id_for_ref("MC-1")) == ticket_id
+        assert "WAL checkpointer not started" in caplog.text
     finally:
         db.dispose()
 

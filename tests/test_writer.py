@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.writer import SerialWriter
 from storage.database import Database, open_database
@@ -130,7 +130,7 @@ def test_jobs_queued_meanwhile_commit_together_and_a_failing_one_alone_is_undone
         db.dispose()
 
 
-def test_results_wait_for_the_groups_commit_and_a_failed_commit_runs_each_job_alone(tmp_path: Path) -> None:
+def test_results_wait_for_the_groups_commit_and_a_group_not_committed_runs_each_job_alone(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'group.db'}")
     seen_before_commit: list[set[str]] = []
     attempts: list[str] = []
@@ -140,7 +140,7 @@ def test_results_wait_for_the_groups_commit_and_a_failed_commit_runs_each_job_al
         with db.group():
             yield
             seen_before_commit.append(_committed(tmp_path / "group.db"))
-            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+            raise OperationalError("INSERT", {}, Exception("disk I/O error"))  # before the commit
 
     writer = SerialWriter(group=failing_commit)
     try:
@@ -159,6 +159,58 @@ def test_results_wait_for_the_groups_commit_and_a_failed_commit_runs_each_job_al
         assert _names(db) == {"job 0", "job 1", "job 2"}  # stored once: the group's writes were rolled back
     finally:
         writer.shutdown()
+        db.dispose()
+
+
+def test_a_failed_commit_reaches_every_caller_and_nothing_runs_twice(tmp_path: Path) -> None:
+    """Whether a commit that failed stands is not known: the jobs are not run again (the outbox's claims would
+    claim other rows), each caller gets the error as from a commit of its own."""
+    db = open_database(f"sqlite:///{tmp_path / 'group.db'}")
+    attempts: list[str] = []
+
+    @contextmanager
+    def commit_fails_after_writing() -> Iterator[None]:
+        with db.group():
+            yield
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    def job(name: str) -> str:
+        attempts.append(name)
+        _note(db, name)
+        return name
+
+    writer = SerialWriter(group=commit_fails_after_writing)
+    try:
+        gate, _ = _busy(writer)
+        futures = [writer.submit(job, f"job {i}") for i in range(3)]
+        gate.set()
+        for future in futures:
+            with pytest.raises(OperationalError, match="disk I/O error"):
+                future.result(timeout=5)
+        assert attempts == ["job 0", "job 1", "job 2"]
+        assert _committed(tmp_path / "group.db") == {"job 0", "job 1", "job 2"}
+    finally:
+        writer.shutdown()
+        db.dispose()
+
+
+def test_an_error_whose_values_say_busy_is_not_retried(tmp_path: Path) -> None:
+    """Only SQLite's busy and locked errors are retried, known by their code: not a constraint violation whose
+    statement carries a message that says "busy" (retried, it held the write lock for seconds)."""
+    db = open_database(f"sqlite:///{tmp_path / 'busy.db'}")
+    try:
+        _note(db, "I'm busy, call me later; the database is locked for me")
+        attempts: list[int] = []
+
+        def again(d: Direct) -> None:
+            attempts.append(1)
+            d.execute("INSERT INTO counters (name, value) VALUES (:name, 1)",
+                      {"name": "I'm busy, call me later; the database is locked for me"})
+
+        with pytest.raises(IntegrityError):
+            db.run_direct(again)
+        assert attempts == [1]
+    finally:
         db.dispose()
 
 
