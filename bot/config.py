@@ -5,7 +5,8 @@ Where the file comes from: ``--config PATH``, else ``$SLABOT_CONFIG``, else
 at all). Any key of a section may also come from the environment as
 ``SLABOT_<SECTION>_<KEY>`` (``SLABOT_TWILIO_AUTH_TOKEN``,
 ``SLABOT_TELEGRAM_TOKEN``, ``SLABOT_DATABASE_URL``, ...), which is the way to
-keep secrets out of the file; the top-level ``preset`` is ``SLABOT_PRESET``.
+keep secrets out of the file; the top-level keys are ``SLABOT_PRESET`` and
+``SLABOT_LANGUAGE``.
 A bad file fails at start with the file, the dotted key, what was expected and
 what was found.
 """
@@ -315,12 +316,13 @@ class LoadedConfig:
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()}
     used: list[str] = []
-    if f"{ENV_PREFIX}PRESET" in environ:
-        merged["preset"] = environ[f"{ENV_PREFIX}PRESET"]
-        used.append(f"{ENV_PREFIX}PRESET")
     for section, field in SlabotConfig.model_fields.items():
         model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):  # a top-level key: preset, language
+            name = f"{ENV_PREFIX}{section.upper()}"
+            if name in environ:
+                merged[section] = environ[name]
+                used.append(name)
             continue
         for key in model.model_fields:
             name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"

@@ -84,6 +84,16 @@ def test_sqlite_synchronous_is_full_unless_set(tmp_path: Path) -> None:
     assert "database.synchronous" in str(err.value) and "'off'" in str(err.value)
 
 
+def test_top_level_keys_from_the_environment(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "language = 'nl'\n"),
+                         environ={"SLABOT_LANGUAGE": "en", "SLABOT_PRESET": "paynl"})
+    assert (loaded.config.language, loaded.config.preset) == ("en", "paynl")
+    assert {"SLABOT_LANGUAGE", "SLABOT_PRESET"} <= set(loaded.from_env)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, ""), environ={"SLABOT_LANGUAGE": "de"})
+    assert "language" in str(err.value) and "'de'" in str(err.value)
+
+
 def test_invalid_toml_is_one_clear_line(tmp_path: Path) -> None:
     path = write(tmp_path, "preset = \n")
     with pytest.raises(ConfigError) as err:

@@ -32,7 +32,7 @@ def test_the_reference_names_every_key_and_its_environment_variable() -> None:
         assert f"| {key} |" in text
     assert "`SLABOT_TWILIO_AUTH_TOKEN`" in text
     assert "`SLABOT_TELEGRAM_STAFF_USER_IDS` (comma-separated)" in text
-    assert "| `language` | one of `nl` or `en` | `\"nl\"` | file only |" in text  # no SLABOT_LANGUAGE is read
+    assert "| `language` | one of `nl` or `en` | `\"nl\"` | `SLABOT_LANGUAGE` |" in text
     assert "| `templates` | table of strings | `{}` | file only |" in text
 
 
