@@ -217,7 +217,11 @@ class Database:
                 self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
                 raise
             raise
-        direct.execute("RELEASE slabot_call")
+        try:
+            direct.execute("RELEASE slabot_call")
+        except BaseException:
+            self._grouped.broken = True
+            raise
         return result
 
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
