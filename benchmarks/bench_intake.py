@@ -39,7 +39,8 @@ crash of slabot but not a power cut.
 Targets (SQLite, printed as PASS/FAIL, the script always exits 0): >= 1,000
 messages/s and p99 < 20 ms.
 
-    .venv/bin/python benchmarks/bench_intake.py [--n 10000] [--seed 1] [--no-trace] [--profile 2000] [--synchronous normal]
+    .venv/bin/python benchmarks/bench_intake.py [--n 10000] [--seed 1] [--no-trace] [--profile 2000]
+        [--synchronous normal]
 """
 
 from __future__ import annotations
@@ -631,7 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_intake_") as tmp:
         folder = Path(tmp)
-        rate, p99, ok = bench_backend(sqlite_backend(folder, args.synchronous), accounts, plan, tickets, not args.no_trace)
+        rate, p99, ok = bench_backend(sqlite_backend(folder, args.synchronous), accounts, plan, tickets,
+                                      not args.no_trace)
         pg: tuple[float, float, bool] | None = None
         if pg_url:
             pg = bench_backend(postgres_backend(pg_url), accounts, plan, tickets, not args.no_trace)

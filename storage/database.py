@@ -138,15 +138,18 @@ class Database:
         For the intake's hot path: a session's own begin and commit cost more than
         the statements of a whole message.
         """
-        group = getattr(self._grouped, "held", None)
-        if group is not None:  # inside group(): no retry, the group holds the write lock
-            return self._in_savepoint(group, work)
-        return self._retrying(lambda: self._in_direct(work), retries)
+        return self._direct(work, True, retries)
 
     def read_direct(self, work: Callable[[Direct], T], *, retries: int = RETRIES) -> T:
         """Like :meth:`run_direct` for statements that only read: on SQLite without the write lock, so a read
         does not queue behind the writers (WAL readers see the last commit)."""
-        return self._retrying(lambda: self._in_direct(work, write=False), retries)
+        return self._direct(work, False, retries)
+
+    def _direct(self, work: Callable[[Direct], T], write: bool, retries: int) -> T:
+        group = getattr(self._grouped, "held", None)
+        if group is not None:  # inside group(): a savepoint, no retry (the group holds the write lock)
+            return self._in_savepoint(group, work)
+        return self._retrying(lambda: self._in_direct(work, write=write), retries)
 
     def _in_session(self, work: Callable[[Session], T]) -> T:
         with self.sessions.begin() as session:
@@ -185,8 +188,7 @@ class Database:
                 raise GroupNotCommitted(f"the group's block failed: {exc}") from exc
             finally:
                 self._grouped.held = None
-            if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
-                raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
+            self._check_group(pooled)
             direct.execute("COMMIT")
             committed = True
         finally:
@@ -199,13 +201,17 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.nudge()
 
-    def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
-        pooled, direct = held
+    def _check_group(self, pooled: PoolProxiedConnection) -> None:
+        """Raise :class:`GroupNotCommitted` when the group cannot go on: a savepoint could not be undone, or
+        SQLite ended the transaction by itself after an error (a full disk, an I/O error), so what the calls
+        before wrote is gone and a savepoint now would start (and its release commit) a new transaction."""
         if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
-            # SQLite ended the transaction by itself after an error (a full disk, an I/O error): what the
-            # calls before wrote is gone, and a savepoint now would start (and its release commit) a new one
             self._grouped.broken = True
             raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
+
+    def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
+        pooled, direct = held
+        self._check_group(pooled)
         direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
@@ -225,9 +231,6 @@ class Database:
         return result
 
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
-        group = getattr(self._grouped, "held", None)
-        if group is not None:  # read_direct inside group()
-            return self._in_savepoint(group, work)
         pooled, direct = held = self._connection()
         reusable = False
         try:

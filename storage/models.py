@@ -67,7 +67,8 @@ Hours = Numeric(10, 2)
 
 # the conditions of the partial indexes; a query that is to use one repeats its condition word for word
 # (SQLite matches a partial index's WHERE against the query's terms as written)
-THREAD_KEY_CHANNELS = "channel IN ('whatsapp', 'phone')"
+THREADED_BY_NUMBER = ("whatsapp", "phone")  # the channels whose tickets a sender's number threads (R6)
+THREAD_KEY_CHANNELS = f"channel IN ({', '.join(repr(c) for c in THREADED_BY_NUMBER)})"
 EMAIL_OUT = "direction = 'out' AND channel = 'email'"
 WHATSAPP_IN = "direction = 'in' AND channel = 'whatsapp'"
 

@@ -265,7 +265,7 @@ class TicketRepository(_Repository):
     def open_ticket_for_key(self, channel: str, thread_key: str, priority: str | None = None) -> int | None:
         """The newest open ticket on ``channel`` (WhatsApp or phone) from ``thread_key`` (the number), of
         ``priority`` if given."""
-        if channel not in ("whatsapp", "phone"):
+        if channel not in m.THREADED_BY_NUMBER:
             raise ValueError(f"tickets are threaded by number on WhatsApp and phone only, not on {channel}")
         found = self.direct.scalar(
             f"SELECT id FROM tickets WHERE {m.THREAD_KEY_CHANNELS} AND channel = :channel AND thread_key = :key "
