@@ -104,7 +104,7 @@ async def _standin(conn: Any) -> None:
     import uvicorn
 
     from bot.app import _QuietServer
-    from bot.standins.twilio import TwilioStandIn
+    from bot.demo.standins.twilio import TwilioStandIn
 
     logging.basicConfig(level=logging.WARNING, format="stand-in %(levelname)s %(name)s: %(message)s")
     standin = TwilioStandIn()

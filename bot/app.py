@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -29,26 +29,23 @@ from starlette.routing import BaseRoute, Route
 
 from bot import logs
 from bot.config import LoadedConfig, shown_url
-from bot.dashboard.web import Dashboard
+from bot.web.dashboard.web import Dashboard
 from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
 from bot.mail import MailIntake, mail_reply_guards
 from bot.outbox import OutboxDispatcher
 from bot.reminders import ReminderService
-from bot.staffbot import StaffBot
+from bot.staffchat.staffbot import StaffBot
 from bot.texts import Texts
 from bot.voice import VoiceLine
 from bot.whatsapp import WhatsAppChannel
-from bot.writer import SerialWriter
+from storage.writer import SerialWriter
 from channels.email.smtp import SmtpSender, SmtpSettings
-from channels.messages import Sender
+from channels.messages import Sender, utc_now
 from storage.database import Database, open_database
 
 log = logging.getLogger(__name__)
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -77,7 +74,7 @@ class Health:
         if current is None or current.state != state:
             level = logging.WARNING if state == "down" else logging.INFO
             log.log(level, "channel %s: %s%s", channel, state, f" ({reason})" if reason else "")
-        self.channels[channel] = ChannelState(state, reason, now or _utc_now())
+        self.channels[channel] = ChannelState(state, reason, now or utc_now())
 
 
 def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
@@ -98,7 +95,7 @@ class Application:
         self,
         loaded: LoadedConfig,
         *,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         senders: dict[str, Sender] | None = None,
         dispatch_interval: float = 1.0,
         staff_rounds: float | None = 2.0,
@@ -172,7 +169,7 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
-        # on SQLite the webhooks' intake and the outbox dispatcher write in turn on one thread (bot.writer)
+        # on SQLite the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer)
         # in groups: what queued up while one transaction ran commits in the next one, with one sync
         writer = SerialWriter(group=self.db.group) if self.db.is_sqlite else None
         if cfg.twilio.configured:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -68,6 +68,7 @@ from storage.database import Database
 from storage.direct import Direct
 from storage.records import AccountRecord, InvoiceLineRecord, QuoteRecord, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
+from channels.messages import utc_now
 
 KINDS = ("support", "service")
 CAUSES = ("platform", "outside")
@@ -123,9 +124,6 @@ def _positive_hours(value: Decimal | str | float, refusal: str) -> Decimal:
         raise DeskError(refusal)
     return result
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -214,7 +212,7 @@ class Billing:
     """Staff's billing actions and the month's statement; see the module docstring."""
 
     def __init__(self, db: Database, preset: Preset, *, texts: Texts | None = None,
-                 now: Callable[[], datetime] = _utc_now, default_language: Language = "nl") -> None:
+                 now: Callable[[], datetime] = utc_now, default_language: Language = "nl") -> None:
         self.db = db
         self.preset = preset
         self.texts = texts or Texts()

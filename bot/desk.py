@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from bot.texts import reply_subject
-from channels.messages import DeliveryState
+from channels.messages import DeliveryState, utc_now
 from sla_engine.deadlines import Pause, resolution_window
 from sla_engine.policy import SlaTerms
 from storage.database import Database
@@ -37,14 +37,11 @@ class ActionResult:
     state: str
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class Desk:
     """Staff actions on tickets."""
 
-    def __init__(self, db: Database, now: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, db: Database, now: Callable[[], datetime] = utc_now) -> None:
         self.db = db
         self.now = now
 

@@ -57,7 +57,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
@@ -70,6 +70,7 @@ from channels.email import imap_utf7
 from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
+from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,9 +109,6 @@ class ImapCommandError(ImapError):
 class _Stopped(Exception):
     """``stop`` was set while waiting on the server."""
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _text(lines: list[Any]) -> str:
@@ -245,7 +243,7 @@ class ImapIntake:
         db: Database,
         *,
         health: HealthReport | None = None,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         idle_renew: float = 29 * 60,
         noop_every: float = 60,
         backoff_max: float = 300,

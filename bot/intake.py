@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.billing import Billing, is_balance_request, quote_answer
 from bot.i18n import Language, format_span, format_when
 from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
-from channels.messages import ChannelName, DeliveryState, InboundMessage
+from channels.messages import ChannelName, DeliveryState, InboundMessage, utc_now
 from sla_engine.classification import ClassificationInput, Kind, classify
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
@@ -116,9 +116,6 @@ def _ref_in(subject: str | None, prefix: str) -> str | None:
     return f"{found.group(1).upper()}-{found.group(2)}" if found else None
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class IntakePipeline:
     """Turns inbound messages into tickets, replies and queued acknowledgements."""
@@ -130,7 +127,7 @@ class IntakePipeline:
         texts: Texts | None = None,
         *,
         default_language: Language = "nl",
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         reply_guards: tuple[ReplyGuard, ...] = (),
     ) -> None:
         self.db = db

@@ -28,14 +28,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
 from channels.email.folder import READERS, FileRead, Unreadable, read_ahead, read_mail
 from channels.email.parse import ParsedMail
 from channels.identity import normalise_email
-from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward
+from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward, utc_now
 from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
@@ -55,9 +55,6 @@ class MailResult:
     ticket_ref: str | None = None
     intake: IntakeResult | None = None
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 Also = Callable[[Direct], None]
@@ -94,7 +91,7 @@ class _MailGuards:
 
 
 def mail_reply_guards(auto_replies_per_hour: int = 5,
-                      now: Callable[[], datetime] = _utc_now) -> tuple[ReplyGuard, ...]:
+                      now: Callable[[], datetime] = utc_now) -> tuple[ReplyGuard, ...]:
     """The intake pipeline's guards for e-mail: no automatic reply to a flagged address, none beyond the cap."""
     return (_MailGuards(auto_replies_per_hour, now).check,)
 
@@ -116,7 +113,7 @@ class MailIntake:
 
     def __init__(self, db: Database, pipeline: IntakePipeline, *, own_addresses: tuple[str, ...] = (),
                  acknowledge_max_age: timedelta | None = timedelta(days=1),
-                 now: Callable[[], datetime] = _utc_now) -> None:
+                 now: Callable[[], datetime] = utc_now) -> None:
         self.db = db
         self.pipeline = pipeline
         self.own_addresses = frozenset(normalise_email(a) for a in own_addresses if a)

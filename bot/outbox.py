@@ -32,10 +32,11 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from bot.lifecycle import StateLog
 from channels.messages import (
     ChannelName,
     DeliveryState,
@@ -48,6 +49,7 @@ from channels.messages import (
     TemporarySendError,
     UncertainSendError,
     moves_forward,
+    utc_now,
 )
 from channels.whatsapp import OUTSIDE_WINDOW_CODES
 from storage.database import Database
@@ -57,9 +59,6 @@ from storage.repositories import OutboxRepository, TicketRepository
 
 log = logging.getLogger(__name__)
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def advance_delivery(source: Session | Direct, message_id: int, state: str, external_id: str | None = None) -> bool:
@@ -98,7 +97,7 @@ class OutboxDispatcher:
         senders: Mapping[str, Sender],
         *,
         worker: str = "slabot",
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
         backoff: timedelta = timedelta(seconds=30),
         max_backoff: timedelta = timedelta(hours=1),
         max_attempts: int = 12,
@@ -106,7 +105,7 @@ class OutboxDispatcher:
         writer: Executor | None = None,
     ) -> None:
         """``writer``: where the dispatcher's transactions run (on SQLite the front lane of the thread the
-        webhooks' intake writes on, see :mod:`bot.writer`); by default a thread of asyncio's."""
+        webhooks' intake writes on, see :mod:`storage.writer`); by default a thread of asyncio's."""
         self.db = db
         self.writer = writer
         self.senders = dict(senders)
@@ -141,19 +140,16 @@ class OutboxDispatcher:
 
         After a round that reached its limit the next starts at once; otherwise it waits ``interval``.
         """
-        failing = False
+        state = StateLog(log, "outbox dispatcher failed (%s); retrying", "outbox dispatcher recovered", exc_info=True)
         limit = 50
         while not stop.is_set():
             handled = 0
             try:
                 handled = await self.run_once(limit)
-                if failing:
-                    log.info("outbox dispatcher recovered")
-                    failing = False
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                if not failing:
-                    log.exception("outbox dispatcher failed; retrying")
-                    failing = True
+            except Exception as exc:  # noqa: BLE001 - the loop must survive a database hiccup
+                state.failed(exc)
+            else:
+                state.worked()
             if handled >= limit:
                 await asyncio.sleep(0)  # more is due: go on, after what else is waiting to run
                 continue

@@ -54,6 +54,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from storage.database import Database
 from storage.direct import Direct
 from storage.repositories import ReminderRepository, TicketRepository
+from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,6 @@ class ReminderNotice:
 Notifier = Callable[[ReminderNotice], Awaitable[None]]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 POLL_JOB, WAKE_JOB = "reminders-poll", "reminders-wake"
 MIN_WAIT = 0.01  # seconds: a wake-up never spins on a clock that does not move
@@ -108,7 +106,7 @@ class ReminderService:
     """Sends due reminders through ``notify``; see the module docstring."""
 
     def __init__(self, db: Database, notify: Notifier, *, worker: str = "slabot",
-                 now: Callable[[], datetime] = _utc_now, poll_seconds: float = 15.0,
+                 now: Callable[[], datetime] = utc_now, poll_seconds: float = 15.0,
                  lease: timedelta = timedelta(minutes=5), batch: int = 50, stop_grace: float = 10.0) -> None:
         self.db = db
         self.notify = notify
@@ -213,7 +211,7 @@ class ReminderService:
             self._wake.set()
             return
         scheduler.add_job(self._kick, "date", id=WAKE_JOB, replace_existing=True, misfire_grace_time=None,
-                          run_date=datetime.now(timezone.utc) + timedelta(seconds=max(wait, MIN_WAIT)))
+                          run_date=utc_now() + timedelta(seconds=max(wait, MIN_WAIT)))
 
     # -- one round ----------------------------------------------------------------
 

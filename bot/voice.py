@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -47,6 +47,7 @@ from bot.intake import Outcome
 from bot.whatsapp import signed_params
 from channels.calls import parse_voice_call
 from channels.identity import IdentityError
+from channels.messages import utc_now
 
 if TYPE_CHECKING:
     from bot.config import HttpConfig, TwilioConfig
@@ -90,15 +91,12 @@ TEXTS: dict[Language, dict[str, str]] = {
 }
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 class VoiceLine:
     """The voice webhook: routes for the HTTP app; see the module docstring."""
 
     def __init__(self, twilio: TwilioConfig, http: HttpConfig, pipeline: IntakePipeline, *,
-                 language: Language = "nl", now: Callable[[], datetime] = _utc_now) -> None:
+                 language: Language = "nl", now: Callable[[], datetime] = utc_now) -> None:
         assert twilio.auth_token is not None
         self.auth_token = twilio.auth_token.get_secret_value()
         self.public_url = http.public_url

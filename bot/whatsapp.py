@@ -33,8 +33,9 @@ from starlette.routing import Route
 from twilio.rest import Client
 
 from bot.intake import IntakeResult, Outcome
+from bot.lifecycle import StateLog, every
 from bot.outbox import apply_status
-from channels.messages import DeliveryState, InboundMessage, OutboundMessage
+from channels.messages import InboundMessage, OutboundMessage
 from channels.whatsapp import (
     LocalApiHttpClient,
     TemplateChoice,
@@ -174,25 +175,11 @@ class WhatsAppChannel:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconciliation and media fetching until ``stop``."""
-        await asyncio.gather(self._every(stop, self.reconcile_every, self.reconcile),
-                             self._every(stop, self.media_every, self.fetch_media))
-
-    async def _every(self, stop: asyncio.Event, seconds: float, job: Callable[[], object]) -> None:
-        failing = False
-        while not stop.is_set():
-            try:
-                await job()  # type: ignore[misc]
-                if failing:
-                    log.info("whatsapp %s recovered", getattr(job, "__name__", "job"))
-                failing = False
-            except Exception as exc:  # noqa: BLE001 - logged once, retried next round
-                if not failing:
-                    log.warning("whatsapp %s failed: %s", getattr(job, "__name__", "job"), exc)
-                failing = True
-            try:
-                await asyncio.wait_for(stop.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
+        await asyncio.gather(
+            every(self.reconcile_every, self.reconcile, stop,
+                  StateLog(log, "whatsapp reconcile failed: %s", "whatsapp reconcile recovered")),
+            every(self.media_every, self.fetch_media, stop,
+                  StateLog(log, "whatsapp fetch_media failed: %s", "whatsapp fetch_media recovered")))
 
     # -- HTTP ---------------------------------------------------------------------
 

@@ -9,11 +9,17 @@ client ever rides on a message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from channels.identity import Identity
+
+
+def utc_now() -> datetime:
+    """The present instant, aware and in UTC: the program's one reading of the clock (everything else takes
+    a ``now`` callable, and ``sla_engine`` only instants passed in)."""
+    return datetime.now(timezone.utc)
 
 
 class ChannelName(StrEnum):

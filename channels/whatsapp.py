@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
@@ -42,6 +42,7 @@ from channels.messages import (
     SendReceipt,
     TemporarySendError,
     UncertainSendError,
+    utc_now,
 )
 
 MAX_BODY_CHARS = 4096  # WhatsApp's own limit on a message body
@@ -274,7 +275,7 @@ class WhatsAppSender:
         status_callback: str | None,
         last_inbound: LastInbound,
         template_for: TemplateFor,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Callable[[], datetime] = utc_now,
         timeout: float = 15.0,
     ) -> None:
         self.client = client

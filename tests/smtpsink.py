@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.standins.smtp import SmtpSink as Sink
-from bot.standins.smtp import smtp_sink
+from bot.demo.standins.smtp import SmtpSink as Sink
+from bot.demo.standins.smtp import smtp_sink
 
 __all__ = ["Sink", "smtp_sink"]

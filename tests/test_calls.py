@@ -19,8 +19,8 @@ from bot.config import TelegramConfig
 from bot.desk import Desk
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderService
-from bot.staffbot import StaffBot
-from bot.standins.telegram import TelegramStandIn
+from bot.staffchat.staffbot import StaffBot
+from bot.demo.standins.telegram import TelegramStandIn
 from channels.calls import Call, parse_call
 from channels.identity import phone_identity
 from channels.messages import ChannelName, InboundMessage

@@ -24,7 +24,7 @@ from test_dashboard import NOW, PASSWORD, SECRET_KEY, Queue, seed_queue
 
 from bot.app import Application
 from bot.config import load_config
-from bot.dashboard.auth import hash_password
+from bot.web.dashboard.auth import hash_password
 from storage.database import open_database
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -23,7 +23,7 @@ from helpers import app_running, at, free_port, preset, run_cli
 
 from bot.app import Application
 from bot.config import load_config
-from bot.demo import DemoError, DemoResult, Fact, main, prepare
+from bot.demo.run import DemoError, DemoResult, Fact, main, prepare
 from bot.i18n import format_when
 from sla_engine.deadlines import first_response_due, reminder_schedule
 

@@ -19,8 +19,8 @@ from test_app import wait_for_health
 
 from bot.config import SlabotConfig, shown_url
 from bot.logs import SecretFilter, secrets_of
-from bot.standins.loopback import serving
-from bot.standins.telegram import TelegramStandIn
+from bot.demo.standins.loopback import serving
+from bot.demo.standins.telegram import TelegramStandIn
 
 TOKEN = "123:TEST"
 

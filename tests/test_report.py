@@ -41,7 +41,7 @@ import pytest
 from helpers import add_account, at, contact, email, pipeline, run_cli, whatsapp
 
 from bot.desk import Desk
-from bot.report import (
+from bot.reports import (
     UNASSIGNED,
     GroupSummary,
     SlaReport,
@@ -373,8 +373,8 @@ def test_posted_to_the_staff_chat(db: Database, data_set: dict[str, str]) -> Non
     from test_telegram_standin import serving
 
     from bot.config import TelegramConfig
-    from bot.staffbot import StaffBot
-    from bot.standins.telegram import TelegramStandIn
+    from bot.staffchat.staffbot import StaffBot
+    from bot.demo.standins.telegram import TelegramStandIn
 
     standin = TelegramStandIn()
     chat = -100555

@@ -23,8 +23,8 @@ from test_telegram_standin import serving
 
 from bot.config import TelegramConfig
 from bot.reminders import ReminderService
-from bot.staffbot import MAX_UPDATE_BYTES, SECRET_HEADER, WEBHOOK_PATH, StaffBot, _first_time
-from bot.standins.telegram import TelegramStandIn, post_update_to
+from bot.staffchat.staffbot import MAX_UPDATE_BYTES, SECRET_HEADER, WEBHOOK_PATH, StaffBot, _first_time
+from bot.demo.standins.telegram import TelegramStandIn, post_update_to
 from storage import models as m
 from storage.database import Database, open_database
 from storage.repositories import counter

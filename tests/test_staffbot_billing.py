@@ -16,8 +16,8 @@ from test_telegram_standin import serving
 from bot.billing import Billing
 from bot.config import TelegramConfig
 from bot.intake import IntakePipeline
-from bot.staffbot import StaffBot
-from bot.standins.telegram import TelegramStandIn
+from bot.staffchat.staffbot import StaffBot
+from bot.demo.standins.telegram import TelegramStandIn
 from storage.billing import BillingRepository
 from storage.database import Database, open_database
 

@@ -30,8 +30,8 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Conflict, EndPointNotFound, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.standins.loopback import serving
-from bot.standins.telegram import BOT_USERNAME, TelegramStandIn, post_update_to
+from bot.demo.standins.loopback import serving
+from bot.demo.standins.telegram import BOT_USERNAME, TelegramStandIn, post_update_to
 
 TOKEN = "123:TEST"
 PIET = 1001  # a user writing to the bot in private

@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.app import Application
 from bot.config import load_config
-from bot.standins.telegram import TelegramStandIn
+from bot.demo.standins.telegram import TelegramStandIn
 from storage import models as m
 from storage.records import AccountInput, ContactInput, ReminderRecord, TicketRecord
 from storage.repositories import AccountRepository, ReminderRepository, TicketRepository

@@ -36,7 +36,7 @@ from bot import cli
 from bot.app import Application, _QuietServer
 from bot.config import load_config
 from bot.desk import Desk
-from bot.standins.twilio import TwilioStandIn
+from bot.demo.standins.twilio import TwilioStandIn
 from storage import models as m
 from storage.records import AccountInput, ContactInput, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bot.writer import SerialWriter
+from storage.writer import SerialWriter
 from storage.database import Database, open_database
 from storage.direct import Direct
 

@@ -19,21 +19,19 @@ import threading
 import traceback
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from channels.email.parse import MailParseError, ParsedMail, parse_email
+from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 
 READERS = 2  # processes that read and parse ahead; beyond two the storing is what limits
 READ_AHEAD = 2  # chunks given to each reader ahead of the one being used
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class Unreadable:
     traceback: str | None = None
 
 
-def read_mail(raw: bytes, now: Callable[[], datetime] = _utc_now) -> ParsedMail | Unreadable:
+def read_mail(raw: bytes, now: Callable[[], datetime] = utc_now) -> ParsedMail | Unreadable:
     """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises."""
     try:
         return parse_email(raw, now=now)
@@ -58,7 +56,7 @@ FileRead = tuple[bytes, ParsedMail | Unreadable] | OSError
 """A file's bytes and what :func:`read_mail` made of them, or the OSError that kept it unread."""
 
 
-def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Callable[[], datetime] = _utc_now
+def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Callable[[], datetime] = utc_now
                ) -> Generator[list[FileRead], None, None]:
     """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
 

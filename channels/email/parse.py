@@ -21,7 +21,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email import policy
 from email.errors import MessageError
 from email.header import decode_header
@@ -36,7 +36,7 @@ import charset_normalizer
 import inscriptis  # type: ignore[import-untyped]
 
 from channels.identity import Identity, IdentityError, email_identity, normalise_email
-from channels.messages import ChannelName, InboundAttachment, InboundMessage
+from channels.messages import ChannelName, InboundAttachment, InboundMessage, utc_now
 
 MAX_THREAD_REFS = 50
 MAX_MIME_DEPTH = 30  # parts nested deeper are not read (and listed as a problem)
@@ -173,12 +173,9 @@ class ParsedMail:
     problems: tuple[str, ...]  # what was odd about the mail and how it was read anyway
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 def parse_email(
-    raw: bytes, *, received_at: datetime | None = None, now: Callable[[], datetime] = _utc_now
+    raw: bytes, *, received_at: datetime | None = None, now: Callable[[], datetime] = utc_now
 ) -> ParsedMail:
     """Raw RFC 5322 bytes to a :class:`ParsedMail`; raises :class:`MailParseError` only for what is not a mail."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):

@@ -20,7 +20,7 @@ import secrets
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -34,6 +34,7 @@ from channels.messages import (
     SendReceipt,
     TemporarySendError,
     UncertainSendError,
+    utc_now,
 )
 
 MAX_REFERENCES = 20
@@ -65,7 +66,7 @@ def build_mail(message: OutboundMessage, from_address: str, *, from_name: str | 
     mail["From"] = Address(display_name=from_name or "", addr_spec=sender) if from_name else sender
     mail["To"] = message.recipient
     mail["Subject"] = message.subject or ""
-    mail["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    mail["Date"] = format_datetime(now or utc_now())
     mail["Message-ID"] = _bracketed(message_id or message.message_id or new_message_id(domain_of(sender)))
     if message.in_reply_to:
         mail["In-Reply-To"] = _bracketed(message.in_reply_to)
@@ -98,7 +99,7 @@ class SmtpSettings:
 class SmtpSender:
     """Sends outbox messages over SMTP."""
 
-    def __init__(self, settings: SmtpSettings, *, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    def __init__(self, settings: SmtpSettings, *, now: Callable[[], datetime] = utc_now,
                  tls_context: ssl.SSLContext | None = None) -> None:
         if settings.security not in ("starttls", "tls", "none"):
             raise ValueError(f"smtp security must be starttls, tls or none, not {settings.security!r}")

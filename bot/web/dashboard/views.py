@@ -8,7 +8,7 @@
 - :func:`timeline`: one ticket's messages, audit-trail events, reminders,
   hours and quotes in time order.
 
-The report page renders :func:`bot.report.report_data` as it is.
+The report page renders :func:`bot.reports.report_data` as it is.
 """
 
 from __future__ import annotations

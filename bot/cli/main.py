@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,13 +23,13 @@ from bot.config import LoadedConfig, load_config, masked, shown_url
 from bot.errors import ConfigError, SlabotError
 from bot.i18n import AMSTERDAM, LANGUAGES, Language, format_span, format_when
 from bot.presets import BUILTIN, load_preset
-from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import first_response_due, resolution_window
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
 from storage.database import Database, StorageError, open_database
 from storage.records import AccountRecord, MessageRecord, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
+from channels.messages import utc_now
 
 if TYPE_CHECKING:
     from bot.mail import MailIntake, MailResult
@@ -422,7 +422,7 @@ def _import_file(args: argparse.Namespace, out: TextIO, what: str,
 
 def cmd_accounts_import(args: argparse.Namespace, out: TextIO) -> int:
     return _import_file(args, out, "accounts file", lambda loaded, db, path: import_accounts(
-        db, str(path), loaded.preset, datetime.now(timezone.utc)))
+        db, str(path), loaded.preset, utc_now()))
 
 
 def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
@@ -450,7 +450,7 @@ def cmd_calls_log(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"--from: {exc}; expected e.g. +31612345678 or 06 12345678") from None
     if args.critical and preset.critical is None:
         raise UsageError(f"--critical: preset {preset.name} has no outage line ([critical]); log the call without it")
-    at = parse_instant(args.at, preset) if args.at else datetime.now(timezone.utc)
+    at = parse_instant(args.at, preset) if args.at else utc_now()
     try:
         call = parse_call({"call_id": args.id, "time": at.isoformat(), "caller": caller, "called": args.to,
                            "duration": args.duration, "status": "missed" if args.missed else "answered",
@@ -699,19 +699,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="ticket reference, e.g. MC-10001")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_tickets_show)
-    from bot import cli_billing  # its commands use this module's helpers
+    from bot.cli import billing as cli_billing  # its commands use this module's helpers
 
     cli_billing.register(commands, ticket_cmds, _group)
-    from bot import cli_desk
+    from bot.cli import desk as cli_desk
 
     cli_desk.register(ticket_cmds)
-    from bot import cli_mail
+    from bot.cli import mail as cli_mail
 
     cli_mail.register(commands, _group)
-    from bot import cli_demo
+    from bot.cli import demo as cli_demo
 
     cli_demo.register(commands)
-    from bot import cli_dashboard
+    from bot.cli import dashboard as cli_dashboard
 
     cli_dashboard.register(commands, _group)
 
@@ -759,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     account_list = account_cmds.add_parser("list", help="accounts with their plan, staff and contacts")
     account_list.add_argument("--json", action="store_true", help="print one JSON array")
     account_list.set_defaults(handler=cmd_accounts_list)
-    from bot import cli_report  # its command uses this module's helpers
+    from bot.cli import report as cli_report  # its command uses this module's helpers
     cli_report.register(commands)
     return parser
 
@@ -797,5 +797,3 @@ def run() -> None:
     sys.exit(code)
 
 
-if __name__ == "__main__":
-    run()

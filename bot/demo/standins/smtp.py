@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from bot.standins.loopback import free_port
+from bot.demo.standins.loopback import free_port
 
 
 @dataclass

@@ -60,7 +60,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -80,7 +80,7 @@ from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice, assigned_staff
 from bot.whatsapp import PayloadTooLarge, read_limited
 from channels.identity import IdentityError, phone_identity
-from channels.messages import ChannelName, InboundMessage
+from channels.messages import ChannelName, InboundMessage, utc_now
 from sla_engine.errors import PolicyError
 from sla_engine.policy import ReminderRule
 from storage import models as m
@@ -255,9 +255,6 @@ _OFF = {"off", "uit", "clear", "nee", "no"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 def _language(update: Update, default: Language) -> Language:
     user = update.effective_user
@@ -273,7 +270,7 @@ class StaffBot:
     """The Telegram side of the staff desk; see the module docstring."""
 
     def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
-                 now: Callable[[], datetime] = _utc_now, team_lead: str | None = None,
+                 now: Callable[[], datetime] = utc_now, team_lead: str | None = None,
                  pipeline: IntakePipeline | None = None, announce_every: float | None = 2.0) -> None:
         """``announce_every``: seconds between announcement and paging rounds (None: the caller drives them)."""
         assert config.token is not None and config.staff_chat_id is not None
@@ -406,8 +403,8 @@ class StaffBot:
         return last is not None and last < key
 
     async def post_weekly_report(self) -> None:
-        """Post last week's SLA summary with its chart to the staff chat (:func:`bot.report.weekly_summary`)."""
-        from bot.report import weekly_summary  # matplotlib loads only when a report is made
+        """Post last week's SLA summary with its chart to the staff chat (:func:`bot.reports.weekly_summary`)."""
+        from bot.reports import weekly_summary  # matplotlib loads only when a report is made
 
         summary = await asyncio.to_thread(weekly_summary, self.db, self.now(), language=self.language)
         await self.app.bot.send_photo(self.config.staff_chat_id, summary.chart, caption=summary.caption,

@@ -1,6 +1,6 @@
 """``slabot report``: first-response and resolution performance per plan and per staff member, with a chart.
 
-The numbers come from :mod:`bot.report`; this module parses the arguments,
+The numbers come from :mod:`bot.reports`; this module parses the arguments,
 writes the PNG chart into ``--out`` and prints the tables (or one JSON object).
 """
 
@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.report import chart_filename, load_report, render_chart, report_data, report_text
+from bot.reports import chart_filename, load_report, render_chart, report_data, report_text
 from sla_engine.errors import PolicyError
 from storage.database import StorageError
+from channels.messages import utc_now
 
 
 def parse_day(text: str, option: str) -> date:
     """A calendar date ``YYYY-MM-DD`` given to ``option``, or a :class:`UsageError` that says so."""
-    from bot.cli import UsageError
+    from bot.cli.main import UsageError
 
     try:
         return date.fromisoformat(text.strip())
@@ -30,7 +31,7 @@ def parse_day(text: str, option: str) -> date:
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli import UsageError, _open_db, database_error, parse_instant
+    from bot.cli.main import UsageError, _open_db, database_error, parse_instant
 
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if end < start:
@@ -39,7 +40,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     preset = loaded.preset
     try:
         plan = preset.plan(args.plan).name if args.plan else None
-        as_of = parse_instant(args.as_of, preset) if args.as_of else datetime.now(timezone.utc)
+        as_of = parse_instant(args.as_of, preset) if args.as_of else utc_now()
         zone = next(iter(preset.calendars.values())).zone
         report = load_report(db, start, end, as_of, zone=zone, plan=plan)
     except PolicyError as exc:

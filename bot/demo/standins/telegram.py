@@ -37,7 +37,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal
@@ -48,6 +48,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from channels.messages import utc_now
 
 ChatType = Literal["private", "group", "supergroup"]
 Params = dict[str, Any]
@@ -149,7 +150,7 @@ class TelegramStandIn:
     username: str = BOT_USERNAME
     down: bool = False
     blocked: set[int] = field(default_factory=set)
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # the clock of its dates
+    now: Callable[[], datetime] = field(default=utc_now)  # the clock of its dates
     sent: list[Sent] = field(default_factory=list)
     edits: list[MessageCall] = field(default_factory=list)
     answered_callbacks: list[AnsweredCallback] = field(default_factory=list)

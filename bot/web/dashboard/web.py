@@ -16,7 +16,7 @@ Secure when ``http.public_url`` is https, and valid for
   form; a POST without it is refused (403). The login replaces the session
   (a new token), so a token seen before the login is worth nothing after it.
 - Failed logins are throttled per name and per client address
-  (:class:`bot.dashboard.auth.LoginThrottle`): 429 with ``Retry-After``.
+  (:class:`bot.web.dashboard.auth.LoginThrottle`): 429 with ``Retry-After``.
 - Pages are rendered on the server (Jinja2 templates in ``templates/``, shipped
   in the package); ``static/dashboard.js`` only runs the countdowns. The
   Content-Security-Policy allows nothing from elsewhere.
@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -48,9 +48,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import DashboardConfig, DashboardUser
-from bot.dashboard.auth import CSRF_FIELD, LoginThrottle, csrf_matches, new_csrf_token, verify_password
-from bot.dashboard.texts import TEXTS, pick_language
-from bot.dashboard.views import (
+from bot.web.dashboard.auth import CSRF_FIELD, LoginThrottle, csrf_matches, new_csrf_token, verify_password
+from bot.web.dashboard.texts import TEXTS, pick_language
+from bot.web.dashboard.views import (
     hours_text,
     invoice_rows,
     queue_rows,
@@ -58,7 +58,7 @@ from bot.dashboard.views import (
     timeline,
 )
 from bot.i18n import LANGUAGES, Language, format_when
-from bot.report import SlaReport, load_report, render_chart, report_data, span_text
+from bot.reports import SlaReport, load_report, render_chart, report_data, span_text
 from bot.whatsapp import PayloadTooLarge, read_limited
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
@@ -72,6 +72,7 @@ from storage.records import (
     TimeEntryRecord,
 )
 from storage.repositories import ReminderRepository, TicketRepository
+from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,6 @@ _HEADERS = {
 Endpoint = Callable[[Request], Awaitable[Response]]
 StaffEndpoint = Callable[[Request, DashboardUser], Awaitable[Response]]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _SecurityHeaders:
@@ -144,7 +142,7 @@ class Dashboard:
     """The dashboard's routes for slabot's HTTP app; see the module docstring."""
 
     def __init__(self, config: DashboardConfig, db: Database, preset: Preset, *, language: Language = "nl",
-                 secure_cookies: bool = False, now: Callable[[], datetime] = _utc_now,
+                 secure_cookies: bool = False, now: Callable[[], datetime] = utc_now,
                  throttle: LoginThrottle | None = None) -> None:
         if config.secret_key is None:
             raise ValueError("the dashboard needs [dashboard] secret_key")
@@ -158,7 +156,7 @@ class Dashboard:
         self.users = {user.name.casefold(): user for user in config.users}
         self.zone = next(iter(preset.calendars.values())).zone
         self.soon = timedelta(minutes=config.due_soon_minutes)
-        env = Environment(loader=PackageLoader("bot.dashboard", "templates"), autoescape=select_autoescape(),
+        env = Environment(loader=PackageLoader("bot.web.dashboard", "templates"), autoescape=select_autoescape(),
                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.templates = Jinja2Templates(env=env)
 
@@ -182,7 +180,7 @@ class Dashboard:
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/language", self.set_language, methods=["POST"]),
-                Mount("/static", app=StaticFiles(packages=[("bot.dashboard", "static")])),
+                Mount("/static", app=StaticFiles(packages=[("bot.web.dashboard", "static")])),
             ],
             middleware=[
                 Middleware(_SecurityHeaders),
@@ -396,7 +394,7 @@ class Dashboard:
         return await asyncio.to_thread(load_report, self.db, start, end, self.now(), zone=self.zone, plan=plan)
 
     async def report(self, request: Request, user: DashboardUser) -> Response:
-        """The SLA report of :mod:`bot.report` (its plain data) for a period, with its chart."""
+        """The SLA report of :mod:`bot.reports` (its plain data) for a period, with its chart."""
         words = TEXTS[self._language(request, user)]
         try:
             start, end, plan = self._period(request)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
-from bot.cli_billing import STAFF_ENV, staff_name
+from bot.cli.billing import STAFF_ENV, staff_name
 from bot.desk import ActionResult, Desk
 from storage.repositories import TicketRepository
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 def _act(args: argparse.Namespace, action: Callable[[Desk], T]) -> T:
-    from bot.cli import with_database
+    from bot.cli.main import with_database
 
     return with_database(args, lambda _, db: action(Desk(db)))
 

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from channels.messages import utc_now
 
 
 @dataclass
@@ -36,7 +37,7 @@ class TwilioStandIn:
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
     requests: int = 0
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # the clock of its timestamps
+    now: Callable[[], datetime] = field(default=utc_now)  # the clock of its timestamps
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, status: int, code: int = 20500, message: str = "stand-in failure") -> None:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 def read_password(stdin: TextIO) -> str:
     """The new password: asked twice on a terminal (not echoed), else the first line of standard input."""
-    from bot.cli import UsageError
+    from bot.cli.main import UsageError
 
     if stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -26,7 +26,7 @@ def read_password(stdin: TextIO) -> str:
 
 
 def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.dashboard.auth import hash_password
+    from bot.web.dashboard.auth import hash_password
 
     out.write(hash_password(read_password(sys.stdin)) + "\n")
     return 0

@@ -29,7 +29,7 @@ def staff_name(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
-    from bot.cli import with_database  # the CLI's own database opening (and its errors)
+    from bot.cli.main import with_database  # the CLI's own database opening (and its errors)
 
     return with_database(args, lambda loaded, db: action(
         Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)))
@@ -66,7 +66,7 @@ def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli import UsageError, parse_instant
+    from bot.cli.main import UsageError, parse_instant
 
     def log(b: Billing) -> Any:
         when = parse_instant(args.at, b.preset) if args.at else None
@@ -111,7 +111,7 @@ def cmd_balance(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_statement(args: argparse.Namespace, out: TextIO) -> int:
     month = args.month or datetime.now(AMSTERDAM).strftime("%Y-%m")
     if not re.fullmatch(r"\d{4}-\d{2}", month):
-        from bot.cli import UsageError
+        from bot.cli.main import UsageError
 
         raise UsageError(f"--month is written YYYY-MM (e.g. 2026-11), not {month!r}")
     statement: Statement = _run(args, lambda b: b.statement(month))

@@ -6,8 +6,8 @@ The real application (:class:`bot.app.Application`) runs in this process, twice 
 the MailCampaigns desk, then as the Pay.nl desk (each with its preset, its config file and its accounts file,
 imported on start as ``[accounts] file`` is). Its outside world is local:
 
-- Twilio's REST API and Telegram's Bot API are the stand-ins of :mod:`bot.standins`, served on loopback, and
-  outgoing mail goes to an SMTP sink (:mod:`bot.standins.smtp`): the real twilio, python-telegram-bot and
+- Twilio's REST API and Telegram's Bot API are the stand-ins of :mod:`bot.demo.standins`, served on loopback, and
+  outgoing mail goes to an SMTP sink (:mod:`bot.demo.standins.smtp`): the real twilio, python-telegram-bot and
   aiosmtplib clients talk to them;
 - a customer's WhatsApp message is posted to the application's own webhook, signed as Twilio signs it;
   e-mail comes in as an MTA pipe delivers it (:meth:`bot.mail.MailIntake.ingest_raw`, as ``slabot ingest
@@ -54,18 +54,18 @@ from twilio.request_validator import RequestValidator
 from bot.app import Application
 from bot.billing import Billing, Statement
 from bot.calls import import_calls
-from bot.cli_billing import statement_text
+from bot.cli.billing import statement_text
 from bot.config import HttpConfig, load_config
-from bot.dashboard.auth import hash_password
-from bot.dashboard.web import PREFIX as DASHBOARD_PREFIX
+from bot.web.dashboard.auth import hash_password
+from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX
 from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM, format_when
 from bot.mail import MailIntake, MailResult
 from bot.presets import load_preset
-from bot.standins.loopback import free_port, serving
-from bot.standins.smtp import SmtpSink, smtp_sink
-from bot.standins.telegram import Sent, TelegramStandIn
-from bot.standins.twilio import TwilioStandIn
+from bot.demo.standins.loopback import free_port, serving
+from bot.demo.standins.smtp import SmtpSink, smtp_sink
+from bot.demo.standins.telegram import Sent, TelegramStandIn
+from bot.demo.standins.twilio import TwilioStandIn
 from bot.whatsapp import WEBHOOK_PATH
 from storage.database import Database, open_database
 from storage.billing import BillingRepository
@@ -88,7 +88,7 @@ WAIT = 15.0  # seconds to wait for anything to arrive before the demo gives up
 # the two desks' Telegram groups and staff (user ids as Telegram gives them)
 MC_STAFF_CHAT, PN_STAFF_CHAT, PN_ONCALL_CHAT = -1001000000001, -1001000000002, -1001000000003
 STAFF = {"anna": 501, "bram": 502, "lotte": 503, "ruud": 601, "eva": 602, "sofie": 603}
-# the customers' numbers and addresses (as in the accounts files in bot/demo_files), and two who are not
+# the customers' numbers and addresses (as in the accounts files in bot/demo/data), and two who are not
 PIET, KAREL, STRANGER = "+31612345678", "+31687654321", "+31611122233"
 KAREL_MAIL = "karel@drukkerij-peters.example"
 SANNE, AGENCY = "sanne@fietsenmaker-jansen.example", "info@reclamebureau-zon.example"
@@ -341,7 +341,7 @@ class _Stage:
         """The application as ``slabot run`` starts it from a config file, on the demo's clock and stand-ins."""
         self.desk_name = preset
         accounts_file = self.work / f"{preset}-accounts.toml"
-        accounts_file.write_text(resources.files("bot").joinpath("demo_files", accounts_file.name).read_text(
+        accounts_file.write_text(resources.files("bot").joinpath("demo", "data", accounts_file.name).read_text(
             encoding="utf-8"), encoding="utf-8")
         port = free_port()
         oncall = f"oncall_chat_id = {oncall_chat}\n" if oncall_chat is not None else ""

@@ -27,7 +27,7 @@ breaches with their tickets; a still-open ticket past its deadline is breached.
 the PNG with matplotlib's Agg canvas (no display): first-response times per
 week against each plan's target, and breaches per plan.
 :func:`weekly_summary` is the last full week's text and chart for the staff
-chat (:meth:`bot.staffbot.StaffBot.post_weekly_report`).
+chat (:meth:`bot.staffchat.staffbot.StaffBot.post_weekly_report`).
 """
 
 from __future__ import annotations

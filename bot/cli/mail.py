@@ -16,13 +16,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from storage import models as m
 from storage.database import Database
 from storage.direct import Direct
+from channels.messages import utc_now
 
 if TYPE_CHECKING:
     from bot.config import LoadedConfig
@@ -49,7 +49,7 @@ def _kept(db: Database, everything: bool) -> list[dict[str, Any]]:
 
 
 def _raw(db: Database, kept_id: int) -> bytes:
-    from bot.cli import UsageError
+    from bot.cli.main import UsageError
 
     raw = db.run_direct(lambda d: d.scalar("SELECT raw FROM kept_mail WHERE id = :i", {"i": kept_id}))
     if raw is None:
@@ -58,7 +58,7 @@ def _raw(db: Database, kept_id: int) -> bytes:
 
 
 def _read(args: argparse.Namespace, read: Callable[[Database], T]) -> T:
-    from bot.cli import with_database
+    from bot.cli.main import with_database
 
     return with_database(args, lambda _, db: read(db))
 
@@ -88,7 +88,7 @@ def cmd_raw(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli import UsageError, mail_intake, with_database
+    from bot.cli.main import UsageError, mail_intake, with_database
 
     def reprocess(loaded: LoadedConfig, db: Database) -> MailResult:
         original = _raw(db, args.id)
@@ -99,7 +99,7 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
         source = f"kept mail {args.id}" + (f" repaired as {args.file}" if args.file else "")
         result = mail_intake(loaded, db).ingest_raw(raw, source=source)
         if result.outcome != "kept_aside":
-            now = datetime.now(timezone.utc)
+            now = utc_now()
 
             def mark(d: Direct) -> None:
                 d.execute("UPDATE kept_mail SET reprocessed_at = :now WHERE id = :i AND reprocessed_at IS NULL",

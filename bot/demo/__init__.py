@@ -1,0 +1,1 @@
+"""``slabot demo``: the whole flow on this machine with local stand-ins, and its data."""

@@ -1,0 +1,81 @@
+"""What every running part of slabot shares: one start/stop lifecycle, and loops that log a change once.
+
+A component is built once by the composition root (:mod:`bot.app`), started in the
+order of its table there and stopped in reverse. A background loop keeps a
+:class:`StateLog`: one warning when its job starts failing, one line when it works
+again, never a line per retry, and the change handed on (to ``/healthz``) when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+HealthReport = Callable[[str, str | None], None]  # ("up" | "down", reason): what /healthz shows of a component
+
+
+class Component(Protocol):
+    """A running part: started once after those before it in the root's table, stopped before them."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def reason_of(exc: BaseException) -> str:
+    """An error as one short line: its class and its message."""
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+class StateLog:
+    """The state of a job that runs in rounds, logged when it changes.
+
+    ``failed`` logs ``down`` (a %-format with one ``%s`` for the reason) only when the job was working;
+    ``worked`` logs ``up`` only when it was failing. ``health``, when given, hears of every failure (with
+    its reason) and of the recovery.
+    """
+
+    def __init__(self, logger: logging.Logger, down: str, up: str, *, health: HealthReport | None = None,
+                 exc_info: bool = False) -> None:
+        self.logger = logger
+        self.down = down
+        self.up = up
+        self.health = health
+        self.exc_info = exc_info
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        reason = reason_of(exc)
+        if not self.failing:
+            self.failing = True
+            self.logger.warning(self.down, reason, exc_info=exc if self.exc_info else None)
+        if self.health is not None:
+            self.health("down", reason)
+
+    def worked(self) -> None:
+        if self.failing:
+            self.failing = False
+            self.logger.info(self.up)
+            if self.health is not None:
+                self.health("up", None)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event, state: StateLog) -> None:
+    """Run ``job`` every ``seconds`` until ``stop`` is set; a failing round is logged by ``state`` and tried
+    again next round. ``stop`` ends the pause between rounds at once."""
+    while not stop.is_set():
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged once by the state, tried again next round
+            state.failed(exc)
+        else:
+            state.worked()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,1 @@
+"""The staff conversation on Telegram: the queue, answers to customers, reminders and pages."""

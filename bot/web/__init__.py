@@ -1,0 +1,1 @@
+"""The HTTP app: the channels' webhooks, the staff dashboard and health, on one Starlette app."""
