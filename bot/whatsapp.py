@@ -35,6 +35,7 @@ from twilio.rest import Client
 from bot.intake import IntakeResult, Outcome
 from bot.lifecycle import StateLog, every
 from bot.outbox import apply_status
+from bot.web.limits import PayloadTooLarge, read_limited
 from channels.messages import InboundMessage, OutboundMessage
 from channels.whatsapp import (
     LocalApiHttpClient,
@@ -63,23 +64,6 @@ MEDIA_BACKOFF = timedelta(seconds=30)  # doubled after every failed download, at
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 WEBHOOK_PATH = "/webhooks/twilio/whatsapp"
 STATUS_PATH = "/webhooks/twilio/status"
-
-
-class PayloadTooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise PayloadTooLarge
-    return bytes(body)
 
 
 async def signed_params(request: Request, auth_token: str, public_url: str | None

@@ -29,6 +29,10 @@ from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from storage.direct import Direct
 
+# a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
+# imports SQLAlchemy
+__all__ = ["Database", "GroupNotCommitted", "Session", "StorageError", "open_database"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 

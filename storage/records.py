@@ -5,7 +5,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
+
+
+class TicketState(StrEnum):
+    """Where a ticket stands. Open ones are in the queue: ``open`` (staff act next), ``waiting`` (for the
+    customer's answer to a clarification question, R8: the resolution clock pauses), ``unverified`` (from a
+    sender no account knows, R4: staff link it or not)."""
+
+    OPEN = "open"
+    WAITING = "waiting"
+    UNVERIFIED = "unverified"
+    RESOLVED = "resolved"
+
+
+OPEN_STATES = (TicketState.OPEN, TicketState.WAITING, TicketState.UNVERIFIED)
+
+
+class OutboxState(StrEnum):
+    """An outbox row on its way to a channel: claimed by one dispatcher while ``sending``; ``unknown`` when
+    the channel may or may not have taken it (reconciled, never sent twice blindly); ``needs_staff`` when only
+    a person can get it through (WhatsApp's 24-hour window closed)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    NEEDS_STAFF = "needs_staff"
+
+
+class ReminderState(StrEnum):
+    """A planned ping to staff (R16): claimed by one process, then sent exactly once, skipped (its deadline
+    was met) or cancelled (the ticket moved on)."""
+
+    PLANNED = "planned"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class QuoteState(StrEnum):
+    """A quote for paid service (R19): one proposed at a time; a newer one supersedes it."""
+
+    PROPOSED = "proposed"
+    AGREED = "agreed"
+    DECLINED = "declined"
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from storage.records import (
     AccountInput,
     AccountRecord,
     AttachmentRecord,
+    OPEN_STATES,
     ContactRecord,
     MessageRecord,
     OutboxRecord,
@@ -27,7 +28,6 @@ from storage.records import (
     TicketRecord,
 )
 
-OPEN_STATES = ("open", "waiting", "unverified")
 FIRST_TICKET_NUMBER = 10001
 
 

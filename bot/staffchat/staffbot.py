@@ -78,7 +78,7 @@ from bot.i18n import AMSTERDAM, Language, format_span, format_when
 from bot.texts import money_text
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice, assigned_staff
-from bot.whatsapp import PayloadTooLarge, read_limited
+from bot.web.limits import PayloadTooLarge, read_limited
 from channels.identity import IdentityError, phone_identity
 from channels.messages import ChannelName, InboundMessage, utc_now
 from sla_engine.errors import PolicyError

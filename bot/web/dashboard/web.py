@@ -59,7 +59,7 @@ from bot.web.dashboard.views import (
 )
 from bot.i18n import LANGUAGES, Language, format_when
 from bot.reports import SlaReport, load_report, render_chart, report_data, span_text
-from bot.whatsapp import PayloadTooLarge, read_limited
+from bot.web.limits import PayloadTooLarge, read_limited
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
 from storage.billing import BillingRepository
