@@ -103,12 +103,12 @@ async def _standin(conn: Any) -> None:
 
     import uvicorn
 
-    from bot.app import _QuietServer
+    from bot.web.server import QuietServer
     from bot.demo.standins.twilio import TwilioStandIn
 
     logging.basicConfig(level=logging.WARNING, format="stand-in %(levelname)s %(name)s: %(message)s")
     standin = TwilioStandIn()
-    server = _QuietServer(uvicorn.Config(standin.app(), host="127.0.0.1", port=0, log_level="warning",
+    server = QuietServer(uvicorn.Config(standin.app(), host="127.0.0.1", port=0, log_level="warning",
                                          access_log=False, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:

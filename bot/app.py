@@ -1,11 +1,14 @@
-"""The composition root: config, database, HTTP app, outbox dispatcher and channels in one lifecycle.
+"""The composition root: every component built once from the config, started from one table, stopped in reverse.
 
-``Application.run(stop)`` opens (and migrates) the database, builds the intake
-pipeline and the outbox dispatcher, starts the HTTP server (uvicorn) and every
-configured channel, then waits for ``stop``. Stopping goes in reverse order:
-the HTTP server stops taking requests and finishes those in flight, the
-channels stop, the dispatcher finishes the row it is sending, and the database
-is closed. Every background task has an owner here that awaits it.
+``Application.run(stop)`` opens (and migrates) the database, then :meth:`Application.build`
+makes each part once: the intake pipeline, the senders, the serial writer (SQLite),
+the outbox dispatcher, the channels that are configured, the staff chat and its
+reminders, the dashboard, and the HTTP server that carries their routes. Each is a
+:class:`bot.lifecycle.Component` (``start``/``stop``); ``run`` starts them in the order
+of the table and, on ``stop`` (or when a background part dies), stops them in reverse:
+the HTTP server stops taking requests and finishes those in flight, the channels stop,
+the staff chat and the dispatcher finish what they are sending, the writer drains, and
+the database is closed last. Every background task has an owner here that awaits it.
 """
 
 from __future__ import annotations
@@ -15,66 +18,32 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-import uvicorn
-from sqlalchemy import text
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from bot import logs
 from bot.config import LoadedConfig, shown_url
-from bot.web.dashboard.web import Dashboard
-from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
+from bot.intake import IntakePipeline
+from bot.lifecycle import Component, Health, reason_of
 from bot.mail import MailIntake, mail_reply_guards
 from bot.outbox import OutboxDispatcher
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.texts import Texts
 from bot.voice import VoiceLine
+from bot.web.dashboard.web import Dashboard
+from bot.web.server import HttpServer, health_route
 from bot.whatsapp import WhatsAppChannel
-from storage.writer import SerialWriter
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender, utc_now
 from storage.database import Database, open_database
+from storage.writer import SerialWriter
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class ChannelState:
-    """What /healthz says of a channel."""
-
-    state: str  # up | down | off
-    reason: str | None = None
-    since: datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason,
-                "since": self.since.isoformat() if self.since else None}
-
-
-@dataclass
-class Health:
-    """Health of the database and each channel, updated by their owners."""
-
-    channels: dict[str, ChannelState] = field(default_factory=dict)
-
-    def set(self, channel: str, state: str, reason: str | None = None, now: datetime | None = None) -> None:
-        current = self.channels.get(channel)
-        if current is not None and current.state == state and current.reason == reason:
-            return
-        if current is None or current.state != state:
-            level = logging.WARNING if state == "down" else logging.INFO
-            log.log(level, "channel %s: %s%s", channel, state, f" ({reason})" if reason else "")
-        self.channels[channel] = ChannelState(state, reason, now or utc_now())
 
 
 def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
@@ -86,6 +55,103 @@ def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
         else "no [email] imap_host, imap_user and imap_password, nor smtp_host and from_address",
         "telegram": None if cfg.telegram.configured else "no [telegram] token and staff_chat_id",
     }
+
+
+class Part:
+    """A component made of plain callables: what to do on start and on stop (either may be left out)."""
+
+    def __init__(self, name: str, start: Callable[[], Awaitable[None]] | None = None,
+                 stop: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.name = name
+        self._start = start
+        self._stop = stop
+
+    async def start(self) -> None:
+        if self._start is not None:
+            await self._start()
+
+    async def stop(self) -> None:
+        if self._stop is not None:
+            await self._stop()
+
+
+class Loop:
+    """A component that runs ``work(stop)`` in a task of its own until it is stopped.
+
+    ``died`` hears of the task ending with an error while slabot runs, so that the application stops
+    instead of running on without it.
+    """
+
+    def __init__(self, name: str, work: Callable[[asyncio.Event], Awaitable[None]],
+                 died: Callable[[str, BaseException], None]) -> None:
+        self.name = name
+        self.work = work
+        self.died = died
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.work(self._stop), name=self.name)
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            self.died(self.name, task.exception())  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+class StaffChat:
+    """The staff chat and its reminders: Telegram down at start is reported and tried again with backoff
+    (pauses doubling from ``retry[0]`` to ``retry[1]`` seconds) while the rest of slabot runs on."""
+
+    name = "telegram"
+
+    def __init__(self, staffbot: StaffBot, reminders: ReminderService, health: Health, *,
+                 rounds: bool, retry: Callable[[], tuple[float, float]]) -> None:
+        self.staffbot = staffbot
+        self.reminders = reminders
+        self.health = health
+        self.rounds = rounds  # False: the caller runs the reminder rounds (slabot demo)
+        self.retry = retry
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.staffbot.start()
+        except Exception as exc:  # noqa: BLE001 - slabot keeps taking in requests without its staff chat
+            self.health.set("telegram", "down", reason_of(exc))
+            log.warning("the Telegram staff chat could not start (%s); tried again with backoff, reminders and "
+                        "announcements wait until it is up", exc)
+            self._retrying = asyncio.create_task(self._retry(), name="telegram-retry")
+        if self.rounds:
+            self.reminders.start()
+
+    async def _retry(self) -> None:
+        pause, longest = self.retry()
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await self.staffbot.stop()  # what the failed attempt left half started
+                await self.staffbot.start()
+            except Exception as exc:  # noqa: BLE001 - still down: the next attempt after a longer pause
+                self.health.set("telegram", "down", reason_of(exc))
+                pause = min(pause * 2, longest)
+                continue
+            self.health.set("telegram", "up")
+            log.info("the Telegram staff chat is up")
+            return
+
+    async def stop(self) -> None:
+        await self.reminders.stop()
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
+        await self.staffbot.stop()
 
 
 class Application:
@@ -111,56 +177,32 @@ class Application:
         self.dispatch_interval = dispatch_interval
         self.staff_rounds = staff_rounds
         self.freeze_gc = freeze_gc  # slabot run: start-up's objects kept out of the garbage collector's passes
+        self.staff_retry = (5.0, 300.0)  # the staff chat down at start: first and longest pause between attempts
+        self.started = asyncio.Event()
+        # built once by build(), in this order
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
-        self.server: uvicorn.Server | None = None
-        self.routes: list[BaseRoute] = []
+        self.writer: SerialWriter | None = None
         self.whatsapp: WhatsAppChannel | None = None
         self.voice: VoiceLine | None = None
         self.imap: ImapIntake | None = None
         self.staffbot: StaffBot | None = None
         self.reminders: ReminderService | None = None
         self.dashboard: Dashboard | None = None
-        self.started = asyncio.Event()
-        self.staff_retry = (5.0, 300.0)  # the staff chat down at start: first and longest pause between attempts
-        self._staff_retrying: asyncio.Task[None] | None = None
+        self.dispatcher: OutboxDispatcher | None = None
+        self.server: HttpServer | None = None
+        self.routes: list[BaseRoute] = []
+        self.components: list[Component] = []
+        self._died: asyncio.Future[tuple[str, BaseException]] | None = None
 
-    # -- HTTP -------------------------------------------------------------------
+    # -- building -----------------------------------------------------------------------------------------------
 
-    def asgi(self) -> Starlette:
-        """The HTTP app: health, and the webhooks of the channels that are on."""
-        return Starlette(routes=[Route("/healthz", self.healthz, methods=["GET"]), *self.routes])
-
-    async def healthz(self, request: Request) -> JSONResponse:
-        database: dict[str, Any] = {"state": "up"}
-        if self.db is None:
-            database = {"state": "down", "reason": "not open"}
-        else:
-            try:
-                await asyncio.to_thread(self._ping)
-            except Exception as exc:  # noqa: BLE001 - reported, not raised
-                database = {"state": "down", "reason": f"{exc.__class__.__name__}: {exc}"}
-        channels = {name: state.as_json() for name, state in sorted(self.health.channels.items())}
-        ok = database["state"] == "up" and all(c["state"] != "down" for c in channels.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "channels": channels},
-                            status_code=200 if ok else 503)
-
-    def _ping(self) -> None:
-        assert self.db is not None
-        with self.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    # -- lifecycle ----------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Start everything, wait for ``stop``, stop everything in reverse order."""
+    def build(self, db: Database) -> list[Component]:
+        """Every part once, from the config: the table of components in the order they start."""
         cfg = self.loaded.config
-        self.db = await asyncio.to_thread(open_database, cfg.database.url,
-                                        synchronous=cfg.database.synchronous)
-        if cfg.accounts.file:
-            await asyncio.to_thread(self._import_accounts, cfg.accounts.file)
-        self.pipeline = IntakePipeline(self.db, self.loaded.preset, Texts(), default_language=cfg.language,
-                                       now=self.now,
+        table: list[Component] = []
+        self.db = db
+        self.pipeline = IntakePipeline(db, self.loaded.preset, Texts(), default_language=cfg.language, now=self.now,
                                        reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour, self.now))
         if cfg.email.smtp_configured and "email" not in self.senders:
             self.senders["email"] = SmtpSender(SmtpSettings(
@@ -169,38 +211,50 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
-        # on SQLite the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer)
-        # in groups: what queued up while one transaction ran commits in the next one, with one sync
-        writer = SerialWriter(group=self.db.group) if self.db.is_sqlite else None
+        if db.is_sqlite:
+            # the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer), in
+            # groups: what queued up while one transaction ran commits in the next one, with one sync
+            writer = self.writer = SerialWriter(group=db.group)
+            table.append(Part("writer", stop=lambda: asyncio.to_thread(writer.shutdown, True)))
         if cfg.twilio.configured:
-            self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now,
-                                            writer=writer)
-            self.routes.extend(self.whatsapp.routes())
-            self.senders.setdefault("whatsapp", self.whatsapp.start())
+            whatsapp = self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, db, self.pipeline, now=self.now,
+                                                       writer=self.writer)
+            self.routes.extend(whatsapp.routes())
+            self.senders.setdefault("whatsapp", whatsapp.start())
+            table.append(Part("whatsapp-client", stop=whatsapp.aclose))  # closed after the dispatcher stops
             if not cfg.http.public_url:
                 log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
                             "received, and no status callbacks are requested")
         if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
             self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now)
             self.routes.extend(self.voice.routes())
-        if cfg.email.imap_configured:
-            mail = MailIntake(self.db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
-                              acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours),
-                              now=self.now)
-            self.imap = ImapIntake(cfg.email, mail, self.db, now=self.now,
-                                   health=lambda state, reason: self.health.set("email", state, reason))
+        self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
+                                           writer=self.writer.urgent if self.writer is not None else None)
+        dispatcher, interval = self.dispatcher, self.dispatch_interval
+        table.append(Loop("outbox", lambda stop: dispatcher.run(stop, interval), self._part_died))
         if cfg.telegram.configured:
-            self.staffbot = StaffBot(cfg.telegram, self.db, language=cfg.language, now=self.now,
-                                     team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
-                                     announce_every=self.staff_rounds)
-            self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
-            self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
-            self.staffbot.health = self.reminders.health = lambda state, reason: self.health.set(
-                "telegram", state, reason)  # the staff chat failing after a good start shows in /healthz
+            staffbot = self.staffbot = StaffBot(cfg.telegram, db, language=cfg.language, now=self.now,
+                                                team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
+                                                announce_every=self.staff_rounds)
+            self.routes.extend(staffbot.routes())  # POST /webhooks/telegram in webhook mode
+            self.reminders = ReminderService(db, staffbot.notify, now=self.now)
+            # the staff chat failing after a good start shows in /healthz
+            staffbot.health = self.reminders.health = self.health.reporter("telegram")
             if self.voice is not None:
                 self.voice.on_callback = self.reminders.wake
+            # before the channels and the HTTP server in the table: stopped after the server has stopped
+            # taking its webhook
+            table.append(StaffChat(staffbot, self.reminders, self.health, rounds=self.staff_rounds is not None,
+                                   retry=lambda: self.staff_retry))
+        if self.whatsapp is not None:
+            table.append(Loop("whatsapp", self.whatsapp.run, self._part_died))
+        if cfg.email.imap_configured:
+            mail = MailIntake(db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
+                              acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours), now=self.now)
+            self.imap = ImapIntake(cfg.email, mail, db, now=self.now, health=self.health.reporter("email"))
+            table.append(Loop("imap", self.imap.run, self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
-            self.dashboard = Dashboard(cfg.dashboard, self.db, self.loaded.preset, language=cfg.language, now=self.now,
+            self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))
             self.routes.extend(self.dashboard.routes())
             log.info("staff dashboard on /dashboard/ for %d staff login(s)", len(cfg.dashboard.users))
@@ -209,88 +263,57 @@ class Application:
                 self.health.set(name, "off", reason)
             else:
                 self.health.set(name, "up")
-        dispatcher = OutboxDispatcher(self.db, self.senders, now=self.now,
-                                      writer=writer.urgent if writer is not None else None)
-        uv_config = uvicorn.Config(self.asgi(), host=cfg.http.host, port=cfg.http.port, log_level="warning",
-                                   access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-                                   proxy_headers=False, server_header=False)
-        self.server = _QuietServer(uv_config)
-        dispatch_stop = asyncio.Event()
+        # last in the table: serving once everything behind its routes runs, the first to stop taking requests
+        self.server = HttpServer([health_route(self.health, self._ping), *self.routes], cfg.http.host,
+                                 cfg.http.port, died=self._part_died)
+        table.append(self.server)
+        return table
+
+    async def _ping(self) -> None:
+        assert self.db is not None
+        await asyncio.to_thread(self.db.ping)
+
+    def _part_died(self, name: str, exc: BaseException) -> None:
+        if self._died is not None and not self._died.done():
+            self._died.set_result((name, exc))
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, wait for ``stop``, stop everything in reverse order."""
+        cfg = self.loaded.config
+        db = await asyncio.to_thread(open_database, cfg.database.url, synchronous=cfg.database.synchronous)
+        self._died = asyncio.get_running_loop().create_future()
+        started: list[Component] = []
         try:
-            async with asyncio.TaskGroup() as tasks:
-                http = tasks.create_task(self.server.serve(), name="http")
-                dispatch = tasks.create_task(dispatcher.run(dispatch_stop, self.dispatch_interval), name="outbox")
-                channel_stop = asyncio.Event()
-                channel_tasks = []
-                if self.whatsapp is not None:
-                    channel_tasks.append(tasks.create_task(self.whatsapp.run(channel_stop), name="whatsapp"))
-                if self.imap is not None:
-                    channel_tasks.append(tasks.create_task(self.imap.run(channel_stop), name="imap"))
-                if self.staffbot is not None:
-                    await self._start_staffbot(self.staffbot)
-                while not self.server.started and not http.done():
-                    await asyncio.sleep(0.02)
-                if http.done():
-                    raise RuntimeError(f"the HTTP server could not start on {cfg.http.host}:{cfg.http.port}")
-                log.info("slabot is running: http://%s:%s (preset %s, database %s)", cfg.http.host,
-                         self._port(), self.loaded.preset.name, shown_url(cfg.database.url))
-                if self.freeze_gc:  # what start-up made lives as long as the process: out of the full collections
-                    gc.freeze()
-                self.started.set()
-                await stop.wait()
-                log.info("stopping: HTTP server, then outbox dispatcher, then database")
-                self.server.should_exit = True
-                await http
-                channel_stop.set()
-                for task in channel_tasks:
-                    await task
-                if self.reminders is not None:
-                    await self.reminders.stop()
-                if self._staff_retrying is not None:
-                    self._staff_retrying.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._staff_retrying
-                if self.staffbot is not None:
-                    await self.staffbot.stop()
-                dispatch_stop.set()
-                await dispatch
+            if cfg.accounts.file:
+                await asyncio.to_thread(self._import_accounts, db, cfg.accounts.file)
+            self.components = self.build(db)
+            for component in self.components:
+                await component.start()
+                started.append(component)
+            log.info("slabot is running: http://%s:%s (preset %s, database %s)", cfg.http.host, self._port(),
+                     self.loaded.preset.name, shown_url(cfg.database.url))
+            if self.freeze_gc:  # what start-up made lives as long as the process: out of the full collections
+                gc.freeze()
+            self.started.set()
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopping, self._died], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            log.info("stopping: HTTP server, channels, staff chat, outbox dispatcher, then database")
         finally:
-            if self.whatsapp is not None:
-                await self.whatsapp.aclose()
-            if writer is not None:
-                writer.shutdown(wait=True)
-            self.db.dispose()
+            for component in reversed(started):
+                try:
+                    await component.stop()
+                except Exception:  # noqa: BLE001 - the others are stopped all the same
+                    log.exception("%s did not stop cleanly", component.name)
+            db.dispose()
             log.info("slabot stopped")
+        if self._died.done():
+            name, exc = self._died.result()
+            raise RuntimeError(f"{name} stopped unexpectedly: {reason_of(exc)}") from exc
 
-    async def _start_staffbot(self, staffbot: StaffBot) -> None:
-        """The staff chat and the reminders; Telegram down at start is reported, the rest runs on."""
-        try:
-            await staffbot.start()
-        except Exception as exc:  # noqa: BLE001 - slabot keeps taking in requests without its staff chat
-            self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
-            log.warning("the Telegram staff chat could not start (%s); tried again with backoff, reminders and "
-                        "announcements wait until it is up", exc)
-            self._staff_retrying = asyncio.create_task(self._retry_staffbot(staffbot), name="telegram-retry")
-        if self.reminders is not None and self.staff_rounds is not None:
-            self.reminders.start()
-
-    async def _retry_staffbot(self, staffbot: StaffBot) -> None:
-        """Start the staff chat again until it is up: pauses doubling from ``staff_retry[0]`` to ``[1]``."""
-        pause, longest = self.staff_retry
-        while True:
-            await asyncio.sleep(pause)
-            try:
-                await staffbot.stop()  # what the failed attempt left half started
-                await staffbot.start()
-            except Exception as exc:  # noqa: BLE001 - still down: the next attempt after a longer pause
-                self.health.set("telegram", "down", f"{exc.__class__.__name__}: {exc}")
-                pause = min(pause * 2, longest)
-                continue
-            self.health.set("telegram", "up")
-            log.info("the Telegram staff chat is up")
-            return
-
-    def _import_accounts(self, file: str) -> None:
+    def _import_accounts(self, db: Database, file: str) -> None:
         """The ``[accounts] file`` is imported on start (relative to the config file)."""
         from pathlib import Path
 
@@ -299,27 +322,14 @@ class Application:
         path = Path(file)
         if not path.is_absolute() and self.loaded.source != "embedded defaults":
             path = Path(self.loaded.source).parent / path
-        assert self.db is not None
-        report = import_accounts(self.db, path, self.loaded.preset, self.now())
+        report = import_accounts(db, path, self.loaded.preset, self.now())
         for problem in report.problems:
             log.warning("accounts file: rejected %s", problem)
         log.info("accounts file %s: %s", path, report.summary())
 
     def _port(self) -> int:
         """The port actually bound (useful with port 0 in tests)."""
-        if self.server is not None and self.server.servers:
-            for server in self.server.servers:
-                for sock in server.sockets:
-                    return int(sock.getsockname()[1])
-        return self.loaded.config.http.port
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the application owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+        return self.server.port if self.server is not None else self.loaded.config.http.port
 
 
 def run_until_signalled(loaded: LoadedConfig) -> int:

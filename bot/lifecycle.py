@@ -12,7 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from channels.messages import utc_now
+
+log = logging.getLogger(__name__)
 
 HealthReport = Callable[[str, str | None], None]  # ("up" | "down", reason): what /healthz shows of a component
 
@@ -25,6 +31,39 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass
+class ChannelState:
+    """What /healthz says of a channel: up, down (with the reason) or off (not configured)."""
+
+    state: str  # up | down | off
+    reason: str | None = None
+    since: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason,
+                "since": self.since.isoformat() if self.since else None}
+
+
+@dataclass
+class Health:
+    """The state of each channel, set by the part that owns it; a change of state is logged once."""
+
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+
+    def set(self, channel: str, state: str, reason: str | None = None, now: datetime | None = None) -> None:
+        current = self.channels.get(channel)
+        if current is not None and current.state == state and current.reason == reason:
+            return
+        if current is None or current.state != state:
+            level = logging.WARNING if state == "down" else logging.INFO
+            log.log(level, "channel %s: %s%s", channel, state, f" ({reason})" if reason else "")
+        self.channels[channel] = ChannelState(state, reason, now or utc_now())
+
+    def reporter(self, channel: str) -> HealthReport:
+        """A callback for one channel's owner: ``report(state, reason)``."""
+        return lambda state, reason: self.set(channel, state, reason)
 
 
 def reason_of(exc: BaseException) -> str:

@@ -61,3 +61,29 @@ def test_run_without_credentials_starts_reports_and_stops(tmp_path: Path, stop_s
     assert "channel whatsapp: off" in err and "channel email: off" in err and "channel telegram: off" in err
     assert "slabot stopped" in err
     assert (tmp_path / "slabot.db").exists()
+
+
+def test_a_part_that_dies_stops_the_application(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A background part ending with an error is not left dead while slabot runs on: the root stops the rest
+    in reverse order and says which part died."""
+    import asyncio
+
+    from bot.app import Application
+    from bot.config import load_config
+    from bot.outbox import OutboxDispatcher
+
+    async def broken(self: OutboxDispatcher, stop: asyncio.Event, interval: float = 1.0) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(OutboxDispatcher, "run", broken)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/slabot.db"\n[http]\nhost = "127.0.0.1"\nport = 0\n',
+                      encoding="utf-8")
+    app = Application(load_config(str(config)))
+
+    async def main() -> None:
+        await asyncio.wait_for(app.run(asyncio.Event()), timeout=20)
+
+    with pytest.raises(RuntimeError, match="outbox stopped unexpectedly: OSError: disk gone"):
+        asyncio.run(main())
+    assert app.server is not None and app.server.server.should_exit  # the HTTP server was stopped too

@@ -33,7 +33,8 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from bot import cli
-from bot.app import Application, _QuietServer
+from bot.app import Application
+from bot.web.server import QuietServer
 from bot.config import load_config
 from bot.desk import Desk
 from bot.demo.standins.twilio import TwilioStandIn
@@ -105,7 +106,7 @@ class Harness:
     clock: Clock
     http: httpx.AsyncClient
     config_path: Path
-    standin_server: _QuietServer
+    standin_server: QuietServer
     standin_task: asyncio.Task[None]
 
     @property
@@ -166,8 +167,8 @@ async def settle(seconds: float = 0.4) -> None:
     await asyncio.sleep(seconds)
 
 
-async def serve(app: Any, port: int = 0) -> tuple[_QuietServer, asyncio.Task[None]]:
-    server = _QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+async def serve(app: Any, port: int = 0) -> tuple[QuietServer, asyncio.Task[None]]:
+    server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

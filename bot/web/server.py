@@ -1,0 +1,93 @@
+"""slabot's HTTP app and server: /healthz beside the routes of every part that is on, served by uvicorn.
+
+:class:`HttpServer` is a component of :mod:`bot.app`: ``start`` binds and begins serving, failing at once
+when the address cannot be bound; ``stop`` stops taking requests and finishes those in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from bot.lifecycle import Health, reason_of
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the application owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
+    """``GET /healthz``: the database and every channel; 200 when nothing is down, else 503."""
+
+    async def healthz(request: Request) -> JSONResponse:
+        database: dict[str, Any] = {"state": "up"}
+        try:
+            await ping()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            database = {"state": "down", "reason": reason_of(exc)}
+        channels = {name: state.as_json() for name, state in sorted(health.channels.items())}
+        ok = database["state"] == "up" and all(c["state"] != "down" for c in channels.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "channels": channels},
+                            status_code=200 if ok else 503)
+
+    return Route("/healthz", healthz, methods=["GET"])
+
+
+class HttpServer:
+    """The HTTP app on ``host:port`` (port 0: any free one, see :attr:`port`)."""
+
+    name = "http"
+
+    def __init__(self, routes: Sequence[BaseRoute], host: str, port: int, *,
+                 died: Callable[[str, BaseException], None] | None = None) -> None:
+        self.app = Starlette(routes=list(routes))
+        self.host = host
+        self.server = QuietServer(uvicorn.Config(
+            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=5, proxy_headers=False, server_header=False))
+        self._configured_port = port
+        self._died = died  # told when the server ends on its own while slabot runs
+        self._stopping = False
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._serving = asyncio.create_task(self.server.serve(), name="http")
+        while not self.server.started and not self._serving.done():
+            await asyncio.sleep(0.02)
+        if self._serving.done():
+            with contextlib.suppress(Exception, SystemExit):  # uvicorn has logged why (the address is taken)
+                self._serving.result()
+            raise RuntimeError(f"the HTTP server could not start on {self.host}:{self._configured_port}")
+        self._serving.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self._died is not None and not self._stopping and not task.cancelled():
+            self._died(self.name, task.exception() or RuntimeError("the HTTP server ended"))
+
+    async def stop(self) -> None:
+        if self._serving is None:
+            return
+        self._stopping = True
+        self.server.should_exit = True
+        with contextlib.suppress(Exception, SystemExit):  # a server that failed has said why in the log
+            await self._serving
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0 in tests)."""
+        for server in self.server.servers or ():
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self._configured_port
