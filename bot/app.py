@@ -57,6 +57,14 @@ def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
     }
 
 
+def intake_pipeline(loaded: LoadedConfig, db: Database, now: Callable[[], datetime] = utc_now) -> IntakePipeline:
+    """The intake pipeline as the config makes it: the one place it is built (``slabot run``, the CLI's
+    ``ingest email``, ``calls import``, ``calls log``, ``mail reprocess``, the demo)."""
+    cfg = loaded.config
+    return IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language, now=now,
+                          reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour, now))
+
+
 class Part:
     """A component made of plain callables: what to do on start and on stop (either may be left out)."""
 
@@ -202,8 +210,7 @@ class Application:
         cfg = self.loaded.config
         table: list[Component] = []
         self.db = db
-        self.pipeline = IntakePipeline(db, self.loaded.preset, Texts(), default_language=cfg.language, now=self.now,
-                                       reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour, self.now))
+        self.pipeline = intake_pipeline(self.loaded, db, self.now)
         if cfg.email.smtp_configured and "email" not in self.senders:
             self.senders["email"] = SmtpSender(SmtpSettings(
                 host=cfg.email.smtp_host or "", port=cfg.email.smtp_port, username=cfg.email.smtp_user,
