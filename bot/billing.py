@@ -43,6 +43,7 @@ from typing import Any
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
+
 from bot.desk import Desk, DeskError
 from bot.i18n import Language
 from bot.texts import INVOICE_LINE_TEXTS, Texts, language_of, money_text

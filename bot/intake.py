@@ -83,17 +83,6 @@ class IntakeResult:
     first_response_due: datetime | None = None
 
 
-@dataclass(frozen=True)
-class _Reply:
-    purpose: str
-    recipient: str
-    channel: str
-    text: str
-    language: Language
-    subject: str | None = None
-    in_reply_to: str | None = None
-
-
 @dataclass
 class _Work:
     """What one ingest decided, filled in while it runs."""
@@ -395,8 +384,9 @@ class IntakePipeline:
             ref=ref, account_id=account.id if account else None, contact_id=contact.id if contact else None,
             channel=msg.channel.value, thread_key=msg.sender.value, subject=msg.subject, kind=Kind.UNDETERMINED.value,
             priority=(Priority.CRITICAL if msg.critical else Priority.NORMAL).value,
-            state=TicketState.UNVERIFIED.value, plan=None, queue_priority=0, terms=None, received_at=msg.received_at, decision=Outcome.UNKNOWN_SENDER.value,
-            reasons=list(work.reasons), kind_reasons=[], pauses=[], created_at=self.now(), updated_at=self.now(),
+            state=TicketState.UNVERIFIED.value, plan=None, queue_priority=0, terms=None, received_at=msg.received_at,
+            decision=Outcome.UNKNOWN_SENDER.value, reasons=list(work.reasons), kind_reasons=[], pauses=[],
+            created_at=self.now(), updated_at=self.now(),
         )
         message_id = self._store_message(tickets, msg, ticket_id, None, None, Outcome.UNKNOWN_SENDER, work)
         reply = self._reply_for(work, "unknown_sender", self._language(contact, account), ref=ref,
@@ -506,7 +496,7 @@ class IntakePipeline:
     def _acknowledgement(self, work: _Work, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,
                          account: AccountRecord, due: datetime | None, earliest: datetime | None,
                          latest: datetime | None, kind: Kind, kind_reasons: tuple[str, ...],
-                         language: Language) -> _Reply | None:
+                         language: Language) -> OutboundDraft | None:
         msg = work.msg
         office = next(iter(terms.calendars.values())) if terms.calendars else next(iter(self.preset.calendars.values()))
         common: dict[str, Any] = {
@@ -530,7 +520,7 @@ class IntakePipeline:
             resolution=resolution_phrase(plan, earliest, latest, language), **common,
         )
 
-    def _reply_for(self, work: _Work, purpose: str, language: Language, **values: Any) -> _Reply | None:
+    def _reply_for(self, work: _Work, purpose: str, language: Language, **values: Any) -> OutboundDraft | None:
         """The automatic reply for ``purpose``, or None when the message is automatic itself or replies are held."""
         msg = work.msg
         if msg.automatic:
@@ -542,28 +532,27 @@ class IntakePipeline:
         values.setdefault("company", self.preset.title)
         rendered = self.texts.render(purpose, language, **values)
         subject = reply_subject(msg.subject, values.get("ref"), language) if msg.channel is ChannelName.EMAIL else None
-        return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
-                      msg.external_id if msg.channel is ChannelName.EMAIL else None)
+        in_reply_to = msg.external_id if msg.channel is ChannelName.EMAIL else None
+        return OutboundDraft(msg.channel.value, msg.sender.value, rendered.text, purpose, subject=subject,
+                             language=language, in_reply_to=in_reply_to,
+                             references=(in_reply_to,) if in_reply_to else ())
 
-    def _reachable(self, s: Direct, reply: _Reply, contact_id: int | None, ref: str | None) -> _Reply:
+    def _reachable(self, s: Direct, reply: OutboundDraft, contact_id: int | None, ref: str | None) -> OutboundDraft:
         """A phone caller cannot be written to by phone: the reply goes by e-mail to a known contact who has an
         address, else by WhatsApp to the calling number (R17: the caller hears of the outage charge too)."""
         address = AccountRepository(s).identity(contact_id, "email") if contact_id is not None else None
         if address is not None:
             return replace(reply, channel=ChannelName.EMAIL.value, recipient=address,
-                           subject=reply_subject(None, ref, reply.language), in_reply_to=None)
+                           subject=reply_subject(None, ref, language_of(reply.language)), in_reply_to=None,
+                           references=())
         return replace(reply, channel=ChannelName.WHATSAPP.value)
 
-    def _queue(self, s: Direct, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
+    def _queue(self, s: Direct, reply: OutboundDraft | None, in_reply_to_id: int, ticket_id: int | None,
                account_id: int | None, contact_id: int | None, *, ref: str | None = None) -> None:
         """Store the outbound message and its outbox row, in the ingest's transaction."""
         if reply is None:
             return
         if reply.channel == ChannelName.PHONE.value:
             reply = self._reachable(s, reply, contact_id, ref)
-        OutboxRepository(s).queue(OutboundDraft(
-            channel=reply.channel, recipient=reply.recipient, text=reply.text, purpose=reply.purpose,
-            ticket_id=ticket_id, ticket_ref=ref, account_id=account_id, contact_id=contact_id, subject=reply.subject,
-            language=reply.language, in_reply_to=reply.in_reply_to,
-            references=(reply.in_reply_to,) if reply.in_reply_to else (), reply_to_message=in_reply_to_id,
-        ), self.now())
+        OutboxRepository(s).queue(replace(reply, ticket_id=ticket_id, ticket_ref=ref, account_id=account_id,
+                                          contact_id=contact_id, reply_to_message=in_reply_to_id), self.now())

@@ -64,7 +64,8 @@ class BillingRepository(_Repository):
         changed = d.execute(
             "UPDATE quotes SET state = :state, answered_at = :at, answer_message_id = :msg "
             f"WHERE id = :id AND state = {_PROPOSED}",
-            {"state": QuoteState(state).value, "at": d.value(m.Quote.__table__, "answered_at", at), "msg": message_id, "id": quote_id},
+            {"state": QuoteState(state).value, "at": d.value(m.Quote.__table__, "answered_at", at), "msg": message_id,
+             "id": quote_id},
         ).rowcount
         return bool(changed)
 

@@ -489,8 +489,11 @@ class TicketRepository(_Repository):
 _OUTBOX_RECORD = ("id", "message_id", "channel", "recipient", "payload", "state", "attempts", "next_attempt_at",
                   "last_error", "claimed_by", "uncertain_since")
 _CLAIM = (f"UPDATE outbox SET state = {_SENDING}, claimed_by = :worker, claimed_at = :now, attempts = attempts + 1 "
-          f"WHERE id = {{row}} AND state = {_PENDING} AND next_attempt_at <= :now RETURNING " + ", ".join(_OUTBOX_RECORD))
-_DUE = f"(SELECT id FROM outbox WHERE state = {_PENDING} AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT 1"
+          f"WHERE id = {{row}} AND state = {_PENDING} AND next_attempt_at <= :now RETURNING "
+          + ", ".join(_OUTBOX_RECORD))
+# the next due row, for _CLAIM's {row} (claim_next closes it, with PostgreSQL's row lock)
+_DUE = (f"(SELECT id FROM outbox WHERE state = {_PENDING} AND next_attempt_at <= :now "
+        "ORDER BY next_attempt_at, id LIMIT 1")
 
 
 class OutboxRepository(_Repository):
