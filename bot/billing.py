@@ -39,15 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from sqlalchemy.orm import Session
 
 from bot.desk import Desk, DeskError
 from bot.i18n import Language
-from bot.texts import Texts, language_of, money_text
+from bot.texts import INVOICE_LINE_TEXTS, Texts, language_of, money_text
 from sla_engine.billing import (
     ZERO,
     BillingTerms,
@@ -64,9 +63,9 @@ from sla_engine.billing import (
 from sla_engine.errors import BillingError
 from sla_engine.policy import Preset
 from storage.billing import BillingRepository
-from storage.database import Database
+from storage.database import Database, Session
 from storage.direct import Direct
-from storage.records import AccountRecord, InvoiceLineRecord, QuoteRecord, TicketRecord
+from storage.records import AccountRecord, InvoiceLineRecord, QuoteRecord, QuoteState, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
 from channels.messages import utc_now
 
@@ -82,26 +81,16 @@ _DECLINE = re.compile(r"^(nee|no|niet akkoord|not agreed|geen akkoord|liever nie
 BALANCE_WORDS = frozenset({"uren", "hours", "saldo", "balance", "mijn uren", "my hours", "strippenkaart",
                            "punch card", "tegoed"})
 
-LINE_TEXTS = {
-    "nl": {"monthly": "{ref}: {hours} uur uit de vaste maanduren", "punch_card": "{ref}: {hours} uur van de "
-           "strippenkaart (blok {block})", "ad_hoc": "{ref}: {hours} uur ad hoc", "urgent": "{ref}: {hours} uur ad hoc "
-           "met spoed", "block": "Strippenkaart blok {block}: {hours} uur vooraf"},
-    "en": {"monthly": "{ref}: {hours} hours from the fixed monthly hours", "punch_card": "{ref}: {hours} hours from "
-           "the punch card (block {block})", "ad_hoc": "{ref}: {hours} hours ad hoc", "urgent": "{ref}: {hours} hours "
-           "urgent ad hoc", "block": "Punch card block {block}: {hours} hours prepaid"},
-}
-
-
-def quote_answer(text: str) -> Literal["agreed", "declined"] | None:
+def quote_answer(text: str) -> QuoteState | None:
     """A customer's clear answer to a quote, from the first line of the reply; None when unclear."""
     first = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
     if not first or "?" in text:
         return None
     words = re.sub(r"[^\w\s'é-]", " ", first).strip()
     if _DECLINE.match(words):
-        return "declined"
+        return QuoteState.DECLINED
     if _AGREE.match(words) and not re.search(r"\b(niet|not|geen)\b", words, re.IGNORECASE):
-        return "agreed"
+        return QuoteState.AGREED
     return None
 
 
@@ -346,19 +335,19 @@ class Billing:
                 status = "free"
             elif activity == "diagnosis" and ticket.root_cause is None:
                 status = "awaiting_cause"
-            elif activity == "work" and (quote is None or quote.state != "agreed"):
+            elif activity == "work" and (quote is None or quote.state != QuoteState.AGREED):
                 status = "not_agreed"  # R19: work before the agreement is not billable
             else:
                 status = "billable"
             entry_id = repo.add_entry(ticket_id=ticket.id, staff=staff, hours=amount, activity=activity, note=note,
                                       status="free" if status == "billable" else status, billable=False,
-                                      quote_id=quote.id if quote and quote.state == "agreed" else None,
+                                      quote_id=quote.id if quote and quote.state == QuoteState.AGREED else None,
                                       at=at or self.now())
             tickets.add_event("hours_logged", self.now(), ticket_id=ticket.id, actor=staff,
                               data={"hours": str(amount), "activity": activity, "status": status, "note": note})
             if status != "billable":
                 return HoursResult(ticket.ref, entry_id, status)
-            agreed = quote if quote and quote.state == "agreed" and activity == "work" else None
+            agreed = quote if quote and quote.state == QuoteState.AGREED and activity == "work" else None
             result = self._bill(s, ticket, [entry_id], amount, agreed)
             return HoursResult(ticket.ref, entry_id, "billed", result.lines, result.renewed_blocks,
                                result.separate_invoice)
@@ -390,7 +379,7 @@ class Billing:
             urgent=bool(quote and quote.urgent),
         )
         language = language_of(account.language, default=self.default_language)
-        words = LINE_TEXTS[language]
+        words = INVOICE_LINE_TEXTS[language]
         new_ids = []
         for draw in allocation.draws:
             description = words[draw.kind.value].format(ref=ticket.ref, hours=_hours_text(draw.hours, language),
@@ -421,7 +410,7 @@ class Billing:
         invoice_id, number = repo.add_invoice(account.id, "punch_card", today, due, now,
                                               ticket.id if ticket else None)
         language = language_of(account.language, default=self.default_language)
-        repo.add_line(account_id=account.id, ticket_id=None, description=LINE_TEXTS[language]["block"].format(
+        repo.add_line(account_id=account.id, ticket_id=None, description=INVOICE_LINE_TEXTS[language]["block"].format(
             block=block, hours=_hours_text(block_hours, language)), hours=block_hours, rate=card.punch_card,
             amount=price, day=today, invoice="punch_card", rate_kind=None, block_number=block, invoice_id=invoice_id)
         tickets = TicketRepository(s)

@@ -14,15 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from bot.texts import reply_subject
-from channels.messages import DeliveryState, utc_now
+from channels.messages import ChannelName, utc_now
 from sla_engine.deadlines import Pause, resolution_window
 from sla_engine.policy import SlaTerms
-from storage.database import Database
-from storage.records import TicketRecord
-from storage.repositories import OPEN_STATES, OutboxRepository, ReminderRepository, TicketRepository
+from storage.database import Database, Session
+from storage.records import OPEN_STATES, OutboundDraft, TicketRecord, TicketState
+from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
 
 
 class DeskError(Exception):
@@ -34,7 +32,7 @@ class ActionResult:
     ref: str
     message_id: int | None
     first_response: bool
-    state: str
+    state: TicketState
 
 
 
@@ -70,53 +68,45 @@ class Desk:
         if first:
             values["first_responded_at"] = now
             ReminderRepository(s).cancel_for(ticket.id, now)
-        if clarify and not (ticket.state == "waiting" and ticket.waiting_since is not None):
+        if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
-            values["state"] = "waiting"
+            values["state"] = TicketState.WAITING.value
             values["waiting_since"] = now
             values["pauses"] = [[p.isoformat(), e.isoformat() if e else None] for p, e in ticket.pauses] + [
                 [now.isoformat(), None]]
         tickets.update_ticket(ticket.id, **values)
         tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
                           data={"first_response": first})
-        return ActionResult(ticket.ref, message_id, first, "waiting" if clarify else ticket.state)
+        return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state)
 
     def send(self, s: Session, ticket: TicketRecord, text: str, purpose: str, *, staff: str | None = None) -> int:
         """Queue ``text`` to the ticket's contact person over its own channel; the message id.
 
         Without ``staff`` the message is automatic (a notice from slabot): it records no first response.
         """
-        tickets = TicketRepository(s)
-        now = self.now()
-        inbound = [m for m in tickets.messages(ticket.id) if m.direction == "in"]
+        inbound = [m for m in TicketRepository(s).messages(ticket.id) if m.direction == "in"]
         recipient = ticket.thread_key or (inbound[-1].sender if inbound else None)
         if recipient is None:
             raise DeskError(f"{ticket.ref} has no address to reply to")
-        last_in = inbound[-1] if inbound else None
-        subject = reply_subject(ticket.subject, ticket.ref, "nl") if ticket.channel == "email" else None
-        refs = [m.external_id for m in inbound if m.external_id]
-        auto = staff is None
-        message_id = tickets.add_message(
-            ticket_id=ticket.id, account_id=ticket.account_id, contact_id=ticket.contact_id, direction="out",
-            channel=ticket.channel, external_id=None, sender=None, recipient=recipient, subject=subject, text=text,
-            at=now, auto=auto, staff=staff, purpose=purpose, delivery_state=DeliveryState.QUEUED.value, reasons=[],
-            thread_refs=refs[-1:], created_at=now,
-        )
-        OutboxRepository(s).enqueue(message_id, ticket.channel, recipient, {
-            "text": text, "subject": subject, "in_reply_to": last_in.external_id if last_in else None,
-            "references": refs, "purpose": purpose, "auto": auto, "ticket_ref": ticket.ref, "staff": staff,
-        }, now)
-        return message_id
+        email = ticket.channel == ChannelName.EMAIL.value
+        return OutboxRepository(s).queue(OutboundDraft(
+            channel=ticket.channel, recipient=recipient, text=text, purpose=purpose, ticket_id=ticket.id,
+            ticket_ref=ticket.ref, account_id=ticket.account_id, contact_id=ticket.contact_id,
+            subject=reply_subject(ticket.subject, ticket.ref, "nl") if email else None, staff=staff,
+            in_reply_to=inbound[-1].external_id if inbound else None,
+            references=tuple(m.external_id for m in inbound if m.external_id),
+        ), self.now())
 
     def resolve(self, ref: str, staff: str) -> ActionResult:
         def work(s: Session) -> ActionResult:
             tickets = TicketRepository(s)
             ticket = self._ticket(tickets, ref)
             now = self.now()
-            tickets.update_ticket(ticket.id, state="resolved", resolved_at=now, updated_at=now, waiting_since=None)
+            tickets.update_ticket(ticket.id, state=TicketState.RESOLVED.value, resolved_at=now, updated_at=now,
+                                  waiting_since=None)
             ReminderRepository(s).cancel_for(ticket.id, now)
             tickets.add_event("resolved", now, ticket_id=ticket.id, actor=staff)
-            return ActionResult(ticket.ref, None, False, "resolved")
+            return ActionResult(ticket.ref, None, False, TicketState.RESOLVED)
 
         return self.db.run(work)
 

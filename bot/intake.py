@@ -32,8 +32,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
-
 from bot.billing import Billing, is_balance_request, quote_answer
 from bot.i18n import Language, format_span, format_when
 from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
@@ -44,10 +42,18 @@ from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, r
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
 from storage.billing import BillingRepository
-from storage.database import Database
+from storage.database import Database, DuplicateError
 from storage.direct import Direct
-from storage.records import AccountRecord, ContactRecord, TicketRecord
-from storage.repositories import OPEN_STATES, AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+from storage.records import (
+    OPEN_STATES,
+    AccountRecord,
+    ContactRecord,
+    OutboundDraft,
+    QuoteState,
+    TicketRecord,
+    TicketState,
+)
+from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
 
 
 class Outcome(StrEnum):
@@ -75,17 +81,6 @@ class IntakeResult:
     reasons: tuple[str, ...] = ()
     kind: str | None = None
     first_response_due: datetime | None = None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    purpose: str
-    recipient: str
-    channel: str
-    text: str
-    language: Language
-    subject: str | None = None
-    in_reply_to: str | None = None
 
 
 @dataclass
@@ -159,7 +154,7 @@ class IntakePipeline:
 
         try:
             return self.db.run_direct(work)
-        except IntegrityError:
+        except DuplicateError:
             # lost a race with a concurrent delivery of the same message: it is stored once
             def duplicate(direct: Direct) -> IntakeResult | None:
                 existing = TicketRepository(direct).message_id_for(msg.channel.value, "in", msg.external_id)
@@ -178,7 +173,7 @@ class IntakePipeline:
 
     def ingest_in(self, direct: Direct, msg: InboundMessage, *, acknowledge: bool = True) -> IntakeResult:
         """:meth:`ingest`'s decision and writes inside the caller's transaction, so that a bulk import can
-        commit several messages at once. The IntegrityError of a concurrent delivery of the same message
+        commit several messages at once. The :class:`DuplicateError` of a concurrent delivery of the same message
         is the caller's to handle (roll back, then :meth:`ingest` one by one)."""
         return self._ingest(direct, msg, acknowledge)
 
@@ -209,7 +204,7 @@ class IntakePipeline:
         if thread is not None:
             if thread.contact_id is not None and any(c.id == thread.contact_id for c, _ in matches):
                 return self._reply(s, thread, matches, work)
-            if thread.state == "unverified" and thread.thread_key == msg.sender.value:
+            if thread.state == TicketState.UNVERIFIED and thread.thread_key == msg.sender.value:
                 return self._reply(s, thread, matches, work)
             known, known_account = matches[0] if matches else (None, None)
             return self._not_contact_person(s, thread, work, known, known_account)
@@ -265,7 +260,7 @@ class IntakePipeline:
         msg, now = work.msg, self.now()
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, ticket.contact_id,
                                          Outcome.REPLY, work)
-        if ticket.state == "waiting" and ticket.waiting_since is not None and not msg.automatic:
+        if ticket.state == TicketState.WAITING and ticket.waiting_since is not None and not msg.automatic:
             # an auto-reply (out of office) is not the customer's answer: the clock stays paused (R14)
             self._resume(tickets, ticket, msg.received_at, work)
         answered = self._quote_answer(s, ticket, message_id, matches, work)
@@ -280,7 +275,7 @@ class IntakePipeline:
         msg = work.msg
         repo = BillingRepository(s)
         quote = repo.current_quote(ticket.id) if not msg.automatic and self.preset.billing is not None else None
-        if quote is None or quote.state != "proposed":
+        if quote is None or quote.state != QuoteState.PROPOSED:
             return None
         answer = quote_answer(msg.text)
         if answer is None:
@@ -290,7 +285,7 @@ class IntakePipeline:
             return None
         work.reasons.append(f"the contact person {answer} to the quote of {quote.estimated_hours} hours (R19)")
         tickets = TicketRepository(s)
-        if answer == "agreed" and ticket.kind != "service":
+        if answer == QuoteState.AGREED and ticket.kind != "service":
             tickets.update_ticket(ticket.id, kind="service", kind_rule="quote_agreed",
                                   kind_reasons=["the customer agreed to a quote for paid service"])
         tickets.add_event(f"quote_{answer}", self.now(), ticket_id=ticket.id, message_id=message_id,
@@ -320,7 +315,7 @@ class IntakePipeline:
         """The customer answered a clarification: the resolution clock runs again (R14)."""
         pauses = [*ticket.pauses[:-1], (ticket.pauses[-1][0], at)] if ticket.pauses else [(ticket.waiting_since, at)]
         values: dict[str, Any] = {
-            "state": "open", "waiting_since": None,
+            "state": TicketState.OPEN.value, "waiting_since": None,
             "pauses": [[p.isoformat(), e.isoformat() if e else None] for p, e in pauses],  # type: ignore[union-attr]
         }
         if ticket.terms:
@@ -388,9 +383,10 @@ class IntakePipeline:
         ticket_id = tickets.add_ticket(
             ref=ref, account_id=account.id if account else None, contact_id=contact.id if contact else None,
             channel=msg.channel.value, thread_key=msg.sender.value, subject=msg.subject, kind=Kind.UNDETERMINED.value,
-            priority=(Priority.CRITICAL if msg.critical else Priority.NORMAL).value, state="unverified", plan=None,
-            queue_priority=0, terms=None, received_at=msg.received_at, decision=Outcome.UNKNOWN_SENDER.value,
-            reasons=list(work.reasons), kind_reasons=[], pauses=[], created_at=self.now(), updated_at=self.now(),
+            priority=(Priority.CRITICAL if msg.critical else Priority.NORMAL).value,
+            state=TicketState.UNVERIFIED.value, plan=None, queue_priority=0, terms=None, received_at=msg.received_at,
+            decision=Outcome.UNKNOWN_SENDER.value, reasons=list(work.reasons), kind_reasons=[], pauses=[],
+            created_at=self.now(), updated_at=self.now(),
         )
         message_id = self._store_message(tickets, msg, ticket_id, None, None, Outcome.UNKNOWN_SENDER, work)
         reply = self._reply_for(work, "unknown_sender", self._language(contact, account), ref=ref,
@@ -457,7 +453,7 @@ class IntakePipeline:
         ticket_id = tickets.add_ticket(
             ref=ref, account_id=account.id, contact_id=contact.id, channel=msg.channel.value,
             thread_key=msg.sender.value, subject=msg.subject, kind=verdict.kind.value, kind_rule=verdict.rule,
-            kind_reasons=list(verdict.reasons), priority=priority.value, state="open", plan=plan.name,
+            kind_reasons=list(verdict.reasons), priority=priority.value, state=TicketState.OPEN.value, plan=plan.name,
             queue_priority=plan.queue_priority, terms=snapshot, received_at=msg.received_at,
             first_response_due=due, resolution_due_min=window.earliest, resolution_due_max=window.latest,
             decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
@@ -500,7 +496,7 @@ class IntakePipeline:
     def _acknowledgement(self, work: _Work, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,
                          account: AccountRecord, due: datetime | None, earliest: datetime | None,
                          latest: datetime | None, kind: Kind, kind_reasons: tuple[str, ...],
-                         language: Language) -> _Reply | None:
+                         language: Language) -> OutboundDraft | None:
         msg = work.msg
         office = next(iter(terms.calendars.values())) if terms.calendars else next(iter(self.preset.calendars.values()))
         common: dict[str, Any] = {
@@ -524,7 +520,7 @@ class IntakePipeline:
             resolution=resolution_phrase(plan, earliest, latest, language), **common,
         )
 
-    def _reply_for(self, work: _Work, purpose: str, language: Language, **values: Any) -> _Reply | None:
+    def _reply_for(self, work: _Work, purpose: str, language: Language, **values: Any) -> OutboundDraft | None:
         """The automatic reply for ``purpose``, or None when the message is automatic itself or replies are held."""
         msg = work.msg
         if msg.automatic:
@@ -536,35 +532,27 @@ class IntakePipeline:
         values.setdefault("company", self.preset.title)
         rendered = self.texts.render(purpose, language, **values)
         subject = reply_subject(msg.subject, values.get("ref"), language) if msg.channel is ChannelName.EMAIL else None
-        return _Reply(purpose, msg.sender.value, msg.channel.value, rendered.text, language, subject,
-                      msg.external_id if msg.channel is ChannelName.EMAIL else None)
+        in_reply_to = msg.external_id if msg.channel is ChannelName.EMAIL else None
+        return OutboundDraft(msg.channel.value, msg.sender.value, rendered.text, purpose, subject=subject,
+                             language=language, in_reply_to=in_reply_to,
+                             references=(in_reply_to,) if in_reply_to else ())
 
-    def _reachable(self, s: Direct, reply: _Reply, contact_id: int | None, ref: str | None) -> _Reply:
+    def _reachable(self, s: Direct, reply: OutboundDraft, contact_id: int | None, ref: str | None) -> OutboundDraft:
         """A phone caller cannot be written to by phone: the reply goes by e-mail to a known contact who has an
         address, else by WhatsApp to the calling number (R17: the caller hears of the outage charge too)."""
         address = AccountRepository(s).identity(contact_id, "email") if contact_id is not None else None
         if address is not None:
             return replace(reply, channel=ChannelName.EMAIL.value, recipient=address,
-                           subject=reply_subject(None, ref, reply.language), in_reply_to=None)
+                           subject=reply_subject(None, ref, language_of(reply.language)), in_reply_to=None,
+                           references=())
         return replace(reply, channel=ChannelName.WHATSAPP.value)
 
-    def _queue(self, s: Direct, reply: _Reply | None, in_reply_to_id: int, ticket_id: int | None,
+    def _queue(self, s: Direct, reply: OutboundDraft | None, in_reply_to_id: int, ticket_id: int | None,
                account_id: int | None, contact_id: int | None, *, ref: str | None = None) -> None:
         """Store the outbound message and its outbox row, in the ingest's transaction."""
         if reply is None:
             return
         if reply.channel == ChannelName.PHONE.value:
             reply = self._reachable(s, reply, contact_id, ref)
-        now = self.now()
-        tickets = TicketRepository(s)
-        message_id = tickets.add_message(
-            ticket_id=ticket_id, account_id=account_id, contact_id=contact_id, direction="out",
-            channel=reply.channel, external_id=None, sender=None, recipient=reply.recipient, subject=reply.subject,
-            text=reply.text, at=now, auto=True, purpose=reply.purpose, delivery_state=DeliveryState.QUEUED.value,
-            reasons=[], thread_refs=[reply.in_reply_to] if reply.in_reply_to else [], created_at=now,
-        )
-        OutboxRepository(s).enqueue(message_id, reply.channel, reply.recipient, {
-            "text": reply.text, "subject": reply.subject, "in_reply_to": reply.in_reply_to,
-            "references": [reply.in_reply_to] if reply.in_reply_to else [], "language": reply.language,
-            "purpose": reply.purpose, "auto": True, "ticket_ref": ref, "reply_to_message": in_reply_to_id,
-        }, now)
+        OutboxRepository(s).queue(replace(reply, ticket_id=ticket_id, ticket_ref=ref, account_id=account_id,
+                                          contact_id=contact_id, reply_to_message=in_reply_to_id), self.now())

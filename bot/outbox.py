@@ -34,8 +34,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from bot.lifecycle import StateLog
 from channels.messages import (
     ChannelName,
@@ -52,9 +50,9 @@ from channels.messages import (
     utc_now,
 )
 from channels.whatsapp import OUTSIDE_WINDOW_CODES
-from storage.database import Database
+from storage.database import Database, Session
 from storage.direct import Direct
-from storage.records import OutboxRecord
+from storage.records import OutboxRecord, OutboxState
 from storage.repositories import OutboxRepository, TicketRepository
 
 log = logging.getLogger(__name__)
@@ -85,7 +83,7 @@ def apply_status(source: Session | Direct, message_id: int, state: str, error_co
     advance_delivery(source, message_id, state)
 
 
-Outcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
+RecordOutcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
 
 
 class OutboxDispatcher:
@@ -162,26 +160,27 @@ class OutboxDispatcher:
         self._expire_stale(direct)
         return OutboxRepository(direct).claim_next(self.worker, self.now())
 
-    def _record_and_claim(self, direct: Direct, outcome: Outcome, claim: bool) -> OutboxRecord | None:
+    def _record_and_claim(self, direct: Direct, outcome: RecordOutcome, claim: bool) -> OutboxRecord | None:
         outcome(direct)
         return OutboxRepository(direct).claim_next(self.worker, self.now()) if claim else None
 
     def _message(self, item: OutboxRecord) -> OutboundMessage:
-        payload = item.payload
+        draft = item.draft
+        extra = {"purpose": draft.purpose or None, "ticket_ref": draft.ticket_ref, "language": draft.language,
+                 "staff": draft.staff, "auto": draft.auto}
         return OutboundMessage(
             outbox_id=item.id,
-            channel=ChannelName(item.channel),
-            recipient=item.recipient,
-            text=str(payload.get("text", "")),
-            subject=payload.get("subject"),
-            in_reply_to=payload.get("in_reply_to"),
-            references=tuple(payload.get("references") or ()),
-            message_id=payload.get("message_id"),
-            extra={k: str(v) for k, v in payload.items()
-                   if k in ("purpose", "ticket_ref", "language", "staff", "auto") and v is not None},
+            channel=ChannelName(draft.channel),
+            recipient=draft.recipient,
+            text=draft.text,
+            subject=draft.subject,
+            in_reply_to=draft.in_reply_to,
+            references=draft.references,
+            message_id=draft.mail_message_id,
+            extra={k: str(v) for k, v in extra.items() if v is not None},
         )
 
-    async def _send(self, item: OutboxRecord) -> Outcome:
+    async def _send(self, item: OutboxRecord) -> RecordOutcome:
         """Send ``item``; what to record of it (not yet recorded)."""
         sender = self.senders.get(item.channel)
         if sender is None:
@@ -212,7 +211,7 @@ class OutboxDispatcher:
             return self._finish(item, DeliveryState.UNKNOWN, f"{exc.__class__.__name__}: {exc}")
         return lambda d: self._sent(d, item, receipt)
 
-    async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> Outcome | None:
+    async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> RecordOutcome | None:
         """An earlier attempt may have arrived: None to send now, else what to record instead of sending."""
         assert item.uncertain_since is not None
         if not isinstance(sender, Reconciling):
@@ -233,7 +232,7 @@ class OutboxDispatcher:
 
     def _sent(self, direct: Direct, item: OutboxRecord, receipt: SendReceipt, *, reconciled: bool = False) -> None:
         now = self.now()
-        OutboxRepository(direct).finish(item.id, "sent", now)
+        OutboxRepository(direct).finish(item.id, OutboxState.SENT, now)
         advance_delivery(direct, item.message_id, receipt.state.value, receipt.external_id)
         tickets = TicketRepository(direct)
         data: dict[str, object] = {"outbox": item.id, "external_id": receipt.external_id}
@@ -245,7 +244,7 @@ class OutboxDispatcher:
                 apply_status(direct, item.message_id, state, code, now)
 
     def _retry(self, item: OutboxRecord, error: str, retry_after: float | None, *, count: bool = True,
-               uncertain_since: datetime | None = None) -> Outcome:
+               uncertain_since: datetime | None = None) -> RecordOutcome:
         if count and item.attempts >= self.max_attempts:
             if uncertain_since is not None:
                 return self._finish(item, DeliveryState.UNKNOWN, f"gave up after {item.attempts} attempts, the "
@@ -257,13 +256,14 @@ class OutboxDispatcher:
             delay = max(delay, timedelta(seconds=retry_after))
         retry_at = self.now() + delay
         attempts = None if count else max(item.attempts - 1, 0)  # a channel that is off costs no attempt
-        return lambda d: OutboxRepository(d).finish(item.id, "pending", self.now(), error=error, retry_at=retry_at,
-                                                    attempts=attempts, uncertain_since=uncertain_since)
+        return lambda d: OutboxRepository(d).finish(item.id, OutboxState.PENDING, self.now(), error=error,
+                                                    retry_at=retry_at, attempts=attempts,
+                                                    uncertain_since=uncertain_since)
 
-    def _finish(self, item: OutboxRecord, state: DeliveryState, error: str) -> Outcome:
+    def _finish(self, item: OutboxRecord, state: DeliveryState, error: str) -> RecordOutcome:
         def work(direct: Direct) -> None:
             now = self.now()
-            OutboxRepository(direct).finish(item.id, state.value, now, error=error)
+            OutboxRepository(direct).finish(item.id, OutboxState(state.value), now, error=error)
             advance_delivery(direct, item.message_id, state.value)
             TicketRepository(direct).add_event(f"message_{state.value}", now, message_id=item.message_id,
                                                data={"outbox": item.id, "error": error, "staff_told": True})
@@ -276,7 +276,7 @@ class OutboxDispatcher:
         repo = OutboxRepository(direct)
         now = self.now()
         for outbox_id, message_id in repo.stale_sending(now - self.lease):
-            repo.finish(outbox_id, DeliveryState.UNKNOWN.value, now,
+            repo.finish(outbox_id, OutboxState.UNKNOWN, now,
                         error="the sender stopped while sending; outcome unknown, not re-sent")
             advance_delivery(direct, message_id, DeliveryState.UNKNOWN.value)
             TicketRepository(direct).add_event("message_unknown", now, message_id=message_id,

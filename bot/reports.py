@@ -47,7 +47,7 @@ from sla_engine.deadlines import Pause
 from sla_engine.performance import Measurement, Verdict, measure_first_response, measure_resolution, median, percentile
 from sla_engine.policy import SlaTerms
 from storage.database import Database
-from storage.records import ReportTicketRecord
+from storage.records import ReportTicketRecord, TicketState
 from storage.reports import ReportRepository
 
 UNASSIGNED = "(unassigned)"
@@ -64,7 +64,7 @@ class TicketLine:
     plan: str
     group: str  # the plan, or "PLAN (critical)" for a critical incident
     account: str | None
-    state: str
+    state: TicketState
     received_at: datetime
     staff: str
     staff_basis: StaffBasis

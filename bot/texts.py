@@ -161,3 +161,15 @@ class Texts:
             "minimum_hours": f"{preset.billing.minimum_hours.normalize():f}",
             "punch_card_minimum_hours": f"{preset.billing.punch_card_minimum_hours.normalize():f}",
         }
+
+
+# the description of an invoice line, as the customer reads it on the invoice and the month's statement (R20, R21):
+# one per way the hours are billed (sla_engine.billing.RateKind), and a punch-card block bought
+INVOICE_LINE_TEXTS = {
+    "nl": {"monthly": "{ref}: {hours} uur uit de vaste maanduren", "punch_card": "{ref}: {hours} uur van de "
+           "strippenkaart (blok {block})", "ad_hoc": "{ref}: {hours} uur ad hoc", "urgent": "{ref}: {hours} uur ad hoc "
+           "met spoed", "block": "Strippenkaart blok {block}: {hours} uur vooraf"},
+    "en": {"monthly": "{ref}: {hours} hours from the fixed monthly hours", "punch_card": "{ref}: {hours} hours from "
+           "the punch card (block {block})", "ad_hoc": "{ref}: {hours} hours ad hoc", "urgent": "{ref}: {hours} hours "
+           "urgent ad hoc", "block": "Punch card block {block}: {hours} hours prepaid"},
+}

@@ -19,6 +19,7 @@ from storage.records import (
     InvoiceRecord,
     PunchCardRecord,
     QuoteRecord,
+    QuoteState,
     TimeEntryRecord,
 )
 from storage.repositories import _Repository, next_number
@@ -29,6 +30,7 @@ _CARD = ("id", "account_id", "block_hours", "remaining", "block_number", "purcha
 _LINE = ("id", "account_id", "description", "hours", "rate", "amount", "day", "invoice", "rate_kind", "invoice_id")
 _INVOICE = ("id", "number", "account_id", "kind", "issued_on", "due_on")
 FIRST_INVOICE_NUMBER = 1
+_PROPOSED, _SUPERSEDED = f"'{QuoteState.PROPOSED.value}'", f"'{QuoteState.SUPERSEDED.value}'"
 
 
 class BillingRepository(_Repository):
@@ -38,27 +40,32 @@ class BillingRepository(_Repository):
 
     def add_quote(self, **values: Any) -> int:
         """A new quote for the ticket; an earlier open one is superseded."""
-        self.direct.execute("UPDATE quotes SET state = 'superseded' WHERE ticket_id = :t AND state = 'proposed'",
+        self.direct.execute(f"UPDATE quotes SET state = {_SUPERSEDED} WHERE ticket_id = :t AND state = {_PROPOSED}",
                             {"t": values["ticket_id"]})
-        return self.direct.insert(m.Quote.__table__, {"state": "proposed", **values})
+        return self.direct.insert(m.Quote.__table__, {"state": QuoteState.PROPOSED.value, **values})
 
     def current_quote(self, ticket_id: int) -> QuoteRecord | None:
         """The ticket's latest quote that was not superseded."""
         d = self.direct
         row = d.one(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} FROM quotes WHERE ticket_id = :t "
-                    "AND state <> 'superseded' ORDER BY id DESC LIMIT 1", {"t": ticket_id})
-        return None if row is None else QuoteRecord(**d.decode(m.Quote.__table__, _QUOTE, row))
+                    f"AND state <> {_SUPERSEDED} ORDER BY id DESC LIMIT 1", {"t": ticket_id})
+        if row is None:
+            return None
+        values = d.decode(m.Quote.__table__, _QUOTE, row)
+        values["state"] = QuoteState(values["state"])
+        return QuoteRecord(**values)
 
     def set_quote_message(self, quote_id: int, message_id: int) -> None:
         self.direct.update(m.Quote.__table__, quote_id, {"message_id": message_id})
 
-    def answer_quote(self, quote_id: int, state: str, at: datetime, message_id: int | None) -> bool:
+    def answer_quote(self, quote_id: int, state: QuoteState, at: datetime, message_id: int | None) -> bool:
         """Agreed or declined; False when the quote was answered already."""
         d = self.direct
         changed = d.execute(
             "UPDATE quotes SET state = :state, answered_at = :at, answer_message_id = :msg "
-            "WHERE id = :id AND state = 'proposed'",
-            {"state": state, "at": d.value(m.Quote.__table__, "answered_at", at), "msg": message_id, "id": quote_id},
+            f"WHERE id = :id AND state = {_PROPOSED}",
+            {"state": QuoteState(state).value, "at": d.value(m.Quote.__table__, "answered_at", at), "msg": message_id,
+             "id": quote_id},
         ).rowcount
         return bool(changed)
 

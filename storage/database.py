@@ -31,7 +31,7 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "GroupNotCommitted", "Session", "StorageError", "open_database"]
+__all__ = ["Database", "DuplicateError", "GroupNotCommitted", "Session", "StorageError", "open_database"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,22 @@ class GroupNotCommitted(StorageError):
     """Nothing of a :meth:`Database.group` was committed: each of its calls may run again."""
 
 
+class DuplicateError(StorageError):
+    """What is being stored is there already (a unique key said so): the transaction is to be rolled back."""
+
+
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE = 1555, 2067
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """A unique key's violation (not another constraint's), by the driver's error code."""
+    driver_error = getattr(exc, "orig", None) or exc
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code in (SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY)
+    return getattr(driver_error, "sqlstate", None) == UNIQUE_VIOLATION
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -296,6 +311,11 @@ class Database:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        """A ``SELECT 1`` on a connection of its own: raises the driver's error when the database cannot answer."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     def current_revision(self) -> str | None:
         """The applied migration revision, or None for an empty database."""

@@ -146,7 +146,7 @@ class Ticket(Base):
     kind_rule: Mapped[str | None] = mapped_column(String(100))
     kind_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     priority: Mapped[str] = mapped_column(String(10), default="normal")
-    state: Mapped[str] = mapped_column(String(20))  # queries on it use ix_tickets_open_queue
+    state: Mapped[str] = mapped_column(String(20))  # a TicketState; queries on it use ix_tickets_open_queue
     plan: Mapped[str | None] = mapped_column(String(50))
     queue_priority: Mapped[int] = mapped_column(Integer, default=0)
     terms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -232,7 +232,7 @@ class Outbox(Base):
     channel: Mapped[str] = mapped_column(String(20))
     recipient: Mapped[str] = mapped_column(String(320))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(20))  # pending | sending | sent | failed | unknown | needs_staff
+    state: Mapped[str] = mapped_column(String(20))  # an OutboxState
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
@@ -318,7 +318,7 @@ class Reminder(Base):
     spec: Mapped[str] = mapped_column(String(40))
     due_at: Mapped[datetime]
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[str] = mapped_column(String(20))  # planned | claimed | sent | skipped | cancelled
+    state: Mapped[str] = mapped_column(String(20))  # a ReminderState
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
@@ -339,7 +339,7 @@ class Quote(Base):
     total: Mapped[Decimal] = mapped_column(Money)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     rate_card: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(20))  # proposed | agreed | declined | superseded
+    state: Mapped[str] = mapped_column(String(20))  # a QuoteState
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     answer_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     made_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -153,7 +154,7 @@ class TicketRecord:
     kind_rule: str | None
     kind_reasons: tuple[str, ...]
     priority: str
-    state: str
+    state: TicketState
     plan: str | None
     queue_priority: int
     terms: dict[str, Any] | None
@@ -173,18 +174,78 @@ class TicketRecord:
 
 
 @dataclass(frozen=True)
+class OutboundDraft:
+    """One outbound message as slabot queues it: its ``messages`` row and its outbox row (the payload) are
+    written from this record alone (:meth:`storage.repositories.OutboxRepository.queue`) and read back into it
+    (:meth:`OutboxRecord.draft`).
+
+    ``staff`` None: an automatic message (a notice from slabot). ``references`` are the channel ids of the
+    messages it answers, oldest first (e-mail's References); ``in_reply_to`` the one it answers directly.
+    """
+
+    channel: str
+    recipient: str
+    text: str
+    purpose: str
+    ticket_id: int | None = None
+    ticket_ref: str | None = None
+    account_id: int | None = None
+    contact_id: int | None = None
+    subject: str | None = None
+    language: str | None = None  # the language the text is written in, when a template chose it
+    staff: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    mail_message_id: str | None = None  # e-mail's Message-ID chosen in advance (else the sender makes one)
+    reply_to_message: int | None = None  # the stored inbound message this automatic reply answers
+
+    @property
+    def auto(self) -> bool:
+        """Automatic (no person wrote it): it records no first response, and e-mail marks it so."""
+        return self.staff is None
+
+    def payload(self) -> dict[str, Any]:
+        """The outbox row's ``payload`` (JSON): everything but the channel and the recipient, its own columns."""
+        return {
+            "text": self.text, "subject": self.subject, "in_reply_to": self.in_reply_to,
+            "references": list(self.references), "language": self.language, "purpose": self.purpose,
+            "auto": self.auto, "ticket_ref": self.ticket_ref, "staff": self.staff, "message_id": self.mail_message_id,
+            "ticket_id": self.ticket_id, "account_id": self.account_id, "contact_id": self.contact_id,
+            "reply_to_message": self.reply_to_message,
+        }
+
+    @classmethod
+    def from_payload(cls, channel: str, recipient: str, payload: Mapping[str, Any]) -> OutboundDraft:
+        """The draft an outbox row holds; also a row queued before the payload had every key (a missing one is
+        None or empty)."""
+        get = payload.get
+        return cls(
+            channel=channel, recipient=recipient, text=str(get("text") or ""), purpose=str(get("purpose") or ""),
+            ticket_id=get("ticket_id"), ticket_ref=get("ticket_ref"), account_id=get("account_id"),
+            contact_id=get("contact_id"), subject=get("subject"), language=get("language"), staff=get("staff"),
+            in_reply_to=get("in_reply_to"), references=tuple(get("references") or ()),
+            mail_message_id=get("message_id"), reply_to_message=get("reply_to_message"),
+        )
+
+
+@dataclass(frozen=True)
 class OutboxRecord:
     id: int
     message_id: int
     channel: str
     recipient: str
-    payload: dict[str, Any]
-    state: str
+    payload: dict[str, Any]  # the stored JSON, see OutboundDraft.payload
+    state: OutboxState
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
     claimed_by: str | None = None
     uncertain_since: datetime | None = None
+
+    @property
+    def draft(self) -> OutboundDraft:
+        """The message this row sends."""
+        return OutboundDraft.from_payload(self.channel, self.recipient, self.payload)
 
 
 @dataclass(frozen=True)
@@ -194,7 +255,7 @@ class ReminderRecord:
     spec: str
     due_at: datetime
     escalate: bool
-    state: str
+    state: ReminderState
 
 
 @dataclass(frozen=True)
@@ -209,7 +270,7 @@ class QuoteRecord:
     total: Decimal
     urgent: bool
     rate_card: dict[str, Any]
-    state: str  # proposed | agreed | declined | superseded
+    state: QuoteState
     made_at: datetime
     answered_at: datetime | None
 
@@ -272,7 +333,7 @@ class ReportTicketRecord:
     ref: str
     plan: str
     priority: str
-    state: str
+    state: TicketState
     account: str | None
     terms: dict[str, Any] | None
     received_at: datetime

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from storage import models as m
-from storage.records import ReportTicketRecord
+from storage.records import ReportTicketRecord, TicketState
 from storage.repositories import _Repository
 
 
@@ -56,8 +56,8 @@ class ReportRepository(_Repository):
         terms: dict[str, Any] | None = t.terms or None
         assert t.plan is not None
         return ReportTicketRecord(
-            id=t.id, ref=t.ref, plan=t.plan, priority=t.priority, state=t.state, account=account, terms=terms,
-            received_at=t.received_at, first_responded_at=t.first_responded_at, resolved_at=t.resolved_at,
+            id=t.id, ref=t.ref, plan=t.plan, priority=t.priority, state=TicketState(t.state), account=account,
+            terms=terms, received_at=t.received_at, first_responded_at=t.first_responded_at, resolved_at=t.resolved_at,
             needs_release=bool(t.needs_release), pauses=_pauses(t.pauses), assigned_staff=staff,
             taken_by=taken_by, first_responder=first_responder,
         )

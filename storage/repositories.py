@@ -12,20 +12,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from channels.messages import DeliveryState
 from storage import models as m
 from storage.direct import Direct
+from storage.database import DuplicateError, is_unique_violation
 from storage.records import (
+    OPEN_STATES,
     AccountInput,
     AccountRecord,
     AttachmentRecord,
-    OPEN_STATES,
     ContactRecord,
     MessageRecord,
+    OutboundDraft,
     OutboxRecord,
+    OutboxState,
     ReminderRecord,
+    ReminderState,
     TicketRecord,
+    TicketState,
 )
 
 FIRST_TICKET_NUMBER = 10001
@@ -54,6 +61,11 @@ _FIND_SQL = (
     "FROM identities i JOIN contacts c ON c.id = i.contact_id JOIN accounts a ON a.id = c.account_id "
     "WHERE i.kind = :kind AND i.value = :value ORDER BY c.id"
 )
+# the states in constant statements: written from the enums once, so each statement stays one text (its index used)
+_OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
+_PENDING, _SENDING = f"'{OutboxState.PENDING.value}'", f"'{OutboxState.SENDING.value}'"
+_PLANNED, _CLAIMED = f"'{ReminderState.PLANNED.value}'", f"'{ReminderState.CLAIMED.value}'"
+_CANCELLED = f"'{ReminderState.CANCELLED.value}'"
 _GET_TICKET_SQL = (
     f"SELECT {', '.join('t.' + n for n in _TICKET_COLUMNS)}, a.name, c.name FROM tickets t "
     "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.id = :id"
@@ -243,8 +255,16 @@ class TicketRepository(_Repository):
         return (None, None) if found is None else (int(found[0]), str(found[1]))
 
     def add_message(self, **values: Any) -> int:
+        """Store a message (and its attachments); :class:`DuplicateError` when its channel already has a message of
+        that direction with that id (the same message delivered twice at once)."""
         attachments = values.pop("attachments", ())
-        message_id = self.direct.insert(m.Message.__table__, values)
+        try:
+            message_id = self.direct.insert(m.Message.__table__, values)
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            raise DuplicateError(f"{values.get('channel')} message {values.get('external_id')} is stored already") \
+                from exc
         self.direct.insert_many(m.Attachment.__table__, ({"message_id": message_id, **att} for att in attachments))
         return message_id
 
@@ -269,7 +289,7 @@ class TicketRepository(_Repository):
             raise ValueError(f"tickets are threaded by number on WhatsApp and phone only, not on {channel}")
         found = self.direct.scalar(
             f"SELECT id FROM tickets WHERE {m.THREAD_KEY_CHANNELS} AND channel = :channel AND thread_key = :key "
-            "AND state IN ('open', 'waiting', 'unverified')"
+            f"AND state IN ({_OPEN_SQL})"
             + (" AND priority = :priority" if priority else "") + " ORDER BY id DESC LIMIT 1",
             {"channel": channel, "key": thread_key, "priority": priority},
         )
@@ -304,10 +324,11 @@ class TicketRepository(_Repository):
         row = self.session.scalar(select(m.Ticket).where(m.Ticket.ref == ref.strip().upper()))
         return None if row is None else self._record(row, with_messages)
 
-    def queue(self, state: str | None = None) -> list[TicketRecord]:
-        """Tickets in queue order: higher queue priority first (R15), then by deadline."""
+    def queue(self, state: TicketState | str | None = None) -> list[TicketRecord]:
+        """Tickets in queue order: higher queue priority first (R15), then by deadline; ``state`` "open" means
+        every open state (:data:`OPEN_STATES`)."""
         query = select(m.Ticket)
-        if state == "open":
+        if state == TicketState.OPEN:
             query = query.where(m.Ticket.state.in_(OPEN_STATES))
         elif state:
             query = query.where(m.Ticket.state == state)
@@ -387,7 +408,8 @@ class TicketRepository(_Repository):
             id=v["id"], ref=v["ref"], account_id=v["account_id"], account=account,
             contact_id=v["contact_id"], contact=contact, channel=v["channel"],
             thread_key=v["thread_key"], subject=v["subject"], kind=v["kind"], kind_rule=v["kind_rule"],
-            kind_reasons=tuple(v["kind_reasons"] or ()), priority=v["priority"], state=v["state"], plan=v["plan"],
+            kind_reasons=tuple(v["kind_reasons"] or ()), priority=v["priority"], state=TicketState(v["state"]),
+            plan=v["plan"],
             queue_priority=v["queue_priority"], terms=v["terms"], received_at=v["received_at"],
             first_response_due=v["first_response_due"], first_responded_at=v["first_responded_at"],
             resolution_due_min=v["resolution_due_min"], resolution_due_max=v["resolution_due_max"],
@@ -466,8 +488,12 @@ class TicketRepository(_Repository):
 
 _OUTBOX_RECORD = ("id", "message_id", "channel", "recipient", "payload", "state", "attempts", "next_attempt_at",
                   "last_error", "claimed_by", "uncertain_since")
-_CLAIM = ("UPDATE outbox SET state = 'sending', claimed_by = :worker, claimed_at = :now, attempts = attempts + 1 "
-          "WHERE id = {row} AND state = 'pending' AND next_attempt_at <= :now RETURNING " + ", ".join(_OUTBOX_RECORD))
+_CLAIM = (f"UPDATE outbox SET state = {_SENDING}, claimed_by = :worker, claimed_at = :now, attempts = attempts + 1 "
+          f"WHERE id = {{row}} AND state = {_PENDING} AND next_attempt_at <= :now RETURNING "
+          + ", ".join(_OUTBOX_RECORD))
+# the next due row, for _CLAIM's {row} (claim_next closes it, with PostgreSQL's row lock)
+_DUE = (f"(SELECT id FROM outbox WHERE state = {_PENDING} AND next_attempt_at <= :now "
+        "ORDER BY next_attempt_at, id LIMIT 1")
 
 
 class OutboxRepository(_Repository):
@@ -477,10 +503,25 @@ class OutboxRepository(_Repository):
     message sent, beside the intake.
     """
 
+    def queue(self, draft: OutboundDraft, now: datetime) -> int:
+        """Queue ``draft``: its outbound ``messages`` row and its outbox row, in the caller's transaction; the
+        message's id."""
+        message_id = TicketRepository(self.direct).add_message(
+            ticket_id=draft.ticket_id, account_id=draft.account_id, contact_id=draft.contact_id, direction="out",
+            channel=draft.channel, external_id=None, sender=None, recipient=draft.recipient, subject=draft.subject,
+            text=draft.text, at=now, auto=draft.auto, staff=draft.staff, purpose=draft.purpose,
+            delivery_state=DeliveryState.QUEUED.value, reasons=[], thread_refs=list(draft.references[-1:]),
+            created_at=now,
+        )
+        self.enqueue(message_id, draft.channel, draft.recipient, draft.payload(), now)
+        return message_id
+
     def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
+        """The outbox row alone, for a message stored already, with its payload as stored (:meth:`queue` writes
+        both from one :class:`OutboundDraft`); the row's id."""
         return self.direct.insert(m.Outbox.__table__, {
             "message_id": message_id, "channel": channel, "recipient": recipient, "payload": payload,
-            "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "state": OutboxState.PENDING.value, "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
 
     def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
@@ -495,14 +536,17 @@ class OutboxRepository(_Repository):
         than waiting for this one; on SQLite the write transaction admits one claimer at a time.
         """
         lock = "" if self.direct.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED"
-        return self._claim("(SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now "
-                           f"ORDER BY next_attempt_at, id LIMIT 1{lock})", {}, worker, now)
+        return self._claim(f"{_DUE}{lock})", {}, worker, now)
 
     def _claim(self, row: str, params: dict[str, Any], worker: str, now: datetime) -> OutboxRecord | None:
         direct = self.direct
         found = direct.one(_CLAIM.format(row=row), {
             **params, "worker": worker, "now": direct.value(m.Outbox.__table__, "next_attempt_at", now)})
-        return None if found is None else OutboxRecord(**direct.decode(m.Outbox.__table__, _OUTBOX_RECORD, found))
+        if found is None:
+            return None
+        values = direct.decode(m.Outbox.__table__, _OUTBOX_RECORD, found)
+        values["state"] = OutboxState(values["state"])
+        return OutboxRecord(**values)
 
     def get(self, outbox_id: int) -> OutboxRecord:
         row = self.session.get(m.Outbox, outbox_id)
@@ -517,19 +561,19 @@ class OutboxRepository(_Repository):
 
     @staticmethod
     def _record(row: m.Outbox) -> OutboxRecord:
-        return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, row.state,
+        return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, OutboxState(row.state),
                             row.attempts, row.next_attempt_at, row.last_error, row.claimed_by, row.uncertain_since)
 
-    def finish(self, outbox_id: int, state: str, now: datetime, *, error: str | None = None,
+    def finish(self, outbox_id: int, state: OutboxState, now: datetime, *, error: str | None = None,
                retry_at: datetime | None = None, attempts: int | None = None,
                uncertain_since: datetime | None = None) -> None:
         """Record an attempt's outcome; ``uncertain_since`` marks a send that may have arrived (kept until sent)."""
-        values: dict[str, Any] = {"state": state, "last_error": error, "claimed_by": None}
+        values: dict[str, Any] = {"state": OutboxState(state).value, "last_error": error, "claimed_by": None}
         if uncertain_since is not None:
             values["uncertain_since"] = uncertain_since
         if attempts is not None:
             values["attempts"] = attempts
-        if state == "sent":
+        if state == OutboxState.SENT:
             values["sent_at"] = now
         if retry_at is not None:
             values["next_attempt_at"] = retry_at
@@ -538,14 +582,15 @@ class OutboxRepository(_Repository):
     def stale_sending(self, older_than: datetime) -> list[tuple[int, int]]:
         """Rows left in ``sending`` by a worker that died, as (outbox id, message id): their outcome is unknown."""
         rows = self.direct.execute(
-            "SELECT id, message_id FROM outbox WHERE state = 'sending' AND claimed_at < :before ORDER BY id",
+            f"SELECT id, message_id FROM outbox WHERE state = {_SENDING} AND claimed_at < :before ORDER BY id",
             {"before": self.direct.value(m.Outbox.__table__, "claimed_at", older_than)},
         ).fetchall()
         return [(int(outbox_id), int(message_id)) for outbox_id, message_id in rows]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[OutboxState, int]:
+        """How many rows are in each state."""
         rows = self.session.execute(select(m.Outbox.state, func.count()).group_by(m.Outbox.state)).all()
-        return {state: count for state, count in rows}
+        return {OutboxState(state): count for state, count in rows}
 
 
 class ReminderRepository(_Repository):
@@ -553,14 +598,15 @@ class ReminderRepository(_Repository):
 
     def plan(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> None:
         self.direct.insert_many(m.Reminder.__table__, (
-            {"ticket_id": ticket_id, "spec": spec, "due_at": due_at, "escalate": escalate, "state": "planned"}
+            {"ticket_id": ticket_id, "spec": spec, "due_at": due_at, "escalate": escalate,
+             "state": ReminderState.PLANNED.value}
             for spec, due_at, escalate in items
         ))
 
     def cancel_for(self, ticket_id: int, now: datetime) -> int:
         result = self.session.execute(
-            update(m.Reminder).where(m.Reminder.ticket_id == ticket_id, m.Reminder.state == "planned")
-            .values(state="cancelled", done_at=now)
+            update(m.Reminder).where(m.Reminder.ticket_id == ticket_id, m.Reminder.state == ReminderState.PLANNED.value)
+            .values(state=ReminderState.CANCELLED.value, done_at=now)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -568,14 +614,14 @@ class ReminderRepository(_Repository):
         rows = self.session.scalars(
             select(m.Reminder).where(m.Reminder.ticket_id == ticket_id).order_by(m.Reminder.due_at)
         ).all()
-        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
+        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, ReminderState(r.state)) for r in rows]
 
     def cancel_specs(self, ticket_id: int, prefix: str, due_by: datetime, now: datetime) -> int:
         """Cancel the ticket's planned reminders whose spec starts with ``prefix``, due by ``due_by``; how many."""
         d = self.direct
         return int(d.execute(
-            "UPDATE reminders SET state = 'cancelled', done_at = :now WHERE ticket_id = :ticket "
-            "AND state = 'planned' AND spec LIKE :prefix AND due_at <= :due_by",
+            f"UPDATE reminders SET state = {_CANCELLED}, done_at = :now WHERE ticket_id = :ticket "
+            f"AND state = {_PLANNED} AND spec LIKE :prefix AND due_at <= :due_by",
             {"now": d.value(m.Reminder.__table__, "done_at", now), "ticket": ticket_id, "prefix": f"{prefix}%",
              "due_by": d.value(m.Reminder.__table__, "due_at", due_by)},
         ).rowcount)
@@ -598,7 +644,7 @@ class ReminderRepository(_Repository):
         d = self.direct
         rows = d.execute(
             "SELECT r.id FROM reminders r JOIN tickets t ON t.id = r.ticket_id "
-            "WHERE r.state = 'planned' AND r.due_at <= :now "
+            f"WHERE r.state = {_PLANNED} AND r.due_at <= :now "
             "ORDER BY t.queue_priority DESC, r.due_at, r.id LIMIT :limit",
             {"now": d.value(m.Reminder.__table__, "due_at", now), "limit": limit},
         ).fetchall()
@@ -608,8 +654,8 @@ class ReminderRepository(_Repository):
         """Move a planned reminder to ``claimed`` for ``worker``; False when another process has it."""
         d = self.direct
         return int(d.execute(
-            "UPDATE reminders SET state = 'claimed', claimed_by = :worker, claimed_at = :now "
-            "WHERE id = :id AND state = 'planned'",
+            f"UPDATE reminders SET state = {_CLAIMED}, claimed_by = :worker, claimed_at = :now "
+            f"WHERE id = :id AND state = {_PLANNED}",
             {"worker": worker, "now": d.value(m.Reminder.__table__, "claimed_at", now), "id": reminder_id},
         ).rowcount) == 1
 
@@ -633,22 +679,23 @@ class ReminderRepository(_Repository):
 
     def release(self, reminder_id: int) -> None:
         """A claimed reminder back to planned (the notifier failed)."""
-        self.direct.execute("UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
-                            "WHERE id = :id AND state = 'claimed'", {"id": reminder_id})
+        self.direct.execute(f"UPDATE reminders SET state = {_PLANNED}, claimed_by = NULL, claimed_at = NULL "
+                            f"WHERE id = :id AND state = {_CLAIMED}", {"id": reminder_id})
 
-    def finish(self, reminder_id: int, state: str, now: datetime) -> int:
+    def finish(self, reminder_id: int, state: ReminderState, now: datetime) -> int:
         """Record ``state`` (sent, skipped); returns the reminder's ticket id."""
         d = self.direct
         d.execute("UPDATE reminders SET state = :state, done_at = :now WHERE id = :id",
-                  {"state": state, "now": d.value(m.Reminder.__table__, "done_at", now), "id": reminder_id})
+                  {"state": ReminderState(state).value, "now": d.value(m.Reminder.__table__, "done_at", now),
+                   "id": reminder_id})
         return int(d.scalar("SELECT ticket_id FROM reminders WHERE id = :id", {"id": reminder_id}))
 
     def release_stale(self, before: datetime) -> int:
         """Claims older than ``before`` (their process died): planned again; how many."""
         d = self.direct
         return int(d.execute(
-            "UPDATE reminders SET state = 'planned', claimed_by = NULL, claimed_at = NULL "
-            "WHERE state = 'claimed' AND claimed_at < :before",
+            f"UPDATE reminders SET state = {_PLANNED}, claimed_by = NULL, claimed_at = NULL "
+            f"WHERE state = {_CLAIMED} AND claimed_at < :before",
             {"before": d.value(m.Reminder.__table__, "claimed_at", before)},
         ).rowcount)
 
@@ -656,7 +703,7 @@ class ReminderRepository(_Repository):
         """When the earliest planned reminder falls due (None: nothing planned); one seek in the index on
         (state, due_at)."""
         d = self.direct
-        row = d.one("SELECT due_at FROM reminders WHERE state = 'planned' ORDER BY due_at LIMIT 1")
+        row = d.one(f"SELECT due_at FROM reminders WHERE state = {_PLANNED} ORDER BY due_at LIMIT 1")
         if row is None:
             return None
         due: datetime = d.decode(m.Reminder.__table__, ("due_at",), row)["due_at"]
@@ -664,16 +711,16 @@ class ReminderRepository(_Repository):
 
     def count_planned(self) -> int:
         """How many reminders are planned (a count of one range of the same index)."""
-        return int(self.direct.scalar("SELECT count(*) FROM reminders WHERE state = 'planned'"))
+        return int(self.direct.scalar(f"SELECT count(*) FROM reminders WHERE state = {_PLANNED}"))
 
     def planned(self) -> list[ReminderRecord]:
         """Planned reminders, Premium first (R15), then by when they fall due."""
         rows = self.session.scalars(
             select(m.Reminder).join(m.Ticket, m.Ticket.id == m.Reminder.ticket_id)
-            .where(m.Reminder.state == "planned")
+            .where(m.Reminder.state == ReminderState.PLANNED.value)
             .order_by(m.Ticket.queue_priority.desc(), m.Reminder.due_at, m.Reminder.id)
         ).all()
-        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, r.state) for r in rows]
+        return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, ReminderState(r.state)) for r in rows]
 
 
 __all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "TicketRepository", "OPEN_STATES", "counter",

@@ -14,12 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.mail import mail_reply_guards
 from storage import models as m
-from storage.database import WAL_CHECKPOINT_PAGES, Database, StorageError, open_database
+from storage.database import WAL_CHECKPOINT_PAGES, Database, DuplicateError, StorageError, open_database
 from storage.direct import Direct, _codec, _for_driver
+from storage.records import TicketState
 from storage.repositories import TicketRepository
 from tests.helpers import email
 
@@ -87,6 +88,41 @@ def test_driver_errors_are_sqlalchemy_errors(db: Database) -> None:
     db.run_direct(lambda d: TicketRepository(d).add_ticket(**_ticket_values("MC-5")))
     with pytest.raises(IntegrityError):
         db.run_direct(lambda d: TicketRepository(d).add_ticket(**_ticket_values("MC-5")))
+
+
+def test_a_message_stored_twice_is_a_duplicate_error_of_storage(db: Database) -> None:
+    """The unique key on (channel, direction, external id) is told as storage's own error; another constraint's
+    violation is not a duplicate."""
+    def store(d: Direct) -> int:
+        return TicketRepository(d).add_message(direction="in", channel="email", external_id="<twice@jansen>",
+                                               sender="piet@example.nl", text="hallo", at=AT, created_at=AT,
+                                               delivery_state="received")
+
+    db.run_direct(store)
+    with pytest.raises(DuplicateError, match="twice@jansen") as raised:
+        db.run_direct(store)
+    assert isinstance(raised.value, StorageError) and isinstance(raised.value.__cause__, IntegrityError)
+    with pytest.raises(IntegrityError) as other:
+        db.run_direct(lambda d: TicketRepository(d).add_message(direction="in", channel="email", text="x", at=AT,
+                                                                created_at=AT))  # without its delivery state
+    assert not isinstance(other.value, DuplicateError)
+
+
+def test_records_carry_the_state_enums(db: Database) -> None:
+    ticket_id = db.run_direct(lambda d: TicketRepository(d).add_ticket(**_ticket_values("MC-8")))
+    for read in (lambda s: TicketRepository(s).get(ticket_id), lambda s: TicketRepository(s).by_ref("MC-8")):
+        assert db.run(read).state is TicketState.OPEN  # type: ignore[union-attr]
+    assert [t.state for t in db.run(lambda s: TicketRepository(s).queue(TicketState.OPEN))] == [TicketState.OPEN]
+
+
+def test_ping_answers_and_raises_when_the_database_cannot(db: Database, tmp_path: Path) -> None:
+    db.ping()
+    gone = Database(f"sqlite:///{tmp_path / 'no-such-folder' / 'slabot.db'}")
+    try:
+        with pytest.raises(OperationalError):
+            gone.ping()
+    finally:
+        gone.dispose()
 
 
 def test_update_converts_values_and_reports_rows(db: Database) -> None:

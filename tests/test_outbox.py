@@ -27,6 +27,7 @@ from channels.messages import (
 )
 from storage import models as m
 from storage.database import Database
+from storage.records import OutboundDraft, OutboxState
 from storage.repositories import OutboxRepository, TicketRepository
 
 from helpers import MONDAY_10, add_account, contact, email, outbox_rows, pipeline
@@ -465,3 +466,70 @@ def test_finished_rows_are_never_picked_up_again(db: Database, state: str) -> No
     mail = FakeSender()
     assert asyncio.run(dispatcher(db, {"email": mail}, Clock(T0 + timedelta(days=1))).run_once()) == 0
     assert mail.calls == []
+
+
+# -- the payload: one record, read back the same; rows queued before it still go out ---------------
+
+
+def test_a_queued_draft_is_read_back_as_it_was_queued(db: Database) -> None:
+    draft = OutboundDraft(channel="email", recipient="piet@bakkerij-jansen.nl", text="We kijken ernaar.",
+                          purpose="reply", ticket_ref="MC-10001", subject="Re: Vraag [MC-10001]", language="nl",
+                          staff="anna", in_reply_to="<b@jansen>", references=("<a@jansen>", "<b@jansen>"))
+    message_id = db.run(lambda s: OutboxRepository(s).queue(draft, T0))
+    [queued] = outbox_rows(db)
+    assert (queued.message_id, queued.state, queued.draft) == (message_id, OutboxState.PENDING, draft)
+    stored = message(db, message_id)
+    assert (stored.direction, stored.channel, stored.recipient, stored.subject, stored.text, stored.auto,
+            stored.staff, stored.purpose, stored.delivery_state) == (
+        "out", "email", "piet@bakkerij-jansen.nl", "Re: Vraag [MC-10001]", "We kijken ernaar.", False, "anna",
+        "reply", DeliveryState.QUEUED)
+
+    mail = FakeSender()
+    assert asyncio.run(dispatcher(db, {"email": mail}, Clock(T0)).run_once()) == 1
+    assert mail.calls == [OutboundMessage(
+        outbox_id=queued.id, channel=ChannelName.EMAIL, recipient="piet@bakkerij-jansen.nl", text="We kijken ernaar.",
+        subject="Re: Vraag [MC-10001]", in_reply_to="<b@jansen>", references=("<a@jansen>", "<b@jansen>"),
+        extra={"purpose": "reply", "ticket_ref": "MC-10001", "language": "nl", "staff": "anna", "auto": "False"})]
+    assert row(db, queued.id).state is OutboxState.SENT
+
+
+# the payloads the intake and the desk wrote before the payload was one record, and what was sent of them
+PREVIOUS_PAYLOADS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "intake": ({"text": "Ontvangen.", "subject": "Re: Vraag [MC-10001]", "in_reply_to": "<req@jansen>",
+                "references": ["<req@jansen>"], "language": "nl", "purpose": "accepted", "auto": True,
+                "ticket_ref": "MC-10001", "reply_to_message": 1},
+               {"text": "Ontvangen.", "subject": "Re: Vraag [MC-10001]", "in_reply_to": "<req@jansen>",
+                "references": ("<req@jansen>",),
+                "extra": {"purpose": "accepted", "ticket_ref": "MC-10001", "language": "nl", "auto": "True"}}),
+    "desk": ({"text": "We kijken ernaar.", "subject": "Re: Vraag [MC-10001]", "in_reply_to": "<b@jansen>",
+              "references": ["<a@jansen>", "<b@jansen>"], "purpose": "reply", "auto": False,
+              "ticket_ref": "MC-10001", "staff": "anna"},
+             {"text": "We kijken ernaar.", "subject": "Re: Vraag [MC-10001]", "in_reply_to": "<b@jansen>",
+              "references": ("<a@jansen>", "<b@jansen>"),
+              "extra": {"purpose": "reply", "ticket_ref": "MC-10001", "staff": "anna", "auto": "False"}}),
+    "desk, automatic notice on WhatsApp": (
+        {"text": "Uw strippenkaart is vernieuwd.", "subject": None, "in_reply_to": None, "references": [],
+         "purpose": "punch_card_renewed", "auto": True, "ticket_ref": "MC-10001", "staff": None},
+        {"text": "Uw strippenkaart is vernieuwd.",
+         "extra": {"purpose": "punch_card_renewed", "ticket_ref": "MC-10001", "auto": "True"}}),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(PREVIOUS_PAYLOADS))
+def test_a_row_queued_by_the_previous_version_is_sent_as_it_was(db: Database, writer: str) -> None:
+    payload, sent_as = PREVIOUS_PAYLOADS[writer]
+    channel, recipient = ("whatsapp", "+31612345678") if "WhatsApp" in writer else ("email", "piet@bakkerij-jansen.nl")
+
+    def work(s: Any) -> int:
+        message_id = TicketRepository(s).add_message(
+            direction="out", channel=channel, recipient=recipient, subject=payload["subject"], text=payload["text"],
+            at=T0, auto=payload["auto"], staff=payload.get("staff"), purpose=payload["purpose"],
+            delivery_state=DeliveryState.QUEUED.value, created_at=T0)
+        return OutboxRepository(s).enqueue(message_id, channel, recipient, payload, T0)
+
+    outbox_id = db.run(work)
+    sender = FakeSender()
+    assert asyncio.run(dispatcher(db, {channel: sender}, Clock(T0)).run_once()) == 1
+    assert sender.calls == [OutboundMessage(outbox_id=outbox_id, channel=ChannelName(channel), recipient=recipient,
+                                            **sent_as)]
+    assert row(db, outbox_id).state is OutboxState.SENT

@@ -30,6 +30,7 @@ from storage.records import (
     QuoteRecord,
     ReminderRecord,
     TicketRecord,
+    TicketState,
     TimeEntryRecord,
 )
 
@@ -73,7 +74,7 @@ class QueueRow:
     premium: bool
     priority: str
     kind: str
-    state: str
+    state: TicketState
     channel: str
     subject: str | None
     received_at: datetime
@@ -94,7 +95,7 @@ class QueueRow:
 
 def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
                plan_title: Callable[[str | None], str | None]) -> list[QueueRow]:
-    """The queue's rows, in the order given (``TicketRepository.queue("open")``)."""
+    """The queue's rows, in the order given (``TicketRepository.queue(TicketState.OPEN)``)."""
     return [QueueRow(t.ref, t.account, t.contact, plan_title(t.plan), t.queue_priority > 0, t.priority, t.kind,
                      t.state, t.channel, t.subject, t.received_at, t.first_response_due, t.first_responded_at,
                      due_state(t, now, soon)) for t in tickets]

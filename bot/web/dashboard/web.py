@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -63,12 +62,13 @@ from bot.web.limits import PayloadTooLarge, read_limited
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
 from storage.billing import BillingRepository
-from storage.database import Database
+from storage.database import Database, Session
 from storage.records import (
     InvoiceLineRecord,
     QuoteRecord,
     ReminderRecord,
     TicketRecord,
+    TicketState,
     TimeEntryRecord,
 )
 from storage.repositories import ReminderRepository, TicketRepository
@@ -338,7 +338,7 @@ class Dashboard:
     # -- pages ------------------------------------------------------------------------------------
 
     async def _open_queue(self) -> list[TicketRecord]:
-        return await asyncio.to_thread(self.db.run, lambda s: TicketRepository(s).queue("open"))
+        return await asyncio.to_thread(self.db.run, lambda s: TicketRepository(s).queue(TicketState.OPEN))
 
     async def queue(self, request: Request, user: DashboardUser) -> Response:
         rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
