@@ -325,11 +325,6 @@ class Database:
             row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
             return None if row is None else str(row[0])
 
-    def ping(self) -> None:
-        """One ``SELECT 1`` on a connection of its own: raises when the database cannot be reached."""
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-
     def dispose(self) -> None:
         self._disposed = True
         while self._held:
