@@ -174,7 +174,7 @@ class MailIntake:
         if len(group) > 1:
             try:
                 results = self.db.run_direct(work)
-            except Exception:  # noqa: BLE001 - all rolled back: one by one, where the failing mail raises alone
+            except Exception:  # all rolled back: one by one, where the failing mail raises alone
                 log.debug("%d mails stored together failed; storing them one by one", len(group), exc_info=True)
             else:
                 yield from results
@@ -217,8 +217,7 @@ class MailIntake:
                 if also is not None:
                     also(direct)
                 return MailResult("duplicate", ("this bounce is already stored",), parsed.message_id)
-            reasons = [f"a delivery-status report for {bounce.original_message_id}"
-                       f" ({bounce.status or 'no status'})"]
+            reasons = [f"a delivery-status report for {bounce.original_message_id} ({bounce.status or 'no status'})"]
             in_id = mailbox.add_bounce(parsed.message, parsed.message_id, original, reasons, now)
             if bounce.permanent:
                 flag = f"bounced {now.date().isoformat()}: {bounce.status or 'permanent failure'}"
