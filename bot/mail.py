@@ -35,14 +35,12 @@ from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
 from channels.email.folder import READERS, FileRead, Unreadable, read_ahead, read_mail
 from channels.email.parse import ParsedMail
 from channels.identity import normalise_email
-from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward, utc_now
-from storage import models as m
+from channels.messages import ChannelName, InboundMessage, utc_now
 from storage.database import Database
 from storage.direct import Direct
+from storage.mailbox import MailboxRepository
 
 log = logging.getLogger(__name__)
-
-EMAIL = ChannelName.EMAIL.value
 
 
 @dataclass(frozen=True)
@@ -71,21 +69,12 @@ class _MailGuards:
         if msg.channel is not ChannelName.EMAIL:
             return None
         address = msg.sender.value
-        flag = "(SELECT reason FROM address_flags WHERE channel = :c AND address = :a)"
-        if self.auto_replies_per_hour <= 0:
-            reason, count = direct.scalar(f"SELECT {flag}", {"c": EMAIL, "a": address}), 0
-        else:
-            table = m.Message.__table__
-            reason, count = direct.one(
-                f"SELECT {flag}, (SELECT count(*) FROM messages WHERE {m.EMAIL_OUT} "
-                "AND recipient = :a AND auto = :auto AND at >= :since)",
-                {"c": EMAIL, "a": address, "auto": direct.value(table, "auto", True),
-                 "since": direct.value(table, "at", self.now() - timedelta(hours=1))},
-            ) or (None, 0)
-        if reason is not None:
-            return f"{address} is flagged ({reason})"
-        if self.auto_replies_per_hour > 0 and int(count or 0) >= self.auto_replies_per_hour:
-            return (f"{count} automatic replies to {address} in the last hour "
+        capped = self.auto_replies_per_hour > 0
+        guard = MailboxRepository(direct).address_guard(address, self.now() - timedelta(hours=1) if capped else None)
+        if guard.flagged is not None:
+            return f"{address} is flagged ({guard.flagged})"
+        if capped and guard.auto_replies >= self.auto_replies_per_hour:
+            return (f"{guard.auto_replies} automatic replies to {address} in the last hour "
                     f"(at most {self.auto_replies_per_hour}): a mail loop is held here")
         return None
 
@@ -185,7 +174,7 @@ class MailIntake:
         if len(group) > 1:
             try:
                 results = self.db.run_direct(work)
-            except Exception:  # noqa: BLE001 - all rolled back: one by one, where the failing mail raises alone
+            except Exception:  # all rolled back: one by one, where the failing mail raises alone
                 log.debug("%d mails stored together failed; storing them one by one", len(group), exc_info=True)
             else:
                 yield from results
@@ -206,14 +195,7 @@ class MailIntake:
         def work(direct: Direct) -> bool:
             if also is not None:
                 also(direct)
-            if direct.scalar("SELECT id FROM kept_mail WHERE raw = :raw", {"raw": raw}) is not None:
-                return False  # the same bytes again (a rescan, a retried pipe): kept once, staff told once
-            kept = direct.insert(m.KeptMail.__table__, {"source": source[:400], "reason": reason, "raw": raw,
-                                                        "received_at": now})
-            direct.insert(m.Event.__table__, {"kind": "mail_kept_aside", "at": now, "actor": "slabot",
-                                              "data": {"kept_mail": kept, "source": source, "reason": reason,
-                                                       "staff_told": True}})
-            return True
+            return MailboxRepository(direct).keep(raw, source, reason, now)  # the same bytes again: kept once
 
         if not self.db.run_direct(work):
             return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): already kept aside",))
@@ -227,46 +209,22 @@ class MailIntake:
         now = self.now()
 
         def work(direct: Direct) -> MailResult | None:
-            original = None
-            if bounce.original_message_id:
-                original = direct.one(
-                    "SELECT id, ticket_id, recipient FROM messages WHERE channel = :c AND direction = 'out' "
-                    "AND external_id = :e", {"c": EMAIL, "e": bounce.original_message_id.strip("<>")})
+            mailbox = MailboxRepository(direct)
+            original = mailbox.sent_mail(bounce.original_message_id.strip("<>")) if bounce.original_message_id else None
             if original is None:
                 return None
-            out_id, ticket_id, recipient = original
-            stored = direct.scalar("SELECT id FROM messages WHERE channel = :c AND direction = 'in' "
-                                   "AND external_id = :e", {"c": EMAIL, "e": parsed.message_id})
-            if stored is not None:
+            if mailbox.received_mail(parsed.message_id) is not None:
                 if also is not None:
                     also(direct)
                 return MailResult("duplicate", ("this bounce is already stored",), parsed.message_id)
-            reasons = [f"a delivery-status report for {bounce.original_message_id}"
-                       f" ({bounce.status or 'no status'})"]
-            msg = parsed.message
-            in_id = direct.insert(m.Message.__table__, {
-                "ticket_id": ticket_id, "direction": "in", "channel": EMAIL, "external_id": parsed.message_id,
-                "sender": msg.sender.value, "recipient": msg.recipient, "subject": msg.subject, "text": msg.text,
-                "full_text": msg.full_text, "at": msg.received_at, "auto": True, "decision": "bounce",
-                "reasons": reasons, "delivery_state": DeliveryState.RECEIVED.value, "raw": parsed.message.raw,
-                "thread_refs": list(msg.thread_refs), "created_at": now,
-            })
+            reasons = [f"a delivery-status report for {bounce.original_message_id} ({bounce.status or 'no status'})"]
+            in_id = mailbox.add_bounce(parsed.message, parsed.message_id, original, reasons, now)
             if bounce.permanent:
-                state = direct.scalar("SELECT delivery_state FROM messages WHERE id = :i", {"i": out_id})
-                if moves_forward(str(state), DeliveryState.FAILED.value):
-                    direct.update(m.Message.__table__, int(out_id), {"delivery_state": DeliveryState.FAILED.value})
-                for address in bounce.recipients or ((recipient,) if recipient else ()):
-                    flagged = direct.scalar("SELECT id FROM address_flags WHERE channel = :c AND address = :a",
-                                            {"c": EMAIL, "a": address})
-                    if flagged is None:
-                        direct.insert(m.AddressFlag.__table__, {
-                            "channel": EMAIL, "address": address, "message_id": int(out_id), "flagged_at": now,
-                            "reason": f"bounced {now.date().isoformat()}: {bounce.status or 'permanent failure'}"})
+                flag = f"bounced {now.date().isoformat()}: {bounce.status or 'permanent failure'}"
+                for address in bounce.recipients or ((original.recipient,) if original.recipient else ()):
+                    if mailbox.flag(address, original.id, flag, now):
                         reasons.append(f"{address} flagged: no automatic replies until staff clear it")
-            direct.insert(m.Event.__table__, {
-                "kind": "message_bounced", "at": now, "actor": "slabot", "ticket_id": ticket_id,
-                "message_id": int(out_id), "data": {"bounce": in_id, "status": bounce.status,
-                                                    "permanent": bounce.permanent, "staff_told": True}})
+            mailbox.bounced(original, in_id, status=bounce.status, permanent=bounce.permanent, now=now)
             if also is not None:
                 also(direct)
             return MailResult("bounce", tuple(reasons), parsed.message_id)

@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
@@ -31,7 +31,8 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "DuplicateError", "GroupNotCommitted", "Session", "StorageError", "open_database"]
+__all__ = ["Database", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "Session", "StorageError",
+           "open_database"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,6 +55,23 @@ class GroupNotCommitted(StorageError):
 
 class DuplicateError(StorageError):
     """What is being stored is there already (a unique key said so): the transaction is to be rolled back."""
+
+
+class DatabaseUnavailable(StorageError, OperationalError):
+    """The database could not be reached, or failed under the work (the driver's OperationalError or
+    InterfaceError, a busy SQLite retried in vain included): not the fault of what was being stored. Raised
+    by :meth:`Database.run` and its siblings; still an ``OperationalError`` to code that catches that."""
+
+    @classmethod
+    def of(cls, exc: OperationalError | InterfaceError) -> DatabaseUnavailable:
+        """The driver's error ``exc`` as this one (its statement, values and driver error kept)."""
+        return cls(exc.statement, exc.params, exc.orig, hide_parameters=exc.hide_parameters,
+                   connection_invalidated=exc.connection_invalidated)
+
+    @property
+    def reason(self) -> str:
+        """What the driver said."""
+        return str(self.orig) if self.orig is not None else str(self)
 
 
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
@@ -149,7 +167,7 @@ class Database:
 
     def run(self, work: Callable[[Session], T], *, retries: int = RETRIES) -> T:
         """Run ``work`` in one transaction; retry the whole of it when the database is busy."""
-        return self._retrying(lambda: self._in_session(work), retries)
+        return self._unavailable(lambda: self._retrying(lambda: self._in_session(work), retries))
 
     def run_direct(self, work: Callable[[Direct], T], *, retries: int = RETRIES) -> T:
         """Like :meth:`run`, on plain DBAPI statements (:mod:`storage.direct`) without an ORM session.
@@ -167,8 +185,18 @@ class Database:
     def _direct(self, work: Callable[[Direct], T], write: bool, retries: int) -> T:
         group = getattr(self._grouped, "held", None)
         if group is not None:  # inside group(): a savepoint, no retry (the group holds the write lock)
-            return self._in_savepoint(group, work)
-        return self._retrying(lambda: self._in_direct(work, write=write), retries)
+            return self._unavailable(lambda: self._in_savepoint(group, work))
+        return self._unavailable(lambda: self._retrying(lambda: self._in_direct(work, write=write), retries))
+
+    @staticmethod
+    def _unavailable(attempt: Callable[[], T]) -> T:
+        """``attempt``, its driver's OperationalError or InterfaceError raised as :class:`DatabaseUnavailable`."""
+        try:
+            return attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            raise DatabaseUnavailable.of(exc) from exc
 
     def _in_session(self, work: Callable[[Session], T]) -> T:
         with self.sessions.begin() as session:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from storage import models as m
+from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct
-from channels.messages import utc_now
+from storage.mailbox import MailboxRepository
 
 if TYPE_CHECKING:
     from bot.config import LoadedConfig
@@ -33,28 +33,19 @@ T = TypeVar("T")
 
 
 def _kept(db: Database, everything: bool) -> list[dict[str, Any]]:
-    def work(d: Direct) -> list[dict[str, Any]]:
-        where = "" if everything else " WHERE reprocessed_at IS NULL"
-        rows = d.execute(f"SELECT id, received_at, reprocessed_at, source, reason, length(raw) FROM kept_mail{where} "
-                         "ORDER BY id").fetchall()
-        kept = []
-        for kept_id, received, reprocessed, source, reason, size in rows:
-            times = d.decode(m.KeptMail.__table__, ("received_at", "reprocessed_at"), (received, reprocessed))
-            kept.append({"id": int(kept_id), "received_at": times["received_at"].isoformat(),
-                         "reprocessed_at": times["reprocessed_at"].isoformat() if times["reprocessed_at"] else None,
-                         "source": source, "reason": reason, "bytes": int(size)})
-        return kept
-
-    return db.run_direct(work)
+    return [{"id": k.id, "received_at": k.received_at.isoformat(),
+             "reprocessed_at": k.reprocessed_at.isoformat() if k.reprocessed_at else None,
+             "source": k.source, "reason": k.reason, "bytes": k.size}
+            for k in db.run_direct(lambda d: MailboxRepository(d).kept(everything=everything))]
 
 
 def _raw(db: Database, kept_id: int) -> bytes:
     from bot.cli.main import UsageError
 
-    raw = db.run_direct(lambda d: d.scalar("SELECT raw FROM kept_mail WHERE id = :i", {"i": kept_id}))
+    raw = db.run_direct(lambda d: MailboxRepository(d).kept_raw(kept_id))
     if raw is None:
         raise UsageError(f"no kept mail {kept_id}; `slabot mail kept --all` lists them")
-    return bytes(raw)
+    return raw
 
 
 def _read(args: argparse.Namespace, read: Callable[[Database], T]) -> T:
@@ -102,11 +93,8 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
             now = utc_now()
 
             def mark(d: Direct) -> None:
-                d.execute("UPDATE kept_mail SET reprocessed_at = :now WHERE id = :i AND reprocessed_at IS NULL",
-                          {"now": d.value(m.KeptMail.__table__, "reprocessed_at", now), "i": args.id})
-                d.insert(m.Event.__table__, {"kind": "mail_reprocessed", "at": now, "actor": "slabot",
-                                             "data": {"kept_mail": args.id, "outcome": result.outcome,
-                                                      "ticket": result.ticket_ref, "repaired": bool(args.file)}})
+                MailboxRepository(d).reprocessed(args.id, now, outcome=result.outcome, ticket=result.ticket_ref,
+                                                 repaired=bool(args.file))
 
             db.run_direct(mark)
         return result

@@ -298,8 +298,7 @@ def unflow(text: str, *, delsp: bool = False) -> str:
     for line in _LINE_BREAKS.split(text):
         quotes = len(line) - len(line.lstrip(">"))
         content = line[quotes:]
-        if content.startswith(" "):
-            content = content[1:]  # space-stuffed
+        content = content.removeprefix(" ")  # space-stuffed
         if paragraph and quotes != depth:
             end_paragraph()  # improperly flowed: a flowed line is followed by one of another depth
         depth = quotes

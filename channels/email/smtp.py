@@ -15,7 +15,6 @@ asked afterwards, so the outbox marks it unknown instead of sending twice.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import ssl
 from collections.abc import Callable
@@ -115,7 +114,7 @@ class SmtpSender:
         try:
             errors, _ = await aiosmtplib.send(
                 mail, hostname=s.host, port=s.port, username=s.username or None, password=s.password or None,
-                use_tls=s.security == "tls", start_tls=True if s.security == "starttls" else False,
+                use_tls=s.security == "tls", start_tls=s.security == "starttls",
                 timeout=s.timeout, tls_context=self.tls_context,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -124,7 +123,7 @@ class SmtpSender:
             raise _by_code(exc.code, exc.message) from exc
         except aiosmtplib.SMTPTimeoutError as exc:
             raise UncertainSendError(f"the SMTP server did not answer in time: {exc}") from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise TemporarySendError(f"cannot reach the SMTP server: {exc.__class__.__name__}: {exc}") from exc
         refused = {rcpt: answer for rcpt, answer in errors.items()}
         if refused:  # one recipient per message: refused means not sent
