@@ -38,6 +38,7 @@ from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.texts import Texts
 from bot.voice import VoiceLine
+from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
 from storage.writer import SerialWriter
 from channels.email.smtp import SmtpSender, SmtpSettings
@@ -174,15 +175,16 @@ class Application:
         writer = SerialWriter(group=self.db.group) if self.db.is_sqlite else None
         if cfg.twilio.configured:
             self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, self.db, self.pipeline, now=self.now,
-                                            writer=writer)
-            self.routes.extend(self.whatsapp.routes())
+                                            status_path=STATUS_PATH, writer=writer)
+            self.routes.extend(whatsapp_routes(self.whatsapp.auth_token, self.whatsapp.public_url,
+                                               self.whatsapp.ingest, self.whatsapp.apply_status_callback, self.now))
             self.senders.setdefault("whatsapp", self.whatsapp.start())
             if not cfg.http.public_url:
                 log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
                             "received, and no status callbacks are requested")
         if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
             self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now)
-            self.routes.extend(self.voice.routes())
+            self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer))
         if cfg.email.imap_configured:
             mail = MailIntake(self.db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
                               acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours),
