@@ -197,14 +197,14 @@ class _Probe:
     def install(self) -> None:
         import threading
 
-        import bot.whatsapp as bot_whatsapp
+        import bot.web.twilio as bot_whatsapp
         from sqlalchemy import event
         from starlette.routing import request_response
 
         whatsapp = self.app.whatsapp
         pipeline = whatsapp.pipeline
         original_ingest = pipeline.ingest
-        original_inbound = whatsapp.inbound
+        original_inbound = next(r.endpoint for r in self.app.routes if getattr(r, "path", "") == WEBHOOK)
         original_valid = bot_whatsapp.signature_valid
         db = self.app.db
         originals = {name: getattr(db, name) for name in ("run", "run_direct", "read_direct")}

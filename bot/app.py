@@ -36,6 +36,7 @@ from bot.texts import Texts
 from bot.voice import VoiceLine
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
+from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender, utc_now
@@ -225,8 +226,9 @@ class Application:
             table.append(Part("writer", stop=lambda: asyncio.to_thread(writer.shutdown, True)))
         if cfg.twilio.configured:
             whatsapp = self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, db, self.pipeline, now=self.now,
-                                                       writer=self.writer)
-            self.routes.extend(whatsapp.routes())
+                                                       status_path=STATUS_PATH, writer=self.writer)
+            self.routes.extend(whatsapp_routes(whatsapp.auth_token, whatsapp.public_url, whatsapp.ingest,
+                                               whatsapp.apply_status_callback, self.now))
             self.senders.setdefault("whatsapp", whatsapp.start())
             table.append(Part("whatsapp-client", stop=whatsapp.aclose))  # closed after the dispatcher stops
             if not cfg.http.public_url:
@@ -234,7 +236,7 @@ class Application:
                             "received, and no status callbacks are requested")
         if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
             self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now)
-            self.routes.extend(self.voice.routes())
+            self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer))
         self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
                                            writer=self.writer.urgent if self.writer is not None else None)
         dispatcher, interval = self.dispatcher, self.dispatch_interval

@@ -52,9 +52,11 @@ class CallImport:
 
     @property
     def ok(self) -> bool:
+        """True when every row imported."""
         return not self.problems
 
     def summary(self) -> str:
+        """One line: calls by outcome, rows rejected, callback reminders planned."""
         counted = ", ".join(f"{n} {o}" for o, n in sorted(self.outcomes.items())) or "no calls"
         callbacks = f"; {self.callbacks} callback reminders" if self.callbacks else ""
         return f"{sum(self.outcomes.values())} calls: {counted}; {len(self.problems)} rejected{callbacks}"

@@ -49,7 +49,6 @@ from channels.messages import (
     moves_forward,
     utc_now,
 )
-from channels.whatsapp import OUTSIDE_WINDOW_CODES
 from storage.database import Database, Session
 from storage.direct import Direct
 from storage.records import OutboxRecord, OutboxState
@@ -74,7 +73,7 @@ def advance_delivery(source: Session | Direct, message_id: int, state: str, exte
 def apply_status(source: Session | Direct, message_id: int, state: str, error_code: int | None,
                  now: datetime) -> None:
     """A channel's delivery-status report for a stored message: forward only; "outside the window" tells staff."""
-    if error_code in OUTSIDE_WINDOW_CODES:
+    if state == DeliveryState.NEEDS_STAFF:
         if advance_delivery(source, message_id, DeliveryState.NEEDS_STAFF.value):
             TicketRepository(source).add_event("message_needs_staff", now, message_id=message_id,
                                                data={"error": f"{error_code}: outside the 24-hour window",

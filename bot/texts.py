@@ -173,3 +173,37 @@ INVOICE_LINE_TEXTS = {
            "the punch card (block {block})", "ad_hoc": "{ref}: {hours} hours ad hoc", "urgent": "{ref}: {hours} hours "
            "urgent ad hoc", "block": "Punch card block {block}: {hours} hours prepaid"},
 }
+
+
+# -- the outage line (Twilio Voice): what a caller hears, spoken as one answer (bot.voice) --------------------------
+
+VOICE_TEXTS: dict[Language, dict[str, str]] = {
+    "nl": {
+        "paged": "U belt met de storingslijn van {company}. Uw melding is vastgelegd en de dienstdoende "
+                 "engineer wordt nu opgeroepen.",
+        "charge": "Let op: ligt de oorzaak van de storing binnen uw eigen domein, dan kunnen de kosten van de "
+                  "storingsdienst in rekening worden gebracht.",
+        "through": "U wordt nu doorverbonden.",
+        "later": "Wij nemen zo snel mogelijk contact met u op.",
+        "not_taken": "U belt met de storingslijn van {company}. Uw oproep is genoteerd, maar kan op deze lijn "
+                     "niet als storing worden aangenomen. Neem contact met ons op via WhatsApp of e-mail.",
+        "no_line": "U belt met {company}. Wij hebben geen storingsdienst buiten kantoortijden. Uw oproep is "
+                   "genoteerd; wij nemen binnen onze openingstijden contact met u op.",
+        "hidden": "U belt met {company}. Uw nummer is afgeschermd, zodat wij uw oproep niet kunnen vastleggen. "
+                  "Bel opnieuw met zichtbaar nummer, of stuur ons een bericht via WhatsApp of e-mail.",
+    },
+    "en": {
+        "paged": "You have reached the outage line of {company}. Your report is logged and the engineer on "
+                 "call is being paged now.",
+        "charge": "Please note: if the cause of the outage lies in your own domain, the outage service may be "
+                  "charged.",
+        "through": "You are being put through now.",
+        "later": "We will get back to you as soon as possible.",
+        "not_taken": "You have reached the outage line of {company}. Your call is noted, but this line cannot "
+                     "take it as an outage. Please contact us on WhatsApp or by e-mail.",
+        "no_line": "You have reached {company}. We have no outage service outside office hours. Your call is "
+                   "noted; we will get back to you during our opening hours.",
+        "hidden": "You have reached {company}. Your number is withheld, so we cannot log your call. Please "
+                  "call again with your number shown, or write to us on WhatsApp or by e-mail.",
+    },
+}

@@ -1,12 +1,13 @@
-"""The outage line on Twilio Voice (R17): ``POST /webhooks/twilio/voice``.
+"""The outage line on Twilio Voice (R17): what a call to ``POST /webhooks/twilio/voice`` does.
 
-Twilio posts here when someone calls the outage number. The request is
-checked like every Twilio webhook (:func:`bot.whatsapp.signed_params`: the
+Twilio posts there when someone calls the outage number. The request is
+checked like every Twilio webhook (:func:`bot.web.twilio.signed_params`: the
 ``X-Twilio-Signature`` against ``http.public_url``; 403 and nothing stored when
-it does not match). The call, with its CallSid as id and the caller's number
-(``From``, E.164) as sender, is logged through the intake
-(:func:`bot.calls.log_call`) and committed before Twilio gets its answer, in
-TwiML:
+it does not match) and handed to :meth:`VoiceLine.answer`. The call, with its
+CallSid as id and the caller's number (``From``, E.164) as sender, is logged
+through the intake (:func:`bot.calls.log_call`) and committed before Twilio
+gets its answer, in TwiML (:func:`channels.whatsapp.voice_answer`; the spoken
+texts are :data:`bot.texts.VOICE_TEXTS`):
 
 - the preset has an outage line (``[critical]``, preset paynl): a critical
   ticket on the 24/7 calendar clock, which the staff chat pages to on-call at
@@ -32,22 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
-
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from twilio.twiml.voice_response import VoiceResponse
 
 from bot.calls import log_call
 from bot.i18n import Language
 from bot.intake import Outcome
-from bot.whatsapp import signed_params
-from channels.calls import parse_voice_call
+from bot.texts import VOICE_TEXTS
 from channels.identity import IdentityError
 from channels.messages import utc_now
+from channels.whatsapp import parse_voice_call, voice_answer
 
 if TYPE_CHECKING:
     from bot.config import HttpConfig, TwilioConfig
@@ -55,45 +51,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VOICE_PATH = "/webhooks/twilio/voice"
 LOGGED = (Outcome.NEW_TICKET, Outcome.UNKNOWN_SENDER, Outcome.REPLY, Outcome.DUPLICATE)
-SAY_LANGUAGE: dict[Language, str] = {"nl": "nl-NL", "en": "en-GB"}
-
-TEXTS: dict[Language, dict[str, str]] = {
-    "nl": {
-        "paged": "U belt met de storingslijn van {company}. Uw melding is vastgelegd en de dienstdoende "
-                 "engineer wordt nu opgeroepen.",
-        "charge": "Let op: ligt de oorzaak van de storing binnen uw eigen domein, dan kunnen de kosten van de "
-                  "storingsdienst in rekening worden gebracht.",
-        "through": "U wordt nu doorverbonden.",
-        "later": "Wij nemen zo snel mogelijk contact met u op.",
-        "not_taken": "U belt met de storingslijn van {company}. Uw oproep is genoteerd, maar kan op deze lijn "
-                     "niet als storing worden aangenomen. Neem contact met ons op via WhatsApp of e-mail.",
-        "no_line": "U belt met {company}. Wij hebben geen storingsdienst buiten kantoortijden. Uw oproep is "
-                   "genoteerd; wij nemen binnen onze openingstijden contact met u op.",
-        "hidden": "U belt met {company}. Uw nummer is afgeschermd, zodat wij uw oproep niet kunnen vastleggen. "
-                  "Bel opnieuw met zichtbaar nummer, of stuur ons een bericht via WhatsApp of e-mail.",
-    },
-    "en": {
-        "paged": "You have reached the outage line of {company}. Your report is logged and the engineer on "
-                 "call is being paged now.",
-        "charge": "Please note: if the cause of the outage lies in your own domain, the outage service may be "
-                  "charged.",
-        "through": "You are being put through now.",
-        "later": "We will get back to you as soon as possible.",
-        "not_taken": "You have reached the outage line of {company}. Your call is noted, but this line cannot "
-                     "take it as an outage. Please contact us on WhatsApp or by e-mail.",
-        "no_line": "You have reached {company}. We have no outage service outside office hours. Your call is "
-                   "noted; we will get back to you during our opening hours.",
-        "hidden": "You have reached {company}. Your number is withheld, so we cannot log your call. Please "
-                  "call again with your number shown, or write to us on WhatsApp or by e-mail.",
-    },
-}
-
 
 
 class VoiceLine:
-    """The voice webhook: routes for the HTTP app; see the module docstring."""
+    """The outage line's use case: a call logged, and the TwiML that answers it; see the module docstring."""
 
     def __init__(self, twilio: TwilioConfig, http: HttpConfig, pipeline: IntakePipeline, *,
                  language: Language = "nl", now: Callable[[], datetime] = utc_now) -> None:
@@ -106,23 +68,15 @@ class VoiceLine:
         self.now = now
         self.on_callback: Callable[[], None] | None = None  # told when a call planned a callback reminder
 
-    def routes(self) -> list[Route]:
-        return [Route(VOICE_PATH, self.call, methods=["POST"])]
-
-    async def call(self, request: Request) -> Response:
-        """A call to the outage number: logged (committed) first, then answered in TwiML."""
-        checked = await signed_params(request, self.auth_token, self.public_url)
-        if isinstance(checked, Response):
-            return checked
-        params, body = checked
+    async def answer(self, params: Mapping[str, str], body: bytes) -> str:
+        """A call to the outage number (a signed webhook's fields and body): logged (committed) first, then the
+        TwiML that answers it. :class:`channels.whatsapp.WebhookError` when the form is not a call."""
         critical = self.pipeline.preset.critical
         try:
             call = parse_voice_call(params, self.now(), critical=critical is not None)
         except IdentityError as exc:
             log.warning("voice call %s from a withheld number: not logged (%s)", params.get("CallSid"), exc)
             return self._answer("hidden", dial=critical is not None)
-        except ValueError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
         # committed before the answer: an error here is a 500 and Twilio plays its own apology
         logged = await asyncio.to_thread(log_call, self.pipeline, call, body)
         if logged.callback and self.on_callback is not None:
@@ -136,8 +90,8 @@ class VoiceLine:
             return self._answer("not_taken", dial=False)
         return self._answer("paged", dial=True, charge=critical.outage_charge_warning)
 
-    def _answer(self, what: str, *, dial: bool, charge: bool = False) -> Response:
-        t = TEXTS[self.language]
+    def _answer(self, what: str, *, dial: bool, charge: bool = False) -> str:
+        t = VOICE_TEXTS[self.language]
         dialling = dial and self.oncall_number is not None
         spoken = [t[what].format(company=self.pipeline.preset.title)]
         if charge:
@@ -146,12 +100,7 @@ class VoiceLine:
             spoken.append(t["through"])
         elif what == "paged":
             spoken.append(t["later"])
-        twiml = VoiceResponse()
-        twiml.say(" ".join(spoken), language=SAY_LANGUAGE[self.language])
-        if dialling:
-            twiml.dial(self.oncall_number, timeout=30)
-        twiml.hangup()
-        return Response(str(twiml), media_type="text/xml")
+        return voice_answer(" ".join(spoken), self.language, dial=self.oncall_number if dialling else None)
 
 
-__all__ = ["VOICE_PATH", "VoiceLine"]
+__all__ = ["VoiceLine"]

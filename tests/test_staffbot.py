@@ -548,8 +548,8 @@ def test_what_staff_are_told_reaches_the_staff_chat_once(db: Database) -> None:
         kept = MailIntake(db, pipeline(db, "mailcampaigns"), now=lambda: MONDAY_10).ingest_raw(
             b"\x00\x01 not a mail at all", source="imap INBOX uid 7")
         assert kept.outcome == "kept_aside"
-        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "failed", 63016, MONDAY_10))
-        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "failed", 63016, MONDAY_10))  # once only
+        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "needs_staff", 63016, MONDAY_10))
+        await asyncio.to_thread(db.run, lambda s: apply_status(s, ack, "needs_staff", 63016, MONDAY_10))  # once only
         await bot.announce_new()  # (or the bot's own round, whichever comes first)
         await answered(standin, 2)
         assert await bot.announce_new() == 0

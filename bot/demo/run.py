@@ -49,7 +49,6 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-from twilio.request_validator import RequestValidator
 
 from bot.app import Application
 from bot.billing import Billing, Statement
@@ -66,7 +65,8 @@ from bot.demo.standins.loopback import free_port, serving
 from bot.demo.standins.smtp import SmtpSink, smtp_sink
 from bot.demo.standins.telegram import Sent, TelegramStandIn
 from bot.demo.standins.twilio import TwilioStandIn
-from bot.whatsapp import WEBHOOK_PATH
+from bot.web.twilio import WEBHOOK_PATH
+from channels.whatsapp import sign_request
 from storage.database import Database, open_database
 from storage.billing import BillingRepository
 from storage.records import MessageRecord, TicketRecord
@@ -392,7 +392,7 @@ class _Stage:
         sid = f"SM{uuid.uuid4().hex}"
         params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": TWILIO_SID, "From": f"whatsapp:{number}",
                   "To": f"whatsapp:{desk.whatsapp_number}", "Body": body, "ProfileName": name, "NumMedia": "0"}
-        signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC + WEBHOOK_PATH, params)
+        signature = sign_request(TWILIO_TOKEN, PUBLIC + WEBHOOK_PATH, params)
         self.tell("customer", f"{name} writes on WhatsApp from {number}", text=body)
         answer = await self.http.post(f"http://127.0.0.1:{desk.port}{WEBHOOK_PATH}", data=params,
                                       headers={"X-Twilio-Signature": str(signature)})

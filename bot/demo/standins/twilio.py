@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
 from channels.messages import utc_now
 
 
@@ -41,6 +42,7 @@ class TwilioStandIn:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, status: int, code: int = 20500, message: str = "stand-in failure") -> None:
+        """The next message create answers ``status`` with Twilio's error ``code``."""
         self.failures.append((status, {"code": code, "message": message, "status": status}))
 
     def slow_next(self, seconds: float) -> None:
@@ -66,6 +68,7 @@ class TwilioStandIn:
         }
 
     async def create(self, request: Request) -> Response:
+        """``POST .../Messages.json``: a message created (201), or the queued failure, or 63016."""
         self.requests += 1
         form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
         if self.failures:
@@ -87,6 +90,7 @@ class TwilioStandIn:
         return JSONResponse(record, status_code=201)
 
     async def fetch(self, request: Request) -> Response:
+        """``GET .../Messages/{sid}.json``: one message, sent or received (404 when unknown)."""
         sid = request.path_params["message"]
         for record in (*self.sent, *self.received):
             if record["sid"] == sid:
@@ -94,6 +98,7 @@ class TwilioStandIn:
         return JSONResponse({"code": 20404, "status": 404, "message": "not found"}, status_code=404)
 
     async def list(self, request: Request) -> Response:
+        """``GET .../Messages.json``: the messages to and from the numbers asked for, as one page."""
         to, sender = request.query_params.get("To"), request.query_params.get("From")
         items = [r for r in (*self.received, *self.sent)
                  if (to is None or r["to"] == to) and (sender is None or r["from"] == sender)]
@@ -101,12 +106,14 @@ class TwilioStandIn:
                              "page": 0, "page_size": 1000, "previous_page_uri": None, "start": 0, "uri": ""})
 
     async def get_media(self, request: Request) -> Response:
+        """``GET /media/{name}``: media bytes (404 when unknown)."""
         found = self.media.get(request.path_params["name"])
         if found is None:
             return Response(status_code=404)
         return Response(found[0], media_type=found[1])
 
     def app(self) -> Starlette:
+        """The stand-in as a Starlette app, to serve on loopback."""
         base = "/2010-04-01/Accounts/{account}"
         return Starlette(routes=[
             Route(f"{base}/Messages.json", self.create, methods=["POST"]),

@@ -1,41 +1,33 @@
-"""WhatsApp through Twilio: webhook parsing and signatures, the outbound sender, reconciliation.
+"""Twilio's REST API for WhatsApp: the HTTP client, the REST client and :class:`WhatsAppSender`.
 
-The parser and the signature check are pure functions of the request. The
-sender wraps twilio's REST ``Client`` (asynchronous; its ``http_client`` is
+The sender wraps twilio's REST ``Client`` (asynchronous; its ``http_client`` is
 injectable, so tests point it at a local stand-in) and translates Twilio's
-errors into slabot's send errors. WhatsApp only allows free-form messages
-within 24 hours of the customer's last message; outside that window the sender
-uses the configured approved template (``ContentSid`` + ``ContentVariables``)
-or reports that staff must act.
+errors into slabot's send errors (:mod:`channels.messages`). WhatsApp only
+allows free-form messages within 24 hours of the customer's last message;
+outside that window the sender uses the configured approved template
+(``ContentSid`` + ``ContentVariables``) or raises :class:`NeedsStaffError`, as it
+does when Twilio itself answers "outside the allowed window" (63016).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import functools
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
-from twilio.request_validator import RequestValidator, remove_port
 from twilio.rest import Client
 
-from channels.identity import IdentityError, phone_identity
 from channels.messages import (
-    ChannelName,
     DeliveryState,
-    InboundAttachment,
-    InboundMessage,
     NeedsStaffError,
     OutboundMessage,
     PermanentSendError,
@@ -44,158 +36,9 @@ from channels.messages import (
     UncertainSendError,
     utc_now,
 )
+from channels.whatsapp.webhook import OUTSIDE_WINDOW_CODES, STATUS_STATES, rebase_url
 
-MAX_BODY_CHARS = 4096  # WhatsApp's own limit on a message body
-MAX_FIELD_CHARS = 8192
-MAX_MEDIA = 10
 SESSION_WINDOW = timedelta(hours=24)
-OUTSIDE_WINDOW_CODES = {63016}  # "outside the allowed window": a template is needed
-
-STATUS_STATES = {
-    "accepted": DeliveryState.QUEUED,
-    "queued": DeliveryState.QUEUED,
-    "scheduled": DeliveryState.QUEUED,
-    "sending": DeliveryState.SENDING,
-    "sent": DeliveryState.SENT,
-    "delivered": DeliveryState.DELIVERED,
-    "read": DeliveryState.READ,
-    "failed": DeliveryState.FAILED,
-    "undelivered": DeliveryState.FAILED,
-    "canceled": DeliveryState.FAILED,
-}
-
-
-class WebhookError(ValueError):
-    """A webhook that cannot be accepted; ``status`` is the HTTP answer (400, 413)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def signature_url(public_url: str | None, seen_url: str) -> str:
-    """The URL Twilio signed: the configured public URL with the request's path and query.
-
-    Behind a proxy that terminates TLS the app sees ``http://10.x:8080/...``
-    while Twilio signed ``https://support.example.nl/...``. Client headers such
-    as ``X-Forwarded-Host`` are never trusted for this.
-    """
-    return rebase_url(public_url, seen_url) if public_url else seen_url
-
-
-def rebase_url(base_url: str, url: str) -> str:
-    """``url``'s path and query under ``base_url``'s scheme, host and path prefix."""
-    base, parts = urlsplit(base_url), urlsplit(url)
-    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
-
-
-class _FormFields(dict[str, str]):
-    """Form fields that twilio's validator reads as it reads a Flask ``MultiDict`` (``getall``): for a plain dict
-    it first tries ``getall`` and ``getlist`` and catches two exceptions per field."""
-
-    def getall(self, name: str) -> list[str]:
-        return [self[name]]
-
-
-@functools.lru_cache(maxsize=16)
-def _validator(auth_token: str) -> RequestValidator:
-    return RequestValidator(auth_token)
-
-
-def signature_valid(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-    """True when ``X-Twilio-Signature`` matches (twilio's ``RequestValidator``).
-
-    ``RequestValidator.validate`` always signs the URL twice, without and with the default port (Twilio uses
-    either); the signature of the URL as configured, the usual one, is tried first, and only when it does not
-    match does ``validate`` decide.
-    """
-    if not signature:
-        return False
-    validator = _validator(auth_token)
-    fields = _FormFields(params)
-    expected = validator.compute_signature(remove_port(urlparse(url)), fields)
-    if hmac.compare_digest(expected.encode(), signature.encode()):
-        return True
-    return bool(validator.validate(url, fields, signature))
-
-
-# a customer writes many times from one number: its normal form is worked out once (a tenth of a webhook's CPU)
-_phone_identity = functools.lru_cache(maxsize=4096)(phone_identity)
-
-
-def _field(params: Mapping[str, str], name: str, *, required: bool = False, limit: int = MAX_FIELD_CHARS) -> str:
-    value = params.get(name, "")
-    if required and not value:
-        raise WebhookError(f"missing field {name}")
-    if len(value) > limit:
-        raise WebhookError(f"field {name} is longer than {limit} characters", status=413)
-    return value
-
-
-def parse_whatsapp_webhook(params: Mapping[str, str], received_at: datetime, raw: bytes = b"") -> InboundMessage:
-    """A Twilio WhatsApp webhook (form fields) to an :class:`InboundMessage`."""
-    sid = _field(params, "MessageSid", limit=64) or _field(params, "SmsMessageSid", limit=64)
-    if not sid:
-        raise WebhookError("missing field MessageSid")
-    sender = _field(params, "From", required=True, limit=64)
-    try:
-        identity = _phone_identity(sender)
-    except IdentityError as exc:
-        raise WebhookError(f"From: {exc}") from None
-    body = _field(params, "Body", limit=MAX_BODY_CHARS)
-    try:
-        count = int(params.get("NumMedia", "0") or "0")
-    except ValueError:
-        raise WebhookError("NumMedia is not a number") from None
-    if not 0 <= count <= MAX_MEDIA:
-        raise WebhookError(f"NumMedia must be 0..{MAX_MEDIA}")
-    media = tuple(
-        InboundAttachment(
-            content_type=_field(params, f"MediaContentType{i}", limit=200) or "application/octet-stream",
-            url=_field(params, f"MediaUrl{i}", required=True, limit=2048),
-        )
-        for i in range(count)
-    )
-    recipient = _field(params, "To", limit=64).removeprefix("whatsapp:") or None
-    return InboundMessage(
-        channel=ChannelName.WHATSAPP,
-        external_id=sid,
-        sender=identity,
-        received_at=received_at,
-        text=body,
-        sender_name=_field(params, "ProfileName", limit=200) or None,
-        recipient=recipient,
-        attachments=media,
-        raw=raw,
-    )
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    """A status callback: which message, its new state, and Twilio's error code if any."""
-
-    sid: str
-    state: DeliveryState
-    error_code: int | None
-
-    @property
-    def outside_window(self) -> bool:
-        return self.error_code in OUTSIDE_WINDOW_CODES
-
-
-def parse_status_callback(params: Mapping[str, str]) -> StatusUpdate:
-    """A Twilio status callback to a :class:`StatusUpdate`."""
-    sid = _field(params, "MessageSid", required=True, limit=64)
-    status = _field(params, "MessageStatus", required=True, limit=32).lower()
-    state = STATUS_STATES.get(status)
-    if state is None:
-        raise WebhookError(f"unknown MessageStatus {status!r}")
-    code_text = params.get("ErrorCode") or ""
-    try:
-        code = int(code_text) if code_text else None
-    except ValueError:
-        code = None
-    return StatusUpdate(sid, state, code)
 
 
 class TwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
@@ -221,6 +64,7 @@ class TwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
+        """One request to Twilio on the pooled session, with basic auth in the header."""
         sent_headers = dict(headers or {})
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
@@ -236,6 +80,7 @@ class TwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
             return Response(answer.status, await answer.text(), answer.headers)
 
     async def close(self) -> None:
+        """Close the pooled session (a later request opens a new one)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -249,7 +94,14 @@ class LocalApiHttpClient(TwilioHttpClient):
         self.base_url = base_url
 
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        """The request, sent to :attr:`base_url` instead of Twilio."""
         return await super().request(method, rebase_url(self.base_url, url), *args, **kwargs)
+
+
+def rest_client(account_sid: str, auth_token: str, api_base_url: str | None = None) -> Client:
+    """twilio's REST client on :class:`TwilioHttpClient`, or on a local stand-in at ``api_base_url``."""
+    http_client = LocalApiHttpClient(api_base_url) if api_base_url else TwilioHttpClient()
+    return Client(account_sid, auth_token, http_client=http_client)
 
 
 @dataclass(frozen=True)
@@ -356,9 +208,18 @@ class WhatsAppSender:
             raise translate_error(exc) from exc
         return STATUS_STATES.get(str(found.status))
 
+    async def aclose(self) -> None:
+        """Close the REST client's connections."""
+        close = getattr(self.client.http_client, "close", None)
+        if close is not None:
+            await close()
+
     async def received_since(self, since: datetime) -> list[dict[str, Any]]:
         """Messages Twilio received on our number since ``since`` (for reconciliation)."""
-        records = await self.client.messages.list_async(to=self.whatsapp_from, date_sent_after=since, limit=1000)
+        try:
+            records = await self.client.messages.list_async(to=self.whatsapp_from, date_sent_after=since, limit=1000)
+        except TwilioRestException as exc:
+            raise translate_error(exc) from exc
         return [
             {
                 "MessageSid": r.sid, "From": r.from_, "To": r.to, "Body": r.body or "",
@@ -378,3 +239,7 @@ def translate_error(exc: TwilioRestException) -> Exception:
         retry = None
         return TemporarySendError(f"Twilio answered {exc.status}: {exc.msg}", retry_after=retry)
     return PermanentSendError(f"Twilio answered {exc.status} (code {code}): {exc.msg}")
+
+
+__all__ = ["LastInbound", "LocalApiHttpClient", "SESSION_WINDOW", "TemplateChoice", "TemplateFor", "TwilioHttpClient",
+           "WhatsAppSender", "rest_client", "translate_error"]

@@ -15,8 +15,8 @@ documented one, the others are what common exports call it):
 - ``status`` (``Status``), ``agent``, ``notes``, and ``critical`` (true for a
   call to the outage line, R17).
 
-:func:`parse_voice_call` reads the form Twilio Voice posts when a call comes
-in on the outage line into the same :class:`Call`.
+The form Twilio Voice posts when a call comes in on the outage line is read
+into the same :class:`Call` by :func:`channels.whatsapp.parse_voice_call`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,11 +49,16 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 MISSED = {"missed", "no-answer", "no_answer", "busy", "failed", "canceled", "cancelled", "voicemail"}
 ANSWERED = {"answered", "completed"}  # answered even when the export gives no duration
-MAX_VOICE_FIELD = 64  # CallSid and numbers are far shorter
+
+
+class CallLogError(ValueError):
+    """A call-log row or file that cannot be read; the message says why (the root of this package's errors)."""
 
 
 @dataclass(frozen=True)
 class Call:
+    """One phone call: who called when, whether anyone answered, and what was noted."""
+
     call_id: str
     at: datetime
     caller: str
@@ -66,6 +70,7 @@ class Call:
     critical: bool
 
     def text(self) -> str:
+        """The call as the text of its message on the ticket."""
         if self.missed:
             head = f"Gemiste oproep van {self.caller}"
         else:
@@ -89,29 +94,29 @@ def _field(row: dict[str, Any], name: str) -> str | None:
 
 
 def parse_call(row: dict[str, Any]) -> Call:
-    """One row (keys in lower case) as a :class:`Call`; ValueError with the reason when it is unusable."""
+    """One row (keys in lower case) as a :class:`Call`; :class:`CallLogError` with the reason when it is unusable."""
     caller_text = _field(row, "caller")
     if caller_text is None:
-        raise ValueError("no caller number")
+        raise CallLogError("no caller number")
     try:
         caller = phone_identity(caller_text.removeprefix("whatsapp:")).value
     except IdentityError as exc:
-        raise ValueError(f"caller {caller_text!r}: {exc}") from None
+        raise CallLogError(f"caller {caller_text!r}: {exc}") from None
     when = _field(row, "time")
     if when is None:
-        raise ValueError("no time")
+        raise CallLogError("no time")
     try:
         at = datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"time {when!r} is not ISO 8601 (2026-11-23T10:15:00+01:00)") from None
+        raise CallLogError(f"time {when!r} is not ISO 8601 (2026-11-23T10:15:00+01:00)") from None
     at = at.replace(tzinfo=AMSTERDAM) if at.tzinfo is None else at
     duration_text = _field(row, "duration") or "0"
     try:
         duration = int(float(duration_text))
     except ValueError:
-        raise ValueError(f"duration {duration_text!r} is not a number of seconds") from None
+        raise CallLogError(f"duration {duration_text!r} is not a number of seconds") from None
     if duration < 0:
-        raise ValueError(f"duration {duration} is negative")
+        raise CallLogError(f"duration {duration} is negative")
     status = (_field(row, "status") or "").lower()
     call_id = _field(row, "call_id") or "row-" + hashlib.sha256(
         json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -129,7 +134,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         data = json.loads(text)
         items = data.get("calls", data) if isinstance(data, dict) else data
         if not isinstance(items, list):
-            raise ValueError("a JSON call log is a list of calls (or {\"calls\": [...]})")
+            raise CallLogError("a JSON call log is a list of calls (or {\"calls\": [...]})")
         return [(i + 1, {str(k).lower(): v for k, v in item.items()} if isinstance(item, dict) else {})
                 for i, item in enumerate(items)]
     reader = csv.DictReader(io.StringIO(text))
@@ -139,23 +144,6 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def parse_voice_call(params: Mapping[str, str], received_at: datetime, *, critical: bool) -> Call:
-    """The form Twilio Voice posts for an incoming call, as a missed :class:`Call` (no one at the desk took it).
-
-    ValueError without a CallSid; :class:`IdentityError` when the caller's number is withheld
-    (``anonymous``, a SIP or client address) or not a phone number.
-    """
-    sid = params.get("CallSid", "").strip()
-    if not sid or len(sid) > MAX_VOICE_FIELD:
-        raise ValueError("missing or overlong field CallSid")
-    caller = phone_identity(params.get("From", "")[:MAX_VOICE_FIELD]).value
-    called = params.get("To", "")[:MAX_VOICE_FIELD] or None
-    notes = ("Automatisch aangenomen op de storingslijn (Twilio Voice)" if critical
-             else "Automatisch aangenomen (Twilio Voice): geen storingsdienst")
-    return Call(call_id=sid, at=received_at.astimezone(timezone.utc), caller=caller, called=called, duration=0,
-                missed=True, agent=None, notes=notes, critical=critical)
-
-
 def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
     """The call as an inbound message on the phone channel (id ``call:<call_id>``)."""
     return InboundMessage(ChannelName.PHONE, f"call:{call.call_id}", phone_identity(call.caller), call.at,
@@ -163,4 +151,4 @@ def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
                           recipient=call.called, critical=call.critical, raw=raw)
 
 
-__all__ = ["Call", "call_message", "parse_call", "parse_voice_call", "read_rows"]
+__all__ = ["AMSTERDAM", "Call", "CallLogError", "call_message", "parse_call", "read_rows"]
