@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from bot import logs
 from bot.config import LoadedConfig, shown_url
 from bot.web.dashboard.web import Dashboard
+from bot.web.telegram import telegram_webhook_route
 from bot.intake import IntakePipeline
 from bot.imap import ImapIntake
 from bot.mail import MailIntake, mail_reply_guards
@@ -192,7 +193,7 @@ class Application:
         if cfg.telegram.configured:
             self.staffbot = StaffBot(cfg.telegram, self.db, language=cfg.language, now=self.now,
                                      team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
-                                     announce_every=self.staff_rounds)
+                                     announce_every=self.staff_rounds, webhook_route=telegram_webhook_route)
             self.routes.extend(self.staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(self.db, self.staffbot.notify, now=self.now)
             self.staffbot.health = self.reminders.health = lambda state, reason: self.health.set(
