@@ -11,14 +11,15 @@ work itself is :class:`bot.desk.Desk`'s and :class:`bot.billing.Billing`'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from telegram import Message, Update
+from telegram import Message, Update, User
 
 from bot.billing import Billing, HoursResult
 from bot.desk import Desk, DeskError
@@ -89,9 +90,19 @@ class StaffConversation:
         self.desk = Desk(db, now)
         self.billing = Billing(db, pipeline.preset, texts=pipeline.texts, now=now) if pipeline is not None else None
 
-    async def _first_time(self, update: Update) -> bool:
-        return await asyncio.to_thread(self.db.run_direct,
-                                       lambda d: StaffChatRepository(d).first_time(update.update_id))
+    async def _admitted(self, update: Update, user: User, refuse: Callable[[str], Awaitable[None]],
+                        refused: str, name: str | None) -> tuple[Language, str] | None:
+        """(language, staff name) for an update seen the first time from someone on the staff list; None
+        otherwise (done once already, or a stranger: logged with ``refused`` and told through ``refuse``)."""
+        if not await asyncio.to_thread(self.db.run_direct,
+                                       lambda d: StaffChatRepository(d).first_time(update.update_id)):
+            return None  # delivered again (a restart, a button pressed twice): done once already
+        language = language_of_update(update, self.language)
+        if user.id not in self.staff_ids:
+            log.warning("telegram: %s (id %s) is not on the staff list; %s", name, user.id, refused)
+            await refuse(CHAT_TEXTS[language]["refused"].format(user=user.id))
+            return None
+        return language, user.username or str(user.id)
 
     async def on_button(self, update: Update) -> None:
         """A button under an announcement or a page: take, reply, resolve, acknowledge."""
@@ -99,16 +110,13 @@ class StaffConversation:
         user = update.effective_user
         if query is None or user is None or not query.data:
             return
-        if not await self._first_time(update):
-            return  # a button press delivered again: done once already
-        language = language_of_update(update, self.language)
-        t = CHAT_TEXTS[language]
-        if user.id not in self.staff_ids:
-            log.warning("telegram: %s (id %s) is not on the staff list; button refused", user.username, user.id)
-            await self.transport.answer_button(query, t["refused"].format(user=user.id), alert=True)
+        refuse = functools.partial(self.transport.answer_button, query, alert=True)
+        admitted = await self._admitted(update, user, refuse, "button refused", user.username)
+        if admitted is None:
             return
+        language, staff = admitted
+        t = CHAT_TEXTS[language]
         action, _, ref = query.data.partition(":")
-        staff = user.username or str(user.id)
         answer: str | None = None
         try:
             if action == "take":
@@ -134,17 +142,17 @@ class StaffConversation:
         user = update.effective_user
         if message is None or user is None or not message.text:
             return
-        if not await self._first_time(update):
-            return  # delivered again after a restart: done once already
-        language = language_of_update(update, self.language)
-        t = CHAT_TEXTS[language]
-        if user.id not in self.staff_ids:
-            log.warning("telegram: %s (id %s) is not on the staff list; refused: %r", user.username or user.full_name,
-                        user.id, message.text[:80])
-            if message.text.startswith("/"):
-                await self.transport.reply(message, t["refused"].format(user=user.id))
+        text = message.text
+
+        async def refuse(answer: str) -> None:
+            if text.startswith("/"):
+                await self.transport.reply(message, answer)
+
+        admitted = await self._admitted(update, user, refuse, f"refused: {text[:80]!r}",
+                                        user.username or user.full_name)
+        if admitted is None:
             return
-        staff = user.username or str(user.id)
+        language, staff = admitted
         command, ref, rest = parse_command(message.text, message.reply_to_message.text
                                            if message.reply_to_message and message.reply_to_message.text else None)
         if command == "incident":
@@ -241,8 +249,8 @@ class StaffConversation:
         t = CHAT_TEXTS[language]
         due = (t["due"].format(when=format_when(ticket.first_response_due, language))
                if ticket.first_response_due else t["no_due"])
-        lines = [f"{ticket.ref} · {ticket.state} · {ticket.account or '?'} ({ticket.contact or '?'}) · "
-                 f"{ticket.plan or '-'} · {ticket.channel} · {ticket.kind}", due]
+        lines = [(f"{ticket.ref} · {ticket.state} · {ticket.account or '?'} ({ticket.contact or '?'}) · "
+                  f"{ticket.plan or '-'} · {ticket.channel} · {ticket.kind}"), due]
         if ticket.subject:
             lines.append(ticket.subject)
         if ticket.kind_reasons:

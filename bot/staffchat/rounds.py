@@ -114,7 +114,9 @@ class StaffRounds:
 
     async def post_weekly_report(self) -> None:
         """Post last week's SLA summary with its chart to the staff chat (:func:`bot.reports.weekly_summary`)."""
-        from bot.reports import weekly_summary  # matplotlib loads only when a report is made
+        from bot.reports import (
+            weekly_summary,  # matplotlib loads only when a report is made
+        )
 
         summary = await asyncio.to_thread(weekly_summary, self.db, self.now(), language=self.language)
         await self.transport.send_photo(self.chat, summary.chart, caption=summary.caption, filename=summary.filename)
@@ -196,4 +198,4 @@ class StaffRounds:
         return len(due)
 
 
-__all__ = ["StaffRounds", "WEEKLY_HOUR", "reminder_lead"]
+__all__ = ["WEEKLY_HOUR", "StaffRounds", "reminder_lead"]

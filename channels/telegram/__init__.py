@@ -11,7 +11,12 @@ from channels.telegram.errors import (
     TelegramTimeoutError,
     TelegramUnreachableError,
 )
-from channels.telegram.transport import Buttons, TelegramTransport, UpdateHandler, UpdateSink
+from channels.telegram.transport import (
+    Buttons,
+    TelegramTransport,
+    UpdateHandler,
+    UpdateSink,
+)
 
 __all__ = ["Buttons", "NotAnUpdateError", "TelegramChannelError", "TelegramRateLimitedError", "TelegramRefusedError",
            "TelegramStoppedError", "TelegramTimeoutError", "TelegramTransport", "TelegramUnreachableError",
