@@ -36,6 +36,7 @@ from bot.texts import Texts
 from bot.voice import VoiceLine
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
+from bot.web.telegram import telegram_webhook_route
 from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
@@ -244,7 +245,8 @@ class Application:
         if cfg.telegram.configured:
             staffbot = self.staffbot = StaffBot(cfg.telegram, db, language=cfg.language, now=self.now,
                                                 team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
-                                                announce_every=self.staff_rounds)
+                                                announce_every=self.staff_rounds,
+                                                webhook_route=telegram_webhook_route)
             self.routes.extend(staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(db, staffbot.notify, now=self.now)
             # the staff chat failing after a good start shows in /healthz

@@ -51,14 +51,17 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.lifecycle import HealthReport, StateLog
+from bot.staff_texts import REMINDER_SKIPPED
+from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct
+from storage.records import OPEN_STATES, ReminderState, TicketState
 from storage.repositories import ReminderRepository, TicketRepository
-from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 
-ANSWERED_STATES = ("resolved", "closed")
+ANSWERED_STATES = tuple(state for state in TicketState if state not in OPEN_STATES)  # resolved
 CALLBACK = "callback:"  # the spec of a reminder to call back a missed call: "callback:<message id of the call>"
 
 
@@ -97,7 +100,6 @@ class ReminderNotice:
 Notifier = Callable[[ReminderNotice], Awaitable[None]]
 
 
-
 POLL_JOB, WAKE_JOB = "reminders-poll", "reminders-wake"
 MIN_WAIT = 0.01  # seconds: a wake-up never spins on a clock that does not move
 
@@ -124,9 +126,18 @@ class ReminderService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._failing = False  # the staff chat
-        self.health: Callable[[str, str | None], None] | None = None  # told when the chat fails and is back
-        self._round_failing = False
+        self._chat = StateLog(log, "reminders wait: the staff chat cannot be reached (%s)", "reminders flow again")
+        self._rounds_state = StateLog(log, "reminders wait: a round failed (%s)", "reminders: rounds work again",
+                                      exc_info=True)
+
+    @property
+    def health(self) -> HealthReport | None:
+        """Told ("down", reason) when the staff chat fails and ("up", None) when it is back."""
+        return self._chat.health
+
+    @health.setter
+    def health(self, report: HealthReport | None) -> None:
+        self._chat.health = report
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -177,14 +188,9 @@ class ReminderService:
                 await self.run_due()
                 await self._arm()
             except Exception as exc:  # noqa: BLE001 - e.g. the database is down: the next poll tries again
-                if not self._round_failing:
-                    log.warning("reminders wait: a round failed (%s: %s)", exc.__class__.__name__, exc,
-                                exc_info=True)
-                    self._round_failing = True
+                self._rounds_state.failed(exc)
             else:
-                if self._round_failing:
-                    log.info("reminders: rounds work again")
-                    self._round_failing = False
+                self._rounds_state.worked()
             self.ready.set()
 
     async def _arm(self) -> None:
@@ -202,7 +208,7 @@ class ReminderService:
         scheduler = self.scheduler
         if scheduler is None or not scheduler.running or self._stopping:
             return
-        if self.next_due is None or self._failing:  # nothing planned, or the chat is down: the poll tries again
+        if self.next_due is None or self._chat.failing:  # nothing planned, or the chat is down: the poll tries again
             if scheduler.get_job(WAKE_JOB) is not None:
                 scheduler.remove_job(WAKE_JOB)
             return
@@ -243,20 +249,11 @@ class ReminderService:
             await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).release(reminder_id))
             raise
         except Exception as exc:  # noqa: BLE001 - the staff chat is down: try again next poll
-            if not self._failing:
-                log.warning("reminders wait: the staff chat cannot be reached (%s: %s)",
-                            exc.__class__.__name__, exc)
-                self._failing = True
-            if self.health is not None:
-                self.health("down", f"{exc.__class__.__name__}: {exc}")
+            self._chat.failed(exc)
             await asyncio.to_thread(self.db.run_direct, lambda d: ReminderRepository(d).release(reminder_id))
             return None
-        if self._failing:
-            log.info("reminders flow again")
-            self._failing = False
-            if self.health is not None:
-                self.health("up", None)
-        await asyncio.to_thread(self.db.run_direct, lambda d: self._done(d, reminder_id, "sent"))
+        self._chat.worked()
+        await asyncio.to_thread(self.db.run_direct, lambda d: self._done(d, reminder_id, ReminderState.SENT))
         return 1
 
     def _due(self, d: Direct, now: datetime) -> list[int]:
@@ -272,13 +269,13 @@ class ReminderService:
         if str(c["spec"]).startswith(CALLBACK):
             caller, skip = self._callback(reminders, c)
         elif c["first_responded_at"] is not None:
-            skip = "the ticket was answered"
+            skip = REMINDER_SKIPPED["answered"]
         elif c["state"] in ANSWERED_STATES:
-            skip = f"the ticket is {c['state']}"
-        elif c["state"] == "waiting":
-            skip = "the ticket waits on the customer"
+            skip = REMINDER_SKIPPED["state"].format(state=c["state"])
+        elif c["state"] == TicketState.WAITING:
+            skip = REMINDER_SKIPPED["waiting"]
         if skip is not None:
-            self._done(d, reminder_id, "skipped", reason=skip)
+            self._done(d, reminder_id, ReminderState.SKIPPED, reason=skip)
             return None
         return ReminderNotice(reminder_id, int(c["ticket_id"]), str(c["ref"]), str(c["spec"]), bool(c["escalate"]),
                               c["due_at"], c["first_response_due"], c["account"], c["plan"],
@@ -290,12 +287,12 @@ class ReminderService:
         """A callback reminder: the number to call, and why it is skipped (staff wrote since the call, resolved)."""
         caller, answered = reminders.missed_call(int(str(c["spec"]).removeprefix(CALLBACK)))
         if c["state"] in ANSWERED_STATES:
-            return caller, f"the ticket is {c['state']}"
+            return caller, REMINDER_SKIPPED["state"].format(state=c["state"])
         if caller is None or answered:
-            return caller, "staff answered the caller after the missed call"
+            return caller, REMINDER_SKIPPED["called_back"]
         return caller, None
 
-    def _done(self, d: Direct, reminder_id: int, state: str, *, reason: str | None = None) -> None:
+    def _done(self, d: Direct, reminder_id: int, state: ReminderState, *, reason: str | None = None) -> None:
         now = self.now()
         ticket_id = ReminderRepository(d).finish(reminder_id, state, now)
         TicketRepository(d).add_event(f"reminder_{state}", now, ticket_id=ticket_id, actor=self.worker,

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from bot.billing import Billing
 from bot.config import ConfigError, DashboardConfig, DashboardUser, load_config, masked
 from bot.web.dashboard.auth import LoginThrottle, hash_password, verify_password
-from bot.web.dashboard.texts import accepted_language
+from bot.web.dashboard.language import accepted_language
 from bot.web.dashboard.web import PREFIX, SESSION_COOKIE, Dashboard
 from bot.desk import Desk
 from storage.database import Database, open_database

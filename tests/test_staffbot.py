@@ -23,11 +23,13 @@ from test_telegram_standin import serving
 
 from bot.config import TelegramConfig
 from bot.reminders import ReminderService
-from bot.staffchat.staffbot import MAX_UPDATE_BYTES, SECRET_HEADER, WEBHOOK_PATH, StaffBot, _first_time
+from bot.staffchat.staffbot import StaffBot
 from bot.demo.standins.telegram import TelegramStandIn, post_update_to
+from bot.web.telegram import MAX_UPDATE_BYTES, SECRET_HEADER, WEBHOOK_PATH, telegram_webhook_route
 from storage import models as m
 from storage.database import Database, open_database
 from storage.repositories import counter
+from storage.staffchat import StaffChatRepository
 
 STAFF_CHAT = -1001234567890
 ANNA = 501  # on the staff list
@@ -63,7 +65,8 @@ async def staff_chat(db: Database, standin: TelegramStandIn, **settings: Any) ->
     async with serving(standin.app()) as url:
         config = TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
                                 api_base_url=url, team_lead="lotte", **settings)
-        bot = StaffBot(config, db, now=lambda: MONDAY_10 + timedelta(hours=1), team_lead="lotte")
+        bot = StaffBot(config, db, now=lambda: MONDAY_10 + timedelta(hours=1), team_lead="lotte",
+                       webhook_route=telegram_webhook_route)
         await bot.start()
         try:
             yield bot
@@ -180,10 +183,10 @@ def test_usage_and_unknown_tickets_are_answered_clearly(db: Database) -> None:
 
 
 def test_an_update_is_handled_once(db: Database) -> None:
-    assert db.run_direct(lambda d: _first_time(d, 10)) is True
-    assert db.run_direct(lambda d: _first_time(d, 10)) is False
-    assert db.run_direct(lambda d: _first_time(d, 9)) is False
-    assert db.run_direct(lambda d: _first_time(d, 11)) is True
+    assert db.run_direct(lambda d: StaffChatRepository(d).first_time(10)) is True
+    assert db.run_direct(lambda d: StaffChatRepository(d).first_time(10)) is False
+    assert db.run_direct(lambda d: StaffChatRepository(d).first_time(9)) is False
+    assert db.run_direct(lambda d: StaffChatRepository(d).first_time(11)) is True
 
 
 def test_reminders_are_posted_with_the_staff_member_and_the_breach_escalates(db: Database) -> None:

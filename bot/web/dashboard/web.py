@@ -47,8 +47,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import DashboardConfig, DashboardUser
+from bot.staff_texts import DASHBOARD_TEXTS as TEXTS
 from bot.web.dashboard.auth import CSRF_FIELD, LoginThrottle, csrf_matches, new_csrf_token, verify_password
-from bot.web.dashboard.texts import TEXTS, pick_language
+from bot.web.dashboard.language import pick_language
 from bot.web.dashboard.views import (
     hours_text,
     invoice_rows,

@@ -1,0 +1,147 @@
+"""The staff chat's claims in the database: updates handled once, what is posted, pages, the weekly summary.
+
+The staff chat (:mod:`bot.staffchat`) posts what the audit trail records
+(tickets opened, billing events, alerts) from a checkpoint, so nothing is lost
+across a restart; it pages on-call for every open critical ticket not yet
+acknowledged, each page an event of the trail; and it handles each Telegram
+update once, by the highest update id handled. Every checkpoint is a counter
+that only goes forward (:func:`storage.repositories.raise_counter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from storage import models as m
+from storage.direct import Direct
+from storage.records import OPEN_STATES
+from storage.repositories import counter, raise_counter
+
+ANNOUNCED = "telegram:announced"  # the last event posted to the staff chat
+WEEKLY = "telegram:weekly_report"  # the ISO week (year * 100 + week) whose Monday summary was posted
+UPDATES = "telegram:update"  # the highest Telegram update id handled
+OPENED = "ticket_opened"
+PAGED, ACKNOWLEDGED = "critical_paged", "critical_acknowledged"
+BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
+# events that say "staff_told": posted to the staff chat, with or without a ticket
+ALERT_EVENTS = ("message_needs_staff", "message_failed", "message_unknown", "message_bounced", "attachment_failed",
+                "mail_kept_aside", "mail_skipped")
+POST_BATCH = 20  # events posted per round
+
+
+
+def _in_list(values: Sequence[str]) -> str:
+    """Constant values as the inside of an SQL ``IN (...)``."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_PENDING_SQL = (
+    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient FROM events e "
+    "LEFT JOIN messages msg ON msg.id = e.message_id "
+    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, *BILLING_EVENTS))}) "
+    f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)})) "
+    f"ORDER BY e.id LIMIT {POST_BATCH}")
+_PAGES_SQL = (
+    "SELECT t.id, t.ref, a.name, "
+    f"(SELECT count(*) FROM events e WHERE e.ticket_id = t.id AND e.kind = '{PAGED}'), "
+    f"(SELECT max(e.at) FROM events e WHERE e.ticket_id = t.id AND e.kind = '{PAGED}') "
+    "FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id "
+    f"WHERE t.priority = 'critical' AND t.state IN ({_in_list(OPEN_STATES)}) "
+    "AND t.first_responded_at IS NULL AND NOT EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id "
+    f"AND e.kind = '{ACKNOWLEDGED}') ORDER BY t.id")
+
+
+@dataclass(frozen=True)
+class StaffChatPost:
+    """An event of the audit trail to post to the staff chat: a ticket opened, a billing event, an alert."""
+
+    event_id: int
+    ticket_id: int | None  # an alert on a message has its message's ticket
+    kind: str
+    data: dict[str, Any]  # the event's data; an alert on a message has the message's ``recipient`` too
+
+
+@dataclass(frozen=True)
+class PageDue:
+    """An open critical ticket, not acknowledged, due a page to on-call."""
+
+    ticket_id: int
+    ref: str
+    account: str | None
+    pages: int  # pages so far
+
+
+class StaffChatRepository:
+    """The staff chat's queries, on plain statements (:meth:`storage.database.Database.run_direct`)."""
+
+    def __init__(self, direct: Direct) -> None:
+        self.direct = direct
+
+    def first_time(self, update_id: int) -> bool:
+        """Record ``update_id`` as handled; False when it (or a later one) was handled already.
+
+        Telegram numbers updates in increasing order, so the highest handled id is enough.
+        """
+        return raise_counter(self.direct, UPDATES, update_id)
+
+    def pending_posts(self) -> list[StaffChatPost]:
+        """Tickets opened, billing events and alerts after the checkpoint, oldest first (a batch at a time).
+
+        The first time, none: the checkpoint is set to the last event, so the history is not posted.
+        """
+        d = self.direct
+        after = counter(d, ANNOUNCED)
+        if after is None:  # the first start: from now on, not the whole history
+            raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
+            return []
+        pending = []
+        for event_id, ticket_id, kind, data, recipient in d.execute(_PENDING_SQL, {"after": after}).fetchall():
+            values = d.decode(m.Event.__table__, ("data",), (data,))["data"] or {}
+            if recipient and "recipient" not in values:
+                values["recipient"] = recipient
+            pending.append(StaffChatPost(int(event_id), None if ticket_id is None else int(ticket_id), str(kind),
+                                         values))
+        return pending
+
+    def posted(self, event_id: int) -> None:
+        """Move the checkpoint past ``event_id``: it was posted."""
+        raise_counter(self.direct, ANNOUNCED, event_id)
+
+    def pages_due(self, now: datetime, every: timedelta) -> list[PageDue]:
+        """Open critical tickets not acknowledged whose last page is ``every`` old (or never paged)."""
+        d = self.direct
+        due = []
+        for ticket_id, ref, account, pages, last in d.execute(_PAGES_SQL).fetchall():
+            last_at = d.decode(m.Event.__table__, ("at",), (last,))["at"]
+            if last_at is None or now - last_at >= every:
+                due.append(PageDue(int(ticket_id), str(ref), account, int(pages)))
+        return due
+
+    def paged(self, ticket_id: int, page: int, chat: int, at: datetime, actor: str = "slabot") -> None:
+        """Record page number ``page`` of the ticket, sent to ``chat``."""
+        self.direct.insert(m.Event.__table__, {"kind": PAGED, "at": at, "ticket_id": ticket_id, "actor": actor,
+                                               "data": {"page": page, "chat": chat}})
+
+    def account_staff(self, account_id: int | None) -> str | None:
+        """The staff member of the account (None: no account, or none named)."""
+        if account_id is None:
+            return None
+        row = self.direct.one("SELECT staff FROM accounts WHERE id = :id", {"id": account_id})
+        if row is None:
+            raise KeyError(account_id)
+        return None if row[0] is None else str(row[0])
+
+    def weekly_posted(self) -> int | None:
+        """The ISO week (year * 100 + week) whose summary was posted last; None before the first."""
+        return counter(self.direct, WEEKLY)
+
+    def weekly_done(self, week: int) -> None:
+        """Record the week ``week`` (year * 100 + week) as posted, unless a later one is."""
+        raise_counter(self.direct, WEEKLY, week)
+
+
+__all__ = ["ACKNOWLEDGED", "ALERT_EVENTS", "BILLING_EVENTS", "OPENED", "PageDue", "StaffChatPost",
+           "StaffChatRepository"]
