@@ -601,3 +601,24 @@ class Billing:
 
 __all__ = ["Balance", "Billing", "HoursResult", "QuoteResult", "Statement", "StatementInvoice", "is_balance_request",
            "month_bounds", "quote_answer"]
+
+
+def statement_text(statement: Statement) -> str:
+    """The statement as a plain-text table (``slabot billing statement``, the demo)."""
+    rows = [f"Statement {statement.month} ({statement.currency})", ""]
+    if not statement.accounts:
+        rows.append("no billable lines this month")
+    for name, invoices in statement.accounts.items():
+        rows.append(name)
+        for inv in invoices:
+            rows.append(f"  invoice {inv.number} ({inv.kind}{', ' + inv.ticket if inv.ticket else ''}): issued "
+                        f"{inv.issued_on}, due {inv.due_on}")
+            for x in inv.lines:
+                hours = "" if x.hours is None else f"{x.hours} h"
+                rate = "" if x.rate is None else f"x {x.rate}"
+                rows.append(f"    {x.day}  {x.description[:58]:<58} {hours:>8} {rate:>10} {x.amount:>10}")
+            rows.append(f"    {'total':<71} {inv.total:>20}")
+        rows.append(f"  {'account total':<73} {sum((i.total for i in invoices), Decimal(0)):>20}")
+        rows.append("")
+    rows.append(f"{'total':<75} {statement.total:>20}")
+    return "\n".join(rows) + "\n"

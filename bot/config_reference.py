@@ -4,17 +4,16 @@
 default and description, and the environment variable that overrides the key.
 The variable is found by asking :func:`bot.config._env_overrides` itself
 whether it takes the name, so the reference says what the loader does, not
-what it was meant to do. ``slabot config reference`` prints the text, and a
-test fails when ``docs/configuration.md`` differs from it.
+what it was meant to do. ``slabot config reference`` (:mod:`bot.cli.config`)
+prints the text, and a test fails when ``docs/configuration.md`` differs from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import types
 from collections.abc import Iterator
-from typing import Any, Literal, TextIO, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel, SecretStr
@@ -71,12 +70,6 @@ def undescribed() -> list[str]:
         if not (field.description or "").strip():
             missing.append(dotted)
     return missing
-
-
-def cmd_config_reference(args: argparse.Namespace, out: TextIO) -> int:
-    """``slabot config reference``: print the reference."""
-    out.write(render())
-    return 0
 
 
 # -- walking the models --------------------------------------------------------------------------
@@ -235,4 +228,4 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-__all__ = ["DOC_PATH", "REGENERATE", "cmd_config_reference", "render", "undescribed"]
+__all__ = ["DOC_PATH", "REGENERATE", "render", "undescribed"]

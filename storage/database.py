@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
@@ -31,8 +31,8 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "Session", "StorageError",
-           "open_database"]
+__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "Session",
+           "StorageError", "open_database", "translate_errors"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +72,25 @@ class DatabaseUnavailable(StorageError, OperationalError):
     def reason(self) -> str:
         """What the driver said."""
         return str(self.orig) if self.orig is not None else str(self)
+
+
+class DatabaseError(StorageError):
+    """The database could not be reached or failed a statement: SQLAlchemy's error, translated by
+    :func:`translate_errors`; ``kind`` names the original (e.g. ``OperationalError``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.kind = type(error).__name__
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """SQLAlchemy's errors raised in the block raised again as :class:`DatabaseError` (from the original), for
+    callers outside storage, which catch only :class:`StorageError`."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(exc) from exc
 
 
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6

@@ -9,28 +9,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from bot.billing import Billing, Statement
+from bot.billing import Billing, Statement, statement_text
+from bot.cli.common import STAFF_ENV, Handler, UsageError, command_group, parse_instant, staff_name, with_database
 from bot.i18n import AMSTERDAM
 from bot.texts import Texts
 
-STAFF_ENV = "SLABOT_STAFF"
-
-
-def staff_name(args: argparse.Namespace) -> str:
-    """Who does it: ``--staff``, else ``$SLABOT_STAFF``, else ``$USER``."""
-    return args.staff or os.environ.get(STAFF_ENV) or os.environ.get("USER") or "staff"
-
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
-    from bot.cli.main import with_database  # the CLI's own database opening (and its errors)
-
     return with_database(args, lambda loaded, db: action(
         Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)))
 
@@ -41,12 +32,14 @@ def _write(out: TextIO, args: argparse.Namespace, data: dict[str, Any], text: st
 
 
 def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
+    """Confirm or change support (free) or service (paid)."""
     ticket = _run(args, lambda b: b.classify(args.ref, args.kind, staff_name(args)))
     return _write(out, args, {"ref": ticket.ref, "kind": ticket.kind, "kind_reasons": list(ticket.kind_reasons)},
                   f"{ticket.ref} is {ticket.kind}")
 
 
 def cmd_cause(args: argparse.Namespace, out: TextIO) -> int:
+    """Record a ticket's root cause; diagnosis outside the platform is billed."""
     ticket, billed = _run(args, lambda b: b.record_cause(args.ref, args.cause, staff_name(args)))
     amount = sum((x.amount for x in billed.lines), Decimal(0)) if billed else Decimal(0)
     return _write(out, args, {"ref": ticket.ref, "root_cause": ticket.root_cause, "kind": ticket.kind,
@@ -56,6 +49,7 @@ def cmd_cause(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
+    """Send the customer an hour estimate at the rate of the day."""
     result = _run(args, lambda b: b.quote(args.ref, args.hours, staff_name(args), urgent=args.urgent))
     q = result.quote
     return _write(out, args, {"ref": result.ref, "estimated_hours": str(q.estimated_hours),
@@ -66,8 +60,7 @@ def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli.main import UsageError, parse_instant
-
+    """Log hours on a ticket; billed at once when billable."""
     def log(b: Billing) -> Any:
         when = parse_instant(args.at, b.preset) if args.at else None
         return b.log_hours(args.ref, args.hours, staff_name(args), diagnosis=args.diagnosis, note=args.note, at=when)
@@ -91,12 +84,14 @@ def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_punchcard(args: argparse.Namespace, out: TextIO) -> int:
+    """Sell a prepaid punch card, invoiced at once."""
     number, price = _run(args, lambda b: b.buy_punch_card(args.account, args.hours, staff_name(args)))
     return _write(out, args, {"account": args.account, "hours": args.hours, "invoice": number, "price": str(price)},
                   f"punch card of {args.hours} h for {args.account}: invoice {number}, {price}")
 
 
 def cmd_balance(args: argparse.Namespace, out: TextIO) -> int:
+    """An account's punch card and this month's hours."""
     balance = _run(args, lambda b: b.balance(args.account))
     data = {"account": balance.account, "month": balance.month,
             "punch_card": {k: str(v) for k, v in balance.card.items()} if balance.card else None,
@@ -109,10 +104,9 @@ def cmd_balance(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_statement(args: argparse.Namespace, out: TextIO) -> int:
+    """The month's billable lines per account with their invoices: a table, ``--json`` or ``--csv``."""
     month = args.month or datetime.now(AMSTERDAM).strftime("%Y-%m")
     if not re.fullmatch(r"\d{4}-\d{2}", month):
-        from bot.cli.main import UsageError
-
         raise UsageError(f"--month is written YYYY-MM (e.g. 2026-11), not {month!r}")
     statement: Statement = _run(args, lambda b: b.statement(month))
     if args.json:
@@ -132,32 +126,11 @@ def cmd_statement(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def statement_text(statement: Statement) -> str:
-    """The statement as a plain-text table."""
-    rows = [f"Statement {statement.month} ({statement.currency})", ""]
-    if not statement.accounts:
-        rows.append("no billable lines this month")
-    for name, invoices in statement.accounts.items():
-        rows.append(name)
-        for inv in invoices:
-            rows.append(f"  invoice {inv.number} ({inv.kind}{', ' + inv.ticket if inv.ticket else ''}): issued "
-                        f"{inv.issued_on}, due {inv.due_on}")
-            for x in inv.lines:
-                hours = "" if x.hours is None else f"{x.hours} h"
-                rate = "" if x.rate is None else f"x {x.rate}"
-                rows.append(f"    {x.day}  {x.description[:58]:<58} {hours:>8} {rate:>10} {x.amount:>10}")
-            rows.append(f"    {'total':<71} {inv.total:>20}")
-        rows.append(f"  {'account total':<73} {sum((i.total for i in invoices), Decimal(0)):>20}")
-        rows.append("")
-    rows.append(f"{'total':<75} {statement.total:>20}")
-    return "\n".join(rows) + "\n"
-
-
-def register(commands: Any, ticket_cmds: Any, group: Callable[[Any, str, str], Any]) -> None:
-    """Add the billing commands to the ``slabot`` parser."""
+def register(commands: Any, ticket_cmds: Any) -> None:
+    """Add the billing commands to the ``slabot`` parser and to its ``tickets`` subcommands."""
     staff_help = f"who does it (default: ${STAFF_ENV}, else $USER)"
 
-    def with_common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, TextIO], int]) -> None:
+    def with_common(parser: argparse.ArgumentParser, handler: Handler) -> None:
         parser.add_argument("--staff", help=staff_help)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.set_defaults(handler=handler)
@@ -178,7 +151,7 @@ def register(commands: Any, ticket_cmds: Any, group: Callable[[Any, str, str], A
     quote.add_argument("--urgent", action="store_true", help="ad hoc with the urgent surcharge")
     with_common(quote, cmd_quote)
 
-    hours_cmds = group(commands, "hours", "time spent on tickets")
+    hours_cmds = command_group(commands, "hours", "time spent on tickets")
     log = hours_cmds.add_parser("log", help="log hours on a ticket; billed at once when billable (R18-R21)")
     log.add_argument("ref", help="ticket reference")
     log.add_argument("hours", help="hours worked, e.g. 1.5")
@@ -187,7 +160,7 @@ def register(commands: Any, ticket_cmds: Any, group: Callable[[Any, str, str], A
     log.add_argument("--at", metavar="ISO8601", help="when the work was done (default: now)")
     with_common(log, cmd_hours_log)
 
-    billing_cmds = group(commands, "billing", "punch cards, balances and the monthly statement")
+    billing_cmds = command_group(commands, "billing", "punch cards, balances and the monthly statement")
     statement = billing_cmds.add_parser(
         "statement", help="the billable lines of a month per account, with their invoices (R21)",
         description="Per account: the month's invoice (issued on its last day, due 14 days later) and the invoices "
@@ -207,5 +180,5 @@ def register(commands: Any, ticket_cmds: Any, group: Callable[[Any, str, str], A
     with_common(balance, cmd_balance)
 
 
-__all__ = ["register", "statement_text"]
+__all__ = ["register"]
 

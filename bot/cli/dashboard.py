@@ -6,14 +6,13 @@ import argparse
 import getpass
 import secrets
 import sys
-from collections.abc import Callable
 from typing import Any, TextIO
+
+from bot.cli.common import UsageError, command_group
 
 
 def read_password(stdin: TextIO) -> str:
     """The new password: asked twice on a terminal (not echoed), else the first line of standard input."""
-    from bot.cli.main import UsageError
-
     if stdin.isatty():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
@@ -26,6 +25,7 @@ def read_password(stdin: TextIO) -> str:
 
 
 def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the Argon2id hash of a password read from the terminal or standard input."""
     from bot.web.dashboard.auth import hash_password
 
     out.write(hash_password(read_password(sys.stdin)) + "\n")
@@ -33,13 +33,14 @@ def cmd_hash_password(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_secret_key(args: argparse.Namespace, out: TextIO) -> int:
+    """Print a random secret key for the dashboard's sessions."""
     out.write(secrets.token_urlsafe(32) + "\n")
     return 0
 
 
-def register(commands: Any, group: Callable[[Any, str, str], Any]) -> None:
+def register(commands: Any) -> None:
     """Add the dashboard commands to the ``slabot`` parser."""
-    dashboard = group(commands, "dashboard", "the staff dashboard")
+    dashboard = command_group(commands, "dashboard", "the staff dashboard")
     hashing = dashboard.add_parser(
         "hash-password", help="print the hash of a password for [[dashboard.users]] password_hash",
         description="Asks for the password twice on a terminal, or reads one line from standard input "

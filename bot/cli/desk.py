@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
-from bot.cli.billing import STAFF_ENV, staff_name
+from bot.cli.common import STAFF_ENV, Handler, staff_name, with_database
 from bot.desk import ActionResult, Desk
 from storage.repositories import TicketRepository
 
@@ -23,8 +23,6 @@ T = TypeVar("T")
 
 
 def _act(args: argparse.Namespace, action: Callable[[Desk], T]) -> T:
-    from bot.cli.main import with_database
-
     return with_database(args, lambda _, db: action(Desk(db)))
 
 
@@ -35,6 +33,7 @@ def _print(out: TextIO, args: argparse.Namespace, result: ActionResult, text: st
 
 
 def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
+    """Answer the customer, or ask a question that pauses the resolution clock (``--clarify``)."""
     result = _act(args, lambda d: d.reply(args.ref, args.text, staff_name(args), clarify=args.clarify))
     first = " (first response recorded, reminders stopped)" if result.first_response else ""
     what = "question sent; waits for the customer" if args.clarify else f"sent to the customer{first}"
@@ -42,11 +41,13 @@ def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
+    """Mark a ticket resolved."""
     result = _act(args, lambda d: d.resolve(args.ref, staff_name(args)))
     return _print(out, args, result, f"{result.ref} is resolved")
 
 
 def cmd_release(args: argparse.Namespace, out: TextIO) -> int:
+    """Take a ticket off the resolution clock while it waits for a release (``--clear``: back on it)."""
     needs = not args.clear
 
     def flag(desk: Desk) -> tuple[ActionResult, datetime | None, datetime | None]:
@@ -69,7 +70,7 @@ def cmd_release(args: argparse.Namespace, out: TextIO) -> int:
 
 def register(ticket_cmds: Any) -> None:
     """Add the staff actions to ``slabot tickets``."""
-    def common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, TextIO], int]) -> None:
+    def common(parser: argparse.ArgumentParser, handler: Handler) -> None:
         parser.add_argument("ref", help="ticket reference")
         parser.add_argument("--staff", help=f"who does it (default: ${STAFF_ENV}, else $USER)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")

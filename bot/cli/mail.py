@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from bot.cli.common import EX_DATAERR, UsageError, command_group, mail_intake, with_database
 from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from bot.config import LoadedConfig
     from bot.mail import MailResult
 
-EX_DATAERR = 65  # still not a mail: as ``slabot ingest email`` answers for one
 T = TypeVar("T")
 
 
@@ -40,8 +40,6 @@ def _kept(db: Database, everything: bool) -> list[dict[str, Any]]:
 
 
 def _raw(db: Database, kept_id: int) -> bytes:
-    from bot.cli.main import UsageError
-
     raw = db.run_direct(lambda d: MailboxRepository(d).kept_raw(kept_id))
     if raw is None:
         raise UsageError(f"no kept mail {kept_id}; `slabot mail kept --all` lists them")
@@ -49,12 +47,11 @@ def _raw(db: Database, kept_id: int) -> bytes:
 
 
 def _read(args: argparse.Namespace, read: Callable[[Database], T]) -> T:
-    from bot.cli.main import with_database
-
     return with_database(args, lambda _, db: read(db))
 
 
 def cmd_kept(args: argparse.Namespace, out: TextIO) -> int:
+    """The mail kept aside (``--all``: also the re-processed), one line each or one JSON array."""
     kept = _read(args, lambda db: _kept(db, args.all))
     if args.json:
         out.write(json.dumps(kept, ensure_ascii=False) + "\n")
@@ -68,6 +65,7 @@ def cmd_kept(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_raw(args: argparse.Namespace, out: TextIO) -> int:
+    """Write a kept mail's bytes to standard output."""
     raw = _read(args, lambda db: _raw(db, args.id))
     if out is sys.stdout:
         out.flush()
@@ -79,8 +77,7 @@ def cmd_raw(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli.main import UsageError, mail_intake, with_database
-
+    """Run a kept mail, or its repaired copy, through the intake again; exit 65 when it still is not a mail."""
     def reprocess(loaded: LoadedConfig, db: Database) -> MailResult:
         original = _raw(db, args.id)
         try:
@@ -114,9 +111,9 @@ def cmd_reprocess(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if stored else EX_DATAERR
 
 
-def register(commands: Any, group: Any) -> None:
+def register(commands: Any) -> None:
     """Add ``slabot mail`` to the parser."""
-    mail_cmds = group(commands, "mail", "mail kept aside (not readable as a mail)")
+    mail_cmds = command_group(commands, "mail", "mail kept aside (not readable as a mail)")
     kept = mail_cmds.add_parser("kept", help="the mail kept aside that waits to be re-processed")
     kept.add_argument("--all", action="store_true", help="also the ones re-processed already")
     kept.add_argument("--json", action="store_true", help="print one JSON array")

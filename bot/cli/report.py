@@ -12,18 +12,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from bot.cli.common import UsageError, database_error, open_command_database, parse_instant
 from bot.reports import chart_filename, load_report, render_chart, report_data, report_text
-from sla_engine.errors import PolicyError
-from storage.database import StorageError
 from channels.messages import utc_now
+from sla_engine.errors import PolicyError
+from storage.database import StorageError, translate_errors
 
 
 def parse_day(text: str, option: str) -> date:
     """A calendar date ``YYYY-MM-DD`` given to ``option``, or a :class:`UsageError` that says so."""
-    from bot.cli.main import UsageError
-
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
@@ -31,21 +28,21 @@ def parse_day(text: str, option: str) -> date:
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from bot.cli.main import UsageError, _open_db, database_error, parse_instant
-
+    """The SLA performance of a period: tables (``--json``: one object) and a PNG chart in ``--out``."""
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
-    loaded, db = _open_db(args)
+    loaded, db = open_command_database(args)
     preset = loaded.preset
     try:
         plan = preset.plan(args.plan).name if args.plan else None
         as_of = parse_instant(args.as_of, preset) if args.as_of else utc_now()
         zone = next(iter(preset.calendars.values())).zone
-        report = load_report(db, start, end, as_of, zone=zone, plan=plan)
+        with translate_errors():
+            report = load_report(db, start, end, as_of, zone=zone, plan=plan)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
-    except (SQLAlchemyError, StorageError) as exc:
+    except StorageError as exc:
         raise database_error(loaded.config.database.url, exc) from None
     finally:
         db.dispose()

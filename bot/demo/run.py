@@ -51,9 +51,8 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.app import Application
-from bot.billing import Billing, Statement
+from bot.billing import Billing, Statement, statement_text
 from bot.calls import import_calls
-from bot.cli.billing import statement_text
 from bot.config import HttpConfig, load_config
 from bot.web.dashboard.auth import hash_password
 from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX

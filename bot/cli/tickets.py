@@ -1,0 +1,80 @@
+"""``slabot tickets list|show``: the queue and one ticket; the staff actions on tickets are in
+:mod:`bot.cli.desk` and :mod:`bot.cli.billing`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, TextIO
+
+from bot.cli.common import UsageError, command_group, local_iso, message_json, ticket_json, with_database
+from storage.database import Session
+from storage.records import TicketRecord
+from storage.repositories import TicketRepository
+
+
+def cmd_tickets_list(args: argparse.Namespace, out: TextIO) -> int:
+    """The tickets in queue order, one line each (``--json``: one array)."""
+    tickets = with_database(args, lambda _, db: db.run(lambda s: TicketRepository(s).queue(args.state)))
+    if args.json:
+        out.write(json.dumps([ticket_json(t) for t in tickets]) + "\n")
+        return 0
+    if not tickets:
+        out.write("no tickets\n")
+    for t in tickets:
+        due = local_iso(t.first_response_due) or "-"
+        out.write(f"{t.ref:<10} {t.state:<10} {t.priority:<8} {t.kind:<12} {t.channel:<8} "
+                  f"{(t.account or '(unverified)')[:24]:<24} {(t.plan or '-'):<13} due {due}\n")
+    return 0
+
+
+def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
+    """A ticket with its messages, deadlines, decisions and events (``--json``: one object)."""
+    def work(s: Session) -> tuple[TicketRecord | None, list[dict[str, Any]]]:
+        repo = TicketRepository(s)
+        ticket = repo.by_ref(args.ref, with_messages=True)
+        return ticket, (repo.events(ticket.id) if ticket else [])
+
+    ticket, events = with_database(args, lambda _, db: db.run(work))
+    if ticket is None:
+        raise UsageError(f"no ticket {args.ref!r}; `slabot tickets list` shows the references")
+    data = ticket_json(ticket)
+    data["messages"] = [message_json(m) for m in ticket.messages]
+    data["events"] = [{"at": local_iso(e["at"]), "kind": e["kind"], "actor": e["actor"]} for e in events]
+    if args.json:
+        out.write(json.dumps(data) + "\n")
+        return 0
+    out.write(f"{ticket.ref}  {ticket.state}  {ticket.priority}  {ticket.kind}  ({ticket.channel})\n")
+    out.write(f"account: {ticket.account or '(unverified)'}; contact: {ticket.contact or '-'}; "
+              f"plan: {ticket.plan or '-'}\n")
+    out.write(f"received: {data['received_at']}; first response due: {data['first_response_due'] or '-'}; "
+              f"answered: {data['first_responded_at'] or '-'}\n")
+    out.write(f"resolution: {data['resolution_due_min'] or '-'} .. {data['resolution_due_max'] or '-'}\n")
+    for reason in (*ticket.reasons, *ticket.kind_reasons):
+        out.write(f"  why: {reason}\n")
+    for m in data["messages"]:
+        arrow = "<-" if m["direction"] == "in" else "->"
+        who = m["sender"] if m["direction"] == "in" else m["recipient"]
+        out.write(f"\n{arrow} {m['at']} {m['channel']} {who} [{m['delivery_state']}]"
+                  f"{' (automatic)' if m['auto'] else ''}\n")
+        for line in m["text"].splitlines():
+            out.write(f"   {line}\n")
+    return 0
+
+
+def register(commands: Any) -> Any:
+    """Add ``slabot tickets list|show`` to the ``slabot`` parser; the ``tickets`` subcommands' parser set, for
+    the other commands on tickets."""
+    ticket_cmds = command_group(commands, "tickets", "tickets")
+    listing = ticket_cmds.add_parser("list", help="tickets in queue order (Premium first, then by deadline)")
+    listing.add_argument("--state", help="only this state: open (all open ones), waiting, unverified, resolved")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    listing.set_defaults(handler=cmd_tickets_list)
+    show = ticket_cmds.add_parser("show", help="a ticket with its messages, deadlines and decisions")
+    show.add_argument("ref", help="ticket reference, e.g. MC-10001")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(handler=cmd_tickets_show)
+    return ticket_cmds
+
+
+__all__ = ["register"]
