@@ -191,17 +191,14 @@ def house() -> dict[str, tuple[str, bool]]:
 # -- the house ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason='bot/ is being moved into its rooms')
 def test_no_import_runs_up_the_layers() -> None:
     assert upward_imports(graph(house())) == []
 
 
-@pytest.mark.xfail(strict=True, reason='bot/ is being moved into its rooms')
 def test_no_import_cycle() -> None:
     assert cycles(graph(house())) == []
 
 
-@pytest.mark.xfail(strict=True, reason='bot/ is being moved into its rooms')
 def test_libraries_stay_in_their_rooms() -> None:
     assert confined_imports(house()) == []
 
