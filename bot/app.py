@@ -19,7 +19,7 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from starlette.routing import BaseRoute
 
@@ -28,11 +28,10 @@ from bot.config import LoadedConfig, shown_url
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
 from bot.lifecycle import Component, Health, reason_of
-from bot.mail import MailIntake, mail_reply_guards
 from bot.outbox import OutboxDispatcher
+from bot.pipeline import intake_pipeline, mail_intake
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
-from bot.texts import Texts
 from bot.voice import VoiceLine
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
@@ -57,14 +56,6 @@ def channels_off_reasons(loaded: LoadedConfig) -> dict[str, str | None]:
         else "no [email] imap_host, imap_user and imap_password, nor smtp_host and from_address",
         "telegram": None if cfg.telegram.configured else "no [telegram] token and staff_chat_id",
     }
-
-
-def intake_pipeline(loaded: LoadedConfig, db: Database, now: Callable[[], datetime] = utc_now) -> IntakePipeline:
-    """The intake pipeline as the config makes it: the one place it is built (``slabot run``, the CLI's
-    ``ingest email``, ``calls import``, ``calls log``, ``mail reprocess``, the demo)."""
-    cfg = loaded.config
-    return IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language, now=now,
-                          reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour, now))
 
 
 class Part:
@@ -235,34 +226,33 @@ class Application:
             if not cfg.http.public_url:
                 log.warning("http.public_url is not set: Twilio signatures are checked against the URL as "
                             "received, and no status callbacks are requested")
+        staff_chat: StaffChat | None = None
+        if cfg.telegram.configured:
+            report = self.health.reporter("telegram")  # the staff chat failing after a good start shows in /healthz
+            staffbot = self.staffbot = StaffBot(cfg.telegram, db, language=cfg.language, now=self.now,
+                                                team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
+                                                announce_every=self.staff_rounds, health=report,
+                                                webhook_route=telegram_webhook_route)
+            self.routes.extend(staffbot.routes())  # POST /webhooks/telegram in webhook mode
+            self.reminders = ReminderService(db, staffbot.notify, now=self.now, health=report)
+            staff_chat = StaffChat(staffbot, self.reminders, self.health, rounds=self.staff_rounds is not None,
+                                   retry=lambda: self.staff_retry)
         if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
-            self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now)
+            self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now,
+                                   on_callback=self.reminders.wake if self.reminders is not None else None)
             self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer))
         self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
                                            writer=self.writer.urgent if self.writer is not None else None)
         dispatcher, interval = self.dispatcher, self.dispatch_interval
         table.append(Loop("outbox", lambda stop: dispatcher.run(stop, interval), self._part_died))
-        if cfg.telegram.configured:
-            staffbot = self.staffbot = StaffBot(cfg.telegram, db, language=cfg.language, now=self.now,
-                                                team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
-                                                announce_every=self.staff_rounds,
-                                                webhook_route=telegram_webhook_route)
-            self.routes.extend(staffbot.routes())  # POST /webhooks/telegram in webhook mode
-            self.reminders = ReminderService(db, staffbot.notify, now=self.now)
-            # the staff chat failing after a good start shows in /healthz
-            staffbot.health = self.reminders.health = self.health.reporter("telegram")
-            if self.voice is not None:
-                self.voice.on_callback = self.reminders.wake
-            # before the channels and the HTTP server in the table: stopped after the server has stopped
-            # taking its webhook
-            table.append(StaffChat(staffbot, self.reminders, self.health, rounds=self.staff_rounds is not None,
-                                   retry=lambda: self.staff_retry))
+        if staff_chat is not None:
+            # before the channels and the HTTP server in the table: stopped after the server has stopped taking
+            # its webhook
+            table.append(staff_chat)
         if self.whatsapp is not None:
             table.append(Loop("whatsapp", self.whatsapp.run, self._part_died))
         if cfg.email.imap_configured:
-            mail = MailIntake(db, self.pipeline, own_addresses=(cfg.email.from_address or "",),
-                              acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours), now=self.now)
-            self.imap = ImapIntake(cfg.email, mail, db, now=self.now, health=self.health.reporter("email"))
+            self.imap = ImapIntake(cfg.email, mail_intake(self.loaded, db, self.pipeline, self.now), db, now=self.now, health=self.health.reporter("email"))
             table.append(Loop("imap", self.imap.run, self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,

@@ -47,6 +47,7 @@ from babel.numbers import format_decimal
 from bot.desk import Desk, DeskError
 from bot.i18n import Language
 from bot.texts import INVOICE_LINE_TEXTS, Texts, language_of, money_text
+from channels.messages import utc_now
 from sla_engine.billing import (
     ZERO,
     BillingTerms,
@@ -55,19 +56,26 @@ from sla_engine.billing import (
     RateKind,
     allocate_hours,
     due_date,
-    hours as to_hours,
     make_quote,
     needs_separate_invoice,
     punch_card_price,
+)
+from sla_engine.billing import (
+    hours as to_hours,
 )
 from sla_engine.errors import BillingError
 from sla_engine.policy import Preset
 from storage.billing import BillingRepository
 from storage.database import Database, Session
 from storage.direct import Direct
-from storage.records import AccountRecord, InvoiceLineRecord, QuoteRecord, QuoteState, TicketRecord
+from storage.records import (
+    AccountRecord,
+    InvoiceLineRecord,
+    QuoteRecord,
+    QuoteState,
+    TicketRecord,
+)
 from storage.repositories import AccountRepository, TicketRepository
-from channels.messages import utc_now
 
 KINDS = ("support", "service")
 CAUSES = ("platform", "outside")

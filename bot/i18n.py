@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
-
-from zoneinfo import ZoneInfo
-
 from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 

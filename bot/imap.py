@@ -53,7 +53,13 @@ from datetime import datetime
 from bot.config import EmailConfig
 from bot.lifecycle import HealthReport
 from bot.mail import MailIntake
-from channels.email.errors import ImapCommandError, ImapConnectionError, ImapError, ImapLoginError, ImapTimeoutError
+from channels.email.errors import (
+    ImapCommandError,
+    ImapConnectionError,
+    ImapError,
+    ImapLoginError,
+    ImapTimeoutError,
+)
 from channels.email.imap import ImapConnection, ImapSettings, ImapStopped, connect
 from channels.messages import utc_now
 from storage.database import Database, DatabaseUnavailable

@@ -34,11 +34,23 @@ from zoneinfo import ZoneInfo
 
 from bot.billing import Billing, is_balance_request, quote_answer
 from bot.i18n import Language, format_span, format_when
-from bot.texts import Texts, channel_list, language_of, opening_hours, reply_subject, resolution_phrase
+from bot.texts import (
+    Texts,
+    channel_list,
+    language_of,
+    opening_hours,
+    reply_subject,
+    resolution_phrase,
+)
 from channels.messages import ChannelName, DeliveryState, InboundMessage, utc_now
 from sla_engine.classification import ClassificationInput, Kind, classify
 from sla_engine.clocks import ClockKind
-from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
+from sla_engine.deadlines import (
+    Pause,
+    first_response_due,
+    reminder_schedule,
+    resolution_window,
+)
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
 from storage.billing import BillingRepository
@@ -53,7 +65,12 @@ from storage.records import (
     TicketRecord,
     TicketState,
 )
-from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+from storage.repositories import (
+    AccountRepository,
+    OutboxRepository,
+    ReminderRepository,
+    TicketRepository,
+)
 
 
 class Outcome(StrEnum):

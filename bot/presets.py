@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.errors import ConfigError, describe_validation_error
 from sla_engine.billing import BillingTerms, RateCard
 from sla_engine.calendar import WEEKDAYS, BusinessCalendar, Closure, Window
-from sla_engine.classification import ClassificationRule, Kind, RootCause, TemplateWindow
+from sla_engine.classification import (
+    ClassificationRule,
+    Kind,
+    RootCause,
+    TemplateWindow,
+)
 from sla_engine.clocks import ClockKind
 from sla_engine.errors import SlaEngineError
 from sla_engine.policy import (

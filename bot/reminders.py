@@ -109,7 +109,9 @@ class ReminderService:
 
     def __init__(self, db: Database, notify: Notifier, *, worker: str = "slabot",
                  now: Callable[[], datetime] = utc_now, poll_seconds: float = 15.0,
-                 lease: timedelta = timedelta(minutes=5), batch: int = 50, stop_grace: float = 10.0) -> None:
+                 lease: timedelta = timedelta(minutes=5), batch: int = 50, stop_grace: float = 10.0,
+                 health: HealthReport | None = None) -> None:
+        """``health``: told ("down", reason) when the staff chat fails and ("up", None) when it is back."""
         self.db = db
         self.notify = notify
         self.worker = worker
@@ -126,7 +128,8 @@ class ReminderService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._chat = StateLog(log, "reminders wait: the staff chat cannot be reached (%s)", "reminders flow again")
+        self._chat = StateLog(log, "reminders wait: the staff chat cannot be reached (%s)", "reminders flow again",
+                              health=health)
         self._rounds_state = StateLog(log, "reminders wait: a round failed (%s)", "reminders: rounds work again",
                                       exc_info=True)
 

@@ -44,7 +44,14 @@ from zoneinfo import ZoneInfo
 from bot.i18n import AMSTERDAM, Language
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import Pause
-from sla_engine.performance import Measurement, Verdict, measure_first_response, measure_resolution, median, percentile
+from sla_engine.performance import (
+    Measurement,
+    Verdict,
+    measure_first_response,
+    measure_resolution,
+    median,
+    percentile,
+)
 from sla_engine.policy import SlaTerms
 from storage.database import Database
 from storage.records import ReportTicketRecord, TicketState
@@ -420,7 +427,9 @@ def _draw_weeks(axes: Any, report: SlaReport) -> None:
 
 def render_chart(report: SlaReport, *, dpi: int = 100) -> bytes:
     """A PNG: first-response times per week against each plan's target, and breaches per plan."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display needed
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # Agg: no display needed
+    )
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 8), dpi=dpi, layout="constrained")

@@ -8,15 +8,21 @@ file there wins over the shipped one).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from babel.numbers import format_currency
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+)
 
 from bot.i18n import LANGUAGES, Language, format_span, format_when
 from sla_engine.billing import RateKind

@@ -58,7 +58,9 @@ class VoiceLine:
     """The outage line's use case: a call logged, and the TwiML that answers it; see the module docstring."""
 
     def __init__(self, twilio: TwilioConfig, http: HttpConfig, pipeline: IntakePipeline, *,
-                 language: Language = "nl", now: Callable[[], datetime] = utc_now) -> None:
+                 language: Language = "nl", now: Callable[[], datetime] = utc_now,
+                 on_callback: Callable[[], None] | None = None) -> None:
+        """``on_callback``: told when a call planned a callback reminder (the reminder rounds look at once)."""
         assert twilio.auth_token is not None
         self.auth_token = twilio.auth_token.get_secret_value()
         self.public_url = http.public_url
@@ -66,7 +68,7 @@ class VoiceLine:
         self.pipeline = pipeline
         self.language = language
         self.now = now
-        self.on_callback: Callable[[], None] | None = None  # told when a call planned a callback reminder
+        self.on_callback = on_callback
 
     async def answer(self, params: Mapping[str, str], body: bytes) -> str:
         """A call to the outage number (a signed webhook's fields and body): logged (committed) first, then the

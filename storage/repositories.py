@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from channels.messages import DeliveryState
 from storage import models as m
-from storage.direct import Direct
 from storage.database import DuplicateError, is_unique_violation
+from storage.direct import Direct
 from storage.records import (
     OPEN_STATES,
     AccountInput,

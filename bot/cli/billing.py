@@ -16,7 +16,15 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from bot.billing import Billing, Statement, statement_text
-from bot.cli.common import STAFF_ENV, Handler, UsageError, command_group, parse_instant, staff_name, with_database
+from bot.cli.common import (
+    STAFF_ENV,
+    Handler,
+    UsageError,
+    command_group,
+    parse_instant,
+    staff_name,
+    with_database,
+)
 from bot.i18n import AMSTERDAM
 from bot.texts import Texts
 

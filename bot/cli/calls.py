@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from bot.cli.common import UsageError, command_group, database_error, import_file, open_command_database, parse_instant
+from bot.cli.common import (
+    UsageError,
+    command_group,
+    database_error,
+    import_file,
+    open_command_database,
+    parse_instant,
+)
 from bot.config import load_config
 from channels.messages import utc_now
 from storage.database import StorageError, translate_errors
@@ -14,18 +21,16 @@ from storage.database import StorageError, translate_errors
 def cmd_calls_import(args: argparse.Namespace, out: TextIO) -> int:
     """Every call of a call log (CSV or JSON) through the intake."""
     from bot.calls import import_calls
-    from bot.intake import IntakePipeline
-    from bot.texts import Texts
+    from bot.pipeline import intake_pipeline
 
-    return import_file(args, out, "call log", lambda loaded, db, path: import_calls(
-        IntakePipeline(db, loaded.preset, Texts(), default_language=loaded.config.language), path))
+    return import_file(args, out, "call log", lambda loaded, db, path: import_calls(intake_pipeline(loaded, db), path))
 
 
 def cmd_calls_log(args: argparse.Namespace, out: TextIO) -> int:
     """One phone call through the intake; ``--critical`` opens the outage line's critical ticket (R17)."""
     from bot.calls import log_call
-    from bot.intake import IntakePipeline, Outcome
-    from bot.texts import Texts
+    from bot.intake import Outcome
+    from bot.pipeline import intake_pipeline
     from channels.calls import parse_call
     from channels.identity import IdentityError, normalise_phone
 
@@ -47,7 +52,7 @@ def cmd_calls_log(args: argparse.Namespace, out: TextIO) -> int:
     _, db = open_command_database(args)
     try:
         with translate_errors():
-            logged = log_call(IntakePipeline(db, preset, Texts(), default_language=loaded.config.language), call)
+            logged = log_call(intake_pipeline(loaded, db), call)
     except StorageError as exc:
         raise database_error(loaded.config.database.url, exc) from None
     finally:

@@ -18,7 +18,13 @@ from bot.config import LoadedConfig, load_config, shown_url
 from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM
 from sla_engine.policy import Preset
-from storage.database import Database, DatabaseError, StorageError, open_database, translate_errors
+from storage.database import (
+    Database,
+    DatabaseError,
+    StorageError,
+    open_database,
+    translate_errors,
+)
 from storage.records import AccountRecord, MessageRecord, TicketRecord
 
 if TYPE_CHECKING:
@@ -148,17 +154,9 @@ def import_file(args: argparse.Namespace, out: TextIO, what: str,
 
 def mail_intake(loaded: LoadedConfig, db: Database) -> MailIntake:
     """The mail intake as ``slabot ingest email`` runs it: the config's own address, reply guards and cut-off."""
-    from datetime import timedelta
+    from bot.pipeline import mail_intake as built
 
-    from bot.intake import IntakePipeline
-    from bot.mail import MailIntake, mail_reply_guards
-    from bot.texts import Texts
-
-    cfg = loaded.config
-    pipeline = IntakePipeline(db, loaded.preset, Texts(), default_language=cfg.language,
-                              reply_guards=mail_reply_guards(cfg.email.auto_replies_per_hour))
-    return MailIntake(db, pipeline, own_addresses=(cfg.email.from_address or "",),
-                      acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours))
+    return built(loaded, db)
 
 
 # -- the JSON of tickets, messages and accounts --------------------------------------------------------------

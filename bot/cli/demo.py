@@ -11,7 +11,9 @@ DEFAULT_DB = "slabot-demo.db"
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Run the narrated demo into ``--db``."""
-    from bot.demo.run import main  # the application, the stand-ins and rich load only for the demo
+    from bot.demo.run import (
+        main,  # the application, the stand-ins and rich load only for the demo
+    )
 
     main(Path(args.db), out, quiet=args.quiet)
     return 0

@@ -13,9 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.cli.common import EX_DATAERR, EX_TEMPFAIL, UsageError, command_group, error_name, mail_intake
+from bot.cli.common import (
+    EX_DATAERR,
+    EX_TEMPFAIL,
+    UsageError,
+    command_group,
+    error_name,
+    mail_intake,
+)
 from bot.config import load_config, shown_url
-from storage.database import DatabaseError, StorageError, open_database, translate_errors
+from storage.database import (
+    DatabaseError,
+    StorageError,
+    open_database,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from bot.mail import MailIntake, MailResult

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from bot.cli.common import EX_DATAERR, UsageError, command_group, mail_intake, with_database
+from bot.cli.common import (
+    EX_DATAERR,
+    UsageError,
+    command_group,
+    mail_intake,
+    with_database,
+)
 from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct

@@ -12,8 +12,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli.common import UsageError, database_error, open_command_database, parse_instant
-from bot.reports import chart_filename, load_report, render_chart, report_data, report_text
+from bot.cli.common import (
+    UsageError,
+    database_error,
+    open_command_database,
+    parse_instant,
+)
+from bot.reports import (
+    chart_filename,
+    load_report,
+    render_chart,
+    report_data,
+    report_text,
+)
 from channels.messages import utc_now
 from sla_engine.errors import PolicyError
 from storage.database import StorageError, translate_errors

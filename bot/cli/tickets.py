@@ -7,7 +7,14 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from bot.cli.common import UsageError, command_group, local_iso, message_json, ticket_json, with_database
+from bot.cli.common import (
+    UsageError,
+    command_group,
+    local_iso,
+    message_json,
+    ticket_json,
+    with_database,
+)
 from storage.database import Session
 from storage.records import TicketRecord
 from storage.repositories import TicketRepository

@@ -54,20 +54,21 @@ from bot.app import Application
 from bot.billing import Billing, Statement, statement_text
 from bot.calls import import_calls
 from bot.config import HttpConfig, load_config
-from bot.web.dashboard.auth import hash_password
-from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX
-from bot.errors import SlabotError
-from bot.i18n import AMSTERDAM, format_when
-from bot.mail import MailIntake, MailResult
-from bot.presets import load_preset
 from bot.demo.standins.loopback import free_port, serving
 from bot.demo.standins.smtp import SmtpSink, smtp_sink
 from bot.demo.standins.telegram import Sent, TelegramStandIn
 from bot.demo.standins.twilio import TwilioStandIn
+from bot.errors import SlabotError
+from bot.i18n import AMSTERDAM, format_when
+from bot.mail import MailIntake, MailResult
+from bot.presets import load_preset
+from bot.web.dashboard.auth import hash_password
+from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX
 from bot.web.twilio import WEBHOOK_PATH
+from channels.messages import DeliveryState
 from channels.whatsapp import sign_request
-from storage.database import Database, open_database
 from storage.billing import BillingRepository
+from storage.database import Database, open_database
 from storage.records import MessageRecord, TicketRecord
 from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
 
@@ -480,7 +481,7 @@ class _Stage:
         due = (f"first response due {_when(ticket.first_response_due)}" if ticket.first_response_due
                else "no response time guaranteed on this plan")
         held = ("; that number has not written on WhatsApp in the last 24 hours, so only an approved template may "
-                "go, and none is configured: it waits for staff" if delivery_state == "needs_staff" else "")
+                "go, and none is configured: it waits for staff" if delivery_state == DeliveryState.NEEDS_STAFF else "")
         return self.tell("acknowledgement", f"{who} gets {ticket.ref} {how}: {due} ({ticket.plan}, "
                          f"{ticket.kind}){held}", channel=channel, recipient=recipient, ref=ticket.ref, text=text,
                          due=ticket.first_response_due, data={
@@ -528,7 +529,7 @@ class _Stage:
         async def handled() -> MessageRecord | None:
             ticket = await self.ticket(desk, ref)
             out = [m for m in ticket.messages if m.direction == "out" and (purpose is None or m.purpose == purpose)]
-            return out[-1] if out and out[-1].delivery_state not in ("queued", "sending") else None
+            return out[-1] if out and out[-1].delivery_state not in (DeliveryState.QUEUED, DeliveryState.SENDING) else None
 
         return await _until(handled, f"the outbox to handle {ref}'s {purpose or 'reply'}")
 

@@ -89,9 +89,10 @@ class StaffBot:
     def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
                  now: Callable[[], datetime] = utc_now, team_lead: str | None = None,
                  pipeline: IntakePipeline | None = None, announce_every: float | None = ANNOUNCE_EVERY,
-                 webhook_route: WebhookRoute | None = None) -> None:
+                 health: HealthReport | None = None, webhook_route: WebhookRoute | None = None) -> None:
         """``announce_every``: seconds between announcement and paging rounds (None: the caller drives them);
-        ``webhook_route``: what builds ``POST /webhooks/telegram`` for :meth:`routes` in webhook mode."""
+        ``health``: told when the rounds fail and work again (see :attr:`health`); ``webhook_route``: what builds
+        ``POST /webhooks/telegram`` for :meth:`routes` in webhook mode."""
         assert config.token is not None and config.staff_chat_id is not None
         self.config = config
         self.db = db
@@ -108,7 +109,8 @@ class StaffBot:
         self.announce_every = announce_every
         self.webhook_route = webhook_route
         # told when posting fails and works again (see :attr:`health`)
-        self._posting = StateLog(log, "new tickets wait to be announced: %s", "new tickets are announced again")
+        self._posting = StateLog(log, "new tickets wait to be announced: %s", "new tickets are announced again",
+                                 health=health)
         self._started = False
         self._announcer: asyncio.Task[None] | None = None
 

@@ -5,6 +5,13 @@ See :mod:`channels.calls.log` for the columns.
 
 from __future__ import annotations
 
-from channels.calls.log import AMSTERDAM, Call, CallLogError, call_message, parse_call, read_rows
+from channels.calls.log import (
+    AMSTERDAM,
+    Call,
+    CallLogError,
+    call_message,
+    parse_call,
+    read_rows,
+)
 
 __all__ = ["AMSTERDAM", "Call", "CallLogError", "call_message", "parse_call", "read_rows"]

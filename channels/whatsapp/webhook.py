@@ -20,7 +20,12 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator, remove_port
 
 from channels.identity import IdentityError, phone_identity
-from channels.messages import ChannelName, DeliveryState, InboundAttachment, InboundMessage
+from channels.messages import (
+    ChannelName,
+    DeliveryState,
+    InboundAttachment,
+    InboundMessage,
+)
 from channels.whatsapp.errors import WebhookError
 
 MAX_BODY_CHARS = 4096  # WhatsApp's own limit on a message body

@@ -48,6 +48,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
 from channels.messages import utc_now
 
 ChatType = Literal["private", "group", "supergroup"]

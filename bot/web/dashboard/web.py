@@ -47,8 +47,16 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import DashboardConfig, DashboardUser
+from bot.i18n import LANGUAGES, Language, format_when
+from bot.reports import SlaReport, load_report, render_chart, report_data, span_text
 from bot.staff_texts import DASHBOARD_TEXTS as TEXTS
-from bot.web.dashboard.auth import CSRF_FIELD, LoginThrottle, csrf_matches, new_csrf_token, verify_password
+from bot.web.dashboard.auth import (
+    CSRF_FIELD,
+    LoginThrottle,
+    csrf_matches,
+    new_csrf_token,
+    verify_password,
+)
 from bot.web.dashboard.language import pick_language
 from bot.web.dashboard.views import (
     hours_text,
@@ -57,9 +65,8 @@ from bot.web.dashboard.views import (
     short_when,
     timeline,
 )
-from bot.i18n import LANGUAGES, Language, format_when
-from bot.reports import SlaReport, load_report, render_chart, report_data, span_text
 from bot.web.limits import PayloadTooLarge, read_limited
+from channels.messages import utc_now
 from sla_engine.errors import PolicyError
 from sla_engine.policy import Preset
 from storage.billing import BillingRepository
@@ -73,7 +80,6 @@ from storage.records import (
     TimeEntryRecord,
 )
 from storage.repositories import ReminderRepository, TicketRepository
-from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
 
