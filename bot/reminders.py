@@ -56,7 +56,7 @@ from bot.staff_texts import REMINDER_SKIPPED
 from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct
-from storage.records import OPEN_STATES, ReminderState, TicketState
+from storage.records import OPEN_STATES, ReminderContext, ReminderState, TicketState
 from storage.repositories import ReminderRepository, TicketRepository
 
 log = logging.getLogger(__name__)
@@ -269,28 +269,27 @@ class ReminderService:
             return None
         c = reminders.context(reminder_id)
         skip = caller = None
-        if str(c["spec"]).startswith(CALLBACK):
+        if c.spec.startswith(CALLBACK):
             caller, skip = self._callback(reminders, c)
-        elif c["first_responded_at"] is not None:
+        elif c.first_responded_at is not None:
             skip = REMINDER_SKIPPED["answered"]
-        elif c["state"] in ANSWERED_STATES:
-            skip = REMINDER_SKIPPED["state"].format(state=c["state"])
-        elif c["state"] == TicketState.WAITING:
+        elif c.ticket_state in ANSWERED_STATES:
+            skip = REMINDER_SKIPPED["state"].format(state=c.ticket_state)
+        elif c.ticket_state == TicketState.WAITING:
             skip = REMINDER_SKIPPED["waiting"]
         if skip is not None:
             self._done(d, reminder_id, ReminderState.SKIPPED, reason=skip)
             return None
-        return ReminderNotice(reminder_id, int(c["ticket_id"]), str(c["ref"]), str(c["spec"]), bool(c["escalate"]),
-                              c["due_at"], c["first_response_due"], c["account"], c["plan"],
-                              assigned_staff(c["terms"], c["staff"]),
-                              c["subject"], int(c["queue_priority"] or 0), caller)
+        return ReminderNotice(reminder_id, c.ticket_id, c.ref, c.spec, c.escalate, c.due_at, c.first_response_due,
+                              c.account, c.plan, assigned_staff(c.terms, c.account_staff), c.subject,
+                              c.queue_priority, caller)
 
     @staticmethod
-    def _callback(reminders: ReminderRepository, c: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _callback(reminders: ReminderRepository, c: ReminderContext) -> tuple[str | None, str | None]:
         """A callback reminder: the number to call, and why it is skipped (staff wrote since the call, resolved)."""
-        caller, answered = reminders.missed_call(int(str(c["spec"]).removeprefix(CALLBACK)))
-        if c["state"] in ANSWERED_STATES:
-            return caller, REMINDER_SKIPPED["state"].format(state=c["state"])
+        caller, answered = reminders.missed_call(int(c.spec.removeprefix(CALLBACK)))
+        if c.ticket_state in ANSWERED_STATES:
+            return caller, REMINDER_SKIPPED["state"].format(state=c.ticket_state)
         if caller is None or answered:
             return caller, REMINDER_SKIPPED["called_back"]
         return caller, None

@@ -259,6 +259,27 @@ class ReminderRecord:
 
 
 @dataclass(frozen=True)
+class ReminderContext:
+    """A claimed reminder with what a staff ping says about its ticket and account."""
+
+    reminder_id: int
+    ticket_id: int
+    spec: str
+    escalate: bool
+    due_at: datetime
+    ref: str
+    ticket_state: TicketState
+    first_responded_at: datetime | None
+    first_response_due: datetime | None
+    plan: str | None
+    subject: str | None
+    queue_priority: int
+    terms: dict[str, Any] | None  # the ticket's SLA snapshot
+    account: str | None
+    account_staff: str | None
+
+
+@dataclass(frozen=True)
 class QuoteRecord:
     id: int
     ticket_id: int

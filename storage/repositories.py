@@ -29,6 +29,7 @@ from storage.records import (
     OutboundDraft,
     OutboxRecord,
     OutboxState,
+    ReminderContext,
     ReminderRecord,
     ReminderState,
     TicketRecord,
@@ -659,7 +660,7 @@ class ReminderRepository(_Repository):
             {"worker": worker, "now": d.value(m.Reminder.__table__, "claimed_at", now), "id": reminder_id},
         ).rowcount) == 1
 
-    def context(self, reminder_id: int) -> dict[str, Any]:
+    def context(self, reminder_id: int) -> ReminderContext:
         """The reminder with what a staff ping says about its ticket and account."""
         d = self.direct
         names = ("ticket_id", "spec", "escalate", "due_at")
@@ -672,10 +673,14 @@ class ReminderRepository(_Repository):
             "WHERE r.id = :id", {"id": reminder_id})
         if row is None:
             raise KeyError(reminder_id)
-        found = d.decode(m.Reminder.__table__, names, row[:4])
-        found.update(d.decode(m.Ticket.__table__, ticket_names, row[4:12]))
-        found["account"], found["staff"] = row[12], row[13]
-        return found
+        r = d.decode(m.Reminder.__table__, names, row[:4])
+        t = d.decode(m.Ticket.__table__, ticket_names, row[4:12])
+        return ReminderContext(
+            reminder_id=reminder_id, ticket_id=int(r["ticket_id"]), spec=str(r["spec"]), escalate=bool(r["escalate"]),
+            due_at=r["due_at"], ref=str(t["ref"]), ticket_state=TicketState(t["state"]),
+            first_responded_at=t["first_responded_at"], first_response_due=t["first_response_due"], plan=t["plan"],
+            subject=t["subject"], queue_priority=int(t["queue_priority"] or 0), terms=t["terms"], account=row[12],
+            account_staff=row[13])
 
     def release(self, reminder_id: int) -> None:
         """A claimed reminder back to planned (the notifier failed)."""
