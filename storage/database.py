@@ -6,6 +6,14 @@ disk when it returns); every write transaction starts with ``BEGIN IMMEDIATE`` s
 writers queue instead of failing half-way, and a transaction that still meets
 "database is locked" is retried as a whole. PostgreSQL needs none of this.
 Migrations are Alembic's, applied on start (:meth:`Database.upgrade`).
+
+Only storage sees SQLAlchemy; what reaches the rest of slabot is one tree::
+
+    StorageError
+    ├── GroupNotCommitted        nothing of a group committed: each of its calls may run again
+    ├── DuplicateError           a unique key says it is stored already (the intake's duplicate)
+    ├── DatabaseUnavailable      unreachable, or failed under the work (also SQLAlchemy's OperationalError)
+    └── DatabaseError            any other SQLAlchemy error, raised by translate_errors() for a caller
 """
 
 from __future__ import annotations

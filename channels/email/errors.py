@@ -3,6 +3,7 @@
 ::
 
     EmailError
+    ├── MailParseError (ValueError)                not a mail at all (channels.email.parse)
     └── ImapError
         ├── ImapConnectionError (ConnectionError)  refused, dropped, TLS failed
         ├── ImapTimeoutError (TimeoutError)        no answer in time (half-open)

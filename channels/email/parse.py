@@ -35,6 +35,7 @@ from typing import Any
 import charset_normalizer
 import inscriptis  # type: ignore[import-untyped]
 
+from channels.email.errors import EmailError
 from channels.identity import Identity, IdentityError, email_identity, normalise_email
 from channels.messages import ChannelName, InboundAttachment, InboundMessage, utc_now
 
@@ -144,7 +145,7 @@ _MOBILE_FOOTER = re.compile(
 )
 
 
-class MailParseError(ValueError):
+class MailParseError(EmailError, ValueError):
     """Input that cannot be read as a mail at all: empty, no headers, not bytes, or no usable sender address."""
 
 
