@@ -321,7 +321,8 @@ class LoadedConfig:
     from_env: tuple[str, ...]
 
 
-def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+def env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with every ``SLABOT_SECTION_KEY`` variable of ``environ`` laid over it, and the variables used."""
     merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()}
     used: list[str] = []
     for section, field in SlabotConfig.model_fields.items():
@@ -374,7 +375,7 @@ def load_config(
             raise ConfigError([f"{chosen}: cannot be read ({exc.__class__.__name__}: {exc})"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{chosen}: not valid TOML: {exc}"]) from None
-    merged, used = _env_overrides(data, env)
+    merged, used = env_overrides(data, env)
     try:
         config = SlabotConfig.model_validate(merged)
     except ValidationError as exc:

@@ -2,7 +2,7 @@
 
 :func:`render` walks :class:`bot.config.SlabotConfig`: every section, key, type,
 default and description, and the environment variable that overrides the key.
-The variable is found by asking :func:`bot.config._env_overrides` itself
+The variable is found by asking :func:`bot.config.env_overrides` itself
 whether it takes the name, so the reference says what the loader does, not
 what it was meant to do. ``slabot config reference`` (:mod:`bot.cli.config`)
 prints the text, and a test fails when ``docs/configuration.md`` differs from it.
@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from bot.config import ENV_PREFIX, SlabotConfig, _env_overrides
+from bot.config import ENV_PREFIX, SlabotConfig, env_overrides
 
 DOC_PATH = "docs/configuration.md"
 REGENERATE = f".venv/bin/slabot config reference > {DOC_PATH}"
@@ -200,11 +200,11 @@ def _default(field: FieldInfo) -> str:
 
 
 def _environment(section: str | None, key: str, field: FieldInfo) -> str:
-    """The variable :func:`bot.config._env_overrides` reads for the key, or "file only"."""
+    """The variable :func:`bot.config.env_overrides` reads for the key, or "file only"."""
     if section == "":  # a key of a list of tables
         return "file only"
     name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}" if section else f"{ENV_PREFIX}{key.upper()}"
-    merged, used = _env_overrides({}, {name: "a,b"})
+    merged, used = env_overrides({}, {name: "a,b"})
     if name not in used:
         return "file only"
     taken = merged[section][key] if section else merged[key]

@@ -22,7 +22,7 @@ from storage.records import (
     QuoteState,
     TimeEntryRecord,
 )
-from storage.repositories import _Repository, next_number
+from storage.repositories import Repository, next_number
 
 _QUOTE = tuple(c.name for c in m.Quote.__table__.columns if c.name not in ("message_id", "answer_message_id"))
 _ENTRY = ("id", "ticket_id", "staff", "hours", "activity", "note", "status", "at")
@@ -33,7 +33,7 @@ FIRST_INVOICE_NUMBER = 1
 _PROPOSED, _SUPERSEDED = f"'{QuoteState.PROPOSED.value}'", f"'{QuoteState.SUPERSEDED.value}'"
 
 
-class BillingRepository(_Repository):
+class BillingRepository(Repository):
     """See the module docstring."""
 
     # -- quotes (R19, R22) ------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from channels.messages import ChannelName, DeliveryState, InboundMessage, moves_forward
 from storage import models as m
-from storage.repositories import TicketRepository, _Repository
+from storage.repositories import TicketRepository, Repository
 
 EMAIL = ChannelName.EMAIL.value
 _CHECKPOINTS = m.MailCheckpoint.__table__
@@ -62,7 +62,7 @@ class AddressGuard:
     auto_replies: int
 
 
-class MailboxRepository(_Repository):
+class MailboxRepository(Repository):
     """See the module docstring."""
 
     # -- checkpoints of an IMAP folder ------------------------------------------------------------

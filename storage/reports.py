@@ -15,14 +15,14 @@ from sqlalchemy import Select, select
 
 from storage import models as m
 from storage.records import ReportTicketRecord, TicketState
-from storage.repositories import _Repository
+from storage.repositories import Repository
 
 
 def _pauses(raw: list[list[str]] | None) -> tuple[tuple[datetime, datetime | None], ...]:
     return tuple((datetime.fromisoformat(p[0]), datetime.fromisoformat(p[1]) if p[1] else None) for p in raw or ())
 
 
-class ReportRepository(_Repository):
+class ReportRepository(Repository):
     """See the module docstring."""
 
     def received_between(self, start: datetime, end: datetime, plan: str | None = None) -> list[ReportTicketRecord]:

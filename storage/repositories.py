@@ -116,8 +116,8 @@ def counter(direct: Direct, name: str) -> int | None:
     return None if value is None else int(value)
 
 
-class _Repository:
-    """On an ORM session, or on plain statements (:meth:`Database.run_direct`) for the hot-path queries."""
+class Repository:
+    """The base of every repository: on an ORM session, or on plain statements (:meth:`Database.run_direct`) for the hot-path queries."""
 
     def __init__(self, source: Session | Direct) -> None:
         self._session = source if isinstance(source, Session) else None
@@ -139,7 +139,7 @@ class _Repository:
         return self._direct
 
 
-class AccountRepository(_Repository):
+class AccountRepository(Repository):
     """Accounts, their contacts and identities."""
 
     def upsert(self, data: AccountInput, now: datetime) -> tuple[int, bool]:
@@ -228,7 +228,7 @@ class AccountRepository(_Repository):
         return None if found is None else str(found)
 
 
-class TicketRepository(_Repository):
+class TicketRepository(Repository):
     """Tickets, their messages and attachments, and the audit trail."""
 
     # -- references -----------------------------------------------------------
@@ -497,7 +497,7 @@ _DUE = (f"(SELECT id FROM outbox WHERE state = {_PENDING} AND next_attempt_at <=
         "ORDER BY next_attempt_at, id LIMIT 1")
 
 
-class OutboxRepository(_Repository):
+class OutboxRepository(Repository):
     """Outbound messages waiting to go, claimed one at a time so none is sent twice.
 
     The dispatcher's statements (claim, finish) are plain ones (:mod:`storage.direct`): it runs them for every
@@ -594,7 +594,7 @@ class OutboxRepository(_Repository):
         return {OutboxState(state): count for state, count in rows}
 
 
-class ReminderRepository(_Repository):
+class ReminderRepository(Repository):
     """Planned pings to staff (R16); sent exactly once."""
 
     def plan(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> None:

@@ -14,7 +14,7 @@ bottom up:
 
 A module imports only from its own layer or below, and the graph of module imports has no cycle.
 SQLAlchemy and Alembic are imported only in ``storage``; aioimaplib, aiosmtplib and twilio only in
-``channels``. The checkers are tested on synthetic graphs too, so a checker that finds nothing cannot
+``channels``; no module borrows another's private helper (``from a import _helper``). The checkers are tested on synthetic graphs too, so a checker that finds nothing cannot
 pass for a clean house.
 """
 
@@ -178,6 +178,17 @@ def confined_imports(sources: Mapping[str, tuple[str, bool]]) -> list[str]:
                   for (module, line), name in found.items())
 
 
+def private_imports(sources: Mapping[str, tuple[str, bool]]) -> list[str]:
+    """Every ``from module import _name`` of a house module by another one: a private helper is its module's."""
+    found: list[str] = []
+    for module, (source, _) in sorted(sources.items()):
+        for node in ast.walk(ast.parse(source, module)):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "") in sources:
+                found.extend(f"{module}:{node.lineno} imports {node.module}.{alias.name}" for alias in node.names
+                             if alias.name.startswith("_") and not alias.name.startswith("__"))
+    return found
+
+
 def house() -> dict[str, tuple[str, bool]]:
     sources: dict[str, tuple[str, bool]] = {}
     for package in PACKAGES:
@@ -201,6 +212,10 @@ def test_no_import_cycle() -> None:
 
 def test_libraries_stay_in_their_rooms() -> None:
     assert confined_imports(house()) == []
+
+
+def test_no_private_helper_is_borrowed() -> None:
+    assert private_imports(house()) == []
 
 
 def test_every_module_has_a_layer() -> None:
@@ -252,3 +267,9 @@ def test_checker_finds_a_confined_library_outside_its_room() -> None:
                        bot__imap="def f():\n    import aioimaplib\n")
     assert confined_imports(sources) == ["bot.imap:2 imports aioimaplib (only channels may)",
                                          "bot.mail:1 imports sqlalchemy.orm (only storage may)"]
+
+
+def test_checker_finds_a_borrowed_private_helper() -> None:
+    sources = _sources(bot__cli__report="from bot.cli.main import _open_db, main\n",
+                       bot__cli__main="def _open_db(): ...\n", bot__app="from __future__ import annotations\n")
+    assert private_imports(sources) == ["bot.cli.report:1 imports bot.cli.main._open_db"]
