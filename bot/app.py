@@ -18,8 +18,9 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from starlette.routing import BaseRoute
 
@@ -83,7 +84,7 @@ class Loop:
     instead of running on without it.
     """
 
-    def __init__(self, name: str, work: Callable[[asyncio.Event], Awaitable[None]],
+    def __init__(self, name: str, work: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
                  died: Callable[[str, BaseException], None]) -> None:
         self.name = name
         self.work = work
@@ -298,8 +299,9 @@ class Application:
             if self.freeze_gc:  # what start-up made lives as long as the process: out of the full collections
                 gc.freeze()
             self.started.set()
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([stopping, self._died], return_when=asyncio.FIRST_COMPLETED)
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            died: asyncio.Future[Any] = self._died
+            await asyncio.wait([stopping, died], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             log.info("stopping: HTTP server, channels, staff chat, outbox dispatcher, then database")
         finally:

@@ -73,7 +73,7 @@ class DatabaseUnavailable(StorageError, OperationalError):
     @classmethod
     def of(cls, exc: OperationalError | InterfaceError) -> DatabaseUnavailable:
         """The driver's error ``exc`` as this one (its statement, values and driver error kept)."""
-        return cls(exc.statement, exc.params, exc.orig, hide_parameters=exc.hide_parameters,
+        return cls(exc.statement, exc.params, exc.orig or exc, hide_parameters=exc.hide_parameters,
                    connection_invalidated=exc.connection_invalidated)
 
     @property
