@@ -6,7 +6,9 @@ A checkpoint row (``mail_checkpoints``, keyed ``user@host:port/folder``) holds
 the folder's UIDVALIDITY and the last UID whose mail is committed.
 :meth:`ImapIntake.catch_up` asks for every UID above it (``UID SEARCH``),
 oldest first, fetches each with ``BODY.PEEK[]`` (nothing is marked seen by
-reading it) and hands the raw bytes to ``MailIntake.ingest_raw`` with an
+reading it) and its INTERNALDATE, and hands the raw bytes to
+``MailIntake.ingest_raw``, received at that INTERNALDATE (the SLA clock's
+start, R23: not the sender's Date header), with an
 ``also`` that moves the checkpoint to that UID in the same transaction as the
 stored message. Only after that commit is the mail marked ``\\Seen``, or moved
 to ``imap_move_to``. So:
@@ -278,15 +280,16 @@ class ImapIntake:
         for uid in uids:
             if self._stop is not None and self._stop.is_set():
                 break
-            raw = await connection.fetch(uid)
-            if raw is None:
+            fetched = await connection.fetch(uid)
+            if fetched is None:
                 log.warning("IMAP %s: mail %d was gone before it could be fetched (expunged by another client)",
                             self.mailbox, uid)
                 continue
             source = f"imap:{self.user}@{self.host}/{self.folder}#{uid}"
             try:
-                result = await asyncio.to_thread(self.intake.ingest_raw, raw, source=source,
-                                                 also=self._advance(uidvalidity, uid))
+                result = await asyncio.to_thread(self.intake.ingest_raw, fetched.raw, source=source,
+                                                 also=self._advance(uidvalidity, uid),
+                                                 received_at=fetched.internaldate)
             except DatabaseUnavailable:
                 raise  # the database, not the mail: retried with the connection's backoff
             except Exception as exc:  # noqa: BLE001 - a poison mail must not stop the mailbox

@@ -16,7 +16,9 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
   there);
 - acknowledges only mail received after the cut-off (``acknowledge_max_age``):
   old mail found on a first start, or an archive imported through the pipe, is
-  stored without writing to anyone.
+  stored without writing to anyone. Received means when the desk's side got
+  it (R23): the IMAP INTERNALDATE, else the topmost Received header, else the
+  moment it is piped in or read; the sender's Date header is never the clock.
 
 A folder of ``.eml`` files (``slabot ingest email DIR``) goes through
 :func:`ingest_files`: the same steps, with the files parsed ahead in reader
@@ -112,9 +114,15 @@ class MailIntake:
     # -- one mail ---------------------------------------------------------------------
 
     def ingest_raw(self, raw: bytes, *, source: str = "mail", acknowledge: bool | None = None,
-                   also: Also | None = None) -> MailResult:
-        """Store one raw mail and what it causes; ``also`` runs in the same transaction (the IMAP checkpoint)."""
-        return self.ingest_read(raw, read_mail(raw, self.now), source=source, acknowledge=acknowledge, also=also)
+                   also: Also | None = None, received_at: datetime | None = None) -> MailResult:
+        """Store one raw mail and what it causes; ``also`` runs in the same transaction (the IMAP checkpoint).
+
+        ``received_at``: when the desk's mailbox received it (IMAP INTERNALDATE); without it, the topmost
+        Received header's date, else now (R23). Never the sender's Date header: not for the SLA clock, not
+        for the acknowledgement cut-off.
+        """
+        read = read_mail(raw, self.now, received_at=received_at)
+        return self.ingest_read(raw, read, source=source, acknowledge=acknowledge, also=also)
 
     def ingest_read(self, raw: bytes, read: ParsedMail | Unreadable, *, source: str = "mail",
                     acknowledge: bool | None = None, also: Also | None = None) -> MailResult:

@@ -16,6 +16,10 @@ needing staff, once.
 Background: media are fetched with the account's credentials and retried;
 reconciliation lists what Twilio received in the last hours and ingests any
 message whose webhook never arrived.
+
+When a message was received (R23, the start of its SLA clock): for a webhook,
+the moment it arrived; for a message found by reconciliation, Twilio's own time
+of receipt (the message's ``date_created``), never later than now.
 """
 
 from __future__ import annotations
@@ -54,6 +58,15 @@ log = logging.getLogger(__name__)
 MEDIA_ATTEMPTS = 6  # downloads of one media URL before staff are told it cannot be fetched
 MEDIA_BACKOFF = timedelta(seconds=30)  # doubled after every failed download, at most an hour
 WHATSAPP = ChannelName.WHATSAPP.value
+
+
+def _received_at(twilio_date: datetime | None, now: datetime) -> datetime:
+    """Twilio's time of receipt of a reconciled message (UTC when naive), not after ``now``; ``now`` without one."""
+    if twilio_date is None:
+        return now
+    if twilio_date.tzinfo is None:
+        twilio_date = twilio_date.replace(tzinfo=timezone.utc)
+    return min(twilio_date, now)
 
 
 class WhatsAppChannel:
@@ -177,9 +190,7 @@ class WhatsAppChannel:
             )
             if stored is not None:
                 continue
-            received = record.pop("date_sent") or self.now()
-            if received.tzinfo is None:
-                received = received.replace(tzinfo=timezone.utc)
+            received = _received_at(record.pop("received_at"), self.now())
             try:
                 message = parse_whatsapp_webhook(record, received)
             except WebhookError as exc:

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -226,13 +227,16 @@ class MailServer:
         imap.login(user, PASSWORD)
         return imap
 
-    def append(self, raw: bytes, folder: str = "INBOX", *, user: str, flags: str = "") -> int:
-        """Deliver ``raw`` into ``folder`` (created when missing); its UID."""
+    def append(self, raw: bytes, folder: str = "INBOX", *, user: str, flags: str = "",
+               internaldate: datetime | None = None) -> int:
+        """Deliver ``raw`` into ``folder`` (created when missing), received at ``internaldate`` (APPEND's
+        date-time; default now); its UID."""
         imap = self.client(user)
         try:
             if folder != "INBOX":
                 imap.create(folder)  # NO when it exists: fine
-            typ, data = imap.append(folder, f"({flags})" if flags else None, None, raw)
+            stamp = imaplib.Time2Internaldate(internaldate) if internaldate is not None else None
+            typ, data = imap.append(folder, f"({flags})" if flags else None, stamp, raw)
             assert typ == "OK", data
             found = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
             assert found, data

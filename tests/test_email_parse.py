@@ -55,7 +55,8 @@ def test_a_plain_mail_becomes_an_inbound_message() -> None:
     assert msg.sender.kind is IdentityKind.EMAIL and msg.sender.value == "piet@bakkerij-jansen.nl"
     assert msg.sender_name == "Piet Jansen"
     assert msg.external_id == parsed.message_id == "m1@bakkerij-jansen.nl" and parsed.has_message_id
-    assert msg.received_at == datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+    assert msg.received_at == NOW  # no Received header: the moment it is read (R23)
+    assert parsed.date == datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)  # the Date header, only shown
     assert msg.subject == "Kassa stuk"
     assert msg.text == msg.full_text == "Hallo,\n\nMijn kassa doet het niet.\n\nPiet"
     assert msg.recipient == "support@slabot.example"
@@ -585,9 +586,38 @@ def test_an_unbelievable_date_means_now(date: str) -> None:
     assert parsed.message.received_at == NOW and any("Date" in p for p in parsed.problems)
 
 
-def test_a_date_less_than_a_day_ahead_is_believed() -> None:
+def test_a_date_ahead_is_shown_but_never_the_clock() -> None:
     raw = mail().replace(b"Thu, 26 Nov 2026 10:00:00 +0100", b"Fri, 27 Nov 2026 08:00:00 +0100")
-    assert parse(raw).message.received_at == NOW + timedelta(hours=19)
+    parsed = parse(raw)
+    assert parsed.message.received_at == NOW
+    assert parsed.date == NOW + timedelta(hours=19)
+
+
+def test_the_topmost_received_header_is_when_it_was_received() -> None:
+    raw = mail(headers="").replace(b"From: ", b"Received: from mx.x.nl by mx.slabot.example; "
+                                               b"Thu, 26 Nov 2026 12:40:00 +0100 (CET)\r\n"
+                                               b"Received: from pc by mx.x.nl; Thu, 26 Nov 2026 09:00:00 +0100\r\n"
+                                               b"From: ", 1)
+    parsed = parse(raw)
+    assert parsed.message.received_at == datetime(2026, 11, 26, 11, 40, tzinfo=timezone.utc)
+    assert parsed.problems == ()
+
+
+@pytest.mark.parametrize("stamp", ["Thu, 26 Nov 2026 13:20:00 +0000", "geen datum", ""])
+def test_a_received_header_ahead_or_unreadable_means_now(stamp: str) -> None:
+    raw = b"Received: by mx.slabot.example; " + stamp.encode() + b"\r\n" + mail()
+    parsed = parse(raw)
+    assert parsed.message.received_at == NOW and any("Received" in p for p in parsed.problems)
+
+
+def test_a_received_header_a_few_minutes_ahead_counts_as_now() -> None:
+    raw = b"Received: by mx.slabot.example; Thu, 26 Nov 2026 12:05:00 +0000\r\n" + mail()
+    assert parse(raw).message.received_at == NOW
+
+
+def test_a_given_received_at_ahead_of_now_is_not_believed() -> None:
+    assert parse(mail(), received_at=NOW + timedelta(hours=2)).message.received_at == NOW
+    assert parse(mail(), received_at=NOW + timedelta(minutes=5)).message.received_at == NOW
 
 
 # -- the sender -----------------------------------------------------------------------------------------------

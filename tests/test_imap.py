@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class SpyIntake(MailIntake):
         self.watch = False
 
     def ingest_raw(self, raw: bytes, *, source: str = "mail", acknowledge: bool | None = None,
-                   also: Also | None = None) -> MailResult:
+                   also: Also | None = None, received_at: datetime | None = None) -> MailResult:
         uid = int(source.rsplit("#", 1)[1])
 
         def spied(direct: Any) -> None:
@@ -65,7 +66,7 @@ class SpyIntake(MailIntake):
             if failure is not None:
                 raise failure  # after the checkpoint moved: everything is rolled back
 
-        return super().ingest_raw(raw, source=source, acknowledge=acknowledge, also=spied)
+        return super().ingest_raw(raw, source=source, acknowledge=acknowledge, also=spied, received_at=received_at)
 
 
 @dataclass

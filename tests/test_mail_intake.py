@@ -230,9 +230,17 @@ def _dsn(original_id: str, recipient: str) -> bytes:
 
 
 def test_old_mail_is_stored_without_an_answer(world: World) -> None:
-    old = mail(date=MONDAY_10 - timedelta(days=3), message_id="old@bakkerij-jansen.nl")
+    received = f"Received: by mx.mailcampaigns.example; {format_datetime(MONDAY_10 - timedelta(days=3))}\r\n"
+    old = received.encode() + mail(date=MONDAY_10, message_id="old@bakkerij-jansen.nl")
     assert world.deliver(old) == "new_ticket"
     assert world.sink.mails == [] and len(world.tickets()) == 1
+
+
+def test_mail_written_long_ago_but_received_now_is_answered(world: World) -> None:
+    assert world.deliver(mail(date=MONDAY_10 - timedelta(days=3), message_id="outbox@bakkerij-jansen.nl")) == (
+        "new_ticket")
+    (ticket,) = world.tickets()
+    assert ticket.received_at == MONDAY_10 and len(world.sink.mails) == 1
 
 
 def test_unreadable_mail_is_kept_aside_and_the_next_one_flows(world: World) -> None:

@@ -20,7 +20,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -184,7 +185,8 @@ async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, *, templates: dict[str, str] | None = None) -> AsyncIterator[Harness]:
+async def running(tmp_path: Path, *, templates: dict[str, str] | None = None,
+                  db_url: str | None = None) -> AsyncIterator[Harness]:
     """Stand-in and slabot on loopback, two known contacts; stopped in reverse order."""
     standin = CountingStandIn()
     st_server, st_task = await serve(standin.app())
@@ -195,7 +197,7 @@ async def running(tmp_path: Path, *, templates: dict[str, str] | None = None) ->
     config = tmp_path / "slabot.toml"
     config.write_text(
         f'preset = "mailcampaigns"\n'
-        f'[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n'
+        f'[database]\nurl = "{db_url or "sqlite:///" + str(tmp_path / "slabot.db")}"\n'
         f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\npublic_url = "{PUBLIC}"\n'
         f'[twilio]\naccount_sid = "{SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
         f'api_base_url = "{standin_url}"\n{template_line}',
@@ -627,6 +629,52 @@ def test_reconciliation_ingests_a_message_whose_webhook_never_arrived_once(tmp_p
         assert len(h.standin.sent) == 1
 
     scenario(tmp_path, body)
+
+
+async def _show(h: Harness, *args: str) -> dict[str, Any]:
+    """``slabot ARGS --json`` against the running application's database."""
+    out = io.StringIO()
+    code = await asyncio.to_thread(cli.main, ["--config", str(h.config_path), *args, "--json"], out)
+    assert code == 0
+    return dict(json.loads(out.getvalue()))
+
+
+def test_a_webhook_is_received_when_it_arrives(tmp_path: Path, db_url: str) -> None:
+    async def body(h: Harness) -> None:
+        ticket = await new_ticket(h, "SMnow")
+        shown = await _show(h, "tickets", "show", ticket.ref)
+        assert shown["received_at"] == "2026-11-23T10:00:00+01:00"
+        assert shown["first_response_due"] == "2026-11-26T10:00:00+01:00"
+        assert DEADLINE_TEXT in h.standin.sent[0]["body"]
+
+    scenario(tmp_path, body, db_url=db_url)
+
+
+def test_reconciliation_starts_the_clock_at_twilios_time_of_receipt(tmp_path: Path, db_url: str) -> None:
+    async def body(h: Harness) -> None:
+        assert h.app.whatsapp is not None
+        await until(lambda: h.standin.lists >= 1, what="the start-up reconciliation round")
+        lost = h.standin.receive(f"whatsapp:{PIET}", OUR_NUMBER, "Mijn bericht kwam niet aan", sid="SMlost2",
+                                 when=h.clock() - timedelta(hours=2))
+        webhook_try = (h.clock() - timedelta(minutes=1)).astimezone(timezone.utc)
+        lost["date_sent"] = format_datetime(webhook_try, usegmt=True)  # when Twilio tried the webhook
+        ahead = h.standin.receive(f"whatsapp:{ANNE}", OUR_NUMBER, "Ook bij mij", sid="SMahead",
+                                  when=h.clock() + timedelta(hours=3))  # Twilio's clock ahead: not later
+        assert ahead["date_created"]
+        assert await h.app.whatsapp.reconcile() == 2
+        await until(lambda: len(h.standin.sent) == 2, what="both acknowledgements")
+        refs = {t.thread_key: t.ref for t in await h.tickets()}
+        shown = await _show(h, "tickets", "show", refs[PIET])
+        assert shown["received_at"] == "2026-11-23T08:00:00+01:00"
+        expected = await _show(h, "sla", "deadline", "--plan", "licentie", "--at", shown["received_at"])
+        assert shown["first_response_due"] == expected["first_response_due"] == "2026-11-25T17:00:00+01:00"
+        assert "uiterlijk woensdag 25 november 2026 om 17:00" in next(
+            s["body"] for s in h.standin.sent if s["to"] == f"whatsapp:{PIET}")
+        shown = await _show(h, "tickets", "show", refs[ANNE])
+        assert shown["received_at"] == "2026-11-23T10:00:00+01:00"
+        assert shown["first_response_due"] == "2026-11-26T10:00:00+01:00"
+
+    scenario(tmp_path, body, db_url=db_url)
 
 
 # -- 10: media -----------------------------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ documented one, the others are what common exports call it):
 
 - ``call_id`` (``id``, ``CallSid``, ``sid``): the call's own id; without it a
   hash of the row stands in, so a re-import is still recognised.
-- ``time`` (``start_time``, ``StartTime``, ``date``): ISO 8601; without an
-  offset it is Amsterdam time.
+- ``time`` (``start_time``, ``StartTime``, ``start``, ``date``): when the call
+  started, which starts its SLA clock (R23): ISO 8601 (without an offset,
+  Amsterdam time) or RFC 2822 as Twilio writes it; a date without a time of
+  day is refused. A start column wins over a ``date`` column; the end of the
+  call (``end_time``) or when the row was written is never used.
 - ``caller`` (``from``, ``From``): the caller's number (any notation; E.164
   after normalising, default region NL).
 - ``called`` (``to``, ``To``): the number that was called.
@@ -26,7 +29,8 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +42,7 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "call_id": ("call_id", "id", "callsid", "sid"),
-    "time": ("time", "start_time", "starttime", "date", "start"),
+    "time": ("time", "start_time", "starttime", "start", "date"),  # the call's start before a mere date
     "caller": ("caller", "from", "from_number"),
     "called": ("called", "to", "to_number"),
     "duration": ("duration", "duration_seconds"),
@@ -105,11 +109,7 @@ def parse_call(row: dict[str, Any]) -> Call:
     when = _field(row, "time")
     if when is None:
         raise CallLogError("no time")
-    try:
-        at = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    except ValueError:
-        raise CallLogError(f"time {when!r} is not ISO 8601 (2026-11-23T10:15:00+01:00)") from None
-    at = at.replace(tzinfo=AMSTERDAM) if at.tzinfo is None else at
+    at = _start(when)
     duration_text = _field(row, "duration") or "0"
     try:
         duration = int(float(duration_text))
@@ -125,6 +125,24 @@ def parse_call(row: dict[str, Any]) -> Call:
                 agent=_field(row, "agent"),
                 notes=_field(row, "notes") or "", critical=(_field(row, "critical") or "").lower() in (
                     "1", "true", "yes", "ja"))
+
+
+def _start(when: str) -> datetime:
+    """The call's start: ISO 8601 (Amsterdam time without an offset) or RFC 2822 (Twilio); aware."""
+    try:
+        date.fromisoformat(when)
+    except ValueError:
+        pass
+    else:
+        raise CallLogError(f"time {when!r} has no time of day: when did the call start?")
+    try:
+        at = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            at = parsedate_to_datetime(when)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            raise CallLogError(f"time {when!r} is not ISO 8601 (2026-11-23T10:15:00+01:00)") from None
+    return at.replace(tzinfo=AMSTERDAM) if at.tzinfo is None else at
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -42,10 +42,15 @@ class Unreadable:
     traceback: str | None = None
 
 
-def read_mail(raw: bytes, now: Callable[[], datetime] = utc_now) -> ParsedMail | Unreadable:
-    """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises."""
+def read_mail(raw: bytes, now: Callable[[], datetime] = utc_now, *, received_at: datetime | None = None
+              ) -> ParsedMail | Unreadable:
+    """``raw`` parsed (:func:`channels.email.parse.parse_email`), or why it cannot be; never raises.
+
+    ``received_at``: when the desk's mailbox received it (IMAP INTERNALDATE); without it, the topmost
+    Received header, else ``now()``: the moment it is read.
+    """
     try:
-        return parse_email(raw, now=now)
+        return parse_email(raw, received_at=received_at, now=now)
     except MailParseError as exc:
         return Unreadable(str(exc))
     except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the mail or stop the intake
@@ -85,7 +90,8 @@ def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Ca
 
 
 def _read_files(paths: Sequence[str], now: datetime) -> list[FileRead]:
-    """Each file's bytes and :func:`read_mail` of them (``now`` for a mail without a usable Date), or its OSError."""
+    """Each file's bytes and :func:`read_mail` of them, or its OSError; ``now``, the moment the files are read,
+    is when a mail without a usable Received header was received."""
     reads: list[FileRead] = []
     for path in paths:
         try:

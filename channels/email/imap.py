@@ -3,7 +3,8 @@
 :func:`connect` connects (TLS, STARTTLS or plain), logs in, selects the folder
 and reads its UIDVALIDITY; the :class:`ImapConnection` it returns searches for
 the UIDs above one, fetches a mail's raw bytes with ``BODY.PEEK[]`` (nothing is
-marked seen by reading it), marks one ``\\Seen`` or moves it to another folder
+marked seen by reading it) and its INTERNALDATE (when the mailbox received it:
+the start of the SLA clock, R23), marks one ``\\Seen`` or moves it to another folder
 (created when the server says TRYCREATE), and waits in IDLE or between polls.
 
 aioimaplib leaves pending calls hanging when the connection drops; every call
@@ -20,6 +21,7 @@ import re
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
@@ -39,6 +41,10 @@ T = TypeVar("T")
 LOGOUT_TIMEOUT = 2.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _FETCH_UID = re.compile(rb"\(.*\bUID (\d+)\b", re.IGNORECASE)
+_INTERNALDATE = re.compile(
+    rb'\bINTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"', re.IGNORECASE)
+_MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 
 
 class ImapStopped(Exception):
@@ -83,8 +89,33 @@ def uidvalidity_of(lines: list[Any]) -> int | None:
     return None
 
 
-def fetched_body(lines: list[Any], uid: int) -> bytes | None:
-    """The literal of a ``UID FETCH uid (UID BODY.PEEK[])`` answer, or None when the mail was not sent."""
+@dataclass(frozen=True)
+class FetchedMail:
+    """One mail as fetched: its raw bytes, and when the mailbox received it (None when the server did not say)."""
+
+    raw: bytes
+    internaldate: datetime | None
+
+
+def internaldate(text: bytes) -> datetime | None:
+    """The INTERNALDATE in a FETCH answer's text (``"17-Jul-1996 02:44:25 -0700"``), aware; None when absent."""
+    found = _INTERNALDATE.search(text)
+    if found is None:
+        return None
+    day, month, year, hour, minute, second, sign, off_h, off_m = (part.decode() for part in found.groups())
+    number = _MONTHS.get(month.lower())
+    if number is None:
+        return None
+    offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
+    try:
+        return datetime(int(year), number, int(day), int(hour), int(minute), int(second),
+                        tzinfo=timezone(offset))
+    except ValueError:  # 31-Feb, an offset of a day or more
+        return None
+
+
+def fetched_mail(lines: list[Any], uid: int) -> FetchedMail | None:
+    """The mail in a ``UID FETCH uid (UID INTERNALDATE BODY.PEEK[])`` answer, or None when it was not sent."""
     for index, line in enumerate(lines[:-1]):
         if not isinstance(line, bytes) or not line.rstrip().endswith(b"}"):
             continue
@@ -92,8 +123,14 @@ def fetched_body(lines: list[Any], uid: int) -> bytes | None:
         after = lines[index + 2] if index + 2 < len(lines) - 1 else b""  # "UID n)" may follow the literal
         found = _FETCH_UID.search(line) or _FETCH_UID.search(b"(" + bytes(after))
         if found and int(found.group(1)) == uid and isinstance(literal, (bytes, bytearray)):
-            return bytes(literal)
+            return FetchedMail(bytes(literal), internaldate(line) or internaldate(bytes(after)))
     return None
+
+
+def fetched_body(lines: list[Any], uid: int) -> bytes | None:
+    """The literal of a ``UID FETCH uid (UID BODY.PEEK[])`` answer, or None when the mail was not sent."""
+    fetched = fetched_mail(lines, uid)
+    return None if fetched is None else fetched.raw
 
 
 class ImapConnection:
@@ -193,10 +230,11 @@ class ImapConnection:
         return sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
                        for word in line.split() if word.isdigit() and int(word) > last_uid})
 
-    async def fetch(self, uid: int) -> bytes | None:
-        """The raw bytes of mail ``uid``, not marked seen; None when it is gone (expunged by another client)."""
-        response = await self.command(self.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"), f"UID FETCH {uid}")
-        return fetched_body(response.lines, uid)
+    async def fetch(self, uid: int) -> FetchedMail | None:
+        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client)."""
+        response = await self.command(self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])"),
+                                      f"UID FETCH {uid}")
+        return fetched_mail(response.lines, uid)
 
     async def mark_seen(self, uid: int) -> None:
         """Mark mail ``uid`` ``\\Seen``."""
@@ -302,5 +340,6 @@ async def _starttls(connection: ImapConnection, context: ssl.SSLContext) -> None
     await connection.call(protocol.capability(), "CAPABILITY")  # asked again over TLS (RFC 3501 6.2.1)
 
 
-__all__ = ["ImapCommandError", "ImapConnection", "ImapConnectionError", "ImapError", "ImapLoginError",
-           "ImapSettings", "ImapStopped", "ImapTimeoutError", "connect", "fetched_body", "uidvalidity_of"]
+__all__ = ["FetchedMail", "ImapCommandError", "ImapConnection", "ImapConnectionError", "ImapError",
+           "ImapLoginError", "ImapSettings", "ImapStopped", "ImapTimeoutError", "connect", "fetched_body",
+           "fetched_mail", "internaldate", "uidvalidity_of"]

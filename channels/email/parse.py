@@ -41,7 +41,8 @@ from channels.messages import ChannelName, InboundAttachment, InboundMessage, ut
 
 MAX_THREAD_REFS = 50
 MAX_MIME_DEPTH = 30  # parts nested deeper are not read (and listed as a problem)
-FUTURE_DATE_SLACK = timedelta(days=1)  # a Date further ahead than this is not believed
+FUTURE_DATE_SLACK = timedelta(days=1)  # a Date further ahead than this is noted as odd (it is only shown)
+RECEIVED_SLACK = timedelta(minutes=15)  # a Received date further ahead than this is not believed (clock skew)
 
 # What the stdlib's header registry and MIME code raise on hostile input (its bugs included).
 _EMAIL_ERRORS: tuple[type[Exception], ...] = (
@@ -172,13 +173,20 @@ class ParsedMail:
     bounce: Bounce | None
     list_mail: bool
     problems: tuple[str, ...]  # what was odd about the mail and how it was read anyway
+    date: datetime | None = None  # the sender's Date header: shown, never the clock (R23); None when unreadable
 
 
 
 def parse_email(
     raw: bytes, *, received_at: datetime | None = None, now: Callable[[], datetime] = utc_now
 ) -> ParsedMail:
-    """Raw RFC 5322 bytes to a :class:`ParsedMail`; raises :class:`MailParseError` only for what is not a mail."""
+    """Raw RFC 5322 bytes to a :class:`ParsedMail`; raises :class:`MailParseError` only for what is not a mail.
+
+    The message's ``received_at`` is when the desk's side received the mail, never a time the sender wrote
+    (R23): ``received_at`` when given (the mailbox's INTERNALDATE), else the date of the topmost ``Received``
+    header (added by the desk's own receiving server) when it is readable and not ahead of ``now``, else
+    ``now`` (the moment the mail is piped in or read). The sender's Date header is only kept (``date``).
+    """
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise MailParseError(f"a mail is bytes, not {type(raw).__name__}")
     raw = bytes(raw)
@@ -212,11 +220,12 @@ def parse_email(
     to = _unique(address for address, _ in headers.addresses("To"))
     cc = _unique(address for address, _ in headers.addresses("Cc"))
     forwarded = subject is not None and _FORWARD_SUBJECT.match(subject) is not None
+    date = _date(headers, now, problems)
     message = InboundMessage(
         channel=ChannelName.EMAIL,
         external_id=message_id,
         sender=_email_identity(sender),
-        received_at=received_at if received_at is not None else _date(headers, now, problems),
+        received_at=_received(received_at, headers, now, problems),
         text=strip_reply(full_text, forwarded=forwarded),
         subject=subject,
         sender_name=sender_name,
@@ -238,6 +247,7 @@ def parse_email(
         bounce=bounce,
         list_mail=list_mail,
         problems=tuple(dict.fromkeys(problems)),
+        date=date,
     )
 
 
@@ -493,24 +503,55 @@ def _subject(headers: _Headers) -> str | None:
     return _WHITESPACE.sub(" ", subject).strip() or None
 
 
-def _date(headers: _Headers, now: Callable[[], datetime], problems: list[str]) -> datetime:
-    """The Date header when it is believable (aware, not ahead of ``now`` by more than a day), else ``now``."""
+def _received(given: datetime | None, headers: _Headers, now: Callable[[], datetime], problems: list[str]
+              ) -> datetime:
+    """When the desk's side received the mail: ``given`` (the mailbox's INTERNALDATE), else the topmost
+    Received header's date, else ``now``.
+
+    The topmost Received header is the one the desk's own receiving server added last; its date follows the
+    last ``;``. A date that cannot be read, has no time zone, or lies more than :data:`RECEIVED_SLACK` ahead
+    of ``now`` is not believed; one ahead by less counts as ``now`` (a deadline is never pushed later).
+    """
     current = now()
+    if given is not None:
+        if given.tzinfo is None or given.utcoffset() is None:
+            raise ValueError("received_at must be timezone-aware")
+        if given <= current + RECEIVED_SLACK:
+            return min(given, current)
+        problems.append(f"received {given.isoformat()} is in the future: Received header or now instead")
+    raw = headers.raw("Received")
+    if raw is None:
+        return current
+    stamp = raw.rpartition(";")[2].strip()
+    try:
+        received = parsedate_to_datetime(stamp) if stamp else None
+    except _DATE_ERRORS:
+        received = None
+    if received is None or received.tzinfo is None or received.utcoffset() is None:
+        problems.append(f"Received date {_brief(stamp)!r} unreadable: received now")
+        return current
+    if received > current + RECEIVED_SLACK:
+        problems.append(f"Received date {_brief(stamp)!r} is in the future: received now")
+        return current
+    return min(received, current)
+
+
+def _date(headers: _Headers, now: Callable[[], datetime], problems: list[str]) -> datetime | None:
+    """The sender's Date header, to show (never the clock); None when absent or unreadable, noted when odd."""
     raw = headers.raw("Date")
     if raw is None:
-        problems.append("no Date header: received now")
-        return current
+        problems.append("no Date header")
+        return None
     try:
         sent = parsedate_to_datetime(raw)
     except _DATE_ERRORS:
-        problems.append(f"Date {_brief(raw)!r} unreadable: received now")
-        return current
+        problems.append(f"Date {_brief(raw)!r} unreadable")
+        return None
     if sent.tzinfo is None or sent.utcoffset() is None:
-        problems.append(f"Date {_brief(raw)!r} has no time zone: received now")
-        return current
-    if sent > current + FUTURE_DATE_SLACK:
-        problems.append(f"Date {_brief(raw)!r} is in the future: received now")
-        return current
+        problems.append(f"Date {_brief(raw)!r} has no time zone")
+        return None
+    if sent > now() + FUTURE_DATE_SLACK:
+        problems.append(f"Date {_brief(raw)!r} is in the future")
     return sent
 
 

@@ -215,7 +215,11 @@ class WhatsAppSender:
             await close()
 
     async def received_since(self, since: datetime) -> list[dict[str, Any]]:
-        """Messages Twilio received on our number since ``since`` (for reconciliation)."""
+        """Messages Twilio received on our number since ``since`` (for reconciliation), as webhook fields.
+
+        ``received_at`` is Twilio's own time of receipt: the message resource's ``date_created`` (for an
+        inbound message ``date_sent`` is when Twilio posted the webhook, later), else ``date_sent``.
+        """
         try:
             records = await self.client.messages.list_async(to=self.whatsapp_from, date_sent_after=since, limit=1000)
         except TwilioRestException as exc:
@@ -223,7 +227,7 @@ class WhatsAppSender:
         return [
             {
                 "MessageSid": r.sid, "From": r.from_, "To": r.to, "Body": r.body or "",
-                "NumMedia": str(r.num_media or 0), "date_sent": r.date_sent or r.date_created,
+                "NumMedia": str(r.num_media or 0), "received_at": r.date_created or r.date_sent,
             }
             for r in records
             if str(r.direction or "").startswith("inbound")
