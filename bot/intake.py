@@ -11,7 +11,7 @@ inside a single database transaction:
    same WhatsApp number while a ticket is open;
 3. resolves the sender (R1-R5): the ticket's contact person, someone else on
    the thread (R3), an unauthorised third party (R2), an unknown sender (R4),
-   or a contact writing on a channel the plan does not include (R5);
+   or a contact writing on a channel the plan does not include (R5; the outage line, R17, is open to every plan);
 4. asks ``sla_engine`` for the deadlines and the support/service classification;
 5. stores ticket, message and attachments, queues the acknowledgement in the
    outbox, and plans the staff reminders.
@@ -52,7 +52,16 @@ from sla_engine.deadlines import (
     resolution_window,
 )
 from sla_engine.errors import PolicyError
-from sla_engine.policy import Channel, Plan, Preset, Priority, SlaTerms, Target
+from sla_engine.policy import (
+    Channel,
+    Plan,
+    Preset,
+    Priority,
+    SlaTerms,
+    Target,
+    queue_rank,
+    takes_request,
+)
 from storage.billing import BillingRepository
 from storage.database import Database, DuplicateError
 from storage.direct import Direct
@@ -240,8 +249,11 @@ class IntakePipeline:
         except PolicyError as exc:
             work.reasons.append(f"account {account.name}: {exc}")
             return self._unknown_sender(s, work, account=account, contact=contact)
-        if Channel(channel) not in plan.channels:
+        if not takes_request(plan, Channel(channel), critical=msg.critical, outage_line=self.preset.critical):
             return self._channel_not_in_plan(s, contact, account, plan, work)
+        if Channel(channel) not in plan.channels:
+            work.reasons.append(f"the outage line is open to every plan (R5, R17): plan {plan.name} does not "
+                                f"include {channel}, the critical request is taken")
         return self._new_ticket(s, contact, account, plan, work)
 
     def _thread(self, tickets: TicketRepository, msg: InboundMessage, work: _Work) -> TicketRecord | None:
@@ -397,11 +409,12 @@ class IntakePipeline:
         if account is None:
             work.reasons.append(f"{msg.sender.value} matches no contact (R4): unverified ticket for staff to link")
         ref = tickets.next_ref(self.preset.ref_prefix)
+        priority = Priority.CRITICAL if msg.critical else Priority.NORMAL
         ticket_id = tickets.add_ticket(
             ref=ref, account_id=account.id if account else None, contact_id=contact.id if contact else None,
             channel=msg.channel.value, thread_key=msg.sender.value, subject=msg.subject, kind=Kind.UNDETERMINED.value,
-            priority=(Priority.CRITICAL if msg.critical else Priority.NORMAL).value,
-            state=TicketState.UNVERIFIED.value, plan=None, queue_priority=0, terms=None, received_at=msg.received_at,
+            priority=priority.value, state=TicketState.UNVERIFIED.value, plan=None,
+            queue_priority=queue_rank(None, priority), terms=None, received_at=msg.received_at,
             decision=Outcome.UNKNOWN_SENDER.value, reasons=list(work.reasons), kind_reasons=[], pauses=[],
             created_at=self.now(), updated_at=self.now(),
         )
@@ -471,7 +484,7 @@ class IntakePipeline:
             ref=ref, account_id=account.id, contact_id=contact.id, channel=msg.channel.value,
             thread_key=msg.sender.value, subject=msg.subject, kind=verdict.kind.value, kind_rule=verdict.rule,
             kind_reasons=list(verdict.reasons), priority=priority.value, state=TicketState.OPEN.value, plan=plan.name,
-            queue_priority=plan.queue_priority, terms=snapshot, received_at=msg.received_at,
+            queue_priority=queue_rank(plan, priority), terms=snapshot, received_at=msg.received_at,
             first_response_due=due, resolution_due_min=window.earliest, resolution_due_max=window.latest,
             decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
         )
@@ -524,9 +537,10 @@ class IntakePipeline:
             "rates": self._rates_for(plan, msg.received_at, language),
         }
         if msg.critical and self.preset.critical is not None:  # only a preset with a 24/7 outage line
-            critical = self.preset.critical
-            return self._reply_for(work, "critical", language, due=format_when(due, language) if due else None,
-                                   outage_charge=bool(critical and critical.outage_charge_warning), **common)
+            # R7: on-call is paged and the outage line may cost; no deadline (the SLA gives none for an outage).
+            # ``due`` stays None for a template of an earlier slabot that still asks for it.
+            return self._reply_for(work, "critical", language, due=None,
+                                   outage_charge=self.preset.critical.outage_charge_warning, **common)
         if not plan.sla or due is None:
             return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response

@@ -15,7 +15,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
     "nl": {
         "refused": "Je staat niet op de lijst van medewerkers; vraag een beheerder om je Telegram-id {user} toe "
                    "te voegen.",
-        "help": "Opdrachten:\n/queue — open tickets op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n"
+        "help": "Opdrachten:\n/queue — open tickets: storingen eerst, dan Premium, dan op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n"
                 "/reply REF tekst — antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n"
                 "/resolve REF — afgehandeld\n/note REF tekst — interne notitie\n"
                 "/classify REF support|service — gratis of betaald\n"
@@ -86,7 +86,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
     },
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
-        "help": "Commands:\n/queue — open tickets by deadline\n/ticket REF — one ticket\n/take REF — take it\n"
+        "help": "Commands:\n/queue — open tickets: outages first, then Premium, then by deadline\n/ticket REF — one ticket\n/take REF — take it\n"
                 "/reply REF text — answer the customer\n/clarify REF question — ask the customer to clarify\n"
                 "/resolve REF — resolved\n/note REF text — internal note\n"
                 "/classify REF support|service — free or paid\n"
@@ -192,7 +192,8 @@ DASHBOARD_TEXTS: dict[Language, dict[str, str]] = {
         "throttled": "Te veel mislukte pogingen; probeer het over {minutes} minuten opnieuw.",
         "logged_in_as": "Ingelogd als {name}",
         "language": "Taal",
-        "queue_intro": "Open tickets: Premium eerst, dan op deadline voor de eerste reactie.",
+        "queue_intro": "Open tickets: kritieke storingen eerst (Premium, Business, de rest), dan Premium, dan op "
+                       "deadline voor de eerste reactie.",
         "empty_queue": "Geen open tickets.",
         "ref": "Ticket",
         "account": "Klant",
@@ -295,7 +296,8 @@ DASHBOARD_TEXTS: dict[Language, dict[str, str]] = {
         "throttled": "Too many failed attempts; try again in {minutes} minutes.",
         "logged_in_as": "Logged in as {name}",
         "language": "Language",
-        "queue_intro": "Open tickets: Premium first, then by first-response deadline.",
+        "queue_intro": "Open tickets: critical outages first (Premium, Business, the rest), then Premium, then by "
+                       "first-response deadline.",
         "empty_queue": "No open tickets.",
         "ref": "Ticket",
         "account": "Customer",

@@ -15,8 +15,10 @@ texts are :data:`bot.texts.VOICE_TEXTS`):
   that the outage is logged and on-call is being paged, with the warning that
   the outage service may be charged when the cause lies in their own domain;
   then the call is put through to ``[twilio] oncall_number`` when that is set,
-  else it ends. A caller whose plan does not include the phone (R5) or a third
-  party (R2) opens no ticket and hears that the line cannot take the report.
+  else it ends. The line is open to every plan, plans without an SLA and
+  without the phone included (R5: a Pioneer customer is taken and paged like
+  any other); only a third party not authorised on the account (R2) opens no
+  ticket and hears that the line cannot take the report.
 - the preset has none (preset mailcampaigns): nothing critical. The call is
   logged as an ordinary missed call (a ticket for staff, and a callback
   reminder when it came in during opening hours); the caller hears that there

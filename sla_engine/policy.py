@@ -150,6 +150,9 @@ class ReminderRule:
 
 DEFAULT_REMINDERS = tuple(ReminderRule.parse(s) for s in ("75%", "1h before", "breach"))
 
+QUEUE_TIER = 10_000
+"""The step between the tiers of :func:`queue_rank`; a plan's own ``queue_priority`` stays within half of it."""
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -172,6 +175,9 @@ class Plan:
             raise PolicyError(f"plan {self.name!r} has an SLA but no first-response target")
         if not self.channels:
             raise PolicyError(f"plan {self.name!r} includes no channel")
+        if abs(self.queue_priority) >= QUEUE_TIER // 2:
+            raise PolicyError(f"plan {self.name!r}: queue_priority {self.queue_priority} must lie between "
+                              f"{-(QUEUE_TIER // 2 - 1)} and {QUEUE_TIER // 2 - 1}")
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,31 @@ class CriticalLine:
     calendar: str
     repage_every: timedelta
     outage_charge_warning: bool = True
+
+
+def takes_request(plan: Plan, channel: Channel, *, critical: bool, outage_line: CriticalLine | None) -> bool:
+    """Whether a request of a contact on ``plan`` that came in on ``channel`` is taken (R5, R17).
+
+    A plan takes requests on the channels it includes; the outage line is open to every plan, plans without an
+    SLA included: a critical request is taken on any channel where the preset has an outage line. Without one
+    (MailCampaigns) a critical request is an ordinary one and R5 applies.
+    """
+    return channel in plan.channels or (critical and outage_line is not None)
+
+
+def queue_rank(plan: Plan | None, priority: Priority) -> int:
+    """A ticket's place in every queue and reminder list, higher first, then by deadline (R15).
+
+    Critical Premium, critical Business, other critical, Premium, then the rest: a critical ticket of a plan
+    with an SLA ("Met een Business-pakket of hoger ... Prioriteit bij support voor kritieke issues") comes
+    first, then every other critical one (plans without an SLA, callers matching no account), each tier in the
+    order of its plans' ``queue_priority`` (Premium's "voorrang bij alle aanvragen"); then the ordinary tickets
+    by ``queue_priority``. ``plan`` is None for a sender that matches no account.
+    """
+    own = plan.queue_priority if plan is not None else 0
+    if priority != Priority.CRITICAL:
+        return own
+    return (2 if plan is not None and plan.sla else 1) * QUEUE_TIER + own
 
 
 @dataclass(frozen=True)

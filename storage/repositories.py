@@ -326,8 +326,10 @@ class TicketRepository(Repository):
         return None if row is None else self._record(row, with_messages)
 
     def queue(self, state: TicketState | str | None = None) -> list[TicketRecord]:
-        """Tickets in queue order: higher queue priority first (R15), then by deadline; ``state`` "open" means
-        every open state (:data:`OPEN_STATES`)."""
+        """Tickets in queue order: higher ``queue_priority`` first, then by deadline; ``state`` "open" means
+        every open state (:data:`OPEN_STATES`). ``queue_priority`` is the ticket's R15 rank, set at intake by
+        :func:`sla_engine.policy.queue_rank` (critical Premium, critical Business, other critical, Premium, the
+        rest)."""
         query = select(m.Ticket)
         if state == TicketState.OPEN:
             query = query.where(m.Ticket.state.in_(OPEN_STATES))
@@ -641,7 +643,8 @@ class ReminderRepository(Repository):
     # -- sending (bot.reminders): claims that only one process wins ------------------------
 
     def due_ids(self, now: datetime, limit: int) -> list[int]:
-        """Planned reminders due at ``now``, Premium first (R15), then by when they fell due."""
+        """Planned reminders due at ``now`` in R15 order (the tickets' ``queue_priority``), then by when they fell
+        due."""
         d = self.direct
         rows = d.execute(
             "SELECT r.id FROM reminders r JOIN tickets t ON t.id = r.ticket_id "
@@ -719,7 +722,7 @@ class ReminderRepository(Repository):
         return int(self.direct.scalar(f"SELECT count(*) FROM reminders WHERE state = {_PLANNED}"))
 
     def planned(self) -> list[ReminderRecord]:
-        """Planned reminders, Premium first (R15), then by when they fall due."""
+        """Planned reminders in R15 order (the tickets' ``queue_priority``), then by when they fall due."""
         rows = self.session.scalars(
             select(m.Reminder).join(m.Ticket, m.Ticket.id == m.Reminder.ticket_id)
             .where(m.Reminder.state == ReminderState.PLANNED.value)

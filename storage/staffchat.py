@@ -51,7 +51,7 @@ _PAGES_SQL = (
     "FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id "
     f"WHERE t.priority = 'critical' AND t.state IN ({_in_list(OPEN_STATES)}) "
     "AND t.first_responded_at IS NULL AND NOT EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id "
-    f"AND e.kind = '{ACKNOWLEDGED}') ORDER BY t.id")
+    f"AND e.kind = '{ACKNOWLEDGED}') ORDER BY t.queue_priority DESC, t.id")  # R15: critical Premium first
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ class StaffChatRepository:
         raise_counter(self.direct, ANNOUNCED, event_id)
 
     def pages_due(self, now: datetime, every: timedelta) -> list[PageDue]:
-        """Open critical tickets not acknowledged whose last page is ``every`` old (or never paged)."""
+        """Open critical tickets not acknowledged whose last page is ``every`` old (or never paged), in queue
+        order (R15: critical Premium, critical Business, the others)."""
         d = self.direct
         due = []
         for ticket_id, ref, account, pages, last in d.execute(_PAGES_SQL).fetchall():

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from test_telegram_standin import serving
 
-from bot.calls import log_call
+from bot.calls import import_calls, log_call
 from bot.config import TelegramConfig
 from bot.desk import Desk
 from bot.intake import IntakePipeline
@@ -272,3 +272,66 @@ def test_a_second_outage_call_joins_the_open_outage_ticket(db: Database) -> None
     assert outage != normal  # an outage never disappears into the open normal ticket (R17 over R6)
     assert call("c2", 4, critical=True) == outage  # calling again about it: the same outage ticket
     assert len(outbox_rows(db)) == 2  # one acknowledgement each for the request and the outage
+
+
+# -- the outage line is open to every plan (R5, R17); its acknowledgement promises no time (R7) ------------------
+
+KLEIN = "+31687654321"  # Webshop Klein: Pioneer, chat only
+ZON = "+31611223344"  # Kapsalon Zon: Pioneer too
+
+
+def test_calls_log_critical_from_a_pioneer_number_opens_a_critical_ticket_and_pages_on_call(
+        db: Database, db_url: str, tmp_path: Path) -> None:
+    add_account(db, "Webshop Klein", "pioneer", contact("Kees", phone=KLEIN, email="kees@klein.example"))
+    add_account(db, "Kapsalon Zon", "pioneer", contact("Zita", phone=ZON))
+    config = tmp_path / "paynl.toml"
+    config.write_text(f'preset = "paynl"\n[database]\nurl = "{db_url}"\n', encoding="utf-8")
+    night = "2026-11-29T03:00:00+01:00"  # Sunday night
+    code, out, err = run_cli("--config", str(config), "calls", "log", "--from", "06 87 65 43 21", "--critical",
+                             "--at", night, "--agent", "eva", "Betalingen", "komen", "niet", "door")
+    assert code == 0, out + err
+    assert out.startswith("PN-10001: new_ticket\n") and "pages on-call" in out
+    code, out, _ = run_cli("--config", str(config), "tickets", "show", "PN-10001", "--json")
+    shown = json.loads(out)
+    assert (shown["priority"], shown["plan"], shown["state"], shown["channel"]) == ("critical", "pioneer", "open",
+                                                                                    "phone")
+    assert shown["first_response_due"] is None  # Pioneer has no SLA: no time, but the outage is taken
+    assert any("outage line" in r and "every plan" in r for r in shown["reasons"])
+    (told,) = [msg for msg in shown["messages"] if msg["direction"] == "out"]
+    assert told["purpose"] == "critical" and told["recipient"] == "kees@klein.example"
+    assert "gealarmeerd" in told["text"] and "eigen domein" in told["text"]  # on-call paged, the possible charge
+    assert "uiterlijk" not in told["text"] and "WhatsApp" not in told["text"]  # no deadline, not turned away
+
+    async def body(bot: StaffBot, standin: TelegramStandIn) -> None:
+        assert await bot.page_oncall() == 1
+        (page,) = standin.messages_to(ONCALL_CHAT)
+        assert (page.text or "").startswith("🚨 STORING PN-10001 · Webshop Klein")
+
+    asyncio.run(_staff_chat(db, datetime.fromisoformat(night) + timedelta(minutes=1), body))
+
+    # an ordinary call from a Pioneer number keeps R5's answer: kept, no ticket, the channels named
+    code, out, _ = run_cli("--config", str(config), "calls", "log", "--from", ZON, "--at", "2026-11-30T10:00",
+                           "Vraag over mijn factuur")
+    assert code == 0 and out.startswith("logged without a ticket (channel_not_in_plan)")
+    code, out, _ = run_cli("--config", str(config), "tickets", "list", "--json")
+    assert [t["ref"] for t in json.loads(out)] == ["PN-10001"]
+
+
+def test_an_imported_call_log_flags_a_pioneer_outage_critical_and_it_is_taken(db: Database, tmp_path: Path) -> None:
+    add_account(db, "Webshop Klein", "pioneer", contact("Kees", phone=KLEIN), language="en")
+    add_account(db, "Kapsalon Zon", "pioneer", contact("Zita", phone=ZON), language="en")
+    log = tmp_path / "calls.json"
+    log.write_text(json.dumps({"calls": [
+        {"CallSid": "CA1", "StartTime": "2026-11-29T03:10:00+01:00", "From": KLEIN, "To": "+31800123",
+         "Duration": "240", "critical": "true", "notes": "Payment page down"},
+        {"CallSid": "CA2", "StartTime": "2026-11-30T10:10:00+01:00", "From": ZON, "To": "+31800123",
+         "Duration": "60", "notes": "A question about the invoice"},
+    ]}), encoding="utf-8")
+    result = import_calls(pipeline(db, "paynl", at(2026, 11, 30, 11)), log)
+    assert result.outcomes == {"new_ticket": 1, "channel_not_in_plan": 1}, result.summary()
+    (row, refusal) = outbox_rows(db)
+    assert (row.channel, row.recipient) == ("whatsapp", KLEIN)  # no e-mail address: the calling number
+    text = row.payload["text"]
+    assert "engineer on call" in text and "paged" in text and "own domain" in text and "may be charged" in text
+    assert " by " not in text.split("Kind regards")[0]  # no deadline ("will respond by ...")
+    assert "does not include support by phone" in refusal.payload["text"]

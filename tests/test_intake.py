@@ -654,9 +654,32 @@ def test_critical_request_runs_on_the_calendar_clock(db: Database, channel: str)
     assert record.first_response_due == at(2026, 11, 29, 22)
     text = only_acknowledgement(db, "PN-10001").text
     assert "kritieke storing" in text and "PN-10001" in text
-    assert "zondag 29 november 2026 om 22:00" in text
-    assert "eigen domein" in text
+    # R7: the deadline is staff's, not a promise to the customer: on-call is paged and the outage line may cost
+    assert "zondag 29 november" not in text and "uiterlijk" not in text and "22:00" not in text
+    assert "gealarmeerd" in text and "eigen domein" in text
     assert "24/7" in text
+
+
+@pytest.mark.parametrize(("language", "paged", "charge", "no_deadline"), [
+    ("nl", "direct gealarmeerd", "kunnen de kosten van de storingsdienst in rekening worden gebracht",
+     ("uiterlijk", "reageert", "zondag", "29 november", "03:00")),
+    ("en", "has been paged", "the outage service may be charged",
+     ("respond by", " by Sunday", "Sunday", "29 November", "03:00")),
+])
+def test_a_critical_acknowledgement_says_on_call_is_paged_and_what_it_may_cost_and_gives_no_deadline(
+        db: Database, language: str, paged: str, charge: str, no_deadline: tuple[str, ...]) -> None:
+    """R7: "uiterlijk zondag 29 november 03:00" for a Business outage at night was a time the SLA never gives."""
+    piet_account(db, "business", language=language)
+    night = at(2026, 11, 28, 3)  # Saturday 03:00: 24 hours on the 24/7 clock would be Sunday 03:00
+    result = pipeline(db, "paynl", now=night).ingest(
+        whatsapp("SM-crit", PIET_PHONE, "Alle betalingen falen!", received_at=night, critical=True))
+    assert result.acknowledgement == "critical"
+    record = ticket(db, result.ticket_ref or "")
+    assert record.first_response_due == at(2026, 11, 29, 3)  # still the staff's deadline on the calendar clock
+    ack = only_acknowledgement(db, record.ref)
+    assert record.ref in ack.text and paged in ack.text and charge in ack.text
+    for words in no_deadline:
+        assert words not in ack.text, words
 
 
 def test_critical_flag_without_an_outage_line_promises_no_outage_service(db: Database) -> None:

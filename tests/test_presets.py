@@ -12,7 +12,15 @@ import pytest
 from bot.presets import load_preset
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import first_response_due
-from sla_engine.policy import Channel, ReminderRule, SlaTerms, parse_duration
+from sla_engine.policy import (
+    Channel,
+    Priority,
+    ReminderRule,
+    SlaTerms,
+    parse_duration,
+    queue_rank,
+    takes_request,
+)
 from sla_engine.errors import PolicyError
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -65,6 +73,21 @@ def test_paynl_plans_r5_r12_r13_r15() -> None:
         assert plan.staff_role == "account_manager"
     assert premium.queue_priority > max(p.queue_priority for p in PN.plans if p is not premium)
     assert not any(p.paid_service for p in PN.plans)
+
+
+def test_the_outage_line_is_open_to_every_plan_and_critical_issues_rank_first_r5_r15() -> None:
+    pioneer, professional, business, premium = (PN.plan(n) for n in ("pioneer", "professional", "business",
+                                                                      "premium"))
+    assert not takes_request(pioneer, Channel.PHONE, critical=False, outage_line=PN.critical)  # R5
+    assert takes_request(pioneer, Channel.PHONE, critical=True, outage_line=PN.critical)  # R17: every plan
+    assert not takes_request(pioneer, Channel.PHONE, critical=True, outage_line=None)  # no outage line, no exception
+    critical, normal = Priority.CRITICAL, Priority.NORMAL
+    ranks = [queue_rank(premium, critical), queue_rank(business, critical), queue_rank(professional, critical),
+             queue_rank(None, critical), queue_rank(premium, normal), queue_rank(business, normal)]
+    assert ranks == sorted(ranks, reverse=True) and ranks[2] == ranks[3] and ranks[3] > ranks[4] > ranks[5]
+    assert queue_rank(business, normal) == queue_rank(pioneer, normal) == queue_rank(None, normal) == 0
+    with pytest.raises(PolicyError, match="queue_priority"):
+        replace(premium, queue_priority=5000)
 
 
 def test_outage_line_r17() -> None:

@@ -415,3 +415,32 @@ def test_data_is_plain_json(db: Database, data_set: dict[str, str]) -> None:
     data = report_data(report)
     assert json.loads(json.dumps(data)) == data
     assert {t["staff_basis"] for t in data["tickets"]} == {"taken", "assigned", "replied", "none"}
+
+
+def test_an_outage_acknowledged_without_a_deadline_is_still_measured_on_the_outage_lines_clock(
+        db: Database, db_url: str, tmp_path: Path) -> None:
+    """R7 takes the deadline out of a critical acknowledgement, not out of the report: the time to on-call's answer
+    is measured on the 24/7 calendar clock against the plan's target (R17); a plan without an SLA has none."""
+    add_account(db, "Webshop Noord", "business", contact("Eva", phone="+31611111111", email="eva@noord.example"))
+    add_account(db, "Webshop Klein", "pioneer", contact("Kees", phone="+31687654321"))
+    config = tmp_path / "paynl.toml"
+    config.write_text(f'preset = "paynl"\n[database]\nurl = "{db_url}"\n', encoding="utf-8")
+    for number, when in (("+31611111111", "2026-11-28T03:00:00+01:00"), ("+31687654321", "2026-11-28T04:00:00+01:00")):
+        code, out, err = run_cli("--config", str(config), "calls", "log", "--from", number, "--critical", "--at",
+                                 when, "Betalingen", "falen")
+        assert code == 0, out + err
+    business, pioneer = "PN-10001", "PN-10002"
+    told = json.loads(run_cli("--config", str(config), "tickets", "show", business, "--json")[1])
+    (ack,) = [msg for msg in told["messages"] if msg["direction"] == "out"]
+    assert "uiterlijk" not in ack["text"] and "gealarmeerd" in ack["text"]  # no deadline told to the customer
+    _reply(db, business, at(2026, 11, 28, 5, 30), "eva")  # on-call answers 2.5 hours later, on a Saturday night
+    _reply(db, pioneer, at(2026, 11, 28, 6), "eva")
+    code, out, err = run_cli("--config", str(config), "report", "--from", "2026-11-23", "--to", "2026-11-29",
+                             "--as-of", "2026-11-30T12:00:00+01:00", "--json", "--out", str(tmp_path))
+    assert code == 0, err
+    lines = {t["ref"]: t for t in json.loads(out)["tickets"]}
+    assert lines[business]["plan"] == "business (critical)"
+    assert lines[business]["first_response"] == {"verdict": "met", "elapsed_seconds": 2.5 * 3600,
+                                                 "target_seconds": 24 * 3600, "clock": "calendar", "done": True}
+    assert lines[pioneer]["plan"] == "pioneer (critical)"
+    assert lines[pioneer]["first_response"]["verdict"] == "no_target"

@@ -39,6 +39,7 @@ VOICE = "/webhooks/twilio/voice"
 OUTAGE_NUMBER = "+31201234567"
 PIET = "+31612345678"  # Bakkerij de Vries: paynl business / mailcampaigns licentie
 KLEIN = "+31687654321"  # Webshop Klein: paynl pioneer (chat only)
+AGENCY = "+31655555555"  # Bureau Web: a third party of Bakkerij de Vries, not authorised
 STRANGER = "+31699999999"  # no account
 STAFF_CHAT, ONCALL_CHAT, ANNA = -1001234567890, -100777, 501
 NIGHT = MONDAY_10.replace(hour=23)  # Monday 23:00 in Amsterdam: the office is closed, the outage line is not
@@ -98,12 +99,14 @@ class Line:
 
 @asynccontextmanager
 async def outage_line(tmp_path: Path, preset: str, *, start: datetime = NIGHT, telegram: bool = False,
-                      twilio_extra: str = "") -> AsyncIterator[Line]:
-    """slabot on loopback with the voice webhook (and the staff chat on the stand-in when ``telegram``)."""
+                      twilio_extra: str = "", db_url: str | None = None) -> AsyncIterator[Line]:
+    """slabot on loopback with the voice webhook (and the staff chat on the stand-in when ``telegram``); on
+    ``db_url`` when given, else a SQLite file."""
     standin = TelegramStandIn() if telegram else None
     async with telegram_standin(standin) as telegram_url:
         config = tmp_path / "slabot.toml"
-        text = (f'preset = "{preset}"\n[database]\nurl = "sqlite:///{tmp_path / "slabot.db"}"\n'
+        url = db_url or f"sqlite:///{tmp_path / 'slabot.db'}"
+        text = (f'preset = "{preset}"\n[database]\nurl = "{url}"\n'
                 f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\npublic_url = "{PUBLIC}"\n'
                 f'[twilio]\nauth_token = "{TOKEN}"\n{twilio_extra}')
         if telegram_url:
@@ -114,7 +117,9 @@ async def outage_line(tmp_path: Path, preset: str, *, start: datetime = NIGHT, t
         async with app_running(Application(load_config(str(config)), now=clock)) as app:
             assert app.db is not None
             plans = ("business", "pioneer") if preset == "paynl" else ("licentie", "licentie")
-            for account in (AccountInput("Bakkerij de Vries", plans[0], contacts=(ContactInput("Piet", phones=(PIET,)),)),
+            piet = (ContactInput("Piet", phones=(PIET,)),
+                    ContactInput("Bureau Web", phones=(AGENCY,), role="third_party", authorised=False))
+            for account in (AccountInput("Bakkerij de Vries", plans[0], contacts=piet),
                             AccountInput("Webshop Klein", plans[1], contacts=(ContactInput("Kees", phones=(KLEIN,)),))):
                 await asyncio.to_thread(app.db.run, lambda s, a=account: AccountRepository(s).upsert(a, clock()))
             async with httpx.AsyncClient(timeout=10) as http:
@@ -203,14 +208,45 @@ def test_the_outage_line_puts_the_caller_through_and_refuses_what_it_cannot_take
             # a withheld number cannot be logged; the caller is still put through to on-call
             hidden = await line.call(call_form("CA201", "anonymous"))
             assert hidden.status_code == 200 and "afgeschermd" in hidden.text and "<Dial" in hidden.text
-            # a Pioneer customer (chat only, R5): no ticket, no page, no one put through
-            pioneer = await line.call(call_form("CA202", KLEIN))
-            assert "niet als storing worden aangenomen" in pioneer.text and "<Dial" not in pioneer.text
+            # a third party not authorised on the account (R2): no ticket, no page, no one put through
+            agency = await line.call(call_form("CA202", AGENCY))
+            assert "niet als storing worden aangenomen" in agency.text and "<Dial" not in agency.text
             tickets = await line.tickets()
             assert [(t.thread_key, t.priority) for t in tickets] == [(PIET, "critical")]
-            assert await line.count(m.Message) >= 2  # the Pioneer call is kept for staff, the withheld one is not
+            assert await line.count(m.Message) >= 2  # the agency's call is kept for staff, the withheld one is not
             missing = await line.call({"From": PIET, "To": OUTAGE_NUMBER})
             assert missing.status_code == 400 and "CallSid" in missing.text
+
+    asyncio.run(main())
+
+
+def test_a_pioneer_caller_on_the_outage_line_is_taken_paged_and_warned_of_the_charge(tmp_path: Path,
+                                                                                     db_url: str) -> None:
+    """R5/R17: the outage line is open to every plan, plans without an SLA included (Pioneer: chat only)."""
+    async def main() -> None:
+        async with outage_line(tmp_path, "paynl", telegram=True, db_url=db_url,
+                               twilio_extra='oncall_number = "06 11 22 33 44"\n') as line:
+            answer = await line.call(call_form("CA400", KLEIN))
+            assert answer.status_code == 200
+            assert "dienstdoende engineer wordt nu opgeroepen" in answer.text
+            assert "binnen uw eigen domein" in answer.text and "kosten van de storingsdienst" in answer.text
+            assert '<Dial timeout="30">+31611223344</Dial>' in answer.text
+            assert "niet als storing" not in answer.text
+            (ticket,) = await line.tickets()
+            assert (ticket.priority, ticket.plan, ticket.state, ticket.account) == ("critical", "pioneer", "open",
+                                                                                  "Webshop Klein")
+            assert ticket.first_response_due is None  # no SLA, so no time; the page is what happens
+            (told,) = [msg for msg in ticket.messages if msg.direction == "out"]
+            assert (told.purpose, told.channel, told.recipient) == ("critical", "whatsapp", KLEIN)
+            assert "gealarmeerd" in told.text and "eigen domein" in told.text and "uiterlijk" not in told.text
+            assert line.standin is not None
+            standin = line.standin
+
+            def pages() -> list[str]:
+                return [s.text or "" for s in standin.messages_to(ONCALL_CHAT) if (s.text or "").startswith("🚨")]
+
+            await until(lambda: len(pages()) == 1, timeout=10, what="the page to on-call")
+            assert ticket.ref in pages()[0] and "Webshop Klein" in pages()[0]
 
     asyncio.run(main())
 

@@ -73,7 +73,8 @@ def register(commands: Any) -> Any:
     """Add ``slabot tickets list|show`` to the ``slabot`` parser; the ``tickets`` subcommands' parser set, for
     the other commands on tickets."""
     ticket_cmds = command_group(commands, "tickets", "tickets")
-    listing = ticket_cmds.add_parser("list", help="tickets in queue order (Premium first, then by deadline)")
+    listing = ticket_cmds.add_parser("list", help="tickets in queue order (R15: critical Premium, critical Business, "
+                                     "other critical, Premium, then by deadline)")
     listing.add_argument("--state", help="only this state: open (all open ones), waiting, unverified, resolved")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
     listing.set_defaults(handler=cmd_tickets_list)

@@ -30,6 +30,7 @@ from bot.staffchat.wording import money_in
 from channels.identity import IdentityError, phone_identity
 from channels.messages import ChannelName, InboundMessage
 from channels.telegram import TelegramTransport
+from sla_engine.policy import Priority
 from storage.billing import BillingRepository
 from storage.database import Database, Session
 from storage.records import TicketRecord, TicketState
@@ -233,7 +234,7 @@ class StaffConversation:
         return t["hours"].format(hours=hours, ref=result.ref, status=t[f"status_{result.status}"], extra=extra)
 
     def queue(self, language: Language) -> str:
-        """/queue: open tickets in queue order, one line each."""
+        """/queue: open tickets in queue order (R15), one line each, an outage marked as the pages are."""
         t = CHAT_TEXTS[language]
         tickets = self.db.run(lambda s: TicketRepository(s).queue(TicketState.OPEN))
         if not tickets:
@@ -241,7 +242,8 @@ class StaffConversation:
         lines = []
         for ticket in tickets[:QUEUE_LINES]:
             due = format_when(ticket.first_response_due, language) if ticket.first_response_due else "—"
-            lines.append(f"{ticket.ref} · {ticket.account or '?'} · {ticket.plan or '-'} · {due}")
+            mark = "🚨 " if ticket.priority == Priority.CRITICAL else ""
+            lines.append(f"{mark}{ticket.ref} · {ticket.account or '?'} · {ticket.plan or '-'} · {due}")
         return "\n".join(lines)
 
     def describe(self, ticket: TicketRecord, language: Language) -> str:

@@ -4,7 +4,8 @@ Only allow-listed staff act: every command checks the Telegram *user* id
 (``[telegram] staff_user_ids``; a group's chat id would admit everyone in it),
 an empty list refuses everyone, and a refusal is logged. Commands:
 
-- ``/queue``: open tickets by deadline, Premium first (R15);
+- ``/queue``: open tickets in R15 order (critical Premium, critical Business, other critical, Premium, then by
+  deadline), an outage marked 🚨;
 - ``/ticket REF``: one ticket, its deadlines and its last messages;
 - ``/take REF``: the ticket is yours (recorded in its audit trail);
 - ``/reply REF text`` (or a reply to the bot's message about a ticket): the

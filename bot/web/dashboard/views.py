@@ -4,7 +4,7 @@
   deadline (``soon`` within the configured window, ``breached`` past it,
   ``met``/``late`` once a staff member answered).
 - :func:`queue_rows`: the open queue, in the order the repository gives it
-  (Premium first, then by deadline: R15).
+  (critical Premium, critical Business, other critical, Premium, then by deadline: R15).
 - :func:`timeline`: one ticket's messages, audit-trail events, reminders,
   hours and quotes in time order.
 
@@ -93,10 +93,16 @@ class QueueRow:
                 "due_state": self.due_state}
 
 
+def _premium(ticket: TicketRecord) -> bool:
+    """Whether the ticket's plan itself goes first (Premium's ``queue_priority``), whatever the outage's place."""
+    plan = (ticket.terms or {}).get("plan") or {}
+    return int(plan.get("queue_priority") or 0) > 0
+
+
 def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
                plan_title: Callable[[str | None], str | None]) -> list[QueueRow]:
     """The queue's rows, in the order given (``TicketRepository.queue(TicketState.OPEN)``)."""
-    return [QueueRow(t.ref, t.account, t.contact, plan_title(t.plan), t.queue_priority > 0, t.priority, t.kind,
+    return [QueueRow(t.ref, t.account, t.contact, plan_title(t.plan), _premium(t), t.priority, t.kind,
                      t.state, t.channel, t.subject, t.received_at, t.first_response_due, t.first_responded_at,
                      due_state(t, now, soon)) for t in tickets]
 
