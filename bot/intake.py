@@ -527,6 +527,9 @@ class IntakePipeline:
             critical = self.preset.critical
             return self._reply_for(work, "critical", language, due=format_when(due, language) if due else None,
                                    outage_charge=bool(critical and critical.outage_charge_warning), **common)
+        if msg.answered:  # a call staff took is itself the response (R8): no deadline to promise
+            return self._reply_for(work, "call_answered", language, sla=plan.sla and due is not None,
+                                   resolution=resolution_phrase(plan, earliest, latest, language), **common)
         if not plan.sla or due is None:
             return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response
