@@ -15,6 +15,14 @@ NUMBER", and is skipped when staff wrote to the ticket after the call. An
 answered call from the same number on the same ticket cancels the callbacks
 still planned for earlier missed calls. A call to the outage line (critical)
 gets none: on-call is paged instead (R17).
+
+An answered call is a response (R8, "telefonisch"): the staff member who took
+it is recorded on the call's message, and the ticket's first response is the
+call's time, through the same :func:`bot.desk.record_response` as a staff
+reply (its reminders cancelled). The caller's acknowledgement then promises no
+response deadline (template ``call_answered``). A call to the outage line
+stays on on-call's pages until someone acknowledges it (R17), and a missed
+call is no response.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.accounts import Problem
+from bot.desk import record_response
 from bot.intake import IntakePipeline, IntakeResult, Outcome
 from bot.reminders import CALLBACK, callback_spec
 from channels.calls import Call, call_message, parse_call, read_rows
@@ -32,6 +41,7 @@ from storage.direct import Direct
 from storage.repositories import ReminderRepository, TicketRepository
 
 ON_A_TICKET = (Outcome.NEW_TICKET, Outcome.REPLY, Outcome.UNKNOWN_SENDER)
+ANSWERED_BY_SOMEONE = "phone"  # who took an answered call whose log names no agent
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,9 @@ def log_call(pipeline: IntakePipeline, call: Call, raw: bytes = b"") -> LoggedCa
         assert ticket_id is not None
         if not call.missed:  # the caller was spoken to: earlier missed calls need no callback
             reminders.cancel_specs(ticket_id, CALLBACK, call.at, pipeline.now())
+            if not call.critical:
+                tickets.set_staff(result.message_id, call.agent or ANSWERED_BY_SOMEONE)
+                record_response(d, tickets.get(ticket_id), pipeline.now(), at=call.at)
         elif not call.critical and opening_calendar(pipeline.preset, tickets.get(ticket_id).plan).is_open(call.at):
             reminders.plan(ticket_id, [(callback_spec(result.message_id), call.at, False)])
             planned.append(True)

@@ -6,6 +6,13 @@ response (R8: the automatic acknowledgement never does; a request for
 clarification does) and cancels the pending reminders. Asking for
 clarification pauses the resolution clock until the customer answers (R14; the
 intake resumes it).
+
+Every staff response goes through :func:`record_response`: a reply when it is
+queued, an answered phone call when it is logged (:mod:`bot.calls`). A reply
+that then fails for good (bounced, refused, needs staff) goes through
+:func:`reply_failed`: unless another response stands, the ticket is unanswered
+again, its reminders are planned again from the original deadline (R16), and
+staff are told (event ``response_undone``, posted to the staff chat).
 """
 
 from __future__ import annotations
@@ -19,8 +26,54 @@ from channels.messages import ChannelName, utc_now
 from sla_engine.deadlines import Pause, resolution_window
 from sla_engine.policy import SlaTerms
 from storage.database import Database, Session
+from sla_engine.deadlines import reminder_schedule
+from storage.direct import Direct
 from storage.records import OPEN_STATES, OutboundDraft, TicketRecord, TicketState
 from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
+
+RESPONSE_UNDONE = "response_undone"  # the event that tells staff a reply failed and the ticket is unanswered again
+
+
+def record_response(source: Session | Direct, ticket: TicketRecord, now: datetime, *,
+                    at: datetime | None = None) -> bool:
+    """A staff response on ``ticket`` (a reply queued, an answered call) made ``at`` (default ``now``): the first
+    one records the first response and cancels the pending reminders (R8, R16); True when it was the first."""
+    if ticket.first_responded_at is not None:
+        return False
+    TicketRepository(source).update_ticket(ticket.id, first_responded_at=at or now, updated_at=now)
+    ReminderRepository(source).cancel_for(ticket.id, now)
+    return True
+
+
+def reply_failed(source: Session | Direct, message_id: int, now: datetime) -> bool:
+    """A message failed for good: when it was a staff reply and no other response stands, the ticket is unanswered
+    again, its reminders planned again from the original deadline, and staff told; True when it was undone."""
+    tickets = TicketRepository(source)
+    found = tickets.staff_message(message_id)
+    if found is None:
+        return False
+    ticket_id, purpose = found
+    ticket = tickets.get(ticket_id)
+    if (ticket.first_responded_at is None or ticket.state not in OPEN_STATES
+            or tickets.standing_responses(ticket_id, message_id)):
+        return False
+    values: dict[str, object] = {"first_responded_at": None, "updated_at": now}
+    if purpose == "clarify" and ticket.state == TicketState.WAITING:
+        # the question never reached the customer: nobody waits for their answer (R14)
+        values.update(state=TicketState.OPEN.value, waiting_since=None, pauses=[
+            [p.isoformat(), e.isoformat() if e else None] for p, e in ticket.pauses if e is not None])
+    tickets.update_ticket(ticket_id, **values)
+    planned = 0
+    if ticket.terms and ticket.first_response_due is not None:
+        schedule = reminder_schedule(ticket.received_at, SlaTerms.from_dict(ticket.terms),
+                                     due=ticket.first_response_due)
+        # what fell due meanwhile is not pinged late, but the breach still escalates (the notice says the rest)
+        planned = ReminderRepository(source).plan_again(
+            ticket_id, ((r.spec, r.at, r.escalate) for r in schedule if r.at > now or r.escalate))
+    tickets.add_event(RESPONSE_UNDONE, now, ticket_id=ticket_id, message_id=message_id, data={
+        "due": ticket.first_response_due.isoformat() if ticket.first_response_due else None,
+        "reminders": planned, "staff_told": True})
+    return True
 
 
 class DeskError(Exception):
@@ -29,10 +82,13 @@ class DeskError(Exception):
 
 @dataclass(frozen=True)
 class ActionResult:
+    """What a staff action did; ``delivery_state`` is where a reply stands (``queued``: in the outbox)."""
+
     ref: str
     message_id: int | None
     first_response: bool
     state: TicketState
+    delivery_state: str | None = None
 
 
 
@@ -63,11 +119,8 @@ class Desk:
         now = self.now()
         purpose = purpose or ("clarify" if clarify else "reply")
         message_id = self.send(s, ticket, text, purpose, staff=staff)
-        first = ticket.first_responded_at is None
+        first = record_response(s, ticket, now)  # R8: a reply counts when it is queued
         values: dict[str, object] = {"updated_at": now}
-        if first:
-            values["first_responded_at"] = now
-            ReminderRepository(s).cancel_for(ticket.id, now)
         if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
             values["state"] = TicketState.WAITING.value
@@ -77,7 +130,8 @@ class Desk:
         tickets.update_ticket(ticket.id, **values)
         tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
                           data={"first_response": first})
-        return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state)
+        return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state,
+                            tickets.delivery_state(message_id))
 
     def send(self, s: Session, ticket: TicketRecord, text: str, purpose: str, *, staff: str | None = None) -> int:
         """Queue ``text`` to the ticket's contact person over its own channel; the message id.

@@ -541,6 +541,9 @@ class IntakePipeline:
             # ``due`` stays None for a template of an earlier slabot that still asks for it.
             return self._reply_for(work, "critical", language, due=None,
                                    outage_charge=self.preset.critical.outage_charge_warning, **common)
+        if msg.answered:  # a call staff took is itself the response (R8): no deadline to promise
+            return self._reply_for(work, "call_answered", language, sla=plan.sla and due is not None,
+                                   resolution=resolution_phrase(plan, earliest, latest, language), **common)
         if not plan.sla or due is None:
             return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response

@@ -9,6 +9,8 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
   slabot sent);
 - links a delivery-status bounce to the message it bounces (marked failed,
   staff told) and flags the address, so no automatic reply goes there again;
+  a staff reply that bounced for good no longer counts as the response (R8,
+  :func:`bot.desk.reply_failed`);
 - hands everything else to the intake pipeline, where automatic mail
   (auto-replies, lists, bounces) is stored without an answer, and where a
   guard holds back automatic replies: to a flagged address, and beyond
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bot.desk import reply_failed
 from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
 from channels.email.folder import READERS, FileRead, Unreadable, read_ahead, read_mail
 from channels.email.parse import ParsedMail
@@ -233,6 +236,8 @@ class MailIntake:
                     if mailbox.flag(address, original.id, flag, now):
                         reasons.append(f"{address} flagged: no automatic replies until staff clear it")
             mailbox.bounced(original, in_id, status=bounce.status, permanent=bounce.permanent, now=now)
+            if bounce.permanent:  # a staff reply that bounced is no response (R8)
+                reply_failed(direct, original.id, now)
             if also is not None:
                 also(direct)
             return MailResult("bounce", tuple(reasons), parsed.message_id)

@@ -12,6 +12,9 @@ channel's :class:`~channels.messages.Sender`, and records the outcome:
   exponential backoff and jitter (or the server's ``retry_after``);
 - permanent failure: ``failed``, and staff are told (an event);
 - cannot be sent automatically: ``needs_staff``;
+- a staff reply that ends ``failed`` or ``needs_staff`` (here or by a status
+  callback) no longer counts as the response: :func:`bot.desk.reply_failed`
+  (R8);
 - crash while sending: the row stays ``sending``; after the lease it becomes
   ``unknown`` and is never re-sent blindly (at most once), staff are told;
 - a timeout after the request went out (the channel may have the message):
@@ -34,6 +37,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
+from bot.desk import reply_failed
 from bot.lifecycle import StateLog
 from channels.messages import (
     ChannelName,
@@ -72,14 +76,17 @@ def advance_delivery(source: Session | Direct, message_id: int, state: str, exte
 
 def apply_status(source: Session | Direct, message_id: int, state: str, error_code: int | None,
                  now: datetime) -> None:
-    """A channel's delivery-status report for a stored message: forward only; "outside the window" tells staff."""
+    """A channel's delivery-status report for a stored message: forward only; "outside the window" tells staff;
+    a staff reply failed for good is no response (R8)."""
     if state == DeliveryState.NEEDS_STAFF:
         if advance_delivery(source, message_id, DeliveryState.NEEDS_STAFF.value):
             TicketRepository(source).add_event("message_needs_staff", now, message_id=message_id,
                                                data={"error": f"{error_code}: outside the 24-hour window",
                                                      "staff_told": True})
+            reply_failed(source, message_id, now)
         return
-    advance_delivery(source, message_id, state)
+    if advance_delivery(source, message_id, state) and state == DeliveryState.FAILED:
+        reply_failed(source, message_id, now)
 
 
 RecordOutcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
@@ -263,9 +270,11 @@ class OutboxDispatcher:
         def work(direct: Direct) -> None:
             now = self.now()
             OutboxRepository(direct).finish(item.id, OutboxState(state.value), now, error=error)
-            advance_delivery(direct, item.message_id, state.value)
+            moved = advance_delivery(direct, item.message_id, state.value)
             TicketRepository(direct).add_event(f"message_{state.value}", now, message_id=item.message_id,
                                                data={"outbox": item.id, "error": error, "staff_told": True})
+            if moved and state in (DeliveryState.FAILED, DeliveryState.NEEDS_STAFF):
+                reply_failed(direct, item.message_id, now)
 
         log.warning("outbox row %s: %s (%s)", item.id, state.value, error)
         return work

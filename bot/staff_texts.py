@@ -27,8 +27,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "empty": "Geen open tickets.",
         "usage": "Gebruik: {usage}",
         "unknown": "Onbekend ticket {ref}.",
-        "replied": "Verstuurd naar de klant van {ref}{first}.",
-        "first": " (eerste reactie vastgelegd, herinneringen gestopt)",
+        "replied": "In de wachtrij voor de klant van {ref}{first}.",
+        "first": " (eerste reactie vastgelegd, herinneringen gestopt; mislukt het bericht, dan hoor je het hier)",
         "clarified": "Vraag verstuurd; {ref} wacht op de klant.",
         "resolved": "{ref} is afgehandeld.",
         "noted": "Notitie bij {ref} vastgelegd.",
@@ -82,6 +82,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                            "\"Re-processing a mail kept aside\" in docs/operations.md (kept_mail {kept_mail}).",
         "mail_skipped": "📥 Een mail ({source}) kon na {rounds} pogingen niet verwerkt worden ({error}); hij blijft "
                         "ongelezen in de mailbox, de mail erna gaat door.",
+        "response_undone": "⚠️ {ref} ({who}): het antwoord heeft de klant niet bereikt; het ticket is weer "
+                           "onbeantwoord, de herinneringen lopen weer (eerste reactie uiterlijk {due}).",
         "no_ticket": "geen ticket",
     },
     "en": {
@@ -98,8 +100,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "empty": "No open tickets.",
         "usage": "Usage: {usage}",
         "unknown": "Unknown ticket {ref}.",
-        "replied": "Sent to the customer of {ref}{first}.",
-        "first": " (first response recorded, reminders stopped)",
+        "replied": "Queued for the customer of {ref}{first}.",
+        "first": " (first response recorded, reminders stopped; if the message fails you will hear it here)",
         "clarified": "Question sent; {ref} waits for the customer.",
         "resolved": "{ref} is resolved.",
         "noted": "Note on {ref} recorded.",
@@ -154,6 +156,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                            "a mail kept aside\" in docs/operations.md (kept_mail {kept_mail}).",
         "mail_skipped": "📥 A mail ({source}) could not be processed after {rounds} rounds ({error}); it stays unread "
                         "in the mailbox, the mail after it goes on.",
+        "response_undone": "⚠️ {ref} ({who}): the reply did not reach the customer; the ticket is unanswered "
+                           "again and its reminders are back (first response due {due}).",
         "no_ticket": "no ticket",
     },
 }

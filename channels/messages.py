@@ -56,6 +56,7 @@ class InboundMessage:
     attachments: tuple[InboundAttachment, ...] = ()
     critical: bool = False  # the outage line, or flagged critical
     automatic: bool = False  # an auto-reply, bounce or list mail: never answered automatically
+    answered: bool = False  # a phone call someone at the desk took: the caller was spoken to already
     raw: bytes = b""
 
     def __post_init__(self) -> None:

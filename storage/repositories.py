@@ -369,6 +369,24 @@ class TicketRepository(Repository):
             raise KeyError(message_id)
         return str(found)
 
+    def staff_message(self, message_id: int) -> tuple[int, str] | None:
+        """(ticket id, purpose) of a staff member's message on a ticket, or None for any other message."""
+        row = self.direct.one("SELECT ticket_id, purpose FROM messages WHERE id = :id AND staff IS NOT NULL "
+                              "AND ticket_id IS NOT NULL", {"id": message_id})
+        return None if row is None else (int(row[0]), str(row[1] or ""))
+
+    def set_staff(self, message_id: int, staff: str) -> None:
+        """Record who at the desk handled a message (an answered call: the staff member who took it)."""
+        self.direct.update(m.Message.__table__, message_id, {"staff": staff})
+
+    def standing_responses(self, ticket_id: int, excluding: int) -> int:
+        """How many staff responses on the ticket still stand besides message ``excluding``: staff replies not
+        failed for good, and answered calls (R8)."""
+        return int(self.direct.scalar(
+            "SELECT count(*) FROM messages WHERE ticket_id = :ticket AND id <> :id AND staff IS NOT NULL "
+            f"AND delivery_state NOT IN ('{DeliveryState.FAILED.value}', '{DeliveryState.NEEDS_STAFF.value}')",
+            {"ticket": ticket_id, "id": excluding}))
+
     def set_delivery_state(self, message_id: int, state: str, external_id: str | None = None) -> None:
         values: dict[str, Any] = {"delivery_state": state}
         if external_id is not None:
@@ -607,11 +625,28 @@ class ReminderRepository(Repository):
         ))
 
     def cancel_for(self, ticket_id: int, now: datetime) -> int:
-        result = self.session.execute(
-            update(m.Reminder).where(m.Reminder.ticket_id == ticket_id, m.Reminder.state == ReminderState.PLANNED.value)
-            .values(state=ReminderState.CANCELLED.value, done_at=now)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        """Cancel every planned reminder of the ticket; how many."""
+        d = self.direct
+        return int(d.execute(
+            f"UPDATE reminders SET state = {_CANCELLED}, done_at = :now WHERE ticket_id = :ticket AND state = {_PLANNED}",
+            {"now": d.value(m.Reminder.__table__, "done_at", now), "ticket": ticket_id}).rowcount)
+
+    def plan_again(self, ticket_id: int, items: Iterable[tuple[str, datetime, bool]]) -> int:
+        """Plan reminders again that were cancelled (a response undone); one never planned is planned, one sent
+        stays sent (no ping twice). How many are planned now."""
+        d = self.direct
+        planned = 0
+        for spec, due_at, escalate in items:
+            moved = d.execute(
+                f"UPDATE reminders SET state = {_PLANNED}, due_at = :due, done_at = NULL, claimed_by = NULL, "
+                f"claimed_at = NULL WHERE ticket_id = :ticket AND spec = :spec AND state = {_CANCELLED}",
+                {"due": d.value(m.Reminder.__table__, "due_at", due_at), "ticket": ticket_id, "spec": spec}).rowcount
+            if not moved and d.scalar("SELECT id FROM reminders WHERE ticket_id = :ticket AND spec = :spec",
+                                      {"ticket": ticket_id, "spec": spec}) is None:
+                self.plan(ticket_id, [(spec, due_at, escalate)])
+                moved = 1
+            planned += int(moved)
+        return planned
 
     def for_ticket(self, ticket_id: int) -> list[ReminderRecord]:
         rows = self.session.scalars(

@@ -185,6 +185,11 @@ def _callbacks(db: Database) -> list[tuple[str, datetime, str]]:
             for r in rows]
 
 
+def ticket_answered_at(db: Database, ref: str) -> datetime | None:
+    found = db.run(lambda s: s.scalar(select(m.Ticket.first_responded_at).where(m.Ticket.ref == ref)))
+    return None if found is None else found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
+
+
 def test_a_missed_call_in_the_plans_opening_hours_gets_a_callback_and_others_do_not(db: Database) -> None:
     add_account(db, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET))
     add_account(db, "Webshop Klein", "professional", contact("Kees", phone="+31687654321"))
@@ -218,7 +223,8 @@ def test_callback_reminders_are_worded_call_back_and_skipped_once_staff_wrote_af
     ref = log_call(mc, _call("c1", clock[0], missed=False)).result.ticket_ref
     assert ref is not None
     clock[0] = at(2026, 11, 23, 10, 30)
-    assert Desk(db, lambda: clock[0]).reply(ref, "We bellen u straks.", "anna").first_response
+    assert ticket_answered_at(db, ref) == at(2026, 11, 23, 10)  # the answered call was the first response (R8)
+    assert not Desk(db, lambda: clock[0]).reply(ref, "We bellen u straks.", "anna").first_response
     # a missed call on a ticket answered before it: staff are still told to call back
     clock[0] = at(2026, 11, 23, 11)
     assert log_call(mc, _call("c2", clock[0])).callback

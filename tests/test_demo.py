@@ -87,6 +87,8 @@ def test_each_customer_gets_an_acknowledgement_with_the_deadline_of_their_plan(
     assert fact.ref is not None and fact.ref in fact.text
     if expected is None:
         assert "geen SLA" in fact.text  # Professional: no times guaranteed
+    elif came_by == "phone":  # an answered call is itself the response (R8): no deadline is promised
+        assert "telefoontje" in fact.text and "uiterlijk" not in fact.text
     else:
         assert f"uiterlijk {format_when(expected, 'nl')}" in fact.text
 

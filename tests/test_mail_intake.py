@@ -446,3 +446,20 @@ def test_a_flagged_address_gets_no_automatic_reply_with_or_without_a_cap(tmp_pat
         "channel": "email", "address": PIET, "reason": "bounced", "flagged_at": MONDAY_10}))
     assert db.run_direct(lambda d: guard(d, msg)) == f"{PIET} is flagged (bounced)"
     db.dispose()
+
+
+def test_a_staff_reply_that_bounces_leaves_the_ticket_unanswered_again(world: World) -> None:
+    """R8: a reply counts when queued; a permanent bounce of it undoes the response and plans the reminders again."""
+    from bot.desk import Desk
+
+    world.deliver(mail())
+    (ticket,) = world.tickets()
+    Desk(world.db, lambda: world.now).reply(ticket.ref, "We kijken ernaar.", "anna")
+    asyncio.run(world.dispatcher.run_once())
+    answered = world.db.run(lambda s: s.scalar(select(m.Ticket.first_responded_at)))
+    assert answered is not None
+    reply_id = sent_ids(world)[-1]
+    assert world.intake.ingest_raw(_dsn(reply_id, PIET), source="bounce").outcome == "bounce"
+    assert world.db.run(lambda s: s.scalar(select(m.Ticket.first_responded_at))) is None
+    assert world.count(m.Reminder, m.Reminder.state == "planned") >= 1
+    assert world.count(m.Event, m.Event.kind == "response_undone") == 1

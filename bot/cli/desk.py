@@ -17,6 +17,7 @@ from typing import Any, TextIO, TypeVar
 
 from bot.cli.common import STAFF_ENV, Handler, staff_name, with_database
 from bot.desk import ActionResult, Desk
+from channels.messages import DeliveryState
 from storage.repositories import TicketRepository
 
 T = TypeVar("T")
@@ -35,9 +36,12 @@ def _print(out: TextIO, args: argparse.Namespace, result: ActionResult, text: st
 def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
     """Answer the customer, or ask a question that pauses the resolution clock (``--clarify``)."""
     result = _act(args, lambda d: d.reply(args.ref, args.text, staff_name(args), clarify=args.clarify))
-    first = " (first response recorded, reminders stopped)" if result.first_response else ""
-    what = "question sent; waits for the customer" if args.clarify else f"sent to the customer{first}"
-    return _print(out, args, result, f"{result.ref}: {what}", first_response=result.first_response)
+    first = (" (first response recorded, reminders stopped; if it fails for good the ticket is unanswered again "
+             "and staff are told)" if result.first_response else "")
+    what = "question queued; waits for the customer" if args.clarify else "queued for the customer"
+    # R8: a reply counts when it is queued; the outbox sends it when its channel is on
+    return _print(out, args, result, f"{result.ref}: {what}{first}", first_response=result.first_response,
+                  queued=result.delivery_state == DeliveryState.QUEUED.value, delivery_state=result.delivery_state)
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
@@ -76,8 +80,9 @@ def register(ticket_cmds: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.set_defaults(handler=handler)
 
-    reply = ticket_cmds.add_parser("reply", help="answer the customer over the ticket's own channel (the first "
-                                                 "staff answer is the first response, R8)")
+    reply = ticket_cmds.add_parser("reply", help="queue an answer to the customer over the ticket's own channel (the "
+                                                 "first staff answer is the first response once queued; undone when "
+                                                 "it fails for good, R8)")
     common(reply, cmd_reply)
     reply.add_argument("text", help="the text for the customer")
     reply.add_argument("--clarify", action="store_true",

@@ -480,6 +480,8 @@ class _Stage:
             how = f"for the call {how} ({recipient})"
         due = (f"first response due {_when(ticket.first_response_due)}" if ticket.first_response_due
                else "no response time guaranteed on this plan")
+        if call and ticket.first_responded_at is not None:  # R8: the answered call was the response
+            due = f"the answered call is the first response ({_when(ticket.first_responded_at)}), no deadline promised"
         held = ("; that number has not written on WhatsApp in the last 24 hours, so only an approved template may "
                 "go, and none is configured: it waits for staff" if delivery_state == DeliveryState.NEEDS_STAFF else "")
         return self.tell("acknowledgement", f"{who} gets {ticket.ref} {how}: {due} ({ticket.plan}, "

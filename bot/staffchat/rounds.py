@@ -168,6 +168,8 @@ class StaffRounds:
             values["ref"] = ticket.ref
             values["who"] = who(ticket.account, ticket.contact)
         values["error"] = " ".join(str(values["error"]).split())[:300]
+        if isinstance(data.get("due"), str):  # a deadline, as staff read one
+            values["due"] = format_when(datetime.fromisoformat(data["due"]), self.language)
         return t[kind].format(**values)
 
     def billing_notice(self, kind: str, ticket: TicketRecord, data: dict[str, Any]) -> str:

@@ -166,7 +166,7 @@ def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
     """The call as an inbound message on the phone channel (id ``call:<call_id>``)."""
     return InboundMessage(ChannelName.PHONE, f"call:{call.call_id}", phone_identity(call.caller), call.at,
                           call.text(), subject="Gemiste oproep" if call.missed else "Telefoongesprek",
-                          recipient=call.called, critical=call.critical, raw=raw)
+                          recipient=call.called, critical=call.critical, answered=not call.missed, raw=raw)
 
 
 __all__ = ["AMSTERDAM", "Call", "CallLogError", "call_message", "parse_call", "read_rows"]

@@ -1,0 +1,187 @@
+"""R8: what counts as staff's response. An answered phone call (``calls log``, ``calls import``) is one and
+promises no deadline to the caller; a missed call is not. A staff reply counts when it is queued (``tickets
+reply`` says "queued"); when it then fails for good the ticket is unanswered again, its reminders are back and
+staff are told in the chat. Through the CLI and its JSON, the outbox and the staff-chat stand-in, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import MONDAY_10, add_account, contact, email, outbox_rows, pipeline, reminders, run_cli, ticket
+from test_outbox import FakeSender
+from pydantic import SecretStr
+from test_staffbot import ANNA, STAFF_CHAT, answered
+from test_telegram_standin import serving
+
+from bot.config import TelegramConfig
+from bot.demo.standins.telegram import TelegramStandIn
+from bot.desk import Desk
+from bot.i18n import Language
+from bot.outbox import OutboxDispatcher, apply_status
+from bot.staffchat.staffbot import StaffBot
+from channels.messages import PermanentSendError
+from storage.database import Database, open_database
+from storage.repositories import TicketRepository
+
+PIET, PIET_MAIL = "+31612345678", "piet@bakkerij.example"
+JOHN, JOHN_MAIL = "+31687654321", "john@bakery.example"
+EVA = "eva@webshop.example"
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    add_account(database, "Bakkerij de Vries", "licentie", contact("Piet", phone=PIET, email=PIET_MAIL))
+    add_account(database, "Bakery Smith", "licentie", contact("John", phone=JOHN, email=JOHN_MAIL, language="en"))
+    add_account(database, "Bakkerij Jansen", "ondersteuning", contact("Eva", email=EVA), staff="anna")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path, db_url: str) -> Path:
+    path = tmp_path / "slabot.toml"
+    path.write_text(f'preset = "mailcampaigns"\n[database]\nurl = "{db_url}"\n', encoding="utf-8")
+    return path
+
+
+def cli(config: Path, *argv: str) -> tuple[int, str]:
+    code, out, err = run_cli("--config", str(config), *argv)
+    assert code == 0, err
+    return code, out
+
+
+def shown(config: Path, ref: str) -> dict[str, Any]:
+    return dict(json.loads(cli(config, "tickets", "show", ref, "--json")[1]))
+
+
+def ref_of(out: str) -> str:
+    return out.split(":", 1)[0]
+
+
+# -- point 2: an answered call is a response ------------------------------------------------------------
+
+
+def test_an_answered_call_logged_is_the_first_response_and_promises_no_deadline(db: Database, config: Path) -> None:
+    for number, address, promise in ((PIET, PIET_MAIL, "reageert uiterlijk"), (JOHN, JOHN_MAIL, "respond by")):
+        _, out = cli(config, "calls", "log", "--from", number, "--agent", "bram", "--duration", "300",
+                     "--at", "2026-11-23T10:15", "Vraag", "over", "de", "factuur")
+        ref = ref_of(out)
+        data = shown(config, ref)
+        assert data["first_responded_at"] is not None, data
+        record = ticket(db, ref)
+        assert record.first_responded_at is not None
+        assert {r.state for r in reminders(db, record.id)} <= {"cancelled"}
+        (ack,) = [row for row in outbox_rows(db) if row.recipient == address]
+        assert ref in ack.payload["text"] and promise not in ack.payload["text"]
+        assert ack.payload["purpose"] == "call_answered"
+        assert "Telefoongesprek" in data["messages"][0]["text"]
+
+
+def test_a_missed_call_stays_unanswered(db: Database, config: Path) -> None:
+    _, out = cli(config, "calls", "log", "--from", PIET, "--missed", "--at", "2026-11-23T10:15")
+    ref = ref_of(out)
+    assert shown(config, ref)["first_responded_at"] is None
+    assert "planned" in {r.state for r in reminders(db, ticket(db, ref).id)}
+    (ack,) = [row for row in outbox_rows(db) if row.recipient == PIET_MAIL]
+    assert "Een medewerker reageert uiterlijk" in ack.payload["text"]
+
+
+def test_an_answered_call_in_an_imported_log_is_a_response_and_a_missed_one_is_not(db: Database, config: Path,
+                                                                                    tmp_path: Path) -> None:
+    log = tmp_path / "calls.csv"
+    log.write_text("call_id,time,caller,duration,status,agent\n"
+                   f"a1,2026-11-23T10:15:00,{PIET},185,answered,anna\n"
+                   f"a2,2026-11-23T10:20:00,{JOHN},0,no-answer,\n", encoding="utf-8")
+    cli(config, "calls", "import", str(log))
+    listed = {t["contact"]: t for t in json.loads(cli(config, "tickets", "list", "--json")[1])}
+    assert listed["Piet"]["first_responded_at"] is not None
+    assert listed["John"]["first_responded_at"] is None
+
+
+def test_an_answered_call_on_an_open_phone_ticket_answers_it(db: Database, config: Path) -> None:
+    _, out = cli(config, "calls", "log", "--from", PIET, "--missed", "--at", "2026-11-23T10:15")
+    ref = ref_of(out)
+    _, again = cli(config, "calls", "log", "--from", PIET, "--agent", "bram", "--duration", "120",
+                   "--at", "2026-11-23T11:00")
+    assert again.startswith(f"{ref}: reply")
+    assert shown(config, ref)["first_responded_at"] is not None
+    assert "planned" not in {r.state for r in reminders(db, ticket(db, ref).id)}
+
+
+# -- point 7: a reply counts when queued, and is undone when it fails for good --------------------------
+
+
+def _open(db: Database) -> str:
+    ref = pipeline(db, "mailcampaigns").ingest(email("q1", EVA, "De verzendknop werkt niet")).ticket_ref
+    assert ref is not None
+    return ref
+
+
+def test_a_reply_with_the_channel_off_is_said_to_be_queued(db: Database, config: Path) -> None:
+    ref = _open(db)
+    _, out = cli(config, "tickets", "reply", ref, "We kijken ernaar.", "--staff", "anna")
+    assert "queued" in out and "sent to the customer" not in out
+    _, out = cli(config, "tickets", "reply", ref, "Nog iets.", "--staff", "anna", "--json")
+    data = json.loads(out)
+    assert data["first_response"] is False and data["queued"] is True and data["delivery_state"] == "queued"
+
+
+def _failing_reply(db: Database, config: Path) -> tuple[str, list[tuple[str, Any]]]:
+    ref = _open(db)
+    planned = [(r.spec, r.due_at) for r in reminders(db, ticket(db, ref).id)]
+    assert planned
+    Desk(db, lambda: MONDAY_10 + timedelta(minutes=30)).reply(ref, "We kijken ernaar.", "anna")
+    assert ticket(db, ref).first_responded_at is not None
+    assert {r.state for r in reminders(db, ticket(db, ref).id)} == {"cancelled"}
+    return ref, planned
+
+
+@pytest.mark.parametrize(("language", "words"), [("nl", "weer onbeantwoord"), ("en", "unanswered again")])
+def test_a_reply_that_fails_for_good_makes_the_ticket_unanswered_and_staff_are_told(
+        db: Database, config: Path, language: Language, words: str) -> None:
+    ref, planned = _failing_reply(db, config)
+    mail = FakeSender([None, PermanentSendError("550 no such user")])  # the acknowledgement goes, the reply not
+    standin = TelegramStandIn()
+
+    async def main() -> list[str]:
+        async with serving(standin.app()) as url:
+            bot = StaffBot(TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT,
+                                          staff_user_ids=[ANNA], api_base_url=url),
+                           db, language=language, now=lambda: MONDAY_10, announce_every=None)
+            await bot.start()
+            try:
+                await bot.announce_new()  # the first round sets the checkpoint
+                await OutboxDispatcher(db, {"email": mail}, now=lambda: MONDAY_10 + timedelta(hours=1)).run_once()
+                await bot.announce_new()
+                return await answered(standin, 2)
+            finally:
+                await bot.stop()
+
+    texts = asyncio.run(main())
+    record = ticket(db, ref)
+    assert record.first_responded_at is None
+    assert shown(config, ref)["first_responded_at"] is None
+    again = sorted((r.spec, r.due_at) for r in reminders(db, record.id) if r.state == "planned")
+    assert again == sorted(planned)  # from the original deadline (R16)
+    assert texts[0].startswith("❌") and texts[1].startswith(f"⚠️ {ref}") and words in texts[1], texts
+    assert ("donderdag 26 november 2026 om 10:00" if language == "nl" else "Thursday 26 November 2026") in texts[1]
+
+
+def test_a_reply_needing_staff_is_undone_unless_another_response_stands(db: Database, config: Path) -> None:
+    ref, _ = _failing_reply(db, config)
+    Desk(db, lambda: MONDAY_10 + timedelta(hours=1)).reply(ref, "Tweede antwoord.", "anna")
+    first_reply, second = db.run(lambda s: [m.id for m in TicketRepository(s).messages(ticket(db, ref).id)
+                                            if m.staff])
+    db.run(lambda s: apply_status(s, first_reply, "needs_staff", 63016, MONDAY_10))
+    assert ticket(db, ref).first_responded_at is not None  # the second reply still stands
+    db.run(lambda s: apply_status(s, second, "failed", 30008, MONDAY_10))
+    assert ticket(db, ref).first_responded_at is None
+    assert "planned" in {r.state for r in reminders(db, ticket(db, ref).id)}
