@@ -3,7 +3,8 @@
 Every action is one transaction. A staff reply goes to the customer over the
 ticket's own channel through the outbox; the first one records the first
 response (R8: the automatic acknowledgement never does; a request for
-clarification does) and cancels the pending reminders. Asking for
+clarification does) and cancels the pending reminders; so does the answer to
+a customer's follow-up question (R24: its response is recorded). Asking for
 clarification pauses the resolution clock until the customer answers (R14; the
 intake resumes it).
 """
@@ -33,6 +34,7 @@ class ActionResult:
     message_id: int | None
     first_response: bool
     state: TicketState
+    follow_up: bool = False  # it answered a follow-up question of the customer (R24)
 
 
 
@@ -64,9 +66,12 @@ class Desk:
         purpose = purpose or ("clarify" if clarify else "reply")
         message_id = self.send(s, ticket, text, purpose, staff=staff)
         first = ticket.first_responded_at is None
+        follow_up = not first and ticket.followup_at is not None  # R24: a follow-up question waited
         values: dict[str, object] = {"updated_at": now}
         if first:
             values["first_responded_at"] = now
+        if first or follow_up:
+            values["responded_at"], values["followup_at"] = now, None
             ReminderRepository(s).cancel_for(ticket.id, now)
         if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
@@ -76,8 +81,9 @@ class Desk:
                 [now.isoformat(), None]]
         tickets.update_ticket(ticket.id, **values)
         tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
-                          data={"first_response": first})
-        return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state)
+                          data={"first_response": first, "follow_up": follow_up})
+        return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state,
+                            follow_up)
 
     def send(self, s: Session, ticket: TicketRecord, text: str, purpose: str, *, staff: str | None = None) -> int:
         """Queue ``text`` to the ticket's contact person over its own channel; the message id.

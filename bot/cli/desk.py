@@ -36,8 +36,11 @@ def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
     """Answer the customer, or ask a question that pauses the resolution clock (``--clarify``)."""
     result = _act(args, lambda d: d.reply(args.ref, args.text, staff_name(args), clarify=args.clarify))
     first = " (first response recorded, reminders stopped)" if result.first_response else ""
+    if result.follow_up:
+        first = " (response to the follow-up question recorded, reminders stopped)"
     what = "question sent; waits for the customer" if args.clarify else f"sent to the customer{first}"
-    return _print(out, args, result, f"{result.ref}: {what}", first_response=result.first_response)
+    return _print(out, args, result, f"{result.ref}: {what}", first_response=result.first_response,
+                  follow_up=result.follow_up)
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
