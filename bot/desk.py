@@ -20,7 +20,7 @@ from channels.messages import ChannelName, utc_now
 from sla_engine.deadlines import Pause, resolution_window
 from sla_engine.policy import SlaTerms
 from storage.database import Database, Session
-from storage.records import OPEN_STATES, OutboundDraft, TicketRecord, TicketState
+from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState
 from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
 
 
@@ -72,7 +72,10 @@ class Desk:
             values["first_responded_at"] = now
         if first or follow_up:
             values["responded_at"], values["followup_at"] = now, None
+        if first:
             ReminderRepository(s).cancel_for(ticket.id, now)
+        elif follow_up:  # the follow-up question's reminders; a missed call's callback keeps its own rule
+            ReminderRepository(s).cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
         if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
             values["state"] = TicketState.WAITING.value

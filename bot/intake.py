@@ -297,8 +297,11 @@ class IntakePipeline:
         reminders for it, and a ``follow_up`` event the staff chat announces; no acknowledgement goes out. While
         an earlier follow-up question waits, its deadline stands. The current response deadline."""
         msg, now = work.msg, self.now()
-        if msg.automatic or ticket.first_responded_at is None or quote_answer is not None:
-            return ticket.response_due  # an auto-reply, the first question still open, or a yes/no to a quote
+        if (msg.automatic or ticket.first_responded_at is None or quote_answer is not None
+                or msg.channel is ChannelName.PHONE):
+            # an auto-reply, the first question still open, a yes/no to a quote, or a call: a missed one has its
+            # callback reminder, an answered one is a conversation with staff
+            return ticket.response_due
         tickets = TicketRepository(s)
         due = ticket.response_due
         if ticket.followup_at is not None:
