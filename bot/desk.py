@@ -3,7 +3,8 @@
 Every action is one transaction. A staff reply goes to the customer over the
 ticket's own channel through the outbox; the first one records the first
 response (R8: the automatic acknowledgement never does; a request for
-clarification does) and cancels the pending reminders. Asking for
+clarification does) and cancels the pending reminders; so does the answer to
+a customer's follow-up question (R24: its response is recorded). Asking for
 clarification pauses the resolution clock until the customer answers (R14; the
 intake resumes it).
 
@@ -28,7 +29,7 @@ from sla_engine.policy import SlaTerms
 from storage.database import Database, Session
 from sla_engine.deadlines import reminder_schedule
 from storage.direct import Direct
-from storage.records import OPEN_STATES, OutboundDraft, TicketRecord, TicketState
+from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState
 from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
 
 RESPONSE_UNDONE = "response_undone"  # the event that tells staff a reply failed and the ticket is unanswered again
@@ -89,6 +90,7 @@ class ActionResult:
     first_response: bool
     state: TicketState
     delivery_state: str | None = None
+    follow_up: bool = False  # it answered a follow-up question of the customer (R24)
 
 
 
@@ -120,7 +122,12 @@ class Desk:
         purpose = purpose or ("clarify" if clarify else "reply")
         message_id = self.send(s, ticket, text, purpose, staff=staff)
         first = record_response(s, ticket, now)  # R8: a reply counts when it is queued
+        follow_up = not first and ticket.followup_at is not None  # R24: a follow-up question waited
         values: dict[str, object] = {"updated_at": now}
+        if first or follow_up:
+            values["responded_at"], values["followup_at"] = now, None
+        if follow_up:  # the follow-up question's reminders; a missed call's callback keeps its own rule
+            ReminderRepository(s).cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
         if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
             values["state"] = TicketState.WAITING.value
@@ -129,9 +136,9 @@ class Desk:
                 [now.isoformat(), None]]
         tickets.update_ticket(ticket.id, **values)
         tickets.add_event(purpose, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
-                          data={"first_response": first})
+                          data={"first_response": first, "follow_up": follow_up})
         return ActionResult(ticket.ref, message_id, first, TicketState.WAITING if clarify else ticket.state,
-                            tickets.delivery_state(message_id))
+                            tickets.delivery_state(message_id), follow_up)
 
     def send(self, s: Session, ticket: TicketRecord, text: str, purpose: str, *, staff: str | None = None) -> int:
         """Queue ``text`` to the ticket's contact person over its own channel; the message id.

@@ -66,6 +66,7 @@ from storage.billing import BillingRepository
 from storage.database import Database, DuplicateError
 from storage.direct import Direct
 from storage.records import (
+    CALLBACK_SPEC,
     OPEN_STATES,
     AccountRecord,
     ContactRecord,
@@ -73,6 +74,7 @@ from storage.records import (
     QuoteState,
     TicketRecord,
     TicketState,
+    follow_up_spec,
 )
 from storage.repositories import (
     AccountRepository,
@@ -107,6 +109,7 @@ class IntakeResult:
     reasons: tuple[str, ...] = ()
     kind: str | None = None
     first_response_due: datetime | None = None
+    response_due: datetime | None = None  # the current response deadline: a follow-up question's (R24)
 
 
 @dataclass
@@ -293,10 +296,44 @@ class IntakePipeline:
             # an auto-reply (out of office) is not the customer's answer: the clock stays paused (R14)
             self._resume(tickets, ticket, msg.received_at, work)
         answered = self._quote_answer(s, ticket, message_id, matches, work)
+        due = self._follow_up(s, ticket, message_id, answered, work)
         tickets.add_event("customer_reply", now, ticket_id=ticket.id, message_id=message_id,
                           data={"reasons": work.reasons})
         return IntakeResult(Outcome.REPLY, ticket.ref, message_id, answered, tuple(work.reasons), ticket.kind,
-                            ticket.first_response_due)
+                            ticket.first_response_due, due)
+
+    def _follow_up(self, s: Direct, ticket: TicketRecord, message_id: int, quote_answer: str | None,
+                   work: _Work) -> datetime | None:
+        """R24: the customer asks again on a ticket staff answered. The ticket gets a response deadline on the
+        plan's first-response terms from the message's arrival (none on a plan without a guarantee), R16's
+        reminders for it, and a ``follow_up`` event the staff chat announces; no acknowledgement goes out. While
+        an earlier follow-up question waits, its deadline stands. The current response deadline."""
+        msg, now = work.msg, self.now()
+        if (msg.automatic or ticket.first_responded_at is None or quote_answer is not None
+                or msg.channel is ChannelName.PHONE):
+            # an auto-reply, the first question still open, a yes/no to a quote, or a call: a missed one has its
+            # callback reminder, an answered one is a conversation with staff
+            return ticket.response_due
+        tickets = TicketRepository(s)
+        due = ticket.response_due
+        if ticket.followup_at is not None:
+            work.reasons.append(f"a follow-up question; the one of {ticket.followup_at.isoformat()} still waits "
+                                "for staff, its response deadline stands (R24)")
+        else:
+            terms = SlaTerms.from_dict(ticket.terms) if ticket.terms else None
+            due = first_response_due(msg.received_at, terms) if terms is not None else None
+            work.reasons.append(f"a follow-up question after staff answered: response due {due.isoformat()} (R24)"
+                                if due else "a follow-up question after staff answered; no guaranteed response time")
+            tickets.update_ticket(ticket.id, response_due=due, followup_at=msg.received_at, updated_at=now)
+            reminders = ReminderRepository(s)
+            reminders.cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
+            if terms is not None:
+                reminders.plan(ticket.id, ((follow_up_spec(r.spec, message_id), r.at, r.escalate)
+                                           for r in reminder_schedule(msg.received_at, terms, due=due)))
+        tickets.add_event("follow_up", now, ticket_id=ticket.id, message_id=message_id,
+                          data={"response_due": due.isoformat() if due else None, "message": message_id,
+                                "reasons": work.reasons})
+        return due
 
     def _quote_answer(self, s: Direct, ticket: TicketRecord, message_id: int,
                       matches: list[tuple[ContactRecord, AccountRecord]], work: _Work) -> str | None:
@@ -485,7 +522,8 @@ class IntakePipeline:
             thread_key=msg.sender.value, subject=msg.subject, kind=verdict.kind.value, kind_rule=verdict.rule,
             kind_reasons=list(verdict.reasons), priority=priority.value, state=TicketState.OPEN.value, plan=plan.name,
             queue_priority=queue_rank(plan, priority), terms=snapshot, received_at=msg.received_at,
-            first_response_due=due, resolution_due_min=window.earliest, resolution_due_max=window.latest,
+            first_response_due=due, response_due=due, resolution_due_min=window.earliest,
+            resolution_due_max=window.latest,
             decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
         )
         message_id = self._store_message(tickets, msg, ticket_id, account.id, contact.id, Outcome.NEW_TICKET, work)
@@ -499,7 +537,7 @@ class IntakePipeline:
                           data={"decision": Outcome.NEW_TICKET.value, "reasons": work.reasons,
                                 "kind": verdict.kind.value, "kind_rule": verdict.rule})
         return IntakeResult(Outcome.NEW_TICKET, ref, message_id, reply.purpose if reply else None, tuple(work.reasons),
-                            verdict.kind.value, due)
+                            verdict.kind.value, due, due)
 
     # -- helpers ---------------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""Staff reminders before first-response deadlines lapse (R16), sent exactly once and on time.
+"""Staff reminders before response deadlines lapse (R16, and R24's follow-up questions), sent exactly once and
+on time.
 
 How it works
 ------------
 The intake plans each ticket's reminders as rows (``reminders``: 75% of the
 window, 1 business hour before, the breach with an escalation), on the
-ticket's own clock. The database is the truth; nothing lives only in memory,
+ticket's own clock; again for a customer's follow-up question on an answered
+ticket (R24: specs ``75%@<message id>``, the question's response deadline). The database is the truth; nothing lives only in memory,
 so there is nothing to rebuild on start but one wake-up.
 
 :class:`ReminderService` runs a round whenever it is woken. An APScheduler
@@ -24,8 +26,9 @@ none is left, and for each
 1. claims it: one ``UPDATE ... WHERE state = 'planned'`` that only one
    process can win (two slabot processes on one PostgreSQL database send it
    once);
-2. skips it (``skipped``, with the reason) when the ticket was answered,
-   resolved, or paused meanwhile: a ticket answered in time is never pinged
+2. skips it (``skipped``, with the reason) when the ticket was answered (and
+   no follow-up question waits, R24), resolved, or paused meanwhile: a
+   ticket answered in time is never pinged
    (a callback for a missed call, ``callback:<message id>``, is skipped once
    staff wrote to the ticket after the call, or it is resolved);
 3. hands the notice to the notifier (the Telegram staff chat), naming the
@@ -56,13 +59,20 @@ from bot.staff_texts import REMINDER_SKIPPED
 from channels.messages import utc_now
 from storage.database import Database
 from storage.direct import Direct
-from storage.records import OPEN_STATES, ReminderContext, ReminderState, TicketState
+from storage.records import (
+    CALLBACK_SPEC,
+    OPEN_STATES,
+    ReminderContext,
+    ReminderState,
+    TicketState,
+    reminder_rule,
+)
 from storage.repositories import ReminderRepository, TicketRepository
 
 log = logging.getLogger(__name__)
 
 ANSWERED_STATES = tuple(state for state in TicketState if state not in OPEN_STATES)  # resolved
-CALLBACK = "callback:"  # the spec of a reminder to call back a missed call: "callback:<message id of the call>"
+CALLBACK = CALLBACK_SPEC  # the spec of a reminder to call back a missed call: "callback:<message id of the call>"
 
 
 def callback_spec(message_id: int) -> str:
@@ -88,13 +98,14 @@ class ReminderNotice:
     spec: str  # "75%", "1h before", "breach"
     escalate: bool
     due_at: datetime  # when the reminder fell due
-    deadline: datetime | None  # the ticket's first-response deadline
+    deadline: datetime | None  # the ticket's first-response deadline, or its follow-up question's (R24)
     account: str | None
     plan: str | None
     staff: str | None  # the assigned staff member (SPEC §2), mentioned in the ping
     subject: str | None
     queue_priority: int
     callback: str | None = None  # a missed call: the number staff should call back
+    follow_up: bool = False  # the deadline is a follow-up question's (R24)
 
 
 Notifier = Callable[[ReminderNotice], Awaitable[None]]
@@ -271,7 +282,7 @@ class ReminderService:
         skip = caller = None
         if c.spec.startswith(CALLBACK):
             caller, skip = self._callback(reminders, c)
-        elif c.first_responded_at is not None:
+        elif c.first_responded_at is not None and c.followup_at is None:  # answered, and no follow-up waits (R24)
             skip = REMINDER_SKIPPED["answered"]
         elif c.ticket_state in ANSWERED_STATES:
             skip = REMINDER_SKIPPED["state"].format(state=c.ticket_state)
@@ -280,9 +291,11 @@ class ReminderService:
         if skip is not None:
             self._done(d, reminder_id, ReminderState.SKIPPED, reason=skip)
             return None
-        return ReminderNotice(reminder_id, c.ticket_id, c.ref, c.spec, c.escalate, c.due_at, c.first_response_due,
+        follow_up = c.followup_at is not None and not c.spec.startswith(CALLBACK)
+        return ReminderNotice(reminder_id, c.ticket_id, c.ref, reminder_rule(c.spec), c.escalate, c.due_at,
+                              c.response_due if follow_up else c.first_response_due,
                               c.account, c.plan, assigned_staff(c.terms, c.account_staff), c.subject,
-                              c.queue_priority, caller)
+                              c.queue_priority, caller, follow_up)
 
     @staticmethod
     def _callback(reminders: ReminderRepository, c: ReminderContext) -> tuple[str | None, str | None]:

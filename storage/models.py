@@ -153,6 +153,11 @@ class Ticket(Base):
     received_at: Mapped[datetime]
     first_response_due: Mapped[datetime | None]
     first_responded_at: Mapped[datetime | None]
+    # R24: the deadline of the customer's latest question (the first-response one until a follow-up question
+    # comes), when a follow-up question waiting for staff arrived (None: none waits), when staff last answered
+    response_due: Mapped[datetime | None]
+    followup_at: Mapped[datetime | None]
+    responded_at: Mapped[datetime | None]
     resolution_due_min: Mapped[datetime | None]
     resolution_due_max: Mapped[datetime | None]
     needs_release: Mapped[bool] = mapped_column(Boolean, default=False)

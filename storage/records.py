@@ -22,6 +22,18 @@ class TicketState(StrEnum):
 
 
 OPEN_STATES = (TicketState.OPEN, TicketState.WAITING, TicketState.UNVERIFIED)
+CALLBACK_SPEC = "callback:"  # a reminder to call back a missed call: "callback:<message id of the call>"
+FOLLOW_UP_MARK = "@"  # a follow-up question's reminder (R24): "<rule>@<message id of the question>", e.g. "75%@812"
+
+
+def follow_up_spec(rule: str, message_id: int) -> str:
+    """The spec of the reminder ``rule`` ("75%", "breach") for the follow-up question stored as ``message_id``."""
+    return f"{rule}{FOLLOW_UP_MARK}{message_id}"
+
+
+def reminder_rule(spec: str) -> str:
+    """The rule of a reminder's spec: "75%" of "75%" and of a follow-up question's "75%@812"."""
+    return spec.partition(FOLLOW_UP_MARK)[0]
 
 
 class OutboxState(StrEnum):
@@ -171,6 +183,35 @@ class TicketRecord:
     reasons: tuple[str, ...]
     messages: tuple[MessageRecord, ...] = field(default=())
     root_cause: str | None = None  # platform | outside (R18), recorded by staff
+    # R24: the deadline of the customer's latest question (the first-response deadline until a follow-up question
+    # comes); when the follow-up question that waits for staff arrived (None: none waits); when staff answered the
+    # latest question
+    response_due: datetime | None = None
+    followup_at: datetime | None = None
+    responded_at: datetime | None = None
+
+    @property
+    def current_due(self) -> datetime | None:
+        """The response deadline the queue goes by: the latest question's (R24), else the first response's."""
+        return self.response_due if self.response_due is not None else self.first_response_due
+
+    @property
+    def asked_again(self) -> bool:
+        """The current response deadline is a follow-up question's (R24), waiting or answered."""
+        return self.followup_at is not None or (self.response_due is not None
+                                                and self.response_due != self.first_response_due)
+
+    @property
+    def awaiting_response(self) -> bool:
+        """A question of the customer waits for staff: the first one, or a follow-up question (R24)."""
+        return self.first_responded_at is None or self.followup_at is not None
+
+    @property
+    def current_answer(self) -> datetime | None:
+        """When staff answered the latest question; None while it waits."""
+        if self.awaiting_response:
+            return None
+        return self.responded_at if self.responded_at is not None else self.first_responded_at
 
 
 @dataclass(frozen=True)
@@ -277,6 +318,8 @@ class ReminderContext:
     terms: dict[str, Any] | None  # the ticket's SLA snapshot
     account: str | None
     account_staff: str | None
+    response_due: datetime | None = None  # the follow-up question's deadline (R24)
+    followup_at: datetime | None = None  # a follow-up question waits for staff since (R24)
 
 
 @dataclass(frozen=True)

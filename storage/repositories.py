@@ -8,7 +8,7 @@ reminders all or nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -326,8 +326,9 @@ class TicketRepository(Repository):
         return None if row is None else self._record(row, with_messages)
 
     def queue(self, state: TicketState | str | None = None) -> list[TicketRecord]:
-        """Tickets in queue order: higher ``queue_priority`` first, then by deadline; ``state`` "open" means
-        every open state (:data:`OPEN_STATES`). ``queue_priority`` is the ticket's R15 rank, set at intake by
+        """Tickets in queue order: higher ``queue_priority`` first, then by the current response deadline (R24: a
+        follow-up question's, else the first response's); ``state`` "open" means every open state
+        (:data:`OPEN_STATES`). ``queue_priority`` is the ticket's R15 rank, set at intake by
         :func:`sla_engine.policy.queue_rank` (critical Premium, critical Business, other critical, Premium, the
         rest)."""
         query = select(m.Ticket)
@@ -339,7 +340,8 @@ class TicketRepository(Repository):
         far = datetime.max.replace(tzinfo=None)
 
         def order(t: m.Ticket) -> tuple[int, datetime, int]:
-            due = t.first_response_due.replace(tzinfo=None) if t.first_response_due else far
+            current = t.response_due or t.first_response_due
+            due = current.astimezone(timezone.utc).replace(tzinfo=None) if current else far
             return (-t.queue_priority, due, t.id)
 
         return [self._record(t, False) for t in sorted(rows, key=order)]
@@ -437,6 +439,7 @@ class TicketRepository(Repository):
             needs_release=bool(v["needs_release"]), waiting_since=v["waiting_since"], pauses=pauses,
             resolved_at=v["resolved_at"], decision=v["decision"], reasons=tuple(v["reasons"] or ()),
             messages=tuple(self.messages(v["id"])) if with_messages else (), root_cause=v["root_cause"],
+            response_due=v["response_due"], followup_at=v["followup_at"], responded_at=v["responded_at"],
         )
 
 
@@ -648,6 +651,16 @@ class ReminderRepository(Repository):
             planned += int(moved)
         return planned
 
+    def cancel_deadline_reminders(self, ticket_id: int, now: datetime, prefix: str) -> int:
+        """Cancel the ticket's planned reminders of a response deadline (R16): all but those whose spec starts with
+        ``prefix`` (the callbacks of missed calls); how many."""
+        d = self.direct
+        return int(d.execute(
+            f"UPDATE reminders SET state = {_CANCELLED}, done_at = :now WHERE ticket_id = :ticket "
+            f"AND state = {_PLANNED} AND spec NOT LIKE :prefix",
+            {"now": d.value(m.Reminder.__table__, "done_at", now), "ticket": ticket_id, "prefix": f"{prefix}%"},
+        ).rowcount)
+
     def for_ticket(self, ticket_id: int) -> list[ReminderRecord]:
         rows = self.session.scalars(
             select(m.Reminder).where(m.Reminder.ticket_id == ticket_id).order_by(m.Reminder.due_at)
@@ -703,7 +716,7 @@ class ReminderRepository(Repository):
         d = self.direct
         names = ("ticket_id", "spec", "escalate", "due_at")
         ticket_names = ("ref", "state", "first_responded_at", "first_response_due", "plan", "subject",
-                        "queue_priority", "terms")
+                        "queue_priority", "terms", "response_due", "followup_at")
         row = d.one(
             f"SELECT {d.columns(m.Reminder.__table__, names, 'r')}, "
             f"{d.columns(m.Ticket.__table__, ticket_names, 't')}, a.name, a.staff "
@@ -712,13 +725,13 @@ class ReminderRepository(Repository):
         if row is None:
             raise KeyError(reminder_id)
         r = d.decode(m.Reminder.__table__, names, row[:4])
-        t = d.decode(m.Ticket.__table__, ticket_names, row[4:12])
+        t = d.decode(m.Ticket.__table__, ticket_names, row[4:14])
         return ReminderContext(
             reminder_id=reminder_id, ticket_id=int(r["ticket_id"]), spec=str(r["spec"]), escalate=bool(r["escalate"]),
             due_at=r["due_at"], ref=str(t["ref"]), ticket_state=TicketState(t["state"]),
             first_responded_at=t["first_responded_at"], first_response_due=t["first_response_due"], plan=t["plan"],
-            subject=t["subject"], queue_priority=int(t["queue_priority"] or 0), terms=t["terms"], account=row[12],
-            account_staff=row[13])
+            subject=t["subject"], queue_priority=int(t["queue_priority"] or 0), terms=t["terms"], account=row[14],
+            account_staff=row[15], response_due=t["response_due"], followup_at=t["followup_at"])
 
     def release(self, reminder_id: int) -> None:
         """A claimed reminder back to planned (the notifier failed)."""

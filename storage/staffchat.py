@@ -1,7 +1,7 @@
 """The staff chat's claims in the database: updates handled once, what is posted, pages, the weekly summary.
 
 The staff chat (:mod:`bot.staffchat`) posts what the audit trail records
-(tickets opened, billing events, alerts) from a checkpoint, so nothing is lost
+(tickets opened, follow-up questions, billing events, alerts) from a checkpoint, so nothing is lost
 across a restart; it pages on-call for every open critical ticket not yet
 acknowledged, each page an event of the trail; and it handles each Telegram
 update once, by the highest update id handled. Every checkpoint is a counter
@@ -24,6 +24,7 @@ ANNOUNCED = "telegram:announced"  # the last event posted to the staff chat
 WEEKLY = "telegram:weekly_report"  # the ISO week (year * 100 + week) whose Monday summary was posted
 UPDATES = "telegram:update"  # the highest Telegram update id handled
 OPENED = "ticket_opened"
+FOLLOW_UP = "follow_up"  # a customer's follow-up question on an answered ticket (R24): staff are told at once
 PAGED, ACKNOWLEDGED = "critical_paged", "critical_acknowledged"
 BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
 # events that say "staff_told": posted to the staff chat, with or without a ticket
@@ -41,7 +42,7 @@ def _in_list(values: Sequence[str]) -> str:
 _PENDING_SQL = (
     "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient FROM events e "
     "LEFT JOIN messages msg ON msg.id = e.message_id "
-    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, *BILLING_EVENTS))}) "
+    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS))}) "
     f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)})) "
     f"ORDER BY e.id LIMIT {POST_BATCH}")
 _PAGES_SQL = (

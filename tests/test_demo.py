@@ -146,6 +146,21 @@ def test_a_staff_reply_reaches_the_customer_and_stops_the_clock(demo: tuple[Demo
     assert fatima.at < (acknowledgement(result, FATIMA).due or fatima.at)
 
 
+def test_a_follow_up_question_gets_a_new_deadline_the_staff_chat_hears_of_it_and_no_second_acknowledgement(
+        demo: tuple[DemoResult, str]) -> None:
+    """R24: Piet asks again at 15:30 on his answered ticket."""
+    result, _ = demo
+    piet = acknowledgement(result, PIET)
+    (asked,) = result.of("follow_up")
+    assert asked.ref == piet.ref and asked.at == at(2026, 11, 23, 15, 30)
+    assert asked.due == due("mailcampaigns", str(piet.data["plan"]), asked.at)
+    (told,) = result.of("follow_up_announced")
+    assert told.ref == piet.ref and "vervolgvraag" in told.text and format_when(asked.due, "nl") in told.text
+    answered = [f for f in result.of("staff_reply") if f.ref == piet.ref][-1]
+    assert "vervolgvraag vastgelegd" in answered.data["staff_chat"]
+    assert len([f for f in result.of("acknowledgement") if f.recipient == PIET]) == 1
+
+
 def test_a_critical_incident_is_paged_every_15_minutes_until_acknowledged(demo: tuple[DemoResult, str]) -> None:
     result, _ = demo
     (logged,) = result.of("incident_logged")

@@ -180,6 +180,10 @@ def ticket_json(ticket: TicketRecord) -> dict[str, Any]:
         "queue_priority": ticket.queue_priority, "decision": ticket.decision, "reasons": list(ticket.reasons),
         "kind_rule": ticket.kind_rule, "kind_reasons": list(ticket.kind_reasons),
         "needs_release": ticket.needs_release, "waiting_since": local_iso(ticket.waiting_since),
+        # R24: the current response deadline (a follow-up question's; the first response's until one comes), when
+        # the follow-up question that waits for staff arrived, and when staff answered the latest question
+        "response_due": local_iso(ticket.current_due), "followup_at": local_iso(ticket.followup_at),
+        "responded_at": local_iso(ticket.current_answer),
     }
 
 

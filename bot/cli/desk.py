@@ -38,10 +38,13 @@ def cmd_reply(args: argparse.Namespace, out: TextIO) -> int:
     result = _act(args, lambda d: d.reply(args.ref, args.text, staff_name(args), clarify=args.clarify))
     first = (" (first response recorded, reminders stopped; if it fails for good the ticket is unanswered again "
              "and staff are told)" if result.first_response else "")
+    if result.follow_up:
+        first = " (response to the follow-up question recorded, reminders stopped)"
     what = "question queued; waits for the customer" if args.clarify else "queued for the customer"
     # R8: a reply counts when it is queued; the outbox sends it when its channel is on
     return _print(out, args, result, f"{result.ref}: {what}{first}", first_response=result.first_response,
-                  queued=result.delivery_state == DeliveryState.QUEUED.value, delivery_state=result.delivery_state)
+                  queued=result.delivery_state == DeliveryState.QUEUED.value, delivery_state=result.delivery_state,
+                  follow_up=result.follow_up)
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:

@@ -21,7 +21,8 @@ from storage.repositories import TicketRepository
 
 
 def cmd_tickets_list(args: argparse.Namespace, out: TextIO) -> int:
-    """The tickets in queue order, one line each (``--json``: one array)."""
+    """The tickets in queue order, one line each with the current response deadline (R24) (``--json``: one
+    array)."""
     tickets = with_database(args, lambda _, db: db.run(lambda s: TicketRepository(s).queue(args.state)))
     if args.json:
         out.write(json.dumps([ticket_json(t) for t in tickets]) + "\n")
@@ -29,7 +30,7 @@ def cmd_tickets_list(args: argparse.Namespace, out: TextIO) -> int:
     if not tickets:
         out.write("no tickets\n")
     for t in tickets:
-        due = local_iso(t.first_response_due) or "-"
+        due = local_iso(t.current_due) or "-"
         out.write(f"{t.ref:<10} {t.state:<10} {t.priority:<8} {t.kind:<12} {t.channel:<8} "
                   f"{(t.account or '(unverified)')[:24]:<24} {(t.plan or '-'):<13} due {due}\n")
     return 0
@@ -56,6 +57,9 @@ def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
               f"plan: {ticket.plan or '-'}\n")
     out.write(f"received: {data['received_at']}; first response due: {data['first_response_due'] or '-'}; "
               f"answered: {data['first_responded_at'] or '-'}\n")
+    if ticket.asked_again:
+        out.write(f"follow-up question: {data['followup_at'] or 'answered'}; response due: "
+                  f"{data['response_due'] or '-'}; answered: {data['responded_at'] or '-'}\n")
     out.write(f"resolution: {data['resolution_due_min'] or '-'} .. {data['resolution_due_max'] or '-'}\n")
     for reason in (*ticket.reasons, *ticket.kind_reasons):
         out.write(f"  why: {reason}\n")

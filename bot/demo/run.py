@@ -125,7 +125,8 @@ class Fact:
 
     ``kind``: desk_opened, customer (someone writes or calls), acknowledgement, third_party_refused, unknown_sender, channel_not_in_plan,
     announced, resolved, punch_card_bought, staff_reply, quote_sent, quote_agreed, staff_told, hours_billed,
-    punch_card_renewed, reminder, breach, incident_logged, page, page_acknowledged, paging_stopped, statement.
+    punch_card_renewed, follow_up, follow_up_announced, reminder, breach, incident_logged, page, page_acknowledged,
+    paging_stopped, statement.
     ``channel`` is where it arrived (whatsapp, email, phone, telegram, billing) and ``recipient`` who got it;
     ``text`` is the message as received.
     """
@@ -500,6 +501,9 @@ class _Stage:
             if text.startswith("🆕"):
                 self.tell("announced", f"the staff chat is told of {ref}, with buttons to take or resolve it",
                           channel="telegram", ref=ref, text=text)
+            elif text.startswith("💬"):
+                self.tell("follow_up_announced", f"the staff chat is told of the follow-up question on {ref}, with "
+                          "its new response deadline (R24)", channel="telegram", ref=ref, text=text)
             else:
                 self.tell("staff_told", f"the staff chat is told the billing news of {ref}", channel="telegram",
                           ref=ref, text=text)
@@ -636,6 +640,18 @@ async def _mailcampaigns(stage: _Stage) -> None:
                    "invoiced automatically (R20)", channel="whatsapp", recipient=PIET, ref=piet.ref,
                    text=sent["body"])
         await stage.staff_round(desk)
+        clock.set(clock.local(15, 30))  # Piet asks again: a new response deadline, no second acknowledgement (R24)
+        await stage.whatsapp_in(desk, PIET, "Piet de Vries", "Kunnen jullie ook de mailing van volgende week bekijken?")
+        piet = await stage.ticket(desk, piet.ref)
+        stage.tell("follow_up", f"Piet's follow-up question puts {piet.ref} back in the queue, response due "
+                   f"{_when(piet.response_due)}; he gets no second acknowledgement", ref=piet.ref,
+                   due=piet.response_due)
+        await stage.staff_round(desk)
+        clock.set(clock.local(15, 45))
+        answer = await stage.staff_says(chat, "anna", f"/reply {piet.ref} Ja Piet, stuur hem maar op.")
+        await stage.whatsapp_to(PIET, "Anna's answer to the follow-up question")
+        stage.tell("staff_reply", "@anna answers the follow-up question: response recorded, its reminders stopped",
+                   channel="whatsapp", recipient=PIET, ref=piet.ref, data={"staff_chat": answer})
 
         # nobody answers Sanne: 75% of the window, one hour before, then the breach and its escalation (R16)
         assert desk.app.reminders is not None

@@ -192,7 +192,8 @@ class StaffConversation:
             result = self.desk.reply(ref, rest, staff, clarify=command == "clarify")
             if command == "clarify":
                 return t["clarified"].format(ref=result.ref)
-            return t["replied"].format(ref=result.ref, first=t["first"] if result.first_response else "")
+            first = t["first"] if result.first_response else t["answered_follow_up"] if result.follow_up else ""
+            return t["replied"].format(ref=result.ref, first=first)
         if command == "resolve":
             return t["resolved"].format(ref=self.desk.resolve(ref, staff).ref)
         if command == "release":
@@ -234,14 +235,15 @@ class StaffConversation:
         return t["hours"].format(hours=hours, ref=result.ref, status=t[f"status_{result.status}"], extra=extra)
 
     def queue(self, language: Language) -> str:
-        """/queue: open tickets in queue order (R15), one line each, an outage marked as the pages are."""
+        """/queue: open tickets in queue order (R15), one line each, with the current response deadline (R24);
+        an outage marked as the pages are."""
         t = CHAT_TEXTS[language]
         tickets = self.db.run(lambda s: TicketRepository(s).queue(TicketState.OPEN))
         if not tickets:
             return t["empty"]
         lines = []
         for ticket in tickets[:QUEUE_LINES]:
-            due = format_when(ticket.first_response_due, language) if ticket.first_response_due else "—"
+            due = format_when(ticket.current_due, language) if ticket.current_due else "—"
             mark = "🚨 " if ticket.priority == Priority.CRITICAL else ""
             lines.append(f"{mark}{ticket.ref} · {ticket.account or '?'} · {ticket.plan or '-'} · {due}")
         return "\n".join(lines)
@@ -249,8 +251,8 @@ class StaffConversation:
     def describe(self, ticket: TicketRecord, language: Language) -> str:
         """/ticket: the ticket, its deadline, its quote and its last messages."""
         t = CHAT_TEXTS[language]
-        due = (t["due"].format(when=format_when(ticket.first_response_due, language))
-               if ticket.first_response_due else t["no_due"])
+        label = "due_follow_up" if ticket.asked_again else "due"
+        due = t[label].format(when=format_when(ticket.current_due, language)) if ticket.current_due else t["no_due"]
         lines = [(f"{ticket.ref} · {ticket.state} · {ticket.account or '?'} ({ticket.contact or '?'}) · "
                   f"{ticket.plan or '-'} · {ticket.channel} · {ticket.kind}"), due]
         if ticket.subject:

@@ -1,5 +1,5 @@
-"""What the staff chat posts on its own: new tickets, billing notices and alerts, on-call pages, reminders and
-the weekly summary.
+"""What the staff chat posts on its own: new tickets and follow-up questions (R24), billing notices and alerts,
+on-call pages, reminders and the weekly summary.
 
 Announcements follow the audit trail from a checkpoint kept in the database
 (:meth:`storage.staffchat.StaffChatRepository.pending_posts`), so none is
@@ -31,7 +31,7 @@ from sla_engine.policy import ReminderRule
 from storage.database import Database
 from storage.records import TicketRecord
 from storage.repositories import TicketRepository
-from storage.staffchat import ALERT_EVENTS, OPENED, StaffChatRepository
+from storage.staffchat import ALERT_EVENTS, FOLLOW_UP, OPENED, StaffChatRepository
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,13 @@ class StaffRounds:
                                         when=format_when(notice.due_at, self.language))
         elif notice.escalate:
             lead = t["lead"].format(lead=f"@{self.team_lead}") if self.team_lead else ""
-            text = t["breach"].format(ref=notice.ticket_ref, who=about, when=when, staff=staff, lead=lead)
+            text = t["breach_follow_up" if notice.follow_up else "breach"].format(
+                ref=notice.ticket_ref, who=about, when=when, staff=staff, lead=lead)
         else:
-            due = t["due"].format(when=when) if notice.deadline else t["no_due"]
-            text = t["reminder"].format(ref=notice.ticket_ref, who=about, due=due, staff=staff,
-                                        which=reminder_lead(notice.spec, self.language))
+            due = t["due_follow_up" if notice.follow_up else "due"].format(when=when) if notice.deadline \
+                else t["no_due"]
+            text = t["reminder_follow_up" if notice.follow_up else "reminder"].format(
+                ref=notice.ticket_ref, who=about, due=due, staff=staff, which=reminder_lead(notice.spec, self.language))
         await self.transport.send_message(self.chat, text)
 
     # -- the weekly summary -------------------------------------------------------------
@@ -126,7 +128,8 @@ class StaffRounds:
     # -- announcements ------------------------------------------------------------------
 
     async def announce_new(self) -> int:
-        """Post every ticket opened, billing event and alert since the checkpoint; how many were posted."""
+        """Post every ticket opened, follow-up question, billing event and alert since the checkpoint; how many were
+        posted."""
         async with self._announcing:
             return await self._announce_pending()
 
@@ -138,6 +141,9 @@ class StaffRounds:
             if post.kind == OPENED and record is not None:
                 text, buttons = await self._announcement(record)
                 await self.transport.send_message(self.chat, text, buttons=buttons)
+            elif post.kind == FOLLOW_UP and record is not None:
+                text, buttons = await self._announcement(record, post.data)
+                await self.transport.send_message(self.chat, text, buttons=buttons)
             elif post.kind in ALERT_EVENTS:
                 await self.transport.send_message(self.chat, self.alert(post.kind, record, post.data))
             elif record is not None:
@@ -145,17 +151,26 @@ class StaffRounds:
             await asyncio.to_thread(self.db.run_direct, lambda d, e=post.event_id: StaffChatRepository(d).posted(e))
         return len(pending)
 
-    async def _announcement(self, ticket: TicketRecord) -> tuple[str, Buttons]:
-        """A new ticket: reference, customer, plan, channel, kind, deadline, assigned staff and an excerpt."""
+    async def _announcement(self, ticket: TicketRecord,
+                            follow_up: dict[str, Any] | None = None) -> tuple[str, Buttons]:
+        """A new ticket: reference, customer, plan, channel, kind, deadline, assigned staff and an excerpt; with
+        ``follow_up`` (the event's data) the customer's follow-up question on it, with its response deadline
+        (R24)."""
         t = CHAT_TEXTS[self.language]
-        due = (t["due"].format(when=format_when(ticket.first_response_due, self.language))
-               if ticket.first_response_due else t["no_due"])
+        if follow_up is not None:
+            deadline = follow_up.get("response_due")
+            due = (t["due_follow_up"].format(when=format_when(datetime.fromisoformat(deadline), self.language))
+                   if deadline else t["no_due"])
+        else:
+            due = (t["due"].format(when=format_when(ticket.first_response_due, self.language))
+                   if ticket.first_response_due else t["no_due"])
         account_staff = await asyncio.to_thread(
             self.db.read_direct, lambda d: StaffChatRepository(d).account_staff(ticket.account_id))
         staff = assigned_staff(ticket.terms, account_staff)
-        text = t["new"].format(ref=ticket.ref, who=who(ticket.account, ticket.plan),
-                               channel=ticket.channel, kind=ticket.kind, due=due,
-                               staff=f" @{staff}" if staff else "", excerpt=first_words(ticket))
+        excerpt = first_words(ticket, None if follow_up is None else follow_up.get("message"))
+        text = t["new" if follow_up is None else "follow_up"].format(
+            ref=ticket.ref, who=who(ticket.account, ticket.plan), channel=ticket.channel, kind=ticket.kind, due=due,
+            staff=f" @{staff}" if staff else "", excerpt=excerpt)
         return text, [[(t["take"], f"take:{ticket.ref}"), (t["reply_button"], f"reply:{ticket.ref}"),
                        (t["resolve"], f"resolve:{ticket.ref}")]]
 

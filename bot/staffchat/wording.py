@@ -25,9 +25,11 @@ def who(*names: str | None) -> str:
     return ", ".join(x for x in names if x) or "?"
 
 
-def first_words(ticket: TicketRecord) -> str:
-    """The customer's first message on one line (the subject without one), cut at :data:`EXCERPT_CHARS`."""
-    first_in = next((msg for msg in ticket.messages if msg.direction == "in"), None)
+def first_words(ticket: TicketRecord, message_id: int | None = None) -> str:
+    """The customer's first message (or the message ``message_id``) on one line (the subject without one), cut at
+    :data:`EXCERPT_CHARS`."""
+    first_in = next((msg for msg in ticket.messages if msg.direction == "in"
+                     and (message_id is None or msg.id == message_id)), None)
     return " ".join((first_in.text if first_in else ticket.subject or "").split())[:EXCERPT_CHARS]
 
 

@@ -1,8 +1,9 @@
 """What the dashboard's pages show, built from the repositories' records (pure: time and texts are passed in).
 
-- :func:`due_state`: where a ticket stands against its first-response
-  deadline (``soon`` within the configured window, ``breached`` past it,
-  ``met``/``late`` once a staff member answered).
+- :func:`due_state`: where a ticket stands against its current response
+  deadline, the first response's or a follow-up question's (R24): ``soon``
+  within the configured window, ``breached`` past it, ``met``/``late`` once a
+  staff member answered.
 - :func:`queue_rows`: the open queue, in the order the repository gives it
   (critical Premium, critical Business, other critical, Premium, then by deadline: R15).
 - :func:`timeline`: one ticket's messages, audit-trail events, reminders,
@@ -32,6 +33,7 @@ from storage.records import (
     TicketRecord,
     TicketState,
     TimeEntryRecord,
+    reminder_rule,
 )
 
 DueState = Literal["none", "ok", "soon", "breached", "met", "late"]
@@ -39,12 +41,14 @@ ItemKind = Literal["in", "out", "event", "reminder", "hours", "quote"]
 
 
 def due_state(ticket: TicketRecord, now: datetime, soon: timedelta) -> DueState:
-    """Where ``ticket`` stands against its first-response deadline at ``now``."""
-    due = ticket.first_response_due
+    """Where ``ticket`` stands against its current response deadline at ``now``: the first response's, or a
+    follow-up question's (R24)."""
+    due = ticket.current_due
     if due is None:
         return "none"
-    if ticket.first_responded_at is not None:
-        return "met" if ticket.first_responded_at <= due else "late"
+    answered = ticket.current_answer
+    if answered is not None:
+        return "met" if answered <= due else "late"
     if now >= due:
         return "breached"
     return "soon" if due - now <= soon else "ok"
@@ -78,9 +82,12 @@ class QueueRow:
     channel: str
     subject: str | None
     received_at: datetime
-    due: datetime | None
-    answered_at: datetime | None
+    due: datetime | None  # the current response deadline (R24)
+    answered_at: datetime | None  # when staff answered the latest question; None while it waits
     due_state: DueState
+    first_response_due: datetime | None = None
+    first_responded_at: datetime | None = None
+    follow_up: bool = False  # the deadline is a follow-up question's (R24)
 
     def as_json(self) -> dict[str, Any]:
         def iso(instant: datetime | None) -> str | None:
@@ -89,8 +96,9 @@ class QueueRow:
         return {"ref": self.ref, "account": self.account, "contact": self.contact, "plan": self.plan,
                 "premium": self.premium, "priority": self.priority, "kind": self.kind, "state": self.state,
                 "channel": self.channel, "subject": self.subject, "received_at": iso(self.received_at),
-                "first_response_due": iso(self.due), "first_responded_at": iso(self.answered_at),
-                "due_state": self.due_state}
+                "first_response_due": iso(self.first_response_due),
+                "first_responded_at": iso(self.first_responded_at), "response_due": iso(self.due),
+                "responded_at": iso(self.answered_at), "follow_up": self.follow_up, "due_state": self.due_state}
 
 
 def _premium(ticket: TicketRecord) -> bool:
@@ -103,8 +111,9 @@ def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
                plan_title: Callable[[str | None], str | None]) -> list[QueueRow]:
     """The queue's rows, in the order given (``TicketRepository.queue(TicketState.OPEN)``)."""
     return [QueueRow(t.ref, t.account, t.contact, plan_title(t.plan), _premium(t), t.priority, t.kind,
-                     t.state, t.channel, t.subject, t.received_at, t.first_response_due, t.first_responded_at,
-                     due_state(t, now, soon)) for t in tickets]
+                     t.state, t.channel, t.subject, t.received_at, t.current_due, t.current_answer,
+                     due_state(t, now, soon), t.first_response_due, t.first_responded_at, t.asked_again)
+            for t in tickets]
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,8 @@ def timeline(ticket: TicketRecord, events: Sequence[Mapping[str, Any]], reminder
     items: list[TimelineItem] = [_message_item(msg, words, ticket.reasons) for msg in ticket.messages]
     items.extend(_event_item(event) for event in events)
     for reminder in reminders:
-        items.append(TimelineItem(reminder.due_at, "reminder", words["reminder"].format(spec=reminder.spec),
+        rule = reminder_rule(reminder.spec)
+        items.append(TimelineItem(reminder.due_at, "reminder", words["reminder"].format(spec=rule),
                                   state=reminder.state,
                                   details=(words["reminder_escalate"],) if reminder.escalate else ()))
     for entry in entries:
