@@ -241,7 +241,8 @@ class Application:
         if cfg.twilio.voice_configured:  # the outage line: POST /webhooks/twilio/voice
             self.voice = VoiceLine(cfg.twilio, cfg.http, self.pipeline, language=cfg.language, now=self.now,
                                    on_callback=self.reminders.wake if self.reminders is not None else None)
-            self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer))
+            self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer,
+                                            self.voice.dialled))
         self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
                                            writer=self.writer.urgent if self.writer is not None else None)
         dispatcher, interval = self.dispatcher, self.dispatch_interval

@@ -22,26 +22,33 @@ call's time, through the same :func:`bot.desk.record_response` as a staff
 reply (its reminders cancelled). The caller's acknowledgement then promises no
 response deadline (template ``call_answered``). A call to the outage line
 stays on on-call's pages until someone acknowledges it (R17), and a missed
-call is no response.
+call is no response. When the outage line puts the caller through and on-call
+answers (:func:`answered_by_oncall`, from the ``<Dial>``'s action webhook),
+that call is the ticket's response and on-call's acknowledgement: the pages stop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from bot.accounts import Problem
 from bot.desk import record_response
 from bot.intake import IntakePipeline, IntakeResult, Outcome
 from bot.reminders import CALLBACK, callback_spec
-from channels.calls import Call, call_message, parse_call, read_rows
+from channels.calls import Call, call_external_id, call_message, parse_call, read_rows
+from channels.messages import ChannelName
 from sla_engine.calendar import BusinessCalendar
-from sla_engine.policy import Preset
+from sla_engine.policy import Preset, Priority
+from storage.database import Session
 from storage.direct import Direct
+from storage.staffchat import ACKNOWLEDGED
 from storage.repositories import ReminderRepository, TicketRepository
 
 ON_A_TICKET = (Outcome.NEW_TICKET, Outcome.REPLY, Outcome.UNKNOWN_SENDER)
 ANSWERED_BY_SOMEONE = "phone"  # who took an answered call whose log names no agent
+ONCALL = "on-call"  # who took a call the outage line put through
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,27 @@ def log_call(pipeline: IntakePipeline, call: Call, raw: bytes = b"") -> LoggedCa
     return LoggedCall(result, bool(planned))
 
 
+def answered_by_oncall(pipeline: IntakePipeline, call_id: str, answered_at: datetime) -> str | None:
+    """On-call answered the outage-line call ``call_id`` (a CallSid) at ``answered_at``: the call's ticket gets its
+    response (:func:`bot.desk.record_response`), and a critical one on-call's acknowledgement, so the pages stop
+    (R8, R17). The ticket's reference; None when the call was not logged (a withheld number)."""
+    def work(s: Session) -> str | None:
+        tickets = TicketRepository(s)
+        message_id = tickets.message_id_for(ChannelName.PHONE.value, "in", call_external_id(call_id))
+        ticket_id = None if message_id is None else tickets.message(message_id).ticket_id
+        if message_id is None or ticket_id is None:
+            return None
+        tickets.set_staff(message_id, ONCALL)
+        ticket = tickets.get(ticket_id)
+        now = pipeline.now()
+        if record_response(s, ticket, now, at=answered_at) and ticket.priority == Priority.CRITICAL.value:
+            tickets.add_event(ACKNOWLEDGED, now, ticket_id=ticket_id, message_id=message_id, actor=ONCALL,
+                              data={"by": "phone"})
+        return ticket.ref
+
+    return pipeline.db.run(work)
+
+
 def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
     """Every call of the log through the intake; bad rows reported, the rest imported."""
     report = CallImport()
@@ -119,4 +147,4 @@ def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
     return report
 
 
-__all__ = ["CallImport", "LoggedCall", "import_calls", "log_call", "opening_calendar"]
+__all__ = ["CallImport", "LoggedCall", "answered_by_oncall", "import_calls", "log_call", "opening_calendar"]

@@ -24,6 +24,14 @@ texts are :data:`bot.texts.VOICE_TEXTS`):
   reminder when it came in during opening hours); the caller hears that there
   is no outage service and that the desk will come back to them.
 
+When the caller is put through, the ``<Dial>`` carries an ``action`` URL
+(``POST /webhooks/twilio/voice/dialled``, signed like every Twilio webhook):
+Twilio posts there when on-call's leg ends. ``DialCallStatus`` ``completed``
+means on-call answered: the call is the ticket's response from the moment
+on-call picked up (the end minus ``DialCallDuration``), and on-call's
+acknowledgement, so the pages stop (:func:`bot.calls.answered_by_oncall`). The
+answer is empty TwiML: the call ends.
+
 Twilio may post the same call again (a retry, the fallback URL): the CallSid
 is stored once and the caller hears the same answer. A withheld number cannot
 be logged: the caller is asked to call again with the number shown or to
@@ -36,16 +44,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.calls import log_call
+from bot.calls import answered_by_oncall, log_call
 from bot.i18n import Language
 from bot.intake import Outcome
 from bot.texts import VOICE_TEXTS
 from channels.identity import IdentityError
 from channels.messages import utc_now
-from channels.whatsapp import parse_voice_call, voice_answer
+from channels.whatsapp import EMPTY_TWIML, parse_dial_result, parse_voice_call, voice_answer
 
 if TYPE_CHECKING:
     from bot.config import HttpConfig, TwilioConfig
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DIALLED_PATH = "/webhooks/twilio/voice/dialled"  # the <Dial>'s action: on-call's leg ended
 LOGGED = (Outcome.NEW_TICKET, Outcome.UNKNOWN_SENDER, Outcome.REPLY, Outcome.DUPLICATE)
 
 
@@ -94,6 +103,23 @@ class VoiceLine:
             return self._answer("not_taken", dial=False)
         return self._answer("paged", dial=True, charge=critical.outage_charge_warning)
 
+    async def dialled(self, params: Mapping[str, str], body: bytes) -> str:
+        """On-call's leg of a call put through ended (the ``<Dial>``'s action webhook): when on-call answered, the
+        call is the ticket's response and acknowledgement (committed first); empty TwiML, the call ends.
+        :class:`channels.whatsapp.WebhookError` when the form names no call."""
+        result = parse_dial_result(params)
+        if result.answered:
+            answered_at = self.now() - timedelta(seconds=result.duration)
+            ref = await asyncio.to_thread(answered_by_oncall, self.pipeline, result.call_id, answered_at)
+            log.info("voice call %s answered by on-call (%ss): %s", result.call_id, result.duration,
+                     ref or "no ticket")
+        return EMPTY_TWIML
+
+    @property
+    def dial_action(self) -> str:
+        """The ``<Dial>``'s action URL: the public URL when set (Twilio signs what it requests), else the path."""
+        return (self.public_url or "").rstrip("/") + DIALLED_PATH
+
     def _answer(self, what: str, *, dial: bool, charge: bool = False) -> str:
         t = VOICE_TEXTS[self.language]
         dialling = dial and self.oncall_number is not None
@@ -104,7 +130,8 @@ class VoiceLine:
             spoken.append(t["through"])
         elif what == "paged":
             spoken.append(t["later"])
-        return voice_answer(" ".join(spoken), self.language, dial=self.oncall_number if dialling else None)
+        return voice_answer(" ".join(spoken), self.language, dial=self.oncall_number if dialling else None,
+                            action=self.dial_action)
 
 
-__all__ = ["VoiceLine"]
+__all__ = ["DIALLED_PATH", "VoiceLine"]

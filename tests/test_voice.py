@@ -29,6 +29,7 @@ from bot.demo.standins.telegram import TelegramStandIn
 from storage import models as m
 from storage.records import AccountInput, ContactInput, ReminderRecord, TicketRecord
 from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
+from storage.staffchat import StaffChatRepository
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ TOKEN = "test-auth-token"
 SID = "AC0123456789abcdef0123456789abcdef"
 PUBLIC = "https://support.example.nl"
 VOICE = "/webhooks/twilio/voice"
+DIALLED = "/webhooks/twilio/voice/dialled"
 OUTAGE_NUMBER = "+31201234567"
 PIET = "+31612345678"  # Bakkerij de Vries: paynl business / mailcampaigns licentie
 KLEIN = "+31687654321"  # Webshop Klein: paynl pioneer (chat only)
@@ -204,7 +206,7 @@ def test_the_outage_line_puts_the_caller_through_and_refuses_what_it_cannot_take
         async with outage_line(tmp_path, "paynl", twilio_extra='oncall_number = "06 11 22 33 44"\n') as line:
             answer = await line.call(call_form("CA200"))
             assert "U wordt nu doorverbonden." in answer.text
-            assert '<Dial timeout="30">+31611223344</Dial>' in answer.text
+            assert f'<Dial action="{PUBLIC}{DIALLED}" timeout="30">+31611223344</Dial>' in answer.text
             # a withheld number cannot be logged; the caller is still put through to on-call
             hidden = await line.call(call_form("CA201", "anonymous"))
             assert hidden.status_code == 200 and "afgeschermd" in hidden.text and "<Dial" in hidden.text
@@ -230,7 +232,7 @@ def test_a_pioneer_caller_on_the_outage_line_is_taken_paged_and_warned_of_the_ch
             assert answer.status_code == 200
             assert "dienstdoende engineer wordt nu opgeroepen" in answer.text
             assert "binnen uw eigen domein" in answer.text and "kosten van de storingsdienst" in answer.text
-            assert '<Dial timeout="30">+31611223344</Dial>' in answer.text
+            assert f'<Dial action="{PUBLIC}{DIALLED}" timeout="30">+31611223344</Dial>' in answer.text
             assert "niet als storing" not in answer.text
             (ticket,) = await line.tickets()
             assert (ticket.priority, ticket.plan, ticket.state, ticket.account) == ("critical", "pioneer", "open",
@@ -285,5 +287,73 @@ def test_a_missed_call_in_opening_hours_reaches_the_staff_chat_at_once(tmp_path:
             await until(pinged, timeout=5, what="the callback ping, well before the reminders' poll")
             (ping,) = [s.text for s in standin.messages_to(STAFF_CHAT) if (s.text or "").startswith("📞")]
             assert PIET in (ping or "")
+
+    asyncio.run(main())
+
+
+
+def dial_form(sid: str, status: str, duration: int | None = None) -> dict[str, str]:
+    """What Twilio posts to the ``<Dial>``'s action URL when the dialled leg (on-call's phone) ends."""
+    form = {"CallSid": sid, "AccountSid": SID, "From": PIET, "To": OUTAGE_NUMBER, "CallStatus": "in-progress",
+            "DialCallSid": "CA-leg-" + sid, "DialCallStatus": status, "Direction": "inbound"}
+    if duration is not None:
+        form["DialCallDuration"] = str(duration)
+    return form
+
+
+def test_a_call_on_call_answered_is_the_response_and_stops_the_pages(tmp_path: Path, db_url: str) -> None:
+    """R8/R17: the ``<Dial>``'s action tells slabot whether on-call answered; an answered call is the ticket's
+    response (its time the moment on-call picked up) and on-call's acknowledgement, so the re-paging stops."""
+    async def main() -> None:
+        async with outage_line(tmp_path, "paynl", telegram=True, db_url=db_url,
+                               twilio_extra='oncall_number = "06 11 22 33 44"\n') as line:
+            answer = await line.call(call_form("CA500"))
+            assert f'<Dial action="{PUBLIC}{DIALLED}" timeout="30">+31611223344</Dial>' in answer.text
+            await line.call(call_form("CA501", KLEIN))
+            assert line.app.db is not None
+            db = line.app.db
+
+            def due(at: datetime) -> list[str]:
+                return [p.ref for p in db.run_direct(lambda d: StaffChatRepository(d).pages_due(
+                    at, timedelta(minutes=15)))]
+
+            async def dialled(form: dict[str, str], signature: str | None = "auto",
+                              content: bytes | None = None) -> httpx.Response:
+                headers = {} if signature is None else {
+                    "X-Twilio-Signature": sign(form, PUBLIC + DIALLED) if signature == "auto" else signature}
+                if content is not None:
+                    return await line.http.post(line.base + DIALLED, content=content, headers={
+                        **headers, "Content-Type": "application/x-www-form-urlencoded"})
+                return await line.http.post(line.base + DIALLED, data=form, headers=headers)
+
+            answered = dial_form("CA500", "completed", 125)
+            # refused like every Twilio webhook: unsigned, signed for another route, too big, not UTF-8
+            assert (await dialled(answered, signature=None)).status_code == 403
+            assert (await dialled(answered, signature=sign(answered))).status_code == 403
+            assert (await dialled(answered, content=b"x" * (70 * 1024))).status_code == 413
+            assert (await dialled(answered, content=b"CallSid=\xff\xfe")).status_code == 400
+            missing = {k: v for k, v in answered.items() if k != "CallSid"}
+            assert (await dialled(missing)).status_code == 400
+            assert len(await line.tickets()) == 2 and all(t.first_responded_at is None for t in await line.tickets())
+
+            line.clock.at = NIGHT + timedelta(minutes=3)
+            ok = await dialled(answered)
+            assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/xml")
+            assert "<Response" in ok.text and "<Say" not in ok.text and "<Dial" not in ok.text
+            again = await dialled(answered)  # Twilio retries: the same response, nothing more
+            assert again.status_code == 200
+            # on-call did not pick up the second caller: no response, still paged
+            assert (await dialled(dial_form("CA501", "no-answer", 0))).status_code == 200
+            (piet,) = [t for t in await line.tickets() if t.thread_key == PIET]
+            (klein,) = [t for t in await line.tickets() if t.thread_key == KLEIN]
+            assert piet.first_responded_at == NIGHT + timedelta(minutes=3) - timedelta(seconds=125)
+            assert klein.first_responded_at is None
+            (call,) = [msg for msg in piet.messages if msg.direction == "in"]
+            assert call.staff == "on-call"
+            later = NIGHT + timedelta(hours=1)
+            assert due(later) == [klein.ref]  # on-call spoke to Piet: no more pages for his outage
+            acks = await line.db(lambda s: s.scalars(select(m.Event).where(
+                m.Event.kind == "critical_acknowledged")).all())
+            assert [(e.ticket_id, e.actor) for e in acks] == [(piet.id, "on-call")]
 
     asyncio.run(main())

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.voice import DIALLED_PATH
 from bot.web.limits import PayloadTooLarge, read_limited
 from channels.messages import InboundMessage
 from channels.whatsapp import (
@@ -105,15 +106,22 @@ def whatsapp_routes(auth_token: str, public_url: str | None, ingest: Ingest, app
             Route(STATUS_PATH, twilio_endpoint(auth_token, public_url, status), methods=["POST"])]
 
 
-def voice_routes(auth_token: str, public_url: str | None, answer: AnswerCall) -> list[Route]:
+def voice_routes(auth_token: str, public_url: str | None, answer: AnswerCall,
+                 dialled: AnswerCall | None = None) -> list[Route]:
     """``POST /webhooks/twilio/voice``: a call to the outage number, answered in TwiML by ``answer`` (which logs
-    it first); 400 when the form is not a call."""
+    it first); 400 when the form is not a call. ``POST /webhooks/twilio/voice/dialled`` (with ``dialled``): the
+    transfer to on-call ended, answered in TwiML by ``dialled`` (which records an answered call first)."""
 
-    async def call(params: dict[str, str], body: bytes) -> Response:
-        return Response(await answer(params, body), media_type="text/xml")
+    def twiml(handle: AnswerCall) -> Handler:
+        async def respond(params: dict[str, str], body: bytes) -> Response:
+            return Response(await handle(params, body), media_type="text/xml")
+        return respond
 
-    return [Route(VOICE_PATH, twilio_endpoint(auth_token, public_url, call), methods=["POST"])]
+    routes = [Route(VOICE_PATH, twilio_endpoint(auth_token, public_url, twiml(answer)), methods=["POST"])]
+    if dialled is not None:
+        routes.append(Route(DIALLED_PATH, twilio_endpoint(auth_token, public_url, twiml(dialled)), methods=["POST"]))
+    return routes
 
 
-__all__ = ["MAX_WEBHOOK_BYTES", "STATUS_PATH", "VOICE_PATH", "WEBHOOK_PATH", "signed_params", "twilio_endpoint",
+__all__ = ["DIALLED_PATH", "MAX_WEBHOOK_BYTES", "STATUS_PATH", "VOICE_PATH", "WEBHOOK_PATH", "signed_params", "twilio_endpoint",
            "voice_routes", "whatsapp_routes"]

@@ -9,9 +9,10 @@ from channels.calls.log import (
     AMSTERDAM,
     Call,
     CallLogError,
+    call_external_id,
     call_message,
     parse_call,
     read_rows,
 )
 
-__all__ = ["AMSTERDAM", "Call", "CallLogError", "call_message", "parse_call", "read_rows"]
+__all__ = ["AMSTERDAM", "Call", "CallLogError", "call_external_id", "call_message", "parse_call", "read_rows"]

@@ -162,11 +162,16 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
+def call_external_id(call_id: str) -> str:
+    """The id a call's message is stored under on the phone channel: ``call:<call_id>``."""
+    return f"call:{call_id}"
+
+
 def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
     """The call as an inbound message on the phone channel (id ``call:<call_id>``)."""
-    return InboundMessage(ChannelName.PHONE, f"call:{call.call_id}", phone_identity(call.caller), call.at,
+    return InboundMessage(ChannelName.PHONE, call_external_id(call.call_id), phone_identity(call.caller), call.at,
                           call.text(), subject="Gemiste oproep" if call.missed else "Telefoongesprek",
                           recipient=call.called, critical=call.critical, answered=not call.missed, raw=raw)
 
 
-__all__ = ["AMSTERDAM", "Call", "CallLogError", "call_message", "parse_call", "read_rows"]
+__all__ = ["AMSTERDAM", "Call", "CallLogError", "call_external_id", "call_message", "parse_call", "read_rows"]

@@ -23,7 +23,7 @@ from channels.whatsapp.rest import (
     rest_client,
     translate_error,
 )
-from channels.whatsapp.voice import parse_voice_call, voice_answer
+from channels.whatsapp.voice import DialResult, parse_dial_result, parse_voice_call, voice_answer
 from channels.whatsapp.webhook import (
     EMPTY_TWIML,
     OUTSIDE_WINDOW_CODES,
@@ -38,8 +38,9 @@ from channels.whatsapp.webhook import (
 )
 
 __all__ = [
-    "EMPTY_TWIML", "OUTSIDE_WINDOW_CODES", "SESSION_WINDOW", "STATUS_STATES", "LastInbound", "LocalApiHttpClient",
-    "StatusUpdate", "TemplateChoice", "TemplateFor", "TwilioError", "TwilioHttpClient", "WebhookError",
-    "WhatsAppSender", "parse_status_callback", "parse_voice_call", "parse_whatsapp_webhook", "rebase_url",
+    "EMPTY_TWIML", "OUTSIDE_WINDOW_CODES", "SESSION_WINDOW", "STATUS_STATES", "DialResult", "LastInbound",
+    "LocalApiHttpClient", "StatusUpdate", "TemplateChoice", "TemplateFor", "TwilioError", "TwilioHttpClient",
+    "WebhookError", "WhatsAppSender", "parse_dial_result", "parse_status_callback", "parse_voice_call",
+    "parse_whatsapp_webhook", "rebase_url",
     "rest_client", "sign_request", "signature_url", "signature_valid", "translate_error", "voice_answer",
 ]

@@ -3,12 +3,14 @@
 :func:`parse_voice_call` reads the call into a :class:`channels.calls.Call` (a
 missed call: no one at the desk took it); :func:`voice_answer` builds the
 answer: a sentence spoken in the caller's language, optionally a transfer to
-the on-call number, then the end of the call.
+the on-call number, then the end of the call. :func:`parse_dial_result` reads
+what Twilio posts to the transfer's ``action`` URL when on-call's leg ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -39,15 +41,37 @@ def parse_voice_call(params: Mapping[str, str], received_at: datetime, *, critic
                 missed=True, agent=None, notes=notes, critical=critical)
 
 
-def voice_answer(spoken: str, language: str, *, dial: str | None = None) -> str:
-    """TwiML that says ``spoken`` in ``language`` (``nl``, ``en``), puts the call through to ``dial`` if given,
-    and hangs up."""
+@dataclass(frozen=True)
+class DialResult:
+    """How the transfer to on-call ended: the caller's CallSid, whether on-call answered, and how long they spoke."""
+
+    call_id: str
+    answered: bool
+    duration: int  # seconds on-call was on the line (0 when not answered)
+
+
+def parse_dial_result(params: Mapping[str, str]) -> DialResult:
+    """The form Twilio posts to a ``<Dial>``'s ``action`` URL when the dialled leg ends (``DialCallStatus``
+    ``completed``: answered); :class:`WebhookError` without a CallSid or with a duration that is no number."""
+    sid = params.get("CallSid", "").strip()
+    if not sid or len(sid) > MAX_VOICE_FIELD:
+        raise WebhookError("missing or overlong field CallSid")
+    answered = params.get("DialCallStatus", "").strip().lower() == "completed"
+    raw = params.get("DialCallDuration", "").strip() or "0"
+    if not raw.isdigit() or len(raw) > 6:
+        raise WebhookError("field DialCallDuration is not a number of seconds")
+    return DialResult(sid, answered, int(raw) if answered else 0)
+
+
+def voice_answer(spoken: str, language: str, *, dial: str | None = None, action: str | None = None) -> str:
+    """TwiML that says ``spoken`` in ``language`` (``nl``, ``en``), puts the call through to ``dial`` if given
+    (Twilio posts to ``action`` when that leg ends), and hangs up."""
     twiml = VoiceResponse()
     twiml.say(spoken, language=SAY_LANGUAGE[language])
     if dial is not None:
-        twiml.dial(dial, timeout=DIAL_TIMEOUT)
+        twiml.dial(dial, timeout=DIAL_TIMEOUT, **({"action": action} if action else {}))
     twiml.hangup()
     return str(twiml)
 
 
-__all__ = ["parse_voice_call", "voice_answer"]
+__all__ = ["DialResult", "parse_dial_result", "parse_voice_call", "voice_answer"]
