@@ -25,11 +25,18 @@ stays on on-call's pages until someone acknowledges it (R17), and a missed
 call is no response. When the outage line puts the caller through and on-call
 answers (:func:`answered_by_oncall`, from the ``<Dial>``'s action webhook),
 that call is the ticket's response and on-call's acknowledgement: the pages stop.
+
+A call staff made to a contact (``calls log --outbound --ticket REF``, or a
+log row whose ``direction`` is outbound: it joins the open ticket of the
+contact with the number called, and opens none) is stored as an outbound phone
+message on the ticket (:func:`log_outbound`); answered, it is a response
+through the same :func:`bot.desk.record_response`; missed, it is logged and is
+no response.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,16 +45,18 @@ from bot.desk import record_response
 from bot.intake import IntakePipeline, IntakeResult, Outcome
 from bot.reminders import CALLBACK, callback_spec
 from channels.calls import Call, call_external_id, call_message, parse_call, read_rows
-from channels.messages import ChannelName
+from channels.messages import ChannelName, DeliveryState
 from sla_engine.calendar import BusinessCalendar
 from sla_engine.policy import Preset, Priority
 from storage.database import Session
 from storage.direct import Direct
 from storage.staffchat import ACKNOWLEDGED
-from storage.repositories import ReminderRepository, TicketRepository
+from storage.records import OPEN_STATES
+from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
 
 ON_A_TICKET = (Outcome.NEW_TICKET, Outcome.REPLY, Outcome.UNKNOWN_SENDER)
 ANSWERED_BY_SOMEONE = "phone"  # who took an answered call whose log names no agent
+OUTBOUND_CALL = "call_outbound"  # the purpose of an outbound call's message, and the event that logs it
 ONCALL = "on-call"  # who took a call the outage line put through
 
 
@@ -131,6 +140,59 @@ def answered_by_oncall(pipeline: IntakePipeline, call_id: str, answered_at: date
     return pipeline.db.run(work)
 
 
+@dataclass(frozen=True)
+class OutboundLogged:
+    """What logging an outbound call did: its ticket (None: no open ticket of a contact with that number),
+    whether it was logged already, and whether it was the ticket's first response."""
+
+    ref: str | None
+    duplicate: bool = False
+    first_response: bool = False
+
+
+def log_outbound(pipeline: IntakePipeline, call: Call, ref: str | None = None) -> OutboundLogged:
+    """A call staff made to a contact (``call.outbound``), on the ticket ``ref`` or else the open ticket of the
+    contact whose number was called: an outbound phone message on the ticket (never sent: it is a record), and,
+    answered, a response (:func:`bot.desk.record_response`, R8) that also ends the callbacks still planned. A
+    missed one is logged and is no response. :class:`KeyError` for an unknown ``ref``."""
+    def work(s: Session) -> OutboundLogged:
+        tickets, accounts = TicketRepository(s), AccountRepository(s)
+        external_id = call_external_id(call.call_id)
+        if ref is not None:
+            ticket_id = tickets.id_for_ref(ref)
+            if ticket_id is None:
+                raise KeyError(ref)
+        else:
+            assert call.called is not None
+            ticket_id = next((found for contact, _ in accounts.find("phone", call.called)
+                              if (found := tickets.open_ticket_of_contact(contact.id)) is not None), None)
+            if ticket_id is None:
+                return OutboundLogged(None)
+        ticket = tickets.get(ticket_id)
+        if tickets.message_id_for(ChannelName.PHONE.value, "out", external_id) is not None:
+            return OutboundLogged(ticket.ref, duplicate=True)
+        now = pipeline.now()
+        recipient = call.called or (accounts.identity(ticket.contact_id, "phone") if ticket.contact_id else None)
+        answered = not call.missed
+        staff = call.agent or ANSWERED_BY_SOMEONE
+        message_id = tickets.add_message(
+            ticket_id=ticket.id, account_id=ticket.account_id, contact_id=ticket.contact_id, direction="out",
+            channel=ChannelName.PHONE.value, external_id=external_id, sender=call.caller or None,
+            recipient=recipient, subject="Telefoongesprek", text=replace(call, called=recipient).text(), at=call.at,
+            auto=False, staff=staff if answered else None, purpose=OUTBOUND_CALL,
+            delivery_state=(DeliveryState.DELIVERED if answered else DeliveryState.SENT).value, reasons=[],
+            thread_refs=[], created_at=now)
+        first = False
+        if answered and ticket.state in OPEN_STATES:
+            ReminderRepository(s).cancel_specs(ticket.id, CALLBACK, call.at, now)
+            first = record_response(s, ticket, now, at=call.at)
+        tickets.add_event(OUTBOUND_CALL, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
+                          data={"answered": answered, "duration": call.duration, "first_response": first})
+        return OutboundLogged(ticket.ref, first_response=first)
+
+    return pipeline.db.run(work)
+
+
 def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
     """Every call of the log through the intake; bad rows reported, the rest imported."""
     report = CallImport()
@@ -140,6 +202,11 @@ def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
         except ValueError as exc:
             report.problems.append(Problem(line, str(exc), path.name))
             continue
+        if call.outbound:  # staff called a contact: joins their open ticket, opens none
+            out = log_outbound(pipeline, call)
+            outcome = ("outbound_duplicate" if out.duplicate else "outbound" if out.ref else "outbound_no_ticket")
+            report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+            continue
         logged = log_call(pipeline, call)
         outcome = logged.result.outcome.value
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
@@ -147,4 +214,5 @@ def import_calls(pipeline: IntakePipeline, path: Path) -> CallImport:
     return report
 
 
-__all__ = ["CallImport", "LoggedCall", "answered_by_oncall", "import_calls", "log_call", "opening_calendar"]
+__all__ = ["CallImport", "LoggedCall", "OutboundLogged", "answered_by_oncall", "import_calls", "log_call",
+           "log_outbound", "opening_calendar"]

@@ -296,6 +296,12 @@ class TicketRepository(Repository):
         )
         return None if found is None else int(found)
 
+    def open_ticket_of_contact(self, contact_id: int) -> int | None:
+        """The contact's newest open ticket on any channel (an outbound call joins it), or None."""
+        found = self.direct.scalar(f"SELECT id FROM tickets WHERE contact_id = :c AND state IN ({_OPEN_SQL}) "
+                                   "ORDER BY id DESC LIMIT 1", {"c": contact_id})
+        return None if found is None else int(found)
+
     def id_for_ref(self, ref: str) -> int | None:
         found = self.direct.scalar("SELECT id FROM tickets WHERE ref = :ref", {"ref": ref.upper()})
         return None if found is None else int(found)

@@ -116,6 +116,66 @@ def test_an_answered_call_on_an_open_phone_ticket_answers_it(db: Database, confi
     assert "planned" not in {r.state for r in reminders(db, ticket(db, ref).id)}
 
 
+def _mailed(db: Database, external_id: str, sender: str) -> str:
+    ref = pipeline(db, "mailcampaigns").ingest(email(external_id, sender, "De koppeling werkt niet")).ticket_ref
+    assert ref is not None
+    return ref
+
+
+def test_an_outbound_call_the_contact_answers_is_the_response_and_a_missed_one_is_not(db: Database,
+                                                                                      config: Path) -> None:
+    ref = _mailed(db, "q-out", PIET_MAIL)
+    _, out = cli(config, "calls", "log", "--outbound", "--ticket", ref, "--agent", "bram", "--missed",
+                 "--at", "2026-11-23T10:30", "--json")
+    missed = json.loads(out)
+    assert (missed["ref"], missed["direction"], missed["answered"], missed["response"]) == (
+        ref, "outbound", False, False)
+    assert missed["first_response"] is False
+    assert ticket(db, ref).first_responded_at is None
+    assert "planned" in {r.state for r in reminders(db, ticket(db, ref).id)}
+
+    args = ("calls", "log", "--outbound", "--ticket", ref, "--agent", "bram", "--duration", "240",
+            "--at", "2026-11-23T11:00", "Koppeling", "samen", "nagelopen")
+    _, out = cli(config, *args)
+    assert out.startswith(f"{ref}: outbound call answered") and "first response" in out
+    record = ticket(db, ref)
+    assert record.first_responded_at == MONDAY_10 + timedelta(hours=1)
+    assert {r.state for r in reminders(db, record.id)} <= {"cancelled"}
+    calls = [msg for msg in shown(config, ref)["messages"] if msg["channel"] == "phone"]
+    assert [(c["direction"], c["recipient"], c["staff"]) for c in calls] == [("out", PIET, None), ("out", PIET, "bram")]
+    assert "Koppeling samen nagelopen" in calls[1]["text"] and "4:00" in calls[1]["text"]
+    assert not [row for row in outbox_rows(db) if row.channel == "phone"]  # logged, never sent
+    _, again = cli(config, *args)  # the same call logged twice (same --at): once
+    assert "logged already" in again
+    assert len([msg for msg in shown(config, ref)["messages"] if msg["channel"] == "phone"]) == 2
+    code, _, err = run_cli("--config", str(config), "calls", "log", "--outbound", "--agent", "bram")
+    assert code == 2 and "--ticket" in err
+    code, _, err = run_cli("--config", str(config), "calls", "log", "--outbound", "--ticket", "MC-99999",
+                           "--agent", "bram")
+    assert code == 2 and "MC-99999" in err
+
+
+def test_an_outbound_call_in_an_imported_log_answers_the_contacts_open_ticket(db: Database, config: Path,
+                                                                              tmp_path: Path) -> None:
+    piet, john = _mailed(db, "q-p", PIET_MAIL), _mailed(db, "q-j", JOHN_MAIL)
+    log = tmp_path / "calls.csv"
+    log.write_text("call_id,time,caller,called,duration,status,agent,direction\n"
+                   f"o1,2026-11-23T11:00:00,+31201234567,06 12 34 56 78,185,completed,anna,outbound-dial\n"
+                   f"o2,2026-11-23T11:05:00,+31201234567,{JOHN},0,no-answer,anna,outbound-api\n"
+                   f"o3,2026-11-23T11:10:00,+31201234567,+31699999999,60,completed,anna,outbound-dial\n",
+                   encoding="utf-8")
+    _, out = cli(config, "calls", "import", str(log))
+    assert "0 rejected" in out
+    listed = {t["ref"]: t for t in json.loads(cli(config, "tickets", "list", "--json")[1])}
+    assert set(listed) == {piet, john}  # an outbound call opens no ticket
+    assert ticket(db, piet).first_responded_at == MONDAY_10 + timedelta(hours=1)
+    assert ticket(db, john).first_responded_at is None
+    (call,) = [msg for msg in shown(config, piet)["messages"] if msg["channel"] == "phone"]
+    assert (call["direction"], call["recipient"], call["staff"]) == ("out", PIET, "anna")
+    _, again = cli(config, "calls", "import", str(log))  # importing again adds nothing
+    assert len([msg for msg in shown(config, piet)["messages"] if msg["channel"] == "phone"]) == 1
+
+
 # -- point 7: a reply counts when queued, and is undone when it fails for good --------------------------
 
 

@@ -123,5 +123,5 @@ def voice_routes(auth_token: str, public_url: str | None, answer: AnswerCall,
     return routes
 
 
-__all__ = ["DIALLED_PATH", "MAX_WEBHOOK_BYTES", "STATUS_PATH", "VOICE_PATH", "WEBHOOK_PATH", "signed_params", "twilio_endpoint",
-           "voice_routes", "whatsapp_routes"]
+__all__ = ["DIALLED_PATH", "MAX_WEBHOOK_BYTES", "STATUS_PATH", "VOICE_PATH", "WEBHOOK_PATH", "signed_params",
+           "twilio_endpoint", "voice_routes", "whatsapp_routes"]

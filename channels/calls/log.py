@@ -17,6 +17,9 @@ documented one, the others are what common exports call it):
   makes it a missed call (a status of answered/completed keeps it answered).
 - ``status`` (``Status``), ``agent``, ``notes``, and ``critical`` (true for a
   call to the outage line, R17).
+- ``direction`` (``Direction``): ``outbound`` (Twilio: ``outbound-dial``,
+  ``outbound-api``) for a call staff made to ``called``, a contact's number;
+  anything else (``inbound``, empty) is a call that came in.
 
 The form Twilio Voice posts when a call comes in on the outage line is read
 into the same :class:`Call` by :func:`channels.whatsapp.parse_voice_call`.
@@ -50,6 +53,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "agent": ("agent", "answered_by"),
     "notes": ("notes", "note", "summary"),
     "critical": ("critical",),
+    "direction": ("direction",),
 }
 MISSED = {"missed", "no-answer", "no_answer", "busy", "failed", "canceled", "cancelled", "voicemail"}
 ANSWERED = {"answered", "completed"}  # answered even when the export gives no duration
@@ -72,9 +76,19 @@ class Call:
     agent: str | None
     notes: str
     critical: bool
+    outbound: bool = False  # staff called ``called`` (a contact's number); ``caller`` is the desk's own line
 
     def text(self) -> str:
         """The call as the text of its message on the ticket."""
+        if self.outbound:
+            head = f"Uitgaande oproep naar {self.called or 'de contactpersoon'}"
+            head += ", niet beantwoord" if self.missed else ""
+            if not self.missed and self.duration:
+                minutes, seconds = divmod(self.duration, 60)
+                head += f" ({minutes}:{seconds:02d})"
+            if self.agent:
+                head += f", door {self.agent}"
+            return f"{head}\n{self.notes}".strip()
         if self.missed:
             head = f"Gemiste oproep van {self.caller}"
         else:
@@ -99,13 +113,17 @@ def _field(row: dict[str, Any], name: str) -> str | None:
 
 def parse_call(row: dict[str, Any]) -> Call:
     """One row (keys in lower case) as a :class:`Call`; :class:`CallLogError` with the reason when it is unusable."""
-    caller_text = _field(row, "caller")
-    if caller_text is None:
+    outbound = (_field(row, "direction") or "").lower().startswith("outbound")
+    caller_text, called = _field(row, "caller"), _field(row, "called")
+    if outbound:  # the contact is the number called; the desk's own line may be written any way
+        if called is None:
+            raise CallLogError("an outbound call without the number called")
+        called = _phone(called, "called")
+        caller = caller_text or ""
+    elif caller_text is None:
         raise CallLogError("no caller number")
-    try:
-        caller = phone_identity(caller_text.removeprefix("whatsapp:")).value
-    except IdentityError as exc:
-        raise CallLogError(f"caller {caller_text!r}: {exc}") from None
+    else:
+        caller = _phone(caller_text, "caller")
     when = _field(row, "time")
     if when is None:
         raise CallLogError("no time")
@@ -120,11 +138,19 @@ def parse_call(row: dict[str, Any]) -> Call:
     status = (_field(row, "status") or "").lower()
     call_id = _field(row, "call_id") or "row-" + hashlib.sha256(
         json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return Call(call_id=call_id, at=at.astimezone(timezone.utc), caller=caller, called=_field(row, "called"),
+    return Call(call_id=call_id, at=at.astimezone(timezone.utc), caller=caller, called=called,
                 duration=duration, missed=status in MISSED or (duration == 0 and status not in ANSWERED),
                 agent=_field(row, "agent"),
                 notes=_field(row, "notes") or "", critical=(_field(row, "critical") or "").lower() in (
-                    "1", "true", "yes", "ja"))
+                    "1", "true", "yes", "ja"), outbound=outbound)
+
+
+def _phone(text: str, column: str) -> str:
+    """A number of the log in E.164; :class:`CallLogError` naming ``column`` when it is none."""
+    try:
+        return phone_identity(text.removeprefix("whatsapp:")).value
+    except IdentityError as exc:
+        raise CallLogError(f"{column} {text!r}: {exc}") from None
 
 
 def _start(when: str) -> datetime:
