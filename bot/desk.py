@@ -29,7 +29,7 @@ from sla_engine.policy import SlaTerms
 from storage.database import Database, Session
 from sla_engine.deadlines import reminder_schedule
 from storage.direct import Direct
-from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState
+from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState, follow_up_spec
 from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
 
 RESPONSE_UNDONE = "response_undone"  # the event that tells staff a reply failed and the ticket is unanswered again
@@ -55,6 +55,9 @@ def reply_failed(source: Session | Direct, message_id: int, now: datetime) -> bo
         return False
     ticket_id, purpose = found
     ticket = tickets.get(ticket_id)
+    follow_up = tickets.follow_up_answered_by(ticket_id, message_id)
+    if follow_up is not None:
+        return _follow_up_waits_again(source, ticket, message_id, follow_up, now)
     if (ticket.first_responded_at is None or ticket.state not in OPEN_STATES
             or tickets.standing_responses(ticket_id, message_id)):
         return False
@@ -74,6 +77,28 @@ def reply_failed(source: Session | Direct, message_id: int, now: datetime) -> bo
     tickets.add_event(RESPONSE_UNDONE, now, ticket_id=ticket_id, message_id=message_id, data={
         "due": ticket.first_response_due.isoformat() if ticket.first_response_due else None,
         "reminders": planned, "staff_told": True})
+    return True
+
+
+def _follow_up_waits_again(source: Session | Direct, ticket: TicketRecord, message_id: int,
+                           follow_up: tuple[datetime, int, datetime | None], now: datetime) -> bool:
+    """The failed staff message had answered a follow-up question (R24): unless another response to it stands
+    (or a newer question waits), the question waits again with its own deadline (``response_due`` kept), its
+    reminders are planned again, and staff told; True when it was undone."""
+    tickets = TicketRepository(source)
+    asked_at, question_id, answered_before = follow_up
+    if (ticket.state not in OPEN_STATES or ticket.followup_at is not None
+            or tickets.standing_responses_since(ticket.id, message_id, asked_at)):
+        return False
+    tickets.update_ticket(ticket.id, followup_at=asked_at, responded_at=answered_before, updated_at=now)
+    planned = 0
+    if ticket.terms and ticket.response_due is not None:
+        schedule = reminder_schedule(asked_at, SlaTerms.from_dict(ticket.terms), due=ticket.response_due)
+        planned = ReminderRepository(source).plan_again(ticket.id, (
+            (follow_up_spec(r.spec, question_id), r.at, r.escalate) for r in schedule if r.at > now or r.escalate))
+    tickets.add_event(RESPONSE_UNDONE, now, ticket_id=ticket.id, message_id=message_id, data={
+        "due": ticket.response_due.isoformat() if ticket.response_due else None, "reminders": planned,
+        "staff_told": True, "follow_up": True})
     return True
 
 

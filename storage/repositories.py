@@ -395,6 +395,41 @@ class TicketRepository(Repository):
             f"AND delivery_state NOT IN ('{DeliveryState.FAILED.value}', '{DeliveryState.NEEDS_STAFF.value}')",
             {"ticket": ticket_id, "id": excluding}))
 
+    def follow_up_answered_by(self, ticket_id: int, message_id: int) -> tuple[datetime, int, datetime | None] | None:
+        """When the staff message ``message_id`` answered a customer's follow-up question (R24, its event says
+        ``follow_up``): (when the question arrived, its message id, when staff had answered before it); None
+        when the message answered no follow-up question."""
+        d, events = self.direct, m.Event.__table__
+        answer_id = None
+        for event_id, data in d.execute("SELECT id, data FROM events WHERE ticket_id = :t AND message_id = :id "
+                                        "ORDER BY id", {"t": ticket_id, "id": message_id}).fetchall():
+            if (d.decode(events, ("data",), (data,))["data"] or {}).get("follow_up"):
+                answer_id = int(event_id)
+        if answer_id is None:
+            return None
+        before, asked = None, None  # the answer before the question, then the first question after it
+        for _, kind, at, data in d.execute("SELECT id, kind, at, data FROM events WHERE ticket_id = :t AND id < :e "
+                                           "ORDER BY id", {"t": ticket_id, "e": answer_id}).fetchall():
+            values = d.decode(events, ("at", "data"), (at, data))
+            info = values["data"] or {}
+            if info.get("follow_up") or info.get("first_response"):
+                before, asked = values["at"], None
+            elif kind == "follow_up" and asked is None and info.get("message") is not None:
+                asked = int(info["message"])
+        if asked is None:
+            return None
+        arrived = d.scalar("SELECT at FROM messages WHERE id = :id", {"id": asked})
+        return d.decode(m.Message.__table__, ("at",), (arrived,))["at"], asked, before
+
+    def standing_responses_since(self, ticket_id: int, excluding: int, since: datetime) -> int:
+        """:meth:`standing_responses` made at or after ``since`` (those that answered a question of that time)."""
+        d = self.direct
+        return int(d.scalar(
+            "SELECT count(*) FROM messages WHERE ticket_id = :ticket AND id <> :id AND staff IS NOT NULL "
+            f"AND delivery_state NOT IN ('{DeliveryState.FAILED.value}', '{DeliveryState.NEEDS_STAFF.value}') "
+            "AND at >= :since", {"ticket": ticket_id, "id": excluding,
+                                 "since": d.value(m.Message.__table__, "at", since)}))
+
     def set_delivery_state(self, message_id: int, state: str, external_id: str | None = None) -> None:
         values: dict[str, Any] = {"delivery_state": state}
         if external_id is not None:

@@ -245,3 +245,56 @@ def test_a_reply_needing_staff_is_undone_unless_another_response_stands(db: Data
     db.run(lambda s: apply_status(s, second, "failed", 30008, MONDAY_10))
     assert ticket(db, ref).first_responded_at is None
     assert "planned" in {r.state for r in reminders(db, ticket(db, ref).id)}
+
+
+# -- a failed reply that had answered a follow-up question (R24) -----------------------------------------
+
+TUESDAY_14 = MONDAY_10 + timedelta(days=1, hours=4)
+
+
+@pytest.mark.parametrize(("language", "words"), [("nl", "weer onbeantwoord"), ("en", "unanswered again")])
+def test_a_failed_reply_to_a_follow_up_question_leaves_the_question_waiting_again(
+        db: Database, config: Path, language: Language, words: str) -> None:
+    ref = _open(db)
+    Desk(db, lambda: MONDAY_10 + timedelta(minutes=30)).reply(ref, "We kijken ernaar.", "anna")
+    first_at = ticket(db, ref).first_responded_at
+    intake = pipeline(db, "mailcampaigns", TUESDAY_14)
+    assert intake.ingest(email("q2", EVA, "En nu?", received_at=TUESDAY_14, subject=f"Re: [{ref}] Vraag")
+                         ).ticket_ref == ref
+    asked = ticket(db, ref)
+    assert asked.followup_at == TUESDAY_14 and asked.response_due is not None
+    waiting = sorted((r.spec, r.due_at) for r in reminders(db, asked.id) if r.state == "planned")
+    assert waiting and all("@" in spec for spec, _ in waiting)
+    answered_follow_up = Desk(db, lambda: TUESDAY_14 + timedelta(hours=1)).reply(ref, "Zo dus.", "anna")
+    assert answered_follow_up.follow_up is True
+    assert ticket(db, ref).followup_at is None
+    assert not [r for r in reminders(db, asked.id) if r.state == "planned"]
+
+    mail = FakeSender([None, None, PermanentSendError("550 no such user")])  # the acknowledgement, the first reply
+    standin = TelegramStandIn()
+
+    async def main() -> list[str]:
+        async with serving(standin.app()) as url:
+            bot = StaffBot(TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT,
+                                          staff_user_ids=[ANNA], api_base_url=url),
+                           db, language=language, now=lambda: TUESDAY_14, announce_every=None)
+            await bot.start()
+            try:
+                await bot.announce_new()  # the first round sets the checkpoint
+                dispatcher = OutboxDispatcher(db, {"email": mail}, now=lambda: TUESDAY_14 + timedelta(hours=2))
+                while await dispatcher.run_once():
+                    pass
+                await bot.announce_new()
+                return await answered(standin, 2)
+            finally:
+                await bot.stop()
+
+    texts = asyncio.run(main())
+    record = ticket(db, ref)
+    assert record.followup_at == TUESDAY_14  # the follow-up question waits again (R24)
+    assert record.response_due == asked.response_due and record.first_responded_at == first_at
+    assert record.responded_at == first_at  # staff last answered with the first reply
+    again = sorted((r.spec, r.due_at) for r in reminders(db, record.id) if r.state == "planned")
+    assert again == waiting  # its reminders, from its own deadline (R16)
+    assert shown(config, ref)["responded_at"] is None
+    assert texts[-1].startswith(f"⚠️ {ref}") and words in texts[-1], texts
