@@ -132,7 +132,8 @@ def answered_by_oncall(pipeline: IntakePipeline, call_id: str, answered_at: date
         tickets.set_staff(message_id, ONCALL)
         ticket = tickets.get(ticket_id)
         now = pipeline.now()
-        if record_response(s, ticket, now, at=answered_at) and ticket.priority == Priority.CRITICAL.value:
+        first = record_response(s, ticket, now, at=answered_at).first
+        if first and ticket.priority == Priority.CRITICAL.value:
             tickets.add_event(ACKNOWLEDGED, now, ticket_id=ticket_id, message_id=message_id, actor=ONCALL,
                               data={"by": "phone"})
         return ticket.ref
@@ -185,7 +186,7 @@ def log_outbound(pipeline: IntakePipeline, call: Call, ref: str | None = None) -
         first = False
         if answered and ticket.state in OPEN_STATES:
             ReminderRepository(s).cancel_specs(ticket.id, CALLBACK, call.at, now)
-            first = record_response(s, ticket, now, at=call.at)
+            first = record_response(s, ticket, now, at=call.at).first
         tickets.add_event(OUTBOUND_CALL, now, ticket_id=ticket.id, message_id=message_id, actor=staff,
                           data={"answered": answered, "duration": call.duration, "first_response": first})
         return OutboundLogged(ticket.ref, first_response=first)

@@ -35,15 +35,33 @@ from storage.repositories import OutboxRepository, ReminderRepository, TicketRep
 RESPONSE_UNDONE = "response_undone"  # the event that tells staff a reply failed and the ticket is unanswered again
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a staff response answered: the ticket's first question (R8), or a follow-up question (R24)."""
+
+    first: bool
+    follow_up: bool
+
+
 def record_response(source: Session | Direct, ticket: TicketRecord, now: datetime, *,
-                    at: datetime | None = None) -> bool:
-    """A staff response on ``ticket`` (a reply queued, an answered call) made ``at`` (default ``now``): the first
-    one records the first response and cancels the pending reminders (R8, R16); True when it was the first."""
-    if ticket.first_responded_at is not None:
-        return False
-    TicketRepository(source).update_ticket(ticket.id, first_responded_at=at or now, updated_at=now)
-    ReminderRepository(source).cancel_for(ticket.id, now)
-    return True
+                    at: datetime | None = None) -> Recorded:
+    """A staff response on ``ticket`` (a reply queued, an answered call) made ``at`` (default ``now``). The first
+    one records the first response and cancels the pending reminders (R8, R16); one while a follow-up question
+    waits answers that question and cancels its reminders, a missed call's callback keeping its own rule (R24)."""
+    first = ticket.first_responded_at is None
+    follow_up = not first and ticket.followup_at is not None
+    if not (first or follow_up):
+        return Recorded(False, False)
+    when = at or now
+    values: dict[str, object] = {"responded_at": when, "followup_at": None, "updated_at": now}
+    if first:
+        values["first_responded_at"] = when
+    TicketRepository(source).update_ticket(ticket.id, **values)
+    if first:
+        ReminderRepository(source).cancel_for(ticket.id, now)
+    else:
+        ReminderRepository(source).cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
+    return Recorded(first, follow_up)
 
 
 def reply_failed(source: Session | Direct, message_id: int, now: datetime) -> bool:
@@ -146,13 +164,9 @@ class Desk:
         now = self.now()
         purpose = purpose or ("clarify" if clarify else "reply")
         message_id = self.send(s, ticket, text, purpose, staff=staff)
-        first = record_response(s, ticket, now)  # R8: a reply counts when it is queued
-        follow_up = not first and ticket.followup_at is not None  # R24: a follow-up question waited
+        recorded = record_response(s, ticket, now)  # R8: a reply counts when it is queued; R24: a follow-up too
+        first, follow_up = recorded.first, recorded.follow_up
         values: dict[str, object] = {"updated_at": now}
-        if first or follow_up:
-            values["responded_at"], values["followup_at"] = now, None
-        if follow_up:  # the follow-up question's reminders; a missed call's callback keeps its own rule
-            ReminderRepository(s).cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
         if clarify and not (ticket.state == TicketState.WAITING and ticket.waiting_since is not None):
             # a second question while already waiting keeps the one open pause (R14): no overlap
             values["state"] = TicketState.WAITING.value

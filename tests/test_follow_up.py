@@ -416,3 +416,25 @@ def test_the_dashboard_shows_and_sorts_by_the_current_response_deadline(db: Data
         assert "vrijdag 27 november 2026 om 14:00" in shown and "Reactie op de vervolgvraag uiterlijk" in shown
 
     serve(dashboard, body)
+
+
+def test_a_call_staff_make_to_the_contact_answers_a_waiting_follow_up_question(
+        db: Database, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """R8 with R24: a call between staff and the contact person is a response, to a follow-up question too."""
+    assert "new_ticket" in pipe(config, monkeypatch, mail("c1@bakkerij-jansen.nl", "Hij doet niets."))
+    (ref,) = [t["ref"] for t in listed(config)]
+    assert cli_reply(config, ref, "We kijken ernaar.")["first_response"] is True
+    question = mail("c2@bakkerij-jansen.nl", "Moet ik de cache legen?", subject=f"Re: [{ref}] De verzendknop",
+                    In_Reply_To="<c1@bakkerij-jansen.nl>")
+    assert "reply" in pipe(config, monkeypatch, question)
+    asked = show(config, ref)
+    assert asked["followup_at"] is not None and len(planned(db, ref)) == 3
+
+    called = (datetime.now(UTC) + timedelta(minutes=1)).isoformat(timespec="seconds")
+    code, out, err = run_cli("--config", str(config), "calls", "log", "--outbound", "--ticket", ref, "--agent", "anna",
+                             "--duration", "120", "--at", called, "Cache", "samen", "geleegd", "--json")
+    assert code == 0, err
+    assert json.loads(out)["response"] is True
+    data = show(config, ref)
+    assert data["followup_at"] is None and data["response_due"] == asked["response_due"]
+    assert planned(db, ref) == []  # the follow-up question's reminders stop
