@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,28 +204,33 @@ def _failing_reply(db: Database, config: Path) -> tuple[str, list[tuple[str, Any
     return ref, planned
 
 
+async def _told_after_sending(db: Database, language: Language, chat_now: datetime, send_at: datetime,
+                              mail: FakeSender) -> list[str]:
+    """The staff chat's first two texts after the outbox sent what was due at ``send_at`` through ``mail``."""
+    standin = TelegramStandIn()
+    async with serving(standin.app()) as url:
+        bot = StaffBot(TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT, staff_user_ids=[ANNA],
+                                      api_base_url=url), db, language=language, now=lambda: chat_now,
+                       announce_every=None)
+        await bot.start()
+        try:
+            await bot.announce_new()  # the first round sets the checkpoint
+            dispatcher = OutboxDispatcher(db, {"email": mail}, now=lambda: send_at)
+            while await dispatcher.run_once():
+                pass
+            await bot.announce_new()
+            return await answered(standin, 2)
+        finally:
+            await bot.stop()
+
+
 @pytest.mark.parametrize(("language", "words"), [("nl", "weer onbeantwoord"), ("en", "unanswered again")])
 def test_a_reply_that_fails_for_good_makes_the_ticket_unanswered_and_staff_are_told(
         db: Database, config: Path, language: Language, words: str) -> None:
     ref, planned = _failing_reply(db, config)
     mail = FakeSender([None, PermanentSendError("550 no such user")])  # the acknowledgement goes, the reply not
-    standin = TelegramStandIn()
 
-    async def main() -> list[str]:
-        async with serving(standin.app()) as url:
-            bot = StaffBot(TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT,
-                                          staff_user_ids=[ANNA], api_base_url=url),
-                           db, language=language, now=lambda: MONDAY_10, announce_every=None)
-            await bot.start()
-            try:
-                await bot.announce_new()  # the first round sets the checkpoint
-                await OutboxDispatcher(db, {"email": mail}, now=lambda: MONDAY_10 + timedelta(hours=1)).run_once()
-                await bot.announce_new()
-                return await answered(standin, 2)
-            finally:
-                await bot.stop()
-
-    texts = asyncio.run(main())
+    texts = asyncio.run(_told_after_sending(db, language, MONDAY_10, MONDAY_10 + timedelta(hours=1), mail))
     record = ticket(db, ref)
     assert record.first_responded_at is None
     assert shown(config, ref)["first_responded_at"] is None
@@ -271,25 +276,7 @@ def test_a_failed_reply_to_a_follow_up_question_leaves_the_question_waiting_agai
     assert not [r for r in reminders(db, asked.id) if r.state == "planned"]
 
     mail = FakeSender([None, None, PermanentSendError("550 no such user")])  # the acknowledgement, the first reply
-    standin = TelegramStandIn()
-
-    async def main() -> list[str]:
-        async with serving(standin.app()) as url:
-            bot = StaffBot(TelegramConfig(token=SecretStr("123:TEST"), staff_chat_id=STAFF_CHAT,
-                                          staff_user_ids=[ANNA], api_base_url=url),
-                           db, language=language, now=lambda: TUESDAY_14, announce_every=None)
-            await bot.start()
-            try:
-                await bot.announce_new()  # the first round sets the checkpoint
-                dispatcher = OutboxDispatcher(db, {"email": mail}, now=lambda: TUESDAY_14 + timedelta(hours=2))
-                while await dispatcher.run_once():
-                    pass
-                await bot.announce_new()
-                return await answered(standin, 2)
-            finally:
-                await bot.stop()
-
-    texts = asyncio.run(main())
+    texts = asyncio.run(_told_after_sending(db, language, TUESDAY_14, TUESDAY_14 + timedelta(hours=2), mail))
     record = ticket(db, ref)
     assert record.followup_at == TUESDAY_14  # the follow-up question waits again (R24)
     assert record.response_due == asked.response_due and record.first_responded_at == first_at
