@@ -144,15 +144,6 @@ class ReminderService:
         self._rounds_state = StateLog(log, "reminders wait: a round failed (%s)", "reminders: rounds work again",
                                       exc_info=True)
 
-    @property
-    def health(self) -> HealthReport | None:
-        """Told ("down", reason) when the staff chat fails and ("up", None) when it is back."""
-        return self._chat.health
-
-    @health.setter
-    def health(self, report: HealthReport | None) -> None:
-        self._chat.health = report
-
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:

@@ -92,7 +92,7 @@ class StaffBot:
                  pipeline: IntakePipeline | None = None, announce_every: float | None = ANNOUNCE_EVERY,
                  health: HealthReport | None = None, webhook_route: WebhookRoute | None = None) -> None:
         """``announce_every``: seconds between announcement and paging rounds (None: the caller drives them);
-        ``health``: told when the rounds fail and work again (see :attr:`health`); ``webhook_route``: what builds
+        ``health``: told when the rounds fail and work again; ``webhook_route``: what builds
         ``POST /webhooks/telegram`` for :meth:`routes` in webhook mode."""
         assert config.token is not None and config.staff_chat_id is not None
         self.config = config
@@ -109,7 +109,7 @@ class StaffBot:
         self.transport.handle(messages=self.conversation.on_message, buttons=self.conversation.on_button)
         self.announce_every = announce_every
         self.webhook_route = webhook_route
-        # told when posting fails and works again (see :attr:`health`)
+        # told when posting fails and works again (the ``health`` report)
         self._posting = StateLog(log, "new tickets wait to be announced: %s", "new tickets are announced again",
                                  health=health)
         self._started = False
@@ -119,15 +119,6 @@ class StaffBot:
     def app(self) -> Application[Any, Any, Any, Any, Any, Any]:
         """The python-telegram-bot application under the transport."""
         return self.transport.application
-
-    @property
-    def health(self) -> HealthReport | None:
-        """Told ("down", reason) when the staff chat's rounds fail and ("up", None) when they work again."""
-        return self._posting.health
-
-    @health.setter
-    def health(self, report: HealthReport | None) -> None:
-        self._posting.health = report
 
     # -- lifecycle ------------------------------------------------------------------
 
