@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOGOUT_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 1.0  # seconds a closed connection may take to be gone before it is aborted
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _FETCH_UID = re.compile(rb"\(.*\bUID (\d+)\b", re.IGNORECASE)
 _INTERNALDATE = re.compile(
@@ -278,6 +279,11 @@ class ImapConnection:
         transport = self.protocol.transport
         if transport is not None:
             transport.close()
+            if not self.lost.done():  # a TLS close waits for the server's close_notify: not past CLOSE_TIMEOUT
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.lost), CLOSE_TIMEOUT)
+                except TimeoutError:
+                    transport.abort()  # the socket under it closed too, not left to the garbage collector
         connecting = self.client._client_task  # the TCP connect, when it never finished
         if not connecting.done():
             connecting.cancel()
