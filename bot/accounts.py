@@ -38,9 +38,10 @@ from storage.repositories import AccountRepository
 
 T = TypeVar("T")
 
-ACCOUNT_KEYS = ("name", "plan", "staff", "templates_delivered", "language", "monthly_hours", "contact")
+ACCOUNT_KEYS = ("name", "plan", "staff", "templates_delivered", "language", "monthly_hours", "billing_email",
+                "contact")
 CONTACT_KEYS = ("name", "email", "phone", "role", "authorised", "language")
-CSV_ACCOUNT_COLUMNS = ("plan", "staff", "templates_delivered", "language", "monthly_hours")
+CSV_ACCOUNT_COLUMNS = ("plan", "staff", "templates_delivered", "language", "monthly_hours", "billing_email")
 CSV_CONTACT_COLUMNS = ("contact", "email", "phone", "role", "authorised")
 CSV_COLUMNS = ("account", *CSV_ACCOUNT_COLUMNS, *CSV_CONTACT_COLUMNS)
 CSV_REQUIRED = ("account", "plan", "contact")
@@ -241,6 +242,7 @@ class _AccountFields:
     templates_delivered: date | None
     language: str
     monthly_hours: Decimal | None
+    billing_email: str | None
 
 
 def _read_account(data: Mapping[str, object], plans: Sequence[str], check: _Checker) -> _AccountFields:
@@ -253,7 +255,18 @@ def _read_account(data: Mapping[str, object], plans: Sequence[str], check: _Chec
         templates_delivered=check(lambda: _date(data.get("templates_delivered"), "templates_delivered"), None),
         language=check(lambda: _choice(data.get("language"), "language", LANGUAGES), None) or "nl",
         monthly_hours=check(lambda: _hours(data.get("monthly_hours"), "monthly_hours"), None),
+        billing_email=check(lambda: _billing_email(data.get("billing_email")), None),
     )
+
+
+def _billing_email(value: object) -> str | None:
+    """The account's billing address (invoices go there, R21); None when the file leaves it out."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    found = _identities(value, "billing_email", normalise_email)
+    if len(found) != 1:
+        raise _Invalid(f"billing_email: expected one e-mail address, found {shown(value)}")
+    return found[0]
 
 
 def _read_contact(data: Mapping[str, object], label: str, *, strict_keys: bool) -> tuple[ContactInput, list[str]]:
@@ -281,6 +294,7 @@ def _account_input(fields: _AccountFields, contacts: Iterable[ContactInput]) -> 
     return AccountInput(
         name=fields.name, plan=fields.plan, staff=fields.staff, templates_delivered=fields.templates_delivered,
         language=fields.language, monthly_hours=fields.monthly_hours, contacts=tuple(contacts),
+        billing_email=fields.billing_email,
     )
 
 

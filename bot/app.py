@@ -25,10 +25,11 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from bot import logs
+from bot.billing import Billing
 from bot.config import LoadedConfig, shown_url
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
-from bot.lifecycle import Component, Health, reason_of
+from bot.lifecycle import Component, Health, StateLog, every, reason_of
 from bot.outbox import OutboxDispatcher
 from bot.pipeline import intake_pipeline, mail_intake
 from bot.reminders import ReminderService
@@ -256,6 +257,15 @@ class Application:
         if cfg.email.imap_configured:
             self.imap = ImapIntake(cfg.email, mail_intake(self.loaded, db, self.pipeline, self.now), db, now=self.now, health=self.health.reporter("email"))
             table.append(Loop("imap", self.imap.run, self._part_died))
+        if self.loaded.preset.billing is not None:  # the monthly invoices, issued and sent when due (R21)
+            billing = Billing(db, self.loaded.preset, default_language=cfg.language, now=self.now,
+                              issuer_lines=tuple(cfg.billing.invoice_lines))
+            state = StateLog(log, "issuing the monthly invoices failed: %s", "monthly invoices are issued again")
+
+            async def invoices(stop: asyncio.Event) -> None:
+                await every(cfg.billing.check_minutes * 60, lambda: asyncio.to_thread(billing.issue_due), stop, state)
+
+            table.append(Loop("invoices", invoices, self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))

@@ -233,6 +233,17 @@ class AccountsConfig(_Section):
         "folder."))
 
 
+class BillingConfig(_Section):
+    """Invoices (R21): what they say about the desk, and when slabot looks for monthly invoices to issue."""
+
+    invoice_lines: list[str] = Field(default=[], description=(
+        "Lines under the desk's name on every invoice: address, chamber of commerce and VAT numbers, bank "
+        "account, e.g. [\"Voorbeeldstraat 1, 1234 AB Utrecht\", \"KvK 12345678\", \"IBAN NL00BANK0123456789\"]."))
+    check_minutes: float = Field(default=60, gt=0, le=24 * 60, description=(
+        "How often slabot run looks for monthly invoices that are due (each goes out on the first working day "
+        "after its month, once)."))
+
+
 class DashboardUser(_Section):
     """A staff login of the dashboard; the hash is what ``slabot dashboard hash-password`` prints."""
 
@@ -305,6 +316,7 @@ class SlabotConfig(_Section):
     telegram: TelegramConfig = TelegramConfig()
     accounts: AccountsConfig = AccountsConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    billing: BillingConfig = BillingConfig()
 
 
 SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token",

@@ -30,6 +30,7 @@ channel's id is kept (``early_statuses``) and applied when the id is stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -43,6 +44,7 @@ from channels.messages import (
     ChannelName,
     DeliveryState,
     NeedsStaffError,
+    OutboundFile,
     OutboundMessage,
     PermanentSendError,
     Reconciling,
@@ -194,7 +196,7 @@ class OutboxDispatcher:
                 return self._finish(item, DeliveryState.NEEDS_STAFF, "a phone channel cannot send: call back")
             # the channel is off (no credentials): keep the message until it is configured
             return self._retry(item, f"channel {item.channel} is off", None, count=False)
-        message = self._message(item)
+        message = await self._with_files(item, self._message(item))
         if item.uncertain_since is not None:
             instead = await self._reconcile(item, sender, message)
             if instead is not None:
@@ -216,6 +218,14 @@ class OutboxDispatcher:
             log.exception("sending outbox row %s failed in an unexpected way", item.id)
             return self._finish(item, DeliveryState.UNKNOWN, f"{exc.__class__.__name__}: {exc}")
         return lambda d: self._sent(d, item, receipt)
+
+    async def _with_files(self, item: OutboxRecord, message: OutboundMessage) -> OutboundMessage:
+        """``message`` with the files its row carries (an invoice's PDF), read from the store."""
+        if not item.payload.get("files"):
+            return message
+        files = await asyncio.get_running_loop().run_in_executor(
+            self.writer, self.db.run_direct, lambda d: OutboxRepository(d).files(item.message_id))
+        return dataclasses.replace(message, attachments=tuple(OutboundFile(*f) for f in files))
 
     async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> RecordOutcome | None:
         """An earlier attempt may have arrived: None to send now, else what to record instead of sending."""

@@ -125,6 +125,7 @@ class BillingModel(_Strict):
     separate_invoice_above: Decimal = Decimal(1000)
     payment_term: str = "14d"
     currency: str = "EUR"
+    vat_percent: Decimal = Field(default=Decimal(21), ge=0, le=100)
     rates: list[RateModel] = Field(min_length=1)
     _check = field_validator("payment_term")(_duration)
 
@@ -215,6 +216,7 @@ def preset_from_mapping(data: dict[str, Any], source: str = "<preset>") -> Prese
                 separate_invoice_above=b.separate_invoice_above,
                 payment_term=parse_duration(b.payment_term),
                 currency=b.currency,
+                vat_percent=b.vat_percent,
             )
         return Preset(
             name=model.name,

@@ -112,6 +112,16 @@ class OutboundMessage:
     references: tuple[str, ...] = ()
     message_id: str | None = None  # set in advance for e-mail, so a resend can be recognised
     extra: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[OutboundFile, ...] = ()  # e-mail only (an invoice's PDF)
+
+
+@dataclass(frozen=True)
+class OutboundFile:
+    """A file sent with an outbound message."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)

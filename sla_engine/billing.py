@@ -103,6 +103,7 @@ class BillingTerms:
     separate_invoice_above: Decimal = Decimal(1000)
     payment_term: timedelta = timedelta(days=14)
     currency: str = "EUR"
+    vat_percent: Decimal = Decimal(21)  # rates are without VAT; the invoice shows it apart
 
     def __post_init__(self) -> None:
         if not self.rates:
@@ -130,6 +131,92 @@ class Quote:
     rate: Decimal
     total: Decimal
     rate_card: RateCard
+
+
+@dataclass(frozen=True)
+class JobQuote:
+    """What a job of ``estimated_hours`` will cost the customer (R19-R20): the hours by source, in the order
+    they are used (the month's fixed hours, the punch card, then billed at ``rate``), and the total billed.
+
+    ``new_blocks`` punch-card blocks are bought on the way (each ``block_price``, prepaid, invoiced at once).
+    """
+
+    estimated_hours: Decimal
+    billed_hours: Decimal  # the estimate with the 1-hour minimum
+    monthly_hours: Decimal
+    card_hours: Decimal
+    paid_hours: Decimal
+    paid_kind: RateKind  # ad_hoc or urgent: the rate of the paid hours
+    rate: Decimal
+    total: Decimal  # paid_hours x rate: what the work costs on the invoice
+    new_blocks: int
+    block_price: Decimal
+    rate_card: RateCard
+
+    @property
+    def kind(self) -> RateKind:
+        """The main source: monthly or punch card when they cover the whole job, else the paid rate."""
+        if self.paid_hours > 0:
+            return self.paid_kind
+        return RateKind.MONTHLY if self.card_hours == 0 else RateKind.PUNCH_CARD
+
+    def segments(self) -> tuple[tuple[RateKind, Decimal, Decimal], ...]:
+        """The hours by source in the order the work uses them: (kind, hours, rate)."""
+        parts = ((RateKind.MONTHLY, self.monthly_hours, ZERO), (RateKind.PUNCH_CARD, self.card_hours, ZERO),
+                 (self.paid_kind, self.paid_hours, self.rate))
+        return tuple(p for p in parts if p[1] > 0)
+
+
+def quote_job(
+    estimate: Decimal | str | float,
+    card: RateCard,
+    terms: BillingTerms,
+    *,
+    monthly_remaining: Decimal = ZERO,
+    punch_card: PunchCard | None = None,
+    urgent: bool = False,
+) -> JobQuote:
+    """Quote a job exactly as :func:`allocate_hours` will bill it (R20): the 1-hour minimum, Ondersteuning's
+    monthly hours first, then the punch card (not for urgent work: the card buys normal hours), then ad hoc or
+    urgent at ``card``'s rate (R22: the quote keeps it)."""
+    estimated = hours(estimate)
+    billed = billable_hours(estimated, terms)
+    allocation = allocate_hours(billed, card, terms, monthly_remaining=monthly_remaining, punch_card=punch_card,
+                                urgent=urgent)
+    paid_kind = RateKind.URGENT if urgent else RateKind.AD_HOC
+
+    def total_of(kind: RateKind) -> Decimal:
+        return sum((d.hours for d in allocation.draws if d.kind == kind), ZERO)
+
+    paid, on_card = total_of(paid_kind), total_of(RateKind.PUNCH_CARD)
+    # the rate of the main source: the paid hours' rate, else the card's (prepaid), else none (monthly hours)
+    rate = card.rate(paid_kind if paid > 0 else RateKind.PUNCH_CARD if on_card > 0 else RateKind.MONTHLY)
+    block_price = punch_card_price(punch_card.block_hours, card, terms) if punch_card is not None else ZERO
+    return JobQuote(estimated, billed, total_of(RateKind.MONTHLY), on_card, paid, paid_kind,
+                    rate, money(paid * rate), len(allocation.new_blocks), block_price, card)
+
+
+def follow_quote(
+    segments: Sequence[tuple[RateKind, Decimal, Decimal]], already: Decimal, worked: Decimal
+) -> tuple[tuple[tuple[RateKind, Decimal, Decimal], ...], Decimal]:
+    """Bill ``worked`` more hours of a job whose agreed quotes give ``segments`` (kind, hours, rate) and of
+    which ``already`` hours were billed: the parts of the quotes they fill, in order, and the hours beyond
+    them (over the quote: billed by :func:`allocate_hours`, the customer told first)."""
+    skip, left = hours(already), hours(worked)
+    taken: list[tuple[RateKind, Decimal, Decimal]] = []
+    for kind, size, rate in segments:
+        room = size - min(skip, size)
+        skip -= min(skip, size)
+        used = min(room, left)
+        if used > 0:
+            taken.append((kind, used, rate))
+            left -= used
+    return tuple(taken), left
+
+
+def vat_of(subtotal: Decimal, terms: BillingTerms) -> Decimal:
+    """The VAT on an invoice's subtotal, to the cent, half up (shown apart on the invoice)."""
+    return money(subtotal * terms.vat_percent / HUNDRED)
 
 
 def billable_hours(worked: Decimal, terms: BillingTerms) -> Decimal:
@@ -209,6 +296,8 @@ def allocate_hours(
 
     A punch card used up to 100% gets a new block of the same size at once
     (invoiced at the punch-card rate); the hours go on from the new block.
+    Urgent work is ad hoc work at the urgent rate, also on an account with a
+    card: the card buys normal hours and is left alone.
     """
     left = hours(worked)
     draws: list[Draw] = []
@@ -220,7 +309,7 @@ def allocate_hours(
         left -= used
     new_blocks: list[int] = []
     state = punch_card
-    if state is not None:
+    if state is not None and not urgent:
         while left > 0:
             used = min(state.remaining, left)
             if used > 0:
@@ -279,14 +368,14 @@ def needs_separate_invoice(request_total: Decimal, terms: BillingTerms) -> bool:
 def monthly_invoices(
     lines: Iterable[InvoiceLine], month_end: date, terms: BillingTerms
 ) -> tuple[Invoice, ...]:
-    """Group a month's lines into one invoice per account, issued at ``month_end``."""
+    """Group a month's lines into one invoice per account, issued at ``month_end``; an account whose lines
+    come to 0.00 (only hours from the month or the punch card) gets none (R21)."""
     per_account: dict[str, list[InvoiceLine]] = {}
     for line in lines:
         per_account.setdefault(line.account, []).append(line)
-    return tuple(
-        Invoice(account, month_end, due_date(month_end, terms), tuple(items))
-        for account, items in sorted(per_account.items())
-    )
+    invoices = (Invoice(account, month_end, due_date(month_end, terms), tuple(items))
+                for account, items in sorted(per_account.items()))
+    return tuple(invoice for invoice in invoices if invoice.total > 0)
 
 
 def separate_invoice(lines: Sequence[InvoiceLine], issued_on: date, terms: BillingTerms) -> Invoice:

@@ -15,6 +15,7 @@ from typing import Any
 
 from storage import models as m
 from storage.records import (
+    OPEN_STATES,
     InvoiceLineRecord,
     InvoiceRecord,
     PunchCardRecord,
@@ -28,8 +29,10 @@ _QUOTE = tuple(c.name for c in m.Quote.__table__.columns if c.name not in ("mess
 _ENTRY = ("id", "ticket_id", "staff", "hours", "activity", "note", "status", "at")
 _CARD = ("id", "account_id", "block_hours", "remaining", "block_number", "purchased_at")
 _LINE = ("id", "account_id", "description", "hours", "rate", "amount", "day", "invoice", "rate_kind", "invoice_id")
-_INVOICE = ("id", "number", "account_id", "kind", "issued_on", "due_on")
+_INVOICE = ("id", "number", "account_id", "kind", "issued_on", "due_on", "month", "subtotal", "vat", "total",
+            "card_balance", "message_id")
 FIRST_INVOICE_NUMBER = 1
+_OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
 _PROPOSED, _SUPERSEDED = f"'{QuoteState.PROPOSED.value}'", f"'{QuoteState.SUPERSEDED.value}'"
 
 
@@ -49,11 +52,38 @@ class BillingRepository(Repository):
         d = self.direct
         row = d.one(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} FROM quotes WHERE ticket_id = :t "
                     f"AND state <> {_SUPERSEDED} ORDER BY id DESC LIMIT 1", {"t": ticket_id})
-        if row is None:
-            return None
-        values = d.decode(m.Quote.__table__, _QUOTE, row)
+        return None if row is None else self._quote(row)
+
+    def _quote(self, row: Sequence[Any]) -> QuoteRecord:
+        values = self.direct.decode(m.Quote.__table__, _QUOTE, row)
         values["state"] = QuoteState(values["state"])
         return QuoteRecord(**values)
+
+    def agreed_quotes(self, ticket_id: int) -> list[QuoteRecord]:
+        """The ticket's agreed quotes, oldest first: together they are the job's agreement (R20)."""
+        d = self.direct
+        rows = d.execute(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} FROM quotes WHERE ticket_id = :t "
+                         f"AND state = '{QuoteState.AGREED.value}' ORDER BY id", {"t": ticket_id}).fetchall()
+        return [self._quote(r) for r in rows]
+
+    def reserved_monthly_hours(self, account_id: int, except_ticket: int) -> Decimal:
+        """The monthly hours that open or agreed quotes on the account's other open tickets promised and their
+        work has not used yet."""
+        d = self.direct
+        states = ", ".join(f"'{s.value}'" for s in (QuoteState.PROPOSED, QuoteState.AGREED))
+        rows = d.execute(
+            "SELECT q.ticket_id, q.monthly_hours FROM quotes q JOIN tickets t ON t.id = q.ticket_id "
+            f"WHERE t.account_id = :a AND t.id <> :t AND t.state IN ({_OPEN_SQL}) AND q.state IN ({states}) "
+            "AND q.monthly_hours > 0", {"a": account_id, "t": except_ticket}).fetchall()
+        promised: dict[int, Decimal] = {}
+        for ticket_id, value in rows:
+            promised[ticket_id] = promised.get(ticket_id, Decimal(0)) + Decimal(value)
+        reserved = Decimal(0)
+        for ticket_id, hours in promised.items():
+            used = sum((x.hours or Decimal(0) for x in self.ticket_lines(ticket_id) if x.rate_kind == "monthly"),
+                       Decimal(0))
+            reserved += max(hours - used, Decimal(0))
+        return reserved
 
     def set_quote_message(self, quote_id: int, message_id: int) -> None:
         self.direct.update(m.Quote.__table__, quote_id, {"message_id": message_id})
@@ -148,25 +178,66 @@ class BillingRepository(Repository):
             self.direct.update(m.InvoiceLine.__table__, line_id, {"invoice_id": invoice_id, "invoice": kind})
 
     def add_invoice(self, account_id: int, kind: str, issued_on: date, due_on: date, at: datetime,
-                    ticket_id: int | None = None) -> tuple[int, str]:
-        """A new invoice with the next number of its year (``2026-00001``); its id and number."""
+                    ticket_id: int | None = None, month: str | None = None) -> tuple[int, str]:
+        """A new invoice with the next number of its year (``2026-00001``, one gap-free series: the number is
+        taken in the caller's transaction); its id and number."""
         number = f"{issued_on.year}-{next_number(self.direct, f'invoice:{issued_on.year}', FIRST_INVOICE_NUMBER):05d}"
         invoice_id = self.direct.insert(m.Invoice.__table__, {
             "number": number, "account_id": account_id, "kind": kind, "ticket_id": ticket_id, "issued_on": issued_on,
-            "due_on": due_on, "created_at": at})
+            "due_on": due_on, "month": month, "created_at": at})
         return invoice_id, number
 
+    def finish_invoice(self, invoice_id: int, *, subtotal: Decimal, vat: Decimal, total: Decimal,
+                       card_balance: Decimal | None, pdf: bytes) -> None:
+        """An issued invoice's totals and its PDF, as sent (never changed afterwards)."""
+        self.direct.update(m.Invoice.__table__, invoice_id, {
+            "subtotal": subtotal, "vat": vat, "total": total, "card_balance": card_balance, "pdf": pdf})
+
+    def set_invoice_message(self, invoice_id: int, message_id: int) -> None:
+        """The e-mail that carries the invoice (the latest, when it was sent again)."""
+        self.direct.update(m.Invoice.__table__, invoice_id, {"message_id": message_id})
+
+    def invoice_pdf(self, invoice_id: int) -> bytes | None:
+        pdf = self.direct.scalar("SELECT pdf FROM invoices WHERE id = :i", {"i": invoice_id})
+        return None if pdf is None else bytes(pdf)
+
+    def monthly_invoice_exists(self, account_id: int, month: str) -> bool:
+        return int(self.direct.scalar("SELECT count(*) FROM invoices WHERE account_id = :a AND month = :m",
+                                      {"a": account_id, "m": month})) > 0
+
+    def has_separate_invoice(self, ticket_id: int) -> bool:
+        """True when the job of ``ticket_id`` was invoiced on its own (R21: later hours go monthly)."""
+        return int(self.direct.scalar("SELECT count(*) FROM invoices WHERE ticket_id = :t AND kind = 'separate'",
+                                      {"t": ticket_id})) > 0
+
+    def open_monthly_lines(self, end: date) -> list[InvoiceLineRecord]:
+        """Lines waiting for a monthly invoice, dated before ``end``."""
+        return self._lines("l.invoice = 'monthly' AND l.invoice_id IS NULL AND l.day < :end", {"end": end})
+
     def invoices_between(self, start: date, end: date) -> list[InvoiceRecord]:
-        """Invoices issued at once in [start, end)."""
+        """Invoices issued in [start, end)."""
+        return self._invoices("i.issued_on >= :start AND i.issued_on < :end", {"start": start, "end": end})
+
+    def invoices_for_month(self, month: str) -> list[InvoiceRecord]:
+        """The monthly invoices of ``month`` (YYYY-MM)."""
+        return self._invoices("i.month = :m", {"m": month})
+
+    def invoice_by_number(self, number: str) -> InvoiceRecord | None:
+        found = self._invoices("i.number = :n", {"n": number})
+        return found[0] if found else None
+
+    def _invoices(self, where: str, params: dict[str, Any]) -> list[InvoiceRecord]:
         d = self.direct
         table = m.Invoice.__table__
+        bound = {k: d.value(table, "issued_on", v) if isinstance(v, date) else v for k, v in params.items()}
         rows = d.execute(
-            f"SELECT {d.columns(table, _INVOICE, 'i')}, a.name, t.ref FROM invoices i "
-            "JOIN accounts a ON a.id = i.account_id LEFT JOIN tickets t ON t.id = i.ticket_id "
-            "WHERE i.issued_on >= :start AND i.issued_on < :end ORDER BY a.name, i.issued_on, i.id",
-            {"start": d.value(table, "issued_on", start), "end": d.value(table, "issued_on", end)},
+            f"SELECT {d.columns(table, _INVOICE, 'i')}, a.name, t.ref, msg.recipient, msg.delivery_state "
+            "FROM invoices i JOIN accounts a ON a.id = i.account_id LEFT JOIN tickets t ON t.id = i.ticket_id "
+            f"LEFT JOIN messages msg ON msg.id = i.message_id WHERE {where} ORDER BY i.issued_on, i.number",
+            bound,
         ).fetchall()
-        return [InvoiceRecord(**d.decode(table, _INVOICE, r[:-2]), account=r[-2], ticket_ref=r[-1]) for r in rows]
+        return [InvoiceRecord(**d.decode(table, _INVOICE, r[:-4]), account=r[-4], ticket_ref=r[-3], recipient=r[-2],
+                              delivery_state=r[-1]) for r in rows]
 
 
 __all__ = ["BillingRepository"]

@@ -88,6 +88,7 @@ class Account(Base):
     templates_delivered: Mapped[date | None] = mapped_column(Date)
     language: Mapped[str] = mapped_column(String(5), default="nl")
     monthly_hours: Mapped[Decimal | None] = mapped_column(Hours)
+    billing_email: Mapped[str | None] = mapped_column(String(320))  # invoices go here; else the contact person's
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -339,9 +340,15 @@ class Quote(Base):
     staff: Mapped[str] = mapped_column(String(100))
     estimated_hours: Mapped[Decimal] = mapped_column(Hours)
     billed_hours: Mapped[Decimal] = mapped_column(Hours)
-    rate_kind: Mapped[str] = mapped_column(String(20))  # monthly | punch_card | ad_hoc | urgent
-    rate: Mapped[Decimal] = mapped_column(Money)
-    total: Mapped[Decimal] = mapped_column(Money)
+    rate_kind: Mapped[str] = mapped_column(String(20))  # monthly | punch_card | ad_hoc | urgent: the main source
+    rate: Mapped[Decimal] = mapped_column(Money)  # of the paid hours
+    total: Mapped[Decimal] = mapped_column(Money)  # what the work costs: paid hours x rate
+    # the billed hours by source, in the order the work uses them (R20): what the invoice then follows
+    monthly_hours: Mapped[Decimal] = mapped_column(Hours, default=Decimal(0), server_default="0")
+    card_hours: Mapped[Decimal] = mapped_column(Hours, default=Decimal(0), server_default="0")
+    paid_hours: Mapped[Decimal] = mapped_column(Hours, default=Decimal(0), server_default="0")
+    new_blocks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # punch-card blocks it buys
+    block_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     rate_card: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(20))  # a QuoteState
@@ -379,20 +386,27 @@ class PunchCard(Base):
 
 
 class Invoice(Base):
-    """An invoice issued at once: a punch-card block (prepaid, R20) or a request above the threshold (R21).
-
-    The monthly invoice is not stored: it is the month's ``monthly`` lines, issued at the month's end.
-    """
+    """An issued invoice (R21): the month's (``monthly``, one per account and month, issued on the first
+    working day after it), a job above the threshold (``separate``) or a punch-card block (``punch_card``),
+    the last two at once. Its PDF is kept as sent; ``message_id`` is the e-mail that carried it last."""
 
     __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("account_id", "month"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # punch_card | separate
+    kind: Mapped[str] = mapped_column(String(20))  # monthly | punch_card | separate
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    month: Mapped[str | None] = mapped_column(String(7))  # YYYY-MM of a monthly invoice; NULL for the others
     issued_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date] = mapped_column(Date)
+    subtotal: Mapped[Decimal | None] = mapped_column(Money)
+    vat: Mapped[Decimal | None] = mapped_column(Money)
+    total: Mapped[Decimal | None] = mapped_column(Money)
+    card_balance: Mapped[Decimal | None] = mapped_column(Hours)  # punch-card hours left when it was issued
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime]
 
 
@@ -407,7 +421,9 @@ class InvoiceLine(Base):
     rate: Mapped[Decimal | None] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
     day: Mapped[date] = mapped_column(Date)
-    invoice: Mapped[str] = mapped_column(String(20), default="monthly")  # monthly | separate | punch_card
+    # monthly | separate | punch_card: the invoice it goes on; usage: hours from the month or the card (0.00),
+    # shown on the statement, never invoiced again
+    invoice: Mapped[str] = mapped_column(String(20), default="monthly")
     rate_kind: Mapped[str | None] = mapped_column(String(20))  # monthly | punch_card | ad_hoc | urgent; None: a block
     block_number: Mapped[int | None] = mapped_column(Integer)
     time_entry_id: Mapped[int | None] = mapped_column(ForeignKey("time_entries.id"))

@@ -95,6 +95,7 @@ class AccountRecord:
     language: str
     monthly_hours: Decimal | None
     contacts: tuple[ContactRecord, ...] = ()
+    billing_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class AccountInput:
     language: str = "nl"
     monthly_hours: Decimal | None = None
     contacts: tuple[ContactInput, ...] = ()
+    billing_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,8 @@ class OutboundDraft:
     references: tuple[str, ...] = ()
     mail_message_id: str | None = None  # e-mail's Message-ID chosen in advance (else the sender makes one)
     reply_to_message: int | None = None  # the stored inbound message this automatic reply answers
+    # files sent with it (filename, content type, bytes): stored as the message's attachments, not in the payload
+    files: tuple[tuple[str, str, bytes], ...] = ()
 
     @property
     def auto(self) -> bool:
@@ -252,7 +256,7 @@ class OutboundDraft:
             "references": list(self.references), "language": self.language, "purpose": self.purpose,
             "auto": self.auto, "ticket_ref": self.ticket_ref, "staff": self.staff, "message_id": self.mail_message_id,
             "ticket_id": self.ticket_id, "account_id": self.account_id, "contact_id": self.contact_id,
-            "reply_to_message": self.reply_to_message,
+            "reply_to_message": self.reply_to_message, "files": len(self.files),
         }
 
     @classmethod
@@ -337,6 +341,11 @@ class QuoteRecord:
     state: QuoteState
     made_at: datetime
     answered_at: datetime | None
+    monthly_hours: Decimal = Decimal(0)
+    card_hours: Decimal = Decimal(0)
+    paid_hours: Decimal = Decimal(0)
+    new_blocks: int = 0
+    block_price: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -372,7 +381,7 @@ class InvoiceLineRecord:
     rate: Decimal | None
     amount: Decimal
     day: date
-    invoice: str  # monthly | separate | punch_card
+    invoice: str  # monthly | separate | punch_card | usage (hours from the month or the card: not invoiced)
     rate_kind: str | None
     invoice_id: int | None
 
@@ -383,10 +392,18 @@ class InvoiceRecord:
     number: str
     account_id: int
     account: str
-    kind: str  # punch_card | separate
+    kind: str  # monthly | punch_card | separate
     ticket_ref: str | None
     issued_on: date
     due_on: date
+    month: str | None = None
+    subtotal: Decimal | None = None
+    vat: Decimal | None = None
+    total: Decimal | None = None
+    card_balance: Decimal | None = None
+    message_id: int | None = None
+    recipient: str | None = None  # of the mail that carried it last
+    delivery_state: str | None = None  # of that mail; None: never sent (no address)
 
 
 @dataclass(frozen=True)

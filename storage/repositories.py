@@ -54,7 +54,8 @@ def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
 
 
 _CONTACT_COLUMNS = ("id", "account_id", "name", "role", "authorised", "language")
-_ACCOUNT_COLUMNS = ("id", "name", "plan", "staff", "templates_delivered", "language", "monthly_hours")
+_ACCOUNT_COLUMNS = ("id", "name", "plan", "staff", "templates_delivered", "language", "monthly_hours",
+                   "billing_email")
 _TICKET_COLUMNS = tuple(c.name for c in m.Ticket.__table__.columns)
 # the intake's lookups, written once (a statement's text is also the driver's cache key)
 _FIND_SQL = (
@@ -83,6 +84,7 @@ def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountR
         language=row.language,
         monthly_hours=row.monthly_hours,
         contacts=tuple(contacts),
+        billing_email=row.billing_email,
     )
 
 
@@ -154,6 +156,7 @@ class AccountRepository(Repository):
         row.templates_delivered = data.templates_delivered
         row.language = data.language
         row.monthly_hours = data.monthly_hours
+        row.billing_email = data.billing_email
         row.updated_at = now
         self.session.flush()
         existing = {c.name: c for c in self.session.scalars(select(m.Contact).where(m.Contact.account_id == row.id))}
@@ -576,10 +579,17 @@ class OutboxRepository(Repository):
             channel=draft.channel, external_id=None, sender=None, recipient=draft.recipient, subject=draft.subject,
             text=draft.text, at=now, auto=draft.auto, staff=draft.staff, purpose=draft.purpose,
             delivery_state=DeliveryState.QUEUED.value, reasons=[], thread_refs=list(draft.references[-1:]),
-            created_at=now,
+            created_at=now, attachments=[{"filename": name, "content_type": kind, "size": len(data), "data": data,
+                                          "fetched": True} for name, kind, data in draft.files],
         )
         self.enqueue(message_id, draft.channel, draft.recipient, draft.payload(), now)
         return message_id
+
+    def files(self, message_id: int) -> list[tuple[str, str, bytes]]:
+        """The files an outbound message carries (filename, content type, bytes), in the order queued."""
+        rows = self.direct.execute("SELECT filename, content_type, data FROM attachments WHERE message_id = :m "
+                                   "ORDER BY id", {"m": message_id}).fetchall()
+        return [(r[0] or "attachment", r[1], bytes(r[2] or b"")) for r in rows]
 
     def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
         """The outbox row alone, for a message stored already, with its payload as stored (:meth:`queue` writes

@@ -500,7 +500,7 @@ def test_cli_import_and_list(config: Path, tmp_path: Path) -> None:
     assert code == 0 and err == ""
     assert json.loads(out) == [{
         "name": "Bakkerij Jansen", "plan": "licentie", "staff": "anna", "templates_delivered": "2026-11-01",
-        "language": "nl", "monthly_hours": 8,
+        "language": "nl", "monthly_hours": 8, "billing_email": None,
         "contacts": [
             {"name": "Piet Jansen", "role": "contact", "authorised": True,
              "email": ["piet@bakkerij-jansen.nl"], "phone": ["+31612345678"]},

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -245,8 +245,8 @@ def test_a_punch_card_holds_at_least_five_hours_and_is_invoiced_at_once(desk: De
     assert price == D("585.00")
     month = desk.billing.statement("2026-11")
     invoice = next(i for i in month.accounts["Bakkerij Jansen"] if i.number == number)
-    assert (invoice.kind, invoice.total, invoice.issued_on, invoice.due_on) == (
-        "punch_card", D("585.00"), date(2026, 11, 23), date(2026, 12, 7))
+    assert (invoice.kind, invoice.subtotal, invoice.vat, invoice.total, invoice.issued_on, invoice.due_on) == (
+        "punch_card", D("585.00"), D("122.85"), D("707.85"), date(2026, 11, 23), date(2026, 12, 7))
     with pytest.raises(DeskError, match="renews itself"):
         desk.billing.buy_punch_card("Bakkerij Jansen", "10", "anna")
 
@@ -269,7 +269,7 @@ def test_a_punch_card_running_out_mid_ticket_is_split_over_the_old_and_the_new_b
     assert balance.card == {"remaining": D("3.00"), "block_hours": D("5.00"), "block_number": 2}
     renewal = next(i for i in desk.billing.statement("2026-11").accounts["Bakkerij Jansen"]
                    if i.number == split.renewed_blocks[0])
-    assert (renewal.kind, renewal.total) == ("punch_card", D("585.00"))
+    assert (renewal.kind, renewal.subtotal) == ("punch_card", D("585.00"))
     told = [m for m in ticket(desk.db, ref).messages if m.purpose == "punch_card_renewed"]
     assert len(told) == 1 and "€\xa0585,00" in told[0].text and told[0].auto
 
@@ -310,13 +310,16 @@ def test_a_request_above_1000_is_invoiced_at_once_separately(desk: Desk, worked:
     if separate:
         assert set(kinds) == {"separate"}
         invoice = kinds["separate"]
-        assert (invoice.issued_on, invoice.due_on, invoice.ticket, invoice.total) == (
-            date(2026, 11, 23), date(2026, 12, 7), ref, D("1001.00"))
+        assert (invoice.issued_on, invoice.due_on, invoice.ticket, invoice.subtotal, invoice.total) == (
+            date(2026, 11, 23), date(2026, 12, 7), ref, D("1001.00"), D("1211.21"))
         ticket_id = ticket(desk.db, ref).id
         events = [e["kind"] for e in desk.db.run(lambda s: TicketRepository(s).events(ticket_id))]
         assert "separate_invoice" in events  # staff are told from the audit trail
     else:
-        assert set(kinds) == {"monthly"} and kinds["monthly"].due_on == date(2026, 12, 14)
+        # the month's invoice, still to come: issued on the first working day after the month (R21)
+        monthly = kinds["monthly"]
+        assert set(kinds) == {"monthly"} and monthly.draft
+        assert (monthly.issued_on, monthly.due_on) == (date(2026, 12, 1), date(2026, 12, 15))
 
 
 def test_exactly_1000_stays_on_the_monthly_invoice(db: Database) -> None:
@@ -351,12 +354,14 @@ def test_the_statement_adds_up(desk: Desk, tmp_path: Path, db_url: str) -> None:
     statement = desk.billing.statement("2026-11")
     for invoices in statement.accounts.values():
         for invoice in invoices:
-            assert invoice.total == sum((x.amount for x in invoice.lines), D(0))
+            assert invoice.subtotal == sum((x.amount for x in invoice.lines), D(0))
+            assert invoice.total == invoice.subtotal + (invoice.subtotal * D("0.21")).quantize(D("0.01"), ROUND_HALF_UP)
             assert invoice.due_on == invoice.issued_on + timedelta(days=14)
             for x in invoice.lines:
                 if x.rate is not None and x.hours is not None:
                     assert x.amount == (x.hours * x.rate).quantize(D("0.01"))
-    assert statement.total == D("130.00") * D("1.45") + D("1040.00") + 2 * D("585.00")
+    subtotals = [D("130.00") * D("1.45"), D("1040.00"), D("585.00"), D("585.00")]
+    assert statement.total == sum(x + (x * D("0.21")).quantize(D("0.01"), ROUND_HALF_UP) for x in subtotals)
 
     config = tmp_path / "slabot.toml"
     config.write_text(f'[database]\nurl = "{db_url}"\n')
@@ -370,7 +375,7 @@ def test_the_statement_adds_up(desk: Desk, tmp_path: Path, db_url: str) -> None:
     code, out, err = run_cli("--config", str(config), "billing", "statement", "--month", "2026-11", "--csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert sum(D(r["amount"]) for r in rows) == statement.total
+    assert sum(D(r["amount"]) for r in rows) == sum(subtotals, D(0))
     code, out, _ = run_cli("--config", str(config), "billing", "statement", "--month", "2026-11")
     assert code == 0 and "Bakkerij Jansen" in out and "1.040,00" not in out and "1040.00" in out
     code, _, err = run_cli("--config", str(config), "billing", "statement", "--month", "november")
@@ -418,8 +423,10 @@ def test_the_billing_commands(desk: Desk, tmp_path: Path, db_url: str) -> None:
     assert cli("tickets", "classify", ref, "service")["kind"] == "service"
     assert cli("billing", "punchcard", "Bakkerij Jansen", "5")["price"] == "585.00"
     quoted = cli("tickets", "quote", ref, "6")
+    # 6 hours from the card with 5 left: the card's hours cost nothing more, one new block is bought (R20)
     assert (quoted["rate_kind"], quoted["rate"], quoted["total"], quoted["state"]) == (
-        "punch_card", "117.00", "702.00", "proposed")
+        "punch_card", "117.00", "0.00", "proposed")
+    assert (quoted["card_hours"], quoted["paid_hours"], quoted["new_blocks"]) == ("6.00", "0.00", 1)
     assert cli("hours", "log", ref, "1", "--note", "voor akkoord")["status"] == "not_agreed"
     desk.write("Akkoord")
     logged = cli("hours", "log", ref, "6", "--at", "2026-11-23T15:00")

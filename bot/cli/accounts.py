@@ -33,6 +33,8 @@ def cmd_accounts_list(args: argparse.Namespace, out: TextIO) -> int:
             extras.append(f"templates delivered {data['templates_delivered']}")
         if data["monthly_hours"] is not None:
             extras.append(f"{data['monthly_hours']} h/month")
+        if a.billing_email:
+            extras.append(f"invoices to {a.billing_email}")
         out.write(f"{a.name[:32]:<32} {a.plan:<13} staff {a.staff or '-':<12} {'; '.join(extras)}\n")
         if not a.contacts:
             out.write("    (no contacts)\n")

@@ -10,12 +10,14 @@ import argparse
 import csv
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
-from bot.billing import Billing, Statement, statement_text
+from bot.billing import CAUSES, Billing, Statement, line_json, statement_text
 from bot.cli.common import (
     STAFF_ENV,
     Handler,
@@ -26,12 +28,14 @@ from bot.cli.common import (
     with_database,
 )
 from bot.i18n import AMSTERDAM
+from storage.records import InvoiceRecord
 from bot.texts import Texts
 
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
     return with_database(args, lambda loaded, db: action(
-        Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language)))
+        Billing(db, loaded.preset, texts=Texts(), default_language=loaded.config.language,
+                issuer_lines=tuple(loaded.config.billing.invoice_lines))))
 
 
 def _write(out: TextIO, args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
@@ -60,11 +64,18 @@ def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
     """Send the customer an hour estimate at the rate of the day."""
     result = _run(args, lambda b: b.quote(args.ref, args.hours, staff_name(args), urgent=args.urgent))
     q = result.quote
+    parts = [f"{q.monthly_hours} h from the month's hours" if q.monthly_hours else "",
+             f"{q.card_hours} h from the punch card" + (f" ({q.new_blocks} new block(s) of {q.block_price})"
+                                                        if q.new_blocks else "") if q.card_hours else "",
+             f"{q.paid_hours} h {'urgent' if q.urgent else 'ad hoc'} at {q.rate}" if q.paid_hours else ""]
     return _write(out, args, {"ref": result.ref, "estimated_hours": str(q.estimated_hours),
                               "billed_hours": str(q.billed_hours), "rate_kind": q.rate_kind, "rate": str(q.rate),
-                              "total": str(q.total), "state": q.state},
-                  f"{result.ref}: quote of {q.estimated_hours} h sent ({q.billed_hours} h at {q.rate} "
-                  f"{q.rate_kind} = {q.total}); waiting for the customer's agreement")
+                              "total": str(q.total), "state": q.state, "urgent": q.urgent,
+                              "monthly_hours": str(q.monthly_hours), "card_hours": str(q.card_hours),
+                              "paid_hours": str(q.paid_hours), "new_blocks": q.new_blocks,
+                              "block_price": str(q.block_price)},
+                  f"{result.ref}: quote of {q.estimated_hours} h sent ({'; '.join(p for p in parts if p)}; "
+                  f"total {q.total}); waiting for the customer's agreement")
 
 
 def cmd_hours_log(args: argparse.Namespace, out: TextIO) -> int:
@@ -122,15 +133,75 @@ def cmd_statement(args: argparse.Namespace, out: TextIO) -> int:
     elif args.csv:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["account", "invoice", "kind", "issued_on", "due_on", "date", "ticket", "description",
-                         "hours", "rate", "amount"])
+                         "hours", "rate", "amount", "invoice_vat", "invoice_total"])
         for name, invoices in statement.accounts.items():
             for inv in invoices:
                 for x in inv.lines:
-                    writer.writerow([name, inv.number, inv.kind, inv.issued_on, inv.due_on, x.day, x.ticket_ref or "",
-                                     x.description, "" if x.hours is None else x.hours,
-                                     "" if x.rate is None else x.rate, x.amount])
+                    writer.writerow([name, inv.number or "(to come)", inv.kind, inv.issued_on, inv.due_on, x.day,
+                                     x.ticket_ref or "", x.description, "" if x.hours is None else x.hours,
+                                     "" if x.rate is None else x.rate, x.amount, inv.vat, inv.total])
     else:
         out.write(statement_text(statement))
+    return 0
+
+
+def invoice_json(i: InvoiceRecord) -> dict[str, Any]:
+    """An invoice as ``billing invoices --json`` prints it."""
+    return {"number": i.number, "kind": i.kind, "account": i.account, "ticket": i.ticket_ref, "month": i.month,
+            "issued_on": i.issued_on.isoformat(), "due_on": i.due_on.isoformat(),
+            "subtotal": None if i.subtotal is None else str(i.subtotal), "vat": None if i.vat is None else str(i.vat),
+            "total": None if i.total is None else str(i.total), "recipient": i.recipient,
+            "delivery_state": i.delivery_state or "not_sent"}
+
+
+def _invoice_row(i: InvoiceRecord) -> str:
+    what = i.month if i.kind == "monthly" else (i.ticket_ref or "")
+    return (f"{i.number:<11} {i.issued_on} due {i.due_on}  {i.kind:<10} {what:<10} {i.account[:28]:<28} "
+            f"{i.total!s:>10}  {i.delivery_state or 'not sent'} {i.recipient or ''}".rstrip())
+
+
+def cmd_invoices(args: argparse.Namespace, out: TextIO) -> int:
+    """The invoices issued, with the delivery state of their mail."""
+    if args.month and not re.fullmatch(r"\d{4}-\d{2}", args.month):
+        raise UsageError(f"--month is written YYYY-MM (e.g. 2026-11), not {args.month!r}")
+    found: list[InvoiceRecord] = _run(args, lambda b: b.invoices(args.month))
+    if args.json:
+        out.write(json.dumps([invoice_json(i) for i in found]) + "\n")
+        return 0
+    out.write("".join(_invoice_row(i) + "\n" for i in found) or "no invoices\n")
+    return 0
+
+
+def cmd_invoice(args: argparse.Namespace, out: TextIO) -> int:
+    """One invoice; ``--pdf FILE`` writes its PDF, ``--resend`` mails it again."""
+    record, lines, pdf = _run(args, lambda b: b.invoice(args.number))
+    if args.resend:
+        record = _run(args, lambda b: b.resend(args.number, staff_name(args)))
+    if args.pdf == "-":
+        out.flush()
+        sys.stdout.buffer.write(pdf)
+        return 0
+    if args.pdf:
+        try:
+            Path(args.pdf).write_bytes(pdf)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.pdf}: {exc.strerror or exc}") from None
+    data = {**invoice_json(record), "lines": [line_json(x) for x in lines], "pdf": args.pdf, "resent": args.resend}
+    text = _invoice_row(record) + "".join(f"\n  {x.description}: {x.amount}" for x in lines)
+    if args.pdf:
+        text += f"\nPDF written to {args.pdf}"
+    if args.resend:
+        text += f"\nsent again to {record.recipient}"
+    return _write(out, args, data, text)
+
+
+def cmd_issue(args: argparse.Namespace, out: TextIO) -> int:
+    """Issue the monthly invoices that are due now and queue their mail."""
+    issued: list[InvoiceRecord] = _run(args, lambda b: b.issue_due())
+    if args.json:
+        out.write(json.dumps([invoice_json(i) for i in issued]) + "\n")
+        return 0
+    out.write("".join(_invoice_row(i) + "\n" for i in issued) or "no monthly invoices due\n")
     return 0
 
 
@@ -150,7 +221,8 @@ def register(commands: Any, ticket_cmds: Any) -> None:
     cause = ticket_cmds.add_parser(
         "cause", help="record the root cause: diagnosis on a platform bug is free, outside the platform paid (R18)")
     cause.add_argument("ref", help="ticket reference")
-    cause.add_argument("cause", choices=("platform", "outside"))
+    cause.add_argument("cause", choices=CAUSES, help="platform or outside (R18); customer: an outage caused in "
+                       "the customer's own domain, charged at the urgent rate, at least 1 hour (R17)")
     with_common(cause, cmd_cause)
     quote = ticket_cmds.add_parser(
         "quote", help="send the customer an hour estimate at the rate of the day; work waits for agreement (R19)")
@@ -175,10 +247,27 @@ def register(commands: Any, ticket_cmds: Any) -> None:
                     "issued at once that month (punch-card blocks, requests above the threshold). Money in "
                     "the preset's currency, rounded half-up to cents per line.")
     statement.add_argument("--month", metavar="YYYY-MM", help="the month (default: this month)")
+    statement.description = (
+        "Per account: the month's invoice (issued on the first working day after the month, due 14 days later; "
+        "shown as 'to come' before that), the invoices issued at once that month (punch-card blocks, jobs above "
+        "the threshold) and the hours used from the month or the punch card. Totals with VAT.")
     fmt = statement.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per line")
     statement.set_defaults(handler=cmd_statement)
+    invoices = billing_cmds.add_parser(
+        "invoices", help="the invoices issued, with the delivery state of their mail (R21)")
+    invoices.add_argument("--month", metavar="YYYY-MM", help="only those issued in this month")
+    with_common(invoices, cmd_invoices)
+    invoice = billing_cmds.add_parser("invoice", help="one invoice: its lines; --pdf writes it out, --resend mails "
+                                                      "it again")
+    invoice.add_argument("number", help="invoice number, e.g. 2026-00001")
+    invoice.add_argument("--pdf", metavar="FILE", help="write the invoice's PDF (as sent) to FILE ('-': stdout)")
+    invoice.add_argument("--resend", action="store_true", help="send the invoice's mail again, with the same PDF")
+    with_common(invoice, cmd_invoice)
+    issue = billing_cmds.add_parser(
+        "issue", help="issue and send the monthly invoices that are due now (slabot run does this by itself)")
+    with_common(issue, cmd_issue)
     punch = billing_cmds.add_parser("punchcard", help="sell a prepaid punch card (at least 5 hours), invoiced at once")
     punch.add_argument("account", help="account name")
     punch.add_argument("hours", help="block size in hours, e.g. 10")

@@ -211,6 +211,7 @@ def account_json(account: AccountRecord) -> dict[str, Any]:
         "templates_delivered": account.templates_delivered.isoformat() if account.templates_delivered else None,
         "language": account.language,
         "monthly_hours": hours,
+        "billing_email": account.billing_email,
         "contacts": [{"name": c.name, "role": c.role, "authorised": c.authorised, "email": list(c.emails),
                       "phone": list(c.phones)} for c in account.contacts],
     }

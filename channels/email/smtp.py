@@ -80,6 +80,9 @@ def build_mail(message: OutboundMessage, from_address: str, *, from_name: str | 
     if message.extra.get("ticket_ref"):
         mail["X-Slabot-Ticket"] = message.extra["ticket_ref"]
     mail.set_content(message.text, charset="utf-8")
+    for file in message.attachments:
+        main, _, sub = file.content_type.partition("/")
+        mail.add_attachment(file.data, maintype=main, subtype=sub or "octet-stream", filename=file.filename)
     return mail
 
 
