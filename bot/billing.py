@@ -46,10 +46,15 @@ from babel.numbers import format_decimal
 
 from bot.desk import Desk, DeskError
 from bot.i18n import Language
+from bot.invoice_pdf import (
+    WORDS,
+    DocumentLine,
+    InvoiceDocument,
+    render_invoice,
+    title_of,
+)
 from bot.texts import INVOICE_LINE_TEXTS, Texts, language_of, money_text
-from channels.messages import utc_now
-from bot.invoice_pdf import WORDS, DocumentLine, InvoiceDocument, render_invoice, title_of
-from channels.messages import ChannelName
+from channels.messages import ChannelName, utc_now
 from sla_engine.billing import (
     ZERO,
     BillingTerms,
@@ -332,7 +337,7 @@ class Billing:
         """R17: the outage's cause lay in the customer's own domain; its hours so far (at least the minimum)
         are billed at the urgent rate, and so are hours logged on it later."""
         tickets, repo = TicketRepository(s), BillingRepository(s)
-        if ticket.kind != "critical":
+        if ticket.priority != "critical":
             raise DeskError(f"{ticket.ref} is not an outage (critical) ticket; its cause is platform or outside")
         self.terms  # noqa: B018 - a preset without rates cannot charge: say so before anything changes
         now = self.now()
@@ -419,9 +424,9 @@ class Billing:
             ticket = self._ticket(tickets, ref)
             activity = "diagnosis" if diagnosis or ticket.kind == "undetermined" else "work"
             quote = repo.current_quote(ticket.id)
-            if ticket.root_cause == "customer" and ticket.kind == "critical":
+            if ticket.root_cause == "customer" and ticket.priority == "critical":
                 status = "billable"  # R17: an outage caused in the customer's own domain is charged
-            elif not self._paid(ticket) or ticket.kind in ("support", "critical") or (
+            elif not self._paid(ticket) or ticket.kind == "support" or (
                     activity == "diagnosis" and ticket.root_cause == "platform"):
                 status = "free"
             elif activity == "diagnosis" and ticket.root_cause is None:
@@ -468,7 +473,7 @@ class Billing:
         repo.set_entry_status(entry_ids, "billed")
         if to_bill <= 0:
             return HoursResult(ticket.ref, entry_ids[-1], "billed")
-        outage = ticket.kind == "critical" and ticket.root_cause == "customer"
+        outage = ticket.priority == "critical" and ticket.root_cause == "customer"
         urgent = outage or bool(quote and quote.urgent)
         punch = repo.punch_card(account.id)
         state = _card(punch)
@@ -648,7 +653,7 @@ class Billing:
         return InvoiceDocument(
             number=invoice.number, kind=invoice.kind, issued_on=invoice.issued_on, due_on=invoice.due_on,
             issuer=self.preset.title, issuer_lines=self.issuer_lines, account=account.name,
-            recipient=self._billing_address(account), language=language_of(account.language,
+            recipient=self._billing_address(s, account), language=language_of(account.language,
                                                                              default=self.default_language),
             currency=terms.currency, lines=tuple(doc_line(x) for x in lines), subtotal=subtotal,
             vat_percent=terms.vat_percent, vat=vat, total=subtotal + vat, usage=tuple(doc_line(x) for x in usage),
@@ -659,19 +664,20 @@ class Billing:
                 lines: list[InvoiceLineRecord]) -> bytes:
         return render_invoice(self._document(s, account, invoice, lines))
 
-    def _billing_address(self, account: AccountRecord) -> str | None:
+    def _billing_address(self, s: Session, account: AccountRecord) -> str | None:
         """Where invoices go (R21): the account's billing address, else its contact person's e-mail."""
         if account.billing_email:
             return account.billing_email
-        person = next((c for c in account.contacts if c.role == "contact" and c.emails), None)
-        person = person or next((c for c in account.contacts if c.emails), None)
+        contacts = AccountRepository(s).contacts_of(account.id)
+        person = next((c for c in contacts if c.role == "contact" and c.emails), None)
+        person = person or next((c for c in contacts if c.emails), None)
         return person.emails[0] if person else None
 
     def _send_invoice(self, s: Session, account: AccountRecord, invoice: InvoiceRecord) -> int | None:
         """Queue the invoice's mail with its PDF (the outbox sends it once, retried like every mail); the
         message id, None when the account has no e-mail address (staff are told)."""
         repo = BillingRepository(s)
-        recipient = self._billing_address(account)
+        recipient = self._billing_address(s, account)
         now = self.now()
         if recipient is None:
             TicketRepository(s).add_event("invoice_not_sent", now, data={
@@ -682,7 +688,7 @@ class Billing:
         assert pdf is not None
         language = language_of(account.language, default=self.default_language)
         doc = self._document(s, account, invoice, repo.invoice_lines(invoice.id))
-        person = next((c for c in account.contacts if c.role == "contact"), None)
+        person = next((c for c in AccountRepository(s).contacts_of(account.id) if c.role == "contact"), None)
         cur = self.terms.currency
         text = self.texts.render(
             "invoice", language, contact_name=person.name if person else account.name, number=invoice.number,
@@ -698,13 +704,16 @@ class Billing:
         repo.set_invoice_message(invoice.id, message_id)
         return message_id
 
-    def issue_due(self) -> list[InvoiceRecord]:
+    def issue_due(self, on: date | None = None) -> list[InvoiceRecord]:
         """Issue the monthly invoices that are due (R21): each account's lines of a month that ended, on the
         first working day after it (later when slabot was not running then), one invoice per account and
         month, none for 0.00. Safe to run often and from several workers: each runs in one transaction and a
-        month's invoice exists once (a unique key)."""
-        terms = self.terms
+        month's invoice exists once (a unique key). ``on``: issue as on that day (not in the future), e.g. to
+        catch up."""
         today = self.today()
+        if on is not None and on > today:
+            raise DeskError(f"invoices are not issued ahead of time: {on} lies after today ({today})")
+        today = on or today
         current = today.replace(day=1)
 
         def work(s: Session) -> list[InvoiceRecord]:
@@ -725,8 +734,6 @@ class Billing:
                                           month=month))
             return issued
 
-        if terms is None:  # pragma: no cover - self.terms raised
-            return []
         return self.db.run(work)
 
     def invoice_day(self, month: str) -> date:

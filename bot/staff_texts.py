@@ -19,7 +19,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                 "/reply REF tekst — antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n"
                 "/resolve REF — afgehandeld\n/note REF tekst — interne notitie\n"
                 "/classify REF support|service — gratis of betaald\n"
-                "/cause REF platform|outside — oorzaak na diagnose\n"
+                "/cause REF platform|outside|customer — oorzaak na diagnose (customer: storing in eigen domein, spoedtarief)\n"
                 "/quote REF uren [spoed] — urenindicatie naar de klant\n"
                 "/hours REF uren [diagnose] [notitie] — uren schrijven\n"
                 "/release REF [uit] — wacht op een release (buiten de oplostermijn)\n"
@@ -98,7 +98,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                 "/reply REF text — answer the customer\n/clarify REF question — ask the customer to clarify\n"
                 "/resolve REF — resolved\n/note REF text — internal note\n"
                 "/classify REF support|service — free or paid\n"
-                "/cause REF platform|outside — root cause after diagnosis\n"
+                "/cause REF platform|outside|customer — root cause after diagnosis (customer: outage in their own domain, urgent rate)\n"
                 "/quote REF hours [urgent] — estimate to the customer\n"
                 "/hours REF hours [diagnosis] [note] — log time\n"
                 "/release REF [off] — waits for a release (off the resolution clock)\n"
@@ -179,7 +179,7 @@ CHAT_USAGE: dict[str, str] = {
     "ticket": "/ticket REF", "take": "/take REF", "incident": "/incident NUMBER what happened",
     "reply": "/reply REF text", "clarify": "/clarify REF question",
     "resolve": "/resolve REF", "note": "/note REF text", "classify": "/classify REF support|service",
-    "cause": "/cause REF platform|outside", "quote": "/quote REF hours [urgent]",
+    "cause": "/cause REF platform|outside|customer", "quote": "/quote REF hours [urgent]",
     "hours": "/hours REF hours [diagnosis] [note]", "release": "/release REF [off]",
 }
 

@@ -199,6 +199,14 @@ class AccountRepository(Repository):
             raise KeyError(account_id)
         return _account(row)
 
+    def contacts_of(self, account_id: int) -> list[ContactRecord]:
+        """The account's contacts with their e-mail addresses and phone numbers."""
+        contacts = self.session.scalars(select(m.Contact).where(m.Contact.account_id == account_id)
+                                        .order_by(m.Contact.id)).all()
+        identities = self.session.scalars(select(m.Identity).where(
+            m.Identity.contact_id.in_([c.id for c in contacts]))).all() if contacts else []
+        return [_contact(c, [i for i in identities if i.contact_id == c.id]) for c in contacts]
+
     def by_name(self, name: str) -> AccountRecord | None:
         row = self.session.scalar(select(m.Account).where(func.lower(m.Account.name) == name.lower()))
         return None if row is None else _account(row)

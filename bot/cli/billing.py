@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,8 +28,8 @@ from bot.cli.common import (
     with_database,
 )
 from bot.i18n import AMSTERDAM
-from storage.records import InvoiceRecord
 from bot.texts import Texts
+from storage.records import InvoiceRecord
 
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
@@ -197,7 +197,11 @@ def cmd_invoice(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_issue(args: argparse.Namespace, out: TextIO) -> int:
     """Issue the monthly invoices that are due now and queue their mail."""
-    issued: list[InvoiceRecord] = _run(args, lambda b: b.issue_due())
+    try:
+        on = date.fromisoformat(args.on) if args.on else None
+    except ValueError:
+        raise UsageError(f"--on is a date written YYYY-MM-DD, not {args.on!r}") from None
+    issued: list[InvoiceRecord] = _run(args, lambda b: b.issue_due(on))
     if args.json:
         out.write(json.dumps([invoice_json(i) for i in issued]) + "\n")
         return 0
@@ -267,6 +271,7 @@ def register(commands: Any, ticket_cmds: Any) -> None:
     with_common(invoice, cmd_invoice)
     issue = billing_cmds.add_parser(
         "issue", help="issue and send the monthly invoices that are due now (slabot run does this by itself)")
+    issue.add_argument("--on", metavar="YYYY-MM-DD", help="issue as on that day (default today; not later)")
     with_common(issue, cmd_issue)
     punch = billing_cmds.add_parser("punchcard", help="sell a prepaid punch card (at least 5 hours), invoiced at once")
     punch.add_argument("account", help="account name")
