@@ -24,7 +24,7 @@ from helpers import app_running, at, free_port, preset, run_cli
 from bot.app import Application
 from bot.config import load_config
 from bot.demo.run import DemoError, DemoResult, Fact, main, prepare
-from bot.i18n import format_when
+from bot.i18n import AMSTERDAM, format_when
 from sla_engine.deadlines import first_response_due, reminder_schedule
 
 PIET, SANNE, KAREL, AGENCY, STRANGER = ("+31612345678", "sanne@fietsenmaker-jansen.example",
@@ -184,10 +184,14 @@ def test_a_quote_agreed_and_billed_on_a_punch_card_and_the_months_statement(demo
     piet = acknowledgement(result, PIET)
     (card,) = result.of("punch_card_bought")
     assert card.data["price"] == "585.00"  # 5 hours at 117.00 (R20)
-    (quote,) = result.of("quote_sent")
-    assert (quote.ref, quote.recipient, quote.data["rate"], quote.data["total"]) == (
-        piet.ref, PIET, "117.00", "702.00")
-    assert "akkoord" in quote.text
+    quote, urgent = result.of("quote_sent")
+    # 6 hours from the card with 5 left: a new block on the way, nothing more for the work (R20)
+    assert (quote.ref, quote.recipient, quote.data["rate"], quote.data["total"], quote.data["card_hours"],
+            quote.data["new_blocks"]) == (piet.ref, PIET, "117.00", "0.00", "6.00", "1")
+    assert "akkoord" in quote.text and "6 uur van je strippenkaart" in quote.text
+    # urgent work is ad hoc at the urgent rate, the card left alone (R20)
+    assert (urgent.data["rate"], urgent.data["total"], urgent.data["card_hours"]) == ("176.80", "265.20", "0.00")
+    assert "ad hoc met spoed" in urgent.text
     (agreed,) = result.of("quote_agreed")
     assert agreed.recipient == PIET and "akkoord" in agreed.text
     told = [f.text for f in result.of("staff_told")]
@@ -195,10 +199,26 @@ def test_a_quote_agreed_and_billed_on_a_punch_card_and_the_months_statement(demo
     (renewed,) = result.of("punch_card_renewed")
     assert renewed.recipient == PIET and "585,00" in renewed.text
     (statement,) = result.of("statement")
-    assert result.statement.total == Decimal("1170.00") == 2 * Decimal("585.00")
-    assert statement.data["total"] == "1170.00" and "1170.00" in statement.text
+    # two punch-card blocks and the month's urgent work, each with 21% VAT (R21)
+    assert result.statement.total == Decimal("1736.59") == 2 * Decimal("707.85") + Decimal("320.89")
+    assert statement.data["total"] == "1736.59" and "1736.59" in statement.text
     invoices = result.statement.accounts["Bakkerij de Vries"]
     assert sorted(i.kind for i in invoices) == ["monthly", "punch_card", "punch_card"]
+    assert all(not i.draft and i.delivery_state == "sent" for i in invoices)
+
+
+def test_the_month_ends_with_its_invoices_mailed_as_pdf(demo: tuple[DemoResult, str]) -> None:
+    result, _ = demo
+    (sent,) = result.of("invoice_sent")
+    assert sent.recipient == "administratie@bakkerij-devries.example"
+    assert sent.at == datetime(2026, 12, 1, 9, tzinfo=AMSTERDAM)  # the first working day after November
+    assert (sent.data["total"], sent.data["files"]) == ("320.89", f"{sent.data['number']}.pdf")
+    code, out, err = run_cli("--config", str(result.config), "billing", "invoices", "--json")
+    assert code == 0, err
+    mailed = {i["number"]: (i["kind"], i["delivery_state"], i["recipient"]) for i in json.loads(out)}
+    assert set(mailed.values()) == {("punch_card", "sent", "administratie@bakkerij-devries.example"),
+                                    ("monthly", "sent", "administratie@bakkerij-devries.example")}
+    assert len(mailed) == 3
 
 
 def test_it_says_where_its_database_is_and_slabot_tickets_list_shows_it(demo: tuple[DemoResult, str]) -> None:

@@ -61,10 +61,12 @@ from bot.demo.standins.twilio import TwilioStandIn
 from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM, format_when
 from bot.mail import MailIntake, MailResult
+from bot.outbox import OutboxDispatcher
 from bot.presets import load_preset
 from bot.web.dashboard.auth import hash_password
 from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX
 from bot.web.twilio import WEBHOOK_PATH
+from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import DeliveryState
 from channels.whatsapp import sign_request
 from storage.billing import BillingRepository
@@ -231,7 +233,7 @@ ICONS = {"desk_opened": "🏢", "acknowledgement": "📨", "third_party_refused"
          "channel_not_in_plan": "🔀", "announced": "🆕", "resolved": "✅", "punch_card_bought": "💳",
          "staff_reply": "💬", "quote_sent": "🧾", "quote_agreed": "🤝", "staff_told": "📣", "hours_billed": "⌛",
          "punch_card_renewed": "💳", "reminder": "⏰", "breach": "🚨", "incident_logged": "📞", "page": "📟",
-         "page_acknowledged": "🙋", "paging_stopped": "🔕", "statement": "📊", "customer": "👤"}
+         "page_acknowledged": "🙋", "paging_stopped": "🔕", "statement": "📊", "invoice_sent": "🧾", "customer": "👤"}
 STYLES = {"breach": "bold red", "page": "bold red", "reminder": "yellow", "third_party_refused": "magenta",
           "unknown_sender": "magenta", "channel_not_in_plan": "magenta", "statement": "bold green",
           "desk_opened": "bold cyan", "staff_reply": "green", "page_acknowledged": "green",
@@ -622,9 +624,11 @@ async def _mailcampaigns(stage: _Stage) -> None:
         quote = await asyncio.to_thread(desk.db.run, lambda s: BillingRepository(s).current_quote(piet.id))
         assert quote is not None
         stage.tell("quote_sent", f"@anna: /quote {piet.ref} 6 → Piet gets the estimate before work starts: "
-                   f"{quote.billed_hours} h at EUR {quote.rate} ({quote.rate_kind}) = EUR {quote.total} (R19, R22)",
+                   f"{quote.card_hours} h from his punch card (5 left: a new block of 5 h, EUR {quote.block_price}, "
+                   f"is bought on the way), nothing more to pay for the work (R19, R20)",
                    channel="whatsapp", recipient=PIET, ref=piet.ref, text=sent["body"],
-                   data={"staff_chat": answer, "total": str(quote.total), "rate": str(quote.rate)})
+                   data={"staff_chat": answer, "total": str(quote.total), "rate": str(quote.rate),
+                         "card_hours": str(quote.card_hours), "new_blocks": str(quote.new_blocks)})
         clock.set(clock.local(11, 30))
         await stage.whatsapp_in(desk, PIET, "Piet de Vries", "Akkoord!")
         sent = await stage.whatsapp_to(PIET, "the confirmation of the agreement")
@@ -652,6 +656,25 @@ async def _mailcampaigns(stage: _Stage) -> None:
         await stage.whatsapp_to(PIET, "Anna's answer to the follow-up question")
         stage.tell("staff_reply", "@anna answers the follow-up question: response recorded, its reminders stopped",
                    channel="whatsapp", recipient=PIET, ref=piet.ref, data={"staff_chat": answer})
+        # the mailing must go out tomorrow: urgent work, ad hoc at 176.80 although Piet has a card (R20)
+        clock.set(clock.local(16))
+        answer = await stage.staff_says(chat, "anna", f"/quote {piet.ref} 1.5 urgent")
+        sent = await stage.whatsapp_to(PIET, "the urgent quote")
+        quote = await asyncio.to_thread(desk.db.run, lambda s: BillingRepository(s).current_quote(piet.id))
+        assert quote is not None
+        stage.tell("quote_sent", f"@anna: /quote {piet.ref} 1.5 urgent → {quote.paid_hours} h urgent ad hoc at EUR "
+                   f"{quote.rate} = EUR {quote.total}; the punch card buys normal hours and is left alone (R20)",
+                   channel="whatsapp", recipient=PIET, ref=piet.ref, text=sent["body"],
+                   data={"staff_chat": answer, "total": str(quote.total), "rate": str(quote.rate),
+                         "card_hours": str(quote.card_hours), "new_blocks": str(quote.new_blocks)})
+        clock.set(clock.local(16, 10))
+        await stage.whatsapp_in(desk, PIET, "Piet de Vries", "Akkoord")
+        await stage.whatsapp_to(PIET, "the confirmation of the urgent agreement")
+        clock.set(clock.local(17, 30))
+        answer = await stage.staff_says(chat, "anna", f"/hours {piet.ref} 1.5 mailing volgende week")
+        stage.tell("hours_billed", f"@anna logs the urgent work: /hours {piet.ref} 1.5 (EUR {quote.total}, on the "
+                   f"month's invoice)", channel="telegram", ref=piet.ref, text=answer)
+        await stage.staff_round(desk)
 
         # nobody answers Sanne: 75% of the window, one hour before, then the breach and its escalation (R16)
         assert desk.app.reminders is not None
@@ -749,14 +772,29 @@ async def _outage(stage: _Stage, desk: _Desk) -> None:
                f"and 23:30", channel="telegram", ref=incident.ref, data={"pages": str(len(pages))})
 
 
-def _statement(stage: _Stage) -> Statement:
-    """The month's statement, as ``slabot billing statement`` prints it."""
+async def _month_end(stage: _Stage) -> Statement:
+    """The first working day after the month: its invoices issued, mailed as PDF through the outbox to the SMTP
+    sink (R21), and the month's statement as ``slabot billing statement`` prints it."""
+    stage.desk_name = "mailcampaigns"
+    stage.clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=AMSTERDAM))  # Tuesday 1 December
     db = open_database(stage.url)
     try:
-        statement = Billing(db, load_preset("mailcampaigns"), now=stage.clock).statement(MONTH)
+        billing = Billing(db, load_preset("mailcampaigns"), now=stage.clock)
+        issued = await asyncio.to_thread(billing.issue_due)
+        sender = SmtpSender(SmtpSettings(host="127.0.0.1", port=stage.smtp_port, security="none",
+                                         from_address="facturen@mailcampaigns.example"), now=stage.clock)
+        await OutboxDispatcher(db, {"email": sender}, now=stage.clock).run_once()
+        for invoice in issued:
+            mail, _ = await stage.mail_to(invoice.recipient or "", f"invoice {invoice.number}")
+            files = [str(part.get_filename()) for part in mail.iter_attachments()]
+            stage.tell("invoice_sent", f"{invoice.account}'s invoice of {MONTH}, {invoice.number}: EUR "
+                       f"{invoice.subtotal} + VAT {invoice.vat} = EUR {invoice.total}, due {invoice.due_on}, "
+                       f"mailed with {', '.join(files)} to {invoice.recipient} (R21; `slabot billing invoices`)",
+                       channel="email", recipient=invoice.recipient, text=str(mail["Subject"]),
+                       data={"number": invoice.number, "total": str(invoice.total), "files": ",".join(files)})
+        statement = billing.statement(MONTH)
     finally:
         db.dispose()
-    stage.desk_name = "mailcampaigns"
     fact = Fact("statement", stage.clock(), "mailcampaigns", f"the statement of {MONTH}: total EUR "
                 f"{statement.total}", channel="billing", text=statement_text(statement),
                 data={"total": str(statement.total)})
@@ -828,7 +866,7 @@ async def run_demo(database: Path, console: Console | None = None) -> DemoResult
                 await _paynl(stage)
         finally:
             await stage.http.aclose()
-        statement = _statement(stage)
+        statement = await _month_end(stage)
     seconds = time.perf_counter() - started
     result = DemoResult(tuple(stage.facts), left, seconds, statement)
     if console is not None:
@@ -845,8 +883,10 @@ def _where(console: Console, result: DemoResult) -> None:
     console.print(f"Done in {result.seconds:.1f} s: {tickets} tickets, {len(result.facts)} facts. The database "
                   f"is [bold]{result.database}[/bold] (the next run overwrites it), its config file {config}, "
                   f"the application's log {result.database.with_suffix('.log')}.")
+    invoices = result.of("invoice_sent")
     for command in ("tickets list", f"tickets show {result.of('acknowledgement')[0].ref}",
-                    f"billing statement --month {MONTH}"):
+                    f"billing statement --month {MONTH}", "billing invoices",
+                    *(f"billing invoice {f.data['number']} --pdf {f.data['number']}.pdf" for f in invoices[:1])):
         console.print(Text(f"  slabot --config {config} {command}", style="bold"), soft_wrap=True)
     left = result.left
     console.print(f"The staff dashboard shows the same tickets: start slabot on the demo's database, open "
@@ -861,6 +901,7 @@ def main(database: Path, out: TextIO, *, quiet: bool = False) -> DemoResult:
     The application's log goes to a file next to the database (``slabot-demo.log``), not between the lines.
     """
     console = Console(file=out, highlight=False)
+    database.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(database.with_suffix(".log"), mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
