@@ -111,6 +111,7 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
     styles = getSampleStyleSheet()
     body = ParagraphStyle("body", parent=styles["BodyText"], fontName="Helvetica", fontSize=9.5, leading=12)
     small = ParagraphStyle("small", parent=body, fontSize=8.5, leading=11, textColor=colors.HexColor("#444444"))
+    strong = ParagraphStyle("strong", parent=body, fontName="Helvetica-Bold")
     head = ParagraphStyle("head", parent=styles["Title"], fontName="Helvetica-Bold", fontSize=18, alignment=0)
 
     def p(text: str, style: ParagraphStyle = body) -> Paragraph:
@@ -122,7 +123,7 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
     facts = [[p(w["number"]), p(doc.number)], [p(w["date"]), p(_day(doc.issued_on, lang))],
              [p(w["due"]), p(_day(doc.due_on, lang))]]
     top = Table([[Paragraph(sender, body), Paragraph(f"<b>{escape(w['to'])}</b><br/>{receiver}", body),
-                  Table(facts, colWidths=(32 * mm, 32 * mm))]], colWidths=(55 * mm, 55 * mm, 66 * mm))
+                  Table(facts, colWidths=(31 * mm, 35 * mm))]], colWidths=(48 * mm, 62 * mm, 66 * mm))
     top.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     story += [top, Spacer(1, 8 * mm)]
 
@@ -134,8 +135,9 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
     totals = [(w["subtotal"], doc.subtotal), (w["vat"].format(percent=_hours(doc.vat_percent, lang)), doc.vat),
               (w["total"], doc.total)]
     first_total = len(rows)
-    for label, amount in totals:
-        rows.append(["", "", p(label), p(money_text(amount, lang, cur))])
+    for n, (label, amount) in enumerate(totals):
+        style = strong if n == len(totals) - 1 else body
+        rows.append(["", "", p(label, style), p(money_text(amount, lang, cur), style)])
     table = Table(rows, colWidths=(100 * mm, 18 * mm, 28 * mm, 30 * mm), repeatRows=1)
     table.setStyle(TableStyle([
         ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
@@ -149,7 +151,7 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
     if doc.usage:
         story.append(p(w["usage"], small))
         usage = [[p(x.description, small), p(_hours(x.hours, lang), small)] for x in doc.usage]
-        story += [Table(usage, colWidths=(118 * mm, 18 * mm)), Spacer(1, 4 * mm)]
+        story += [Table(usage, colWidths=(118 * mm, 18 * mm), hAlign="LEFT"), Spacer(1, 4 * mm)]
     if doc.card_balance is not None and doc.card_block_hours is not None:
         story.append(p(w["card"].format(left=_hours(doc.card_balance, lang), size=_hours(doc.card_block_hours, lang))))
     days = (doc.due_on - doc.issued_on).days

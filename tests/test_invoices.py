@@ -364,3 +364,25 @@ def test_an_outage_caused_in_the_customers_own_domain_is_a_job_at_the_urgent_rat
     assert other.ticket_ref is not None and other.ticket_ref != ref
     with pytest.raises(DeskError, match="not an outage"):
         billing_desk.record_cause(other.ticket_ref, "customer", "anna")
+
+
+def test_the_accounts_file_takes_a_billing_address(tmp_path: Path, db_url: str) -> None:
+    config = tmp_path / "slabot.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[[account]]\nname = "Post BV"\nplan = "licentie"\nbilling_email = "Facturen@Post.example"\n'
+                        '  [[account.contact]]\n  name = "Piet"\n  email = ["piet@post.example"]\n\n'
+                        '[[account]]\nname = "Fout BV"\nplan = "licentie"\nbilling_email = "geen adres"\n'
+                        '  [[account.contact]]\n  name = "Jan"\n  email = ["jan@fout.example"]\n')
+    code, out, err = run_cli("--config", str(config), "accounts", "import", str(accounts))
+    assert "billing_email" in out + err and "geen adres" in out + err  # the bad one is named, line and value
+    code, out, err = run_cli("--config", str(config), "accounts", "list", "--json")
+    assert code == 0, err
+    assert [(a["name"], a["billing_email"]) for a in json.loads(out)] == [("Post BV", "facturen@post.example")]
+    csv_file = tmp_path / "accounts.csv"
+    csv_file.write_text("account,plan,billing_email,contact,email\nCsv BV,licentie,boeken@csv.example,Kees,"
+                        "kees@csv.example\n")
+    code, out, err = run_cli("--config", str(config), "accounts", "import", str(csv_file))
+    assert code == 0, err
+    code, out, _ = run_cli("--config", str(config), "accounts", "list")
+    assert "invoices to boeken@csv.example" in out
