@@ -26,7 +26,8 @@ from starlette.routing import BaseRoute
 
 from bot import logs
 from bot.billing import Billing
-from bot.config import LoadedConfig, shown_url
+from bot.config import LoadedConfig, database_problem, shown_url
+from bot.errors import StartupError
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
 from bot.lifecycle import Component, Health, StateLog, every, reason_of
@@ -42,7 +43,7 @@ from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender, utc_now
-from storage.database import Database, open_database
+from storage.database import Database, StorageError, open_database, translate_errors
 from storage.writer import SerialWriter
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ class Application:
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, wait for ``stop``, stop everything in reverse order."""
         cfg = self.loaded.config
-        db = await asyncio.to_thread(open_database, cfg.database.url, synchronous=cfg.database.synchronous)
+        db = await asyncio.to_thread(self._open_database)
         self._died = asyncio.get_running_loop().create_future()
         started: list[Component] = []
         try:
@@ -326,6 +327,15 @@ class Application:
         if self._died.done():
             name, exc = self._died.result()
             raise RuntimeError(f"{name} stopped unexpectedly: {reason_of(exc)}") from exc
+
+    def _open_database(self) -> Database:
+        """The configured database, opened and migrated; a :class:`StartupError` in one line when it cannot be."""
+        cfg = self.loaded.config
+        try:
+            with translate_errors():
+                return open_database(cfg.database.url, synchronous=cfg.database.synchronous)
+        except StorageError as exc:
+            raise StartupError(database_problem(cfg.database.url, exc)) from exc
 
     def _import_accounts(self, db: Database, file: str) -> None:
         """The ``[accounts] file`` is imported on start (relative to the config file)."""

@@ -35,6 +35,7 @@ from bot.errors import ConfigError, describe_validation_error
 from bot.presets import load_preset
 from channels.identity import IdentityError, normalise_phone
 from sla_engine.policy import Preset
+from storage.database import describe_failure
 
 ENV_PREFIX = "SLABOT_"
 # what Telegram accepts as a webhook's secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -
@@ -406,6 +407,12 @@ _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:).*(@)")  # use
 def shown_url(url: str) -> str:
     """A database URL fit for logs and messages: the password, if any, as ``***``."""
     return _URL_PASSWORD.sub(r"\1***\2", url)
+
+
+def database_problem(url: str, exc: BaseException) -> str:
+    """A database failure as one line: which database (its password masked), what failed, what to check."""
+    what, check = describe_failure(exc)
+    return f"database {shown_url(url)}: {what}; {check}"
 
 
 def masked(config: SlabotConfig) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """slabot's application errors, and the translation of validation errors into plain lines.
 
     SlabotError
+    ├── StartupError    slabot run cannot start (the port is taken, the database cannot be opened)
     └── ConfigError     a config, preset or accounts file that cannot be used
 """
 
@@ -15,6 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 class SlabotError(Exception):
     """Base class of slabot's own errors; the CLI prints them without a traceback."""
+
+
+class StartupError(SlabotError):
+    """``slabot run`` cannot start: one line naming the cause and what to do."""
 
 
 class ConfigError(SlabotError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -39,8 +41,8 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "Session",
-           "StorageError", "open_database", "translate_errors"]
+__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted",
+           "MigrationRefused", "Session", "StorageError", "describe_failure", "open_database", "translate_errors"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +84,10 @@ class DatabaseUnavailable(StorageError, OperationalError):
         return str(self.orig) if self.orig is not None else str(self)
 
 
+class MigrationRefused(StorageError):
+    """The database cannot be brought to this slabot's schema (a newer slabot wrote it)."""
+
+
 class DatabaseError(StorageError):
     """The database could not be reached or failed a statement: SQLAlchemy's error, translated by
     :func:`translate_errors`; ``kind`` names the original (e.g. ``OperationalError``)."""
@@ -89,6 +95,44 @@ class DatabaseError(StorageError):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.kind = type(error).__name__
+
+
+# what to check, by what the driver said (lower case), in order: the first that matches
+_CHECKS = (
+    (("connection refused", "could not connect", "timeout expired", "timed out", "no route to host",
+      "name or service not known", "could not translate host name", "nodename nor servname", "network is unreachable",
+      "server closed the connection"),
+     "is the database server running, and are the host and port in [database] url right?"),
+    (("password authentication failed", "authentication failed", "no password supplied", "role ") ,
+     "check the user name and password in [database] url"),
+    (("does not exist",), "create the database (e.g. createdb NAME) or fix its name in [database] url"),
+    (("unable to open database file",), "check that the SQLite file's folder exists and slabot may write there"),
+    (("readonly database", "read-only"), "slabot may not write the SQLite file: check its permissions"),
+    (("file is not a database", "malformed"),
+     "the file is not a slabot database or is damaged: point [database] url at another file or restore a backup"),
+    (("can't locate revision", "no such revision"),
+     "the database was written by a newer slabot: upgrade slabot, or point [database] url at another database"),
+    (("database is locked",), "another program holds the SQLite file locked: wait, or stop it"),
+)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """A database failure in one line, and what to check: the driver's own first line (without SQLAlchemy's
+    wrapping and its link), and a hint that fits it."""
+    inner: BaseException = exc
+    for _ in range(5):  # the driver's error inside SQLAlchemy's, inside ours
+        nested = getattr(inner, "orig", None) or inner.__cause__
+        if not isinstance(nested, BaseException) or nested is inner:
+            break
+        inner = nested
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("(Background on this error")]
+    what = lines[0] if lines else inner.__class__.__name__
+    what = re.sub(r"^\((?:[\w.]+)\)\s*", "", what)  # "(psycopg.OperationalError) connection failed: ..."
+    said = " ".join(lines).lower()
+    check = next((hint for words, hint in _CHECKS if any(w in said for w in words)),
+                 "check [database] url and that the database is reachable")
+    return what, check
 
 
 @contextmanager
@@ -361,11 +405,15 @@ class Database:
                 time.sleep(delay)
 
     def upgrade(self) -> None:
-        """Apply the Alembic migrations up to the newest."""
+        """Apply the Alembic migrations up to the newest; :class:`MigrationRefused` when the database's own
+        revision is unknown to this slabot (a newer one wrote it)."""
         with self.engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise MigrationRefused(f"the database's revision is unknown to this slabot: {exc}") from exc
 
     def ping(self) -> None:
         """A ``SELECT 1`` on a connection of its own: raises the driver's error when the database cannot answer."""

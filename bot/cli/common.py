@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeVar
 
-from bot.config import LoadedConfig, load_config, shown_url
+from bot.config import LoadedConfig, database_problem, load_config
 from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM
 from sla_engine.policy import Preset
@@ -89,8 +89,8 @@ def error_name(exc: Exception) -> str:
 
 
 def database_error(url: str, exc: Exception) -> UsageError:
-    """The database at ``url`` failed: a one-line error that names it without its password."""
-    return UsageError(f"database {shown_url(url)}: {error_name(exc)}: {exc}")
+    """The database at ``url`` failed: one line naming it without its password, what failed and what to check."""
+    return UsageError(database_problem(url, exc))
 
 
 def open_command_database(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:

@@ -21,7 +21,7 @@ from bot.cli.common import (
     error_name,
     mail_intake,
 )
-from bot.config import load_config, shown_url
+from bot.config import database_problem, load_config
 from storage.database import (
     DatabaseError,
     StorageError,
@@ -71,7 +71,7 @@ def cmd_ingest_email(args: argparse.Namespace, out: TextIO) -> int:
         with translate_errors():
             db = open_database(cfg.database.url, synchronous=cfg.database.synchronous)
     except StorageError as exc:
-        sys.stderr.write(f"slabot: database {shown_url(cfg.database.url)} unreachable: {error_name(exc)}: {exc}\n")
+        sys.stderr.write(f"slabot: {database_problem(cfg.database.url, exc)} (unreachable: try again later)\n")
         return EX_TEMPFAIL
     intake = mail_intake(loaded, db)
     code = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -32,7 +33,7 @@ import bot.cli.serve as serve
 import bot.cli.sla as sla
 import bot.cli.tickets as tickets
 from bot.cli.common import EXIT_USAGE, Handler, Parser, UsageError
-from bot.errors import ConfigError, SlabotError
+from bot.errors import ConfigError, SlabotError, StartupError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="slabot", description="Support intake with SLA deadlines, reminders and billing.")
     parser.add_argument("--config", metavar="PATH", help="config file (default: $SLABOT_CONFIG, else config.toml, "
                                                           "else the embedded defaults)")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback too")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     serve.register(commands)
@@ -68,11 +70,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     handler: Handler = args.handler
     try:
         return handler(args, stdout)
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, StartupError) as exc:
+        if args.debug:
+            traceback.print_exc(file=stderr)
         for line in str(exc).splitlines():
             stderr.write(f"slabot: error: {line}\n")
         return EXIT_USAGE
     except SlabotError as exc:
+        if args.debug:
+            traceback.print_exc(file=stderr)
         stderr.write(f"slabot: error: {exc}\n")
         return 1
 

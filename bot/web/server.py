@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from bot.errors import StartupError
 from bot.lifecycle import Health, reason_of
 
 
@@ -45,6 +48,19 @@ def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
     return Route("/healthz", healthz, methods=["GET"])
 
 
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """Why slabot cannot listen on ``host:port``, and what to do, in one line."""
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where}: the port is in use (another slabot, or another program); stop it, or set another "
+                f"[http] port (SLABOT_HTTP_PORT)")
+    if exc.errno == errno.EACCES:
+        return f"{where}: not allowed (ports below 1024 need privileges); set [http] port to 1024 or above"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return f"{where}: this machine has no such address; check [http] host"
+    return f"{where}: {exc.strerror or exc}; check [http] host and port"
+
+
 class HttpServer:
     """The HTTP app on ``host:port`` (port 0: any free one, see :attr:`port`)."""
 
@@ -63,7 +79,13 @@ class HttpServer:
         self._serving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._serving = asyncio.create_task(self.server.serve(), name="http")
+        """Listen on the address first (a taken port is a :class:`StartupError` naming it), then serve."""
+        try:
+            sock = socket.create_server((self.host, self._configured_port),
+                                        family=socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        except OSError as exc:
+            raise StartupError(listen_problem(self.host, self._configured_port, exc)) from None
+        self._serving = asyncio.create_task(self.server.serve(sockets=[sock]), name="http")
         while not self.server.started and not self._serving.done():
             await asyncio.sleep(0.02)
         if self._serving.done():

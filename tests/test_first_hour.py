@@ -1,0 +1,79 @@
+"""The first hour with slabot, as a new user runs it (``slabot`` in a child process): every start-up failure
+and every database failure is one line naming the cause and what to do, exit 2, no traceback (``--debug``
+shows it)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import free_port
+
+PASSWORD = "hunter2-geheim"
+
+
+def slabot(*argv: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+
+
+def config(tmp_path: Path, database_url: str, port: int) -> Path:
+    path = tmp_path / "slabot.toml"
+    path.write_text(f'[database]\nurl = "{database_url}"\n\n[http]\nport = {port}\n')
+    return path
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line ``slabot: error: ...`` on stderr (the log before it may say what was started and stopped)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "sqlalche.me" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("slabot: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = slabot("--config", str(config(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", port)), "run",
+                        cwd=tmp_path)
+    line = one_error_line(result)
+    assert f"127.0.0.1:{port}" in line and "in use" in line and "[http] port" in line
+    assert "Task exception was never retrieved" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_with_the_password_masked(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://slabot:{PASSWORD}@127.0.0.1:{free_port()}/slabot"
+    path = config(tmp_path, url, free_port())
+    for command in (("run",), ("tickets", "list")):
+        line = one_error_line(slabot("--config", str(path), *command, cwd=tmp_path))
+        assert PASSWORD not in line and "slabot:***@127.0.0.1" in line, line
+        assert "refused" in line.lower() and "is the database server running" in line
+
+
+def test_a_database_of_a_newer_slabot_is_refused_in_one_line(tmp_path: Path) -> None:
+    database = tmp_path / "new.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        connection.execute("INSERT INTO alembic_version VALUES ('9999')")
+    path = config(tmp_path, f"sqlite:///{database}", free_port())
+    line = one_error_line(slabot("--config", str(path), "run", cwd=tmp_path))
+    assert "9999" in line and "newer slabot" in line
+
+
+def test_a_sqlite_file_in_a_missing_folder(tmp_path: Path) -> None:
+    path = config(tmp_path, f"sqlite:///{tmp_path / 'missing' / 'x.db'}", free_port())
+    line = one_error_line(slabot("--config", str(path), "run", cwd=tmp_path))
+    assert "folder exists" in line
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://slabot:{PASSWORD}@127.0.0.1:{free_port()}/slabot"
+    result = slabot("--debug", "--config", str(config(tmp_path, url, free_port())), "tickets", "list",
+                    cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" in result.stderr
