@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
@@ -42,7 +43,7 @@ from storage.direct import Direct
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
 __all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted",
-           "MigrationRefused", "Session", "StorageError", "describe_failure", "open_database", "translate_errors"]
+           "MigrationRefused", "Session", "StorageError", "describe_failure", "open_database", "sqlite_file", "translate_errors"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -499,6 +500,17 @@ def alembic_config() -> AlembicConfig:
     location = resources.files("storage").joinpath("migrations")
     config.set_main_option("script_location", str(location))
     return config
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``url`` (relative paths from the working folder); None for another database."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - a URL that cannot be read is not a SQLite file
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def open_database(url: str, *, migrate: bool = True, synchronous: str = "full") -> Database:

@@ -77,3 +77,47 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = slabot("--debug", "--config", str(config(tmp_path, url, free_port())), "tickets", "list",
                     cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_a_read_command_in_an_empty_folder_makes_no_database(tmp_path: Path) -> None:
+    for command in (("tickets", "list"), ("tickets", "show", "MC-10001"), ("accounts", "list"),
+                    ("billing", "invoices"), ("report", "--from", "2026-11-01", "--to", "2026-11-30")):
+        result = slabot(*command, cwd=tmp_path)
+        line = one_error_line(result)
+        assert f"no database at {tmp_path / 'slabot.db'}" in line, (command, line)
+        assert list(tmp_path.glob("slabot.db*")) == [], command
+
+
+def test_an_unknown_option_value_is_a_usage_error_naming_the_values(tmp_path: Path) -> None:
+    result = slabot("tickets", "list", "--state", "bogus", cwd=tmp_path)
+    assert result.returncode == 2 and "open" in result.stderr and "resolved" in result.stderr
+    assert "no tickets" not in result.stdout
+
+
+def test_tickets_list_has_a_header_and_says_answered_or_overdue(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from bot.intake import IntakePipeline
+    from helpers import MONDAY_10, add_account, contact, preset, whatsapp
+    from storage.database import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
+    try:
+        add_account(db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
+        add_account(db, "Drukkerij", "licentie", contact("Karel", phone="+31687654321"))
+        intake = IntakePipeline(db, preset("mailcampaigns"), now=lambda: MONDAY_10)
+        first = intake.ingest(whatsapp("SM1", "+31612345678", "Vraag een", received_at=MONDAY_10)).ticket_ref
+        intake.ingest(whatsapp("SM2", "+31687654321", "Vraag twee", received_at=MONDAY_10 + timedelta(hours=1)))
+    finally:
+        db.dispose()
+    assert first is not None
+    assert slabot("tickets", "reply", first, "Dag Piet, we kijken ernaar.", "--staff", "anna",
+                  cwd=tmp_path).returncode == 0
+    result = slabot("tickets", "list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["REF", "STATE", "PRIORITY"] and "RESPONSE DUE" in header
+    by_ref = {row.split()[0]: row for row in rows}
+    assert "answered" in by_ref[first]
+    (other,) = [row for ref, row in by_ref.items() if ref != first]
+    assert other.rstrip().endswith("OVERDUE")  # Thursday 23 November's deadline lies in the past

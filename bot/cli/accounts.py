@@ -59,7 +59,7 @@ def register(commands: Any) -> None:
     account_import.set_defaults(handler=cmd_accounts_import)
     account_list = account_cmds.add_parser("list", help="accounts with their plan, staff and contacts")
     account_list.add_argument("--json", action="store_true", help="print one JSON array")
-    account_list.set_defaults(handler=cmd_accounts_list)
+    account_list.set_defaults(handler=cmd_accounts_list, reads_only=True)
 
 
 __all__ = ["register"]

@@ -258,11 +258,12 @@ def register(commands: Any, ticket_cmds: Any) -> None:
     fmt = statement.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object")
     fmt.add_argument("--csv", action="store_true", help="print one CSV row per line")
-    statement.set_defaults(handler=cmd_statement)
+    statement.set_defaults(handler=cmd_statement, reads_only=True)
     invoices = billing_cmds.add_parser(
         "invoices", help="the invoices issued, with the delivery state of their mail (R21)")
     invoices.add_argument("--month", metavar="YYYY-MM", help="only those issued in this month")
     with_common(invoices, cmd_invoices)
+    invoices.set_defaults(reads_only=True)
     invoice = billing_cmds.add_parser("invoice", help="one invoice: its lines; --pdf writes it out, --resend mails "
                                                       "it again")
     invoice.add_argument("number", help="invoice number, e.g. 2026-00001")
@@ -280,6 +281,7 @@ def register(commands: Any, ticket_cmds: Any) -> None:
     balance = billing_cmds.add_parser("balance", help="an account's punch card and this month's hours")
     balance.add_argument("account", help="account name")
     with_common(balance, cmd_balance)
+    balance.set_defaults(reads_only=True)
 
 
 __all__ = ["register"]

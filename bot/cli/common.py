@@ -23,6 +23,7 @@ from storage.database import (
     DatabaseError,
     StorageError,
     open_database,
+    sqlite_file,
     translate_errors,
 )
 from storage.records import AccountRecord, MessageRecord, TicketRecord
@@ -94,8 +95,15 @@ def database_error(url: str, exc: Exception) -> UsageError:
 
 
 def open_command_database(args: argparse.Namespace) -> tuple[LoadedConfig, Database]:
-    """The command's config (``--config``) and its database, opened and migrated; a usage error when it fails."""
+    """The command's config (``--config``) and its database, opened and migrated; a usage error when it fails.
+
+    A command that only reads (``reads_only`` in its defaults) makes no database: a SQLite file that is not
+    there is a usage error naming it."""
     loaded = load_config(args.config)
+    missing = sqlite_file(loaded.config.database.url)
+    if getattr(args, "reads_only", False) and missing is not None and not missing.exists():
+        raise UsageError(f"no database at {missing.resolve()}: nothing to show yet (slabot run or slabot demo "
+                         f"makes one; --config or SLABOT_CONFIG points at another)")
     try:
         with translate_errors():
             return loaded, open_database(loaded.config.database.url,

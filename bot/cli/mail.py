@@ -123,10 +123,10 @@ def register(commands: Any) -> None:
     kept = mail_cmds.add_parser("kept", help="the mail kept aside that waits to be re-processed")
     kept.add_argument("--all", action="store_true", help="also the ones re-processed already")
     kept.add_argument("--json", action="store_true", help="print one JSON array")
-    kept.set_defaults(handler=cmd_kept)
+    kept.set_defaults(handler=cmd_kept, reads_only=True)
     raw = mail_cmds.add_parser("raw", help="write a kept mail's bytes to stdout, to look at or repair it")
     raw.add_argument("id", type=int, help="its id (slabot mail kept)")
-    raw.set_defaults(handler=cmd_raw)
+    raw.set_defaults(handler=cmd_raw, reads_only=True)
     again = mail_cmds.add_parser("reprocess", help="run a kept mail (or its repaired version) through the intake "
                                                    "again; marked re-processed once it is stored")
     again.add_argument("id", type=int, help="its id (slabot mail kept)")

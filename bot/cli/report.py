@@ -18,6 +18,7 @@ from bot.cli.common import (
     open_command_database,
     parse_instant,
 )
+from bot.config import load_config
 from bot.reports import (
     chart_filename,
     load_report,
@@ -43,12 +44,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
-    loaded, db = open_command_database(args)
-    preset = loaded.preset
+    preset = load_config(args.config).preset  # the arguments are checked before the database is opened
     try:
         plan = preset.plan(args.plan).name if args.plan else None
-        as_of = parse_instant(args.as_of, preset) if args.as_of else utc_now()
-        zone = next(iter(preset.calendars.values())).zone
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    as_of = parse_instant(args.as_of, preset) if args.as_of else utc_now()
+    zone = next(iter(preset.calendars.values())).zone
+    loaded, db = open_command_database(args)
+    try:
         with translate_errors():
             report = load_report(db, start, end, as_of, zone=zone, plan=plan)
     except PolicyError as exc:
@@ -91,7 +95,7 @@ def register(commands: Any) -> None:
     report.add_argument("--out", default=".", metavar="DIR", help="folder for the PNG chart (default: here)")
     report.add_argument("--as-of", metavar="ISO8601", help="judge open tickets at this instant (default: now)")
     report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.set_defaults(handler=cmd_report)
+    report.set_defaults(handler=cmd_report, reads_only=True)
 
 
 __all__ = ["cmd_report", "parse_day", "register"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from typing import Any, TextIO
 
 from bot.cli.common import (
@@ -15,8 +16,9 @@ from bot.cli.common import (
     ticket_json,
     with_database,
 )
+from channels.messages import utc_now
 from storage.database import Session
-from storage.records import TicketRecord
+from storage.records import TicketRecord, TicketState
 from storage.repositories import TicketRepository
 
 
@@ -28,12 +30,28 @@ def cmd_tickets_list(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps([ticket_json(t) for t in tickets]) + "\n")
         return 0
     if not tickets:
-        out.write("no tickets\n")
-    for t in tickets:
-        due = local_iso(t.current_due) or "-"
-        out.write(f"{t.ref:<10} {t.state:<10} {t.priority:<8} {t.kind:<12} {t.channel:<8} "
-                  f"{(t.account or '(unverified)')[:24]:<24} {(t.plan or '-'):<13} due {due}\n")
+        out.write("no tickets" + (f" in state {args.state}" if args.state else "") + "\n")
+        return 0
+    now = utc_now()
+    row = "{:<10} {:<10} {:<8} {:<12} {:<8} {:<24} {:<13} {:<25} {}\n"
+    out.write(row.format("REF", "STATE", "PRIORITY", "KIND", "CHANNEL", "ACCOUNT", "PLAN", "RESPONSE DUE", "ANSWER"))
+    for t in tickets:  # in queue order (R15); the due column is the current question's deadline (R24)
+        out.write(row.format(t.ref, t.state, t.priority, t.kind, t.channel, (t.account or "(unverified)")[:24],
+                             t.plan or "-", local_iso(t.current_due) or "-", answer_state(t, now)))
     return 0
+
+
+def answer_state(ticket: TicketRecord, now: datetime) -> str:
+    """How the ticket's latest question stands: answered (and when), overdue, or waiting."""
+    answered = ticket.current_answer
+    if answered is not None:
+        late = ticket.current_due is not None and answered > ticket.current_due
+        return f"answered {local_iso(answered)}" + (" (late)" if late else "")
+    if ticket.state == TicketState.RESOLVED:
+        return "resolved"
+    if ticket.current_due is not None and now > ticket.current_due:
+        return "OVERDUE"
+    return "waiting" if ticket.current_due is not None else "waiting (no deadline)"
 
 
 def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
@@ -79,13 +97,14 @@ def register(commands: Any) -> Any:
     ticket_cmds = command_group(commands, "tickets", "tickets")
     listing = ticket_cmds.add_parser("list", help="tickets in queue order (R15: critical Premium, critical Business, "
                                      "other critical, Premium, then by deadline)")
-    listing.add_argument("--state", help="only this state: open (all open ones), waiting, unverified, resolved")
+    listing.add_argument("--state", choices=("open", *(s.value for s in TicketState if s != TicketState.OPEN)),
+                         help="only this state: open (all open ones), waiting, unverified, resolved")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
-    listing.set_defaults(handler=cmd_tickets_list)
+    listing.set_defaults(handler=cmd_tickets_list, reads_only=True)
     show = ticket_cmds.add_parser("show", help="a ticket with its messages, deadlines and decisions")
     show.add_argument("ref", help="ticket reference, e.g. MC-10001")
     show.add_argument("--json", action="store_true", help="print one JSON object")
-    show.set_defaults(handler=cmd_tickets_show)
+    show.set_defaults(handler=cmd_tickets_show, reads_only=True)
     return ticket_cmds
 
 
