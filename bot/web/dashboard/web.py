@@ -15,7 +15,7 @@ Secure when ``http.public_url`` is https, and valid for
 - Every POST (login, logout, language) carries the session's CSRF token in its
   form; a POST without it is refused (403). The login replaces the session
   (a new token), so a token seen before the login is worth nothing after it.
-- Failed logins are throttled per name and per client address
+- Failed logins are throttled per account from a client, per client address and per account
   (:class:`bot.web.dashboard.auth.LoginThrottle`): 429 with ``Retry-After``.
 - Pages are rendered on the server (Jinja2 templates in ``templates/``, shipped
   in the package); ``static/dashboard.js`` only runs the countdowns. The
@@ -301,21 +301,21 @@ class Dashboard:
         if form is None:
             return self._login_page(request, words["form_expired"], 403)
         name = form.get("name", "").strip()
-        client = request.client.host if request.client else "?"
-        keys = (f"name:{name.casefold()}", f"client:{client}")
-        wait = self.throttle.retry_after(*keys)
+        client = request.client.host if request.client else "?"  # a trusted proxy's client: see HttpServer
+        user = self.users.get(name.casefold())
+        account = user.name.casefold() if user else None
+        wait = self.throttle.retry_after(account, client)
         if wait > 0:
             log.warning("dashboard: login for %r from %s refused for %.0f s (too many failures)", name[:100], client,
                         wait)
             return self._login_page(request, words["throttled"].format(minutes=math.ceil(wait / 60)), 429,
                                     name=name, target=form.get("next"), headers={"Retry-After": str(math.ceil(wait))})
-        user = self.users.get(name.casefold())
         password_hash = user.password_hash.get_secret_value() if user else None
         if user is None or not await asyncio.to_thread(verify_password, password_hash, form.get("password", "")):
-            self.throttle.failed(*keys)
+            self.throttle.failed(account, client)
             log.warning("dashboard: failed login for %r from %s", name[:100], client)
             return self._login_page(request, words["wrong_login"], 401, name=name, target=form.get("next"))
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(user.name.casefold(), client)
         language = request.session.get("language")
         request.session.clear()  # a new session: nothing from before the login carries over but the language
         request.session.update({"user": user.name, "since": self.now().timestamp(), "csrf": new_csrf_token()})
