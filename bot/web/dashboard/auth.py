@@ -1,16 +1,19 @@
-"""Staff logins of the dashboard: Argon2 password hashes, CSRF tokens, and a throttle on failed logins.
+"""Staff logins of the dashboard: Argon2 password hashes, session tokens, CSRF tokens, a throttle on failed logins.
 
 Passwords are hashed with Argon2id (``argon2-cffi``'s defaults, RFC 9106's
 low-memory profile); the config holds only the hash, as
 ``slabot dashboard hash-password`` prints it. A login for a name that does not
 exist still verifies against a dummy hash, so the answer takes as long either
-way. The CSRF token is a random value kept in the signed session cookie and
-repeated in every POST form; a POST whose form does not carry the session's
-token is refused.
+way. A session's token is random; the database keeps its SHA-256 only
+(:mod:`storage.sessions`), with a mark of the password it was opened with, so
+a new password ends it. The CSRF token is a random value kept in the signed
+session cookie and repeated in every POST form; a POST whose form does not
+carry the session's token is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -39,6 +42,21 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
     return matched and password_hash is not None
+
+
+def new_session_token() -> str:
+    """A new session's token, for the cookie; the database keeps only :func:`token_hash` of it."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a session token (SHA-256, hex): enough to find it, useless to present."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def password_tag(password_hash: str) -> str:
+    """A session's mark of the password it was opened with: a changed ``password_hash`` ends the session."""
+    return hashlib.sha256(f"slabot-session:{password_hash}".encode()).hexdigest()
 
 
 def new_csrf_token() -> str:

@@ -3,11 +3,14 @@
 How it works
 ------------
 It is on only when ``[dashboard]`` names staff logins (``[[dashboard.users]]``
-with an Argon2 ``password_hash``) and a ``secret_key``. A login is kept in a
-session cookie signed with that key (Starlette's ``SessionMiddleware``, i.e.
-itsdangerous): HttpOnly, SameSite=Lax, limited to the ``/dashboard`` path,
-Secure when ``http.public_url`` is https, and valid for
-``session_hours`` after the login whatever the cookie's own age.
+with an Argon2 ``password_hash``) and a ``secret_key``. A login is a session
+kept in the database (:mod:`storage.sessions`, only a hash of its token) whose
+token rides in a cookie signed with that key (Starlette's ``SessionMiddleware``,
+i.e. itsdangerous): HttpOnly, SameSite=Lax, limited to the ``/dashboard`` path,
+Secure when ``http.public_url`` is https. It ends ``session_hours`` after the
+login whatever the cookie's own age, at logout, when the login's password
+changes, and with ``slabot dashboard logout-all``: a cookie saved before any of
+these opens nothing.
 
 - No data without a login: the pages redirect to the login form, the JSON
   endpoint answers 401. The static CSS and JavaScript are the only things
@@ -55,6 +58,9 @@ from bot.web.dashboard.auth import (
     LoginThrottle,
     csrf_matches,
     new_csrf_token,
+    new_session_token,
+    password_tag,
+    token_hash,
     verify_password,
 )
 from bot.web.dashboard.language import pick_language
@@ -80,6 +86,7 @@ from storage.records import (
     TimeEntryRecord,
 )
 from storage.repositories import ReminderRepository, TicketRepository
+from storage.sessions import DashboardSessionRepository
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +206,21 @@ class Dashboard:
 
     # -- who is asking ----------------------------------------------------------------------------
 
-    def staff(self, request: Request) -> DashboardUser | None:
-        """The logged-in staff member, or None (no login, an expired one, or a user no longer configured)."""
-        name, since = request.session.get("user"), request.session.get("since")
-        if not isinstance(name, str) or not isinstance(since, (int, float)):
+    async def staff(self, request: Request) -> DashboardUser | None:
+        """The logged-in staff member, or None: no login, or one that has ended (expired, revoked, its password
+        changed) or whose user is no longer configured."""
+        token = request.session.get("session")
+        if not isinstance(token, str) or not token:
             return None
-        if self.now().timestamp() - since > self.config.session_hours * 3600:
+        key, now = token_hash(token), self.now()
+        found = await asyncio.to_thread(self.db.read_direct, lambda d: DashboardSessionRepository(d).find(key, now))
+        user = self.users.get(found.user_name) if found is not None else None
+        if found is None or user is None or found.password_tag != password_tag(user.password_hash.get_secret_value()):
+            if found is not None:  # a user removed or given a new password: the session ends for good
+                await asyncio.to_thread(self.db.run_direct, lambda d: DashboardSessionRepository(d).revoke(key))
             request.session.clear()
             return None
-        return self.users.get(name.casefold())
+        return user
 
     def _language(self, request: Request, user: DashboardUser | None) -> Language:
         return pick_language(request.session.get("language"), user.language if user else None,
@@ -223,7 +236,7 @@ class Dashboard:
     def _page(self, handler: StaffEndpoint) -> Endpoint:
         """A page for logged-in staff; anyone else is sent to the login form (and back here after it)."""
         async def endpoint(request: Request) -> Response:
-            user = self.staff(request)
+            user = await self.staff(request)
             if user is None:
                 wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"{_base(request)}/login?next={quote(wanted, safe='/')}", status_code=303)
@@ -234,7 +247,7 @@ class Dashboard:
     def _api(self, handler: StaffEndpoint) -> Endpoint:
         """A JSON endpoint for logged-in staff; 401 for anyone else."""
         async def endpoint(request: Request) -> Response:
-            user = self.staff(request)
+            user = await self.staff(request)
             if user is None:
                 return JSONResponse({"error": "login required"}, status_code=401)
             return await handler(request, user)
@@ -285,7 +298,7 @@ class Dashboard:
     # -- login and logout -------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
-        if self.staff(request) is not None:
+        if await self.staff(request) is not None:
             return RedirectResponse(safe_next(_base(request), request.query_params.get("next")), status_code=303)
         return self._login_page(request)
 
@@ -317,24 +330,33 @@ class Dashboard:
             return self._login_page(request, words["wrong_login"], 401, name=name, target=form.get("next"))
         self.throttle.succeeded(user.name.casefold(), client)
         language = request.session.get("language")
+        token, now = new_session_token(), self.now()
+        key, account, tag = token_hash(token), user.name.casefold(), password_tag(password_hash or "")
+        expires = now + timedelta(hours=self.config.session_hours)
+        await asyncio.to_thread(self.db.run_direct,
+                                lambda d: DashboardSessionRepository(d).create(key, account, tag, now, expires))
         request.session.clear()  # a new session: nothing from before the login carries over but the language
-        request.session.update({"user": user.name, "since": self.now().timestamp(), "csrf": new_csrf_token()})
+        request.session.update({"session": token, "csrf": new_csrf_token()})
         if language in LANGUAGES:
             request.session["language"] = language
         log.info("dashboard: %s logged in from %s", user.name, client)
         return RedirectResponse(safe_next(_base(request), form.get("next")), status_code=303)
 
     async def logout(self, request: Request) -> Response:
-        user = self.staff(request)
+        user = await self.staff(request)
         if await self._form(request) is None:
             return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
+        token = request.session.get("session")
+        if isinstance(token, str) and token:  # ended on the server: a copy of the cookie opens nothing
+            key = token_hash(token)
+            await asyncio.to_thread(self.db.run_direct, lambda d: DashboardSessionRepository(d).revoke(key))
         request.session.clear()
         if user is not None:
             log.info("dashboard: %s logged out", user.name)
         return RedirectResponse(f"{_base(request)}/login", status_code=303)
 
     async def set_language(self, request: Request) -> Response:
-        user = self.staff(request)
+        user = await self.staff(request)
         form = await self._form(request)
         if form is None:
             return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
