@@ -56,37 +56,6 @@ def number(i: int) -> str:
     return f"+3165{i:07d}"
 
 
-# -- the Twilio stand-in, in a process of its own ----------------------------------------------------------------
-
-
-def standin_main(conn: Any) -> None:
-    asyncio.run(_standin(conn))
-
-
-async def _standin(conn: Any) -> None:
-    import logging
-
-    import uvicorn
-
-    from bot.demo.standins.twilio import TwilioStandIn
-    from bot.web.server import QuietServer
-
-    logging.basicConfig(level=logging.WARNING, format="stand-in %(levelname)s %(name)s: %(message)s")
-    standin = TwilioStandIn()
-    server = QuietServer(uvicorn.Config(standin.app(), host="127.0.0.1", port=0, log_level="warning",
-                                         access_log=False, lifespan="off", timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    conn.send(server.servers[0].sockets[0].getsockname()[1])
-    while not conn.poll():
-        await asyncio.sleep(0.05)
-    conn.recv()
-    server.should_exit = True
-    await task
-    conn.send([record["to"] for record in standin.sent])
-
-
 # -- slabot run ------------------------------------------------------------------------------------------------
 
 
@@ -277,6 +246,8 @@ def main() -> None:
     print(f"bench_crash: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
     print(f"  {args.webhooks} webhooks on {args.connections} connections, {args.kills} kill -9 at random moments, "
           f"seed {args.seed}")
+    from bench_webhook import standin_main  # the Twilio stand-in in a process of its own, as bench_webhook runs it
+
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_crash_") as tmp:
         st_parent, st_child = ctx.Pipe()
@@ -285,10 +256,10 @@ def main() -> None:
         try:
             if not st_parent.poll(60):
                 raise SystemExit("the Twilio stand-in did not start within 60 s")
-            result = asyncio.run(bench(args, Path(tmp), st_parent.recv()))
+            result = asyncio.run(bench(args, Path(tmp), st_parent.recv()["port"]))
         finally:
             st_parent.send("stop")
-            sent_to = st_parent.recv() if st_parent.poll(30) else None
+            sent_to = st_parent.recv()["to"] if st_parent.poll(30) else None
             standin.join(30)
             if standin.is_alive():
                 standin.kill()
