@@ -246,7 +246,9 @@ def main() -> None:
     print(f"bench_crash: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
     print(f"  {args.webhooks} webhooks on {args.connections} connections, {args.kills} kill -9 at random moments, "
           f"seed {args.seed}")
-    from bench_webhook import standin_main  # the Twilio stand-in in a process of its own, as bench_webhook runs it
+    from bench_webhook import (
+        standin_main,  # the Twilio stand-in in a process of its own, as bench_webhook runs it
+    )
 
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_crash_") as tmp:
