@@ -119,7 +119,7 @@ async def _standin(conn: Any) -> None:
     conn.recv()
     server.should_exit = True
     await task
-    conn.send({"sent": len(standin.sent), "requests": standin.requests})
+    conn.send({"sent": len(standin.sent), "requests": standin.requests, "to": [r["to"] for r in standin.sent]})
 
 
 def server_main(workdir: str, st_port: int, conn: Any, profile: str) -> None:

@@ -279,7 +279,7 @@ class Application:
                 self.health.set(name, "up")
         # last in the table: serving once everything behind its routes runs, the first to stop taking requests
         self.server = HttpServer([health_route(self.health, self._ping), *self.routes], cfg.http.host,
-                                 cfg.http.port, died=self._part_died)
+                                 cfg.http.port, died=self._part_died, trusted_proxies=cfg.http.trusted_proxies)
         table.append(self.server)
         return table
 

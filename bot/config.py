@@ -13,6 +13,7 @@ what was found.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -38,6 +39,7 @@ from sla_engine.policy import Preset
 from storage.database import describe_failure
 
 ENV_PREFIX = "SLABOT_"
+_LIST_KEYS = ("staff_user_ids", "trusted_proxies")  # given in the environment as comma-separated values
 # what Telegram accepts as a webhook's secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
@@ -77,6 +79,22 @@ class HttpConfig(_Section):
         "follow; a trailing / is dropped). Twilio signatures are checked against it plus the request's path and "
         "query, never against the Host or X-Forwarded-* headers, and status callbacks are requested on it. Unset: "
         "signatures are checked against the URL as received and no status callbacks are requested."))
+    trusted_proxies: list[str] = Field(default=[], description=(
+        "Addresses or networks (127.0.0.1, 10.0.0.0/8) of the reverse proxies in front of slabot. A request from "
+        "one of them is taken to come from the client its X-Forwarded-For names (the dashboard's login throttle "
+        "counts per client address); from any other peer X-Forwarded-For is ignored. Empty: the peer is the "
+        "client."))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or networks such as 127.0.0.1 or 10.0.0.0/8, "
+                                 f"not {item!r}") from None
+        return [item.strip() for item in value]
 
     @field_validator("public_url")
     @classmethod
@@ -350,7 +368,7 @@ def env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[dic
             name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
             if name in environ:
                 value: Any = environ[name]
-                if key == "staff_user_ids":
+                if key in _LIST_KEYS:
                     value = [v.strip() for v in value.split(",") if v.strip()]
                 target = merged.setdefault(section, {})
                 if isinstance(target, dict):

@@ -15,13 +15,20 @@ channel's :class:`~channels.messages.Sender`, and records the outcome:
 - a staff reply that ends ``failed`` or ``needs_staff`` (here or by a status
   callback) no longer counts as the response: :func:`bot.desk.reply_failed`
   (R8);
-- crash while sending: the row stays ``sending``; after the lease it becomes
-  ``unknown`` and is never re-sent blindly (at most once), staff are told;
 - a timeout after the request went out (the channel may have the message):
   back to ``pending`` marked ``uncertain_since``; before the next attempt the
-  channel is asked whether it has the message (:class:`Reconciling`) and only
-  if it has not is it sent again. A channel that cannot be asked gets
-  ``unknown`` instead of a second send.
+  channel is asked whether it has the message (:class:`Reconciling`: WhatsApp
+  lists what Twilio accepted) and only if it has not is it sent again; a
+  channel whose receiving side takes a second send as the same message
+  (:class:`RepeatSafe`: e-mail with the row's fixed Message-ID) sends again. Any
+  other channel gets ``unknown`` instead of a second send;
+- a crash while sending (kill -9, a power cut) leaves the row ``sending``. Each
+  worker is named by its host, process id and a random part
+  (:func:`worker_name`), so a restarted slabot sees at once that the worker
+  which claimed it is gone (a process of this host that no longer runs); a
+  worker on another host is taken to be gone after the lease. Such a row goes
+  back to ``pending`` marked ``uncertain_since`` its claim, and is reconciled
+  as above: every message delivered once, across any number of crashes.
 
 A delivery-status callback that arrives before the send's own commit stored the
 channel's id is kept (``early_statuses``) and applied when the id is stored.
@@ -33,7 +40,10 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -48,6 +58,7 @@ from channels.messages import (
     OutboundMessage,
     PermanentSendError,
     Reconciling,
+    RepeatSafe,
     Sender,
     SendReceipt,
     TemporarySendError,
@@ -94,6 +105,31 @@ def apply_status(source: Session | Direct, message_id: int, state: str, error_co
 RecordOutcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
 
 
+def worker_name() -> str:
+    """This process's name on the outbox rows it claims: ``host:pid:random`` (a later process that gets the same
+    process id, as in a container, is another worker)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def worker_gone(worker: str | None, me: str) -> bool:
+    """Whether the worker named ``worker`` has certainly stopped: a process of this host that no longer runs, or
+    whose process id is this process's now. A worker of another host, or not named by :func:`worker_name`, is
+    not known to be gone (the lease decides)."""
+    parts = (worker or "").rsplit(":", 2)
+    if worker == me or len(parts) != 3 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user has that id now: it is not ours, but be careful
+        return False
+    return False
+
+
 class OutboxDispatcher:
     """Claims due outbox rows and sends them, at most once each."""
 
@@ -102,7 +138,7 @@ class OutboxDispatcher:
         db: Database,
         senders: Mapping[str, Sender],
         *,
-        worker: str = "slabot",
+        worker: str | None = None,
         now: Callable[[], datetime] = utc_now,
         backoff: timedelta = timedelta(seconds=30),
         max_backoff: timedelta = timedelta(hours=1),
@@ -111,11 +147,13 @@ class OutboxDispatcher:
         writer: Executor | None = None,
     ) -> None:
         """``writer``: where the dispatcher's transactions run (on SQLite the front lane of the thread the
-        webhooks' intake writes on, see :mod:`storage.writer`); by default a thread of asyncio's."""
+        webhooks' intake writes on, see :mod:`storage.writer`); by default a thread of asyncio's. ``worker``: the
+        name on the rows it claims (:func:`worker_name` by default); ``lease``: how long a row claimed by a worker
+        of another host may stay ``sending`` before it is taken back."""
         self.db = db
         self.writer = writer
         self.senders = dict(senders)
-        self.worker = worker
+        self.worker = worker or worker_name()
         self.now = now
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -126,10 +164,10 @@ class OutboxDispatcher:
         """Send what is due now, at most ``limit`` rows; returns how many rows were handled.
 
         One transaction per row: it records the outcome of the row just sent and claims the next one
-        (the first also expires rows a dead worker left in ``sending``). A row is claimed only when it is about
+        (the first also takes back rows a stopped worker left in ``sending``). A row is claimed only when it is about
         to be sent, so another worker takes the rows after it meanwhile.
         """
-        item = await self._write(self._expire_stale_and_claim)
+        item = await self._write(self._take_back_and_claim)
         handled = 0
         while item is not None:
             outcome = await self._send(item)
@@ -164,8 +202,8 @@ class OutboxDispatcher:
             except asyncio.TimeoutError:
                 pass
 
-    def _expire_stale_and_claim(self, direct: Direct) -> OutboxRecord | None:
-        self._expire_stale(direct)
+    def _take_back_and_claim(self, direct: Direct) -> OutboxRecord | None:
+        self._take_back_abandoned(direct)
         return OutboxRepository(direct).claim_next(self.worker, self.now())
 
     def _record_and_claim(self, direct: Direct, outcome: RecordOutcome, claim: bool) -> OutboxRecord | None:
@@ -186,6 +224,7 @@ class OutboxDispatcher:
             references=draft.references,
             message_id=draft.mail_message_id,
             extra={k: str(v) for k, v in extra.items() if v is not None},
+            send_key=item.send_key,
         )
 
     async def _send(self, item: OutboxRecord) -> RecordOutcome:
@@ -229,12 +268,19 @@ class OutboxDispatcher:
 
     async def _reconcile(self, item: OutboxRecord, sender: Sender, message: OutboundMessage) -> RecordOutcome | None:
         """An earlier attempt may have arrived: None to send now, else what to record instead of sending."""
-        assert item.uncertain_since is not None
+        since = item.uncertain_since
+        assert since is not None
         if not isinstance(sender, Reconciling):
+            if isinstance(sender, RepeatSafe) and sender.repeat_is_safe(message):
+                log.info("outbox row %s: an earlier attempt may have arrived; sent again as the same message",
+                         item.id)
+                return None
             return self._finish(item, DeliveryState.UNKNOWN, "an earlier attempt may have arrived and the channel "
                                 "cannot be asked: not sent again")
         try:
-            found = await sender.find_sent(message, item.uncertain_since)
+            taken = await asyncio.to_thread(self.db.read_direct, lambda d: OutboxRepository(d).other_channel_ids(
+                item.id, since - timedelta(days=1)))
+            found = await sender.find_sent(message, since, taken)
         except TemporarySendError as exc:
             return self._retry(item, f"cannot ask the channel whether an earlier attempt arrived: {exc}",
                                exc.retry_after, uncertain_since=item.uncertain_since)
@@ -289,13 +335,18 @@ class OutboxDispatcher:
         log.warning("outbox row %s: %s (%s)", item.id, state.value, error)
         return work
 
-    def _expire_stale(self, direct: Direct) -> None:
-        """Rows a dead worker left in ``sending``: outcome unknown, never re-sent blindly."""
+    def _take_back_abandoned(self, direct: Direct) -> None:
+        """Rows a stopped worker left in ``sending``: pending again, to be reconciled before any second send."""
         repo = OutboxRepository(direct)
         now = self.now()
-        for outbox_id, message_id in repo.stale_sending(now - self.lease):
-            repo.finish(outbox_id, OutboxState.UNKNOWN, now,
-                        error="the sender stopped while sending; outcome unknown, not re-sent")
-            advance_delivery(direct, message_id, DeliveryState.UNKNOWN.value)
-            TicketRepository(direct).add_event("message_unknown", now, message_id=message_id,
-                                               data={"outbox": outbox_id, "staff_told": True})
+        for row in repo.sending():
+            if row.claimed_by == self.worker:
+                continue
+            gone = worker_gone(row.claimed_by, self.worker)
+            if not gone and row.claimed_at is not None and row.claimed_at > now - self.lease:
+                continue
+            since = row.uncertain_since or row.claimed_at or now
+            why = "its worker is gone" if gone else f"it was claimed more than {self.lease} ago"
+            if repo.take_back(row.id, since, now, f"the sender stopped while sending ({why}); the channel is "
+                              "asked before it is sent again"):
+                log.warning("outbox row %s was left sending by %s (%s): reconciling it", row.id, row.claimed_by, why)

@@ -8,6 +8,7 @@ client ever rides on a message.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -111,6 +112,7 @@ class OutboundMessage:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     message_id: str | None = None  # set in advance for e-mail, so a resend can be recognised
+    send_key: str | None = None  # the outbox row's marker, fixed when it was queued: the same on every attempt
     extra: dict[str, str] = field(default_factory=dict)
     attachments: tuple[OutboundFile, ...] = ()  # e-mail only (an invoice's PDF)
 
@@ -166,4 +168,17 @@ class Sender(Protocol):
 class Reconciling(Protocol):
     """A sender that can tell whether a message it may have sent arrived (after :class:`UncertainSendError`)."""
 
-    async def find_sent(self, message: OutboundMessage, since: datetime) -> SendReceipt | None: ...
+    async def find_sent(self, message: OutboundMessage, since: datetime,
+                        taken: Collection[str] = ()) -> SendReceipt | None:
+        """The channel's record of ``message`` sent since ``since``, if any; ``taken``: channel ids that belong
+        to other messages already (never this one's)."""
+        ...
+
+
+@runtime_checkable
+class RepeatSafe(Protocol):
+    """A sender whose second send of one message the receiving side takes as the same message (e-mail: the
+    same Message-ID, which mail clients and slabot's own intake de-duplicate): a send whose outcome is unknown
+    is simply made again."""
+
+    def repeat_is_safe(self, message: OutboundMessage) -> bool: ...

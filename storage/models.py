@@ -244,9 +244,12 @@ class Outbox(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    # set when a send may have reached the channel (a timeout after the request went out): before any
-    # re-send, the channel is asked whether it has the message since then
+    # set when a send may have reached the channel (a timeout after the request went out, a crash while
+    # sending): before any re-send, the channel is asked whether it has the message since then
     uncertain_since: Mapped[datetime | None]
+    # a random marker fixed when the row is queued: e-mail's Message-ID when the draft names none, so a send
+    # repeated after a crash is the same mail (NULL on rows queued before it existed)
+    send_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
 
@@ -442,3 +445,16 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(100), default="slabot")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DashboardSession(Base):
+    """A staff login of the dashboard: only a hash of the cookie's token is kept, so this table opens no session."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_name: Mapped[str] = mapped_column(String(100), index=True)  # casefolded
+    password_tag: Mapped[str] = mapped_column(String(64))  # a hash of the password hash of the login: a new one ends it
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

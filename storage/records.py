@@ -286,11 +286,22 @@ class OutboxRecord:
     last_error: str | None
     claimed_by: str | None = None
     uncertain_since: datetime | None = None
+    send_key: str | None = None  # a random marker fixed when the row was queued (e-mail's Message-ID)
 
     @property
     def draft(self) -> OutboundDraft:
         """The message this row sends."""
         return OutboundDraft.from_payload(self.channel, self.recipient, self.payload)
+
+
+@dataclass(frozen=True)
+class SendingRow:
+    """An outbox row in ``sending``: who claimed it and when (a worker that stopped mid-send leaves it so)."""
+
+    id: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    uncertain_since: datetime | None
 
 
 @dataclass(frozen=True)

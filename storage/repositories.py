@@ -7,6 +7,7 @@ reminders all or nothing.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +33,7 @@ from storage.records import (
     ReminderContext,
     ReminderRecord,
     ReminderState,
+    SendingRow,
     TicketRecord,
     TicketState,
 )
@@ -563,7 +565,7 @@ class TicketRepository(Repository):
 
 
 _OUTBOX_RECORD = ("id", "message_id", "channel", "recipient", "payload", "state", "attempts", "next_attempt_at",
-                  "last_error", "claimed_by", "uncertain_since")
+                  "last_error", "claimed_by", "uncertain_since", "send_key")
 _CLAIM = (f"UPDATE outbox SET state = {_SENDING}, claimed_by = :worker, claimed_at = :now, attempts = attempts + 1 "
           f"WHERE id = {{row}} AND state = {_PENDING} AND next_attempt_at <= :now RETURNING "
           + ", ".join(_OUTBOX_RECORD))
@@ -605,6 +607,7 @@ class OutboxRepository(Repository):
         return self.direct.insert(m.Outbox.__table__, {
             "message_id": message_id, "channel": channel, "recipient": recipient, "payload": payload,
             "state": OutboxState.PENDING.value, "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "send_key": secrets.token_hex(16),
         })
 
     def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
@@ -645,7 +648,8 @@ class OutboxRepository(Repository):
     @staticmethod
     def _record(row: m.Outbox) -> OutboxRecord:
         return OutboxRecord(row.id, row.message_id, row.channel, row.recipient, row.payload, OutboxState(row.state),
-                            row.attempts, row.next_attempt_at, row.last_error, row.claimed_by, row.uncertain_since)
+                            row.attempts, row.next_attempt_at, row.last_error, row.claimed_by, row.uncertain_since,
+                            row.send_key)
 
     def finish(self, outbox_id: int, state: OutboxState, now: datetime, *, error: str | None = None,
                retry_at: datetime | None = None, attempts: int | None = None,
@@ -662,13 +666,34 @@ class OutboxRepository(Repository):
             values["next_attempt_at"] = retry_at
         self.direct.update(m.Outbox.__table__, outbox_id, values)
 
-    def stale_sending(self, older_than: datetime) -> list[tuple[int, int]]:
-        """Rows left in ``sending`` by a worker that died, as (outbox id, message id): their outcome is unknown."""
-        rows = self.direct.execute(
-            f"SELECT id, message_id FROM outbox WHERE state = {_SENDING} AND claimed_at < :before ORDER BY id",
-            {"before": self.direct.value(m.Outbox.__table__, "claimed_at", older_than)},
-        ).fetchall()
-        return [(int(outbox_id), int(message_id)) for outbox_id, message_id in rows]
+    def sending(self) -> list[SendingRow]:
+        """Rows in ``sending`` now: being sent by a worker, or left so by one that stopped mid-send."""
+        d = self.direct
+        names = ("id", "claimed_by", "claimed_at", "uncertain_since")
+        rows = d.execute(f"SELECT {', '.join(names)} FROM outbox WHERE state = {_SENDING} ORDER BY id").fetchall()
+        return [SendingRow(**d.decode(m.Outbox.__table__, names, row)) for row in rows]
+
+    def take_back(self, outbox_id: int, since: datetime, now: datetime, error: str) -> bool:
+        """A row whose worker stopped while sending it: ``pending`` again, due now, marked ``uncertain_since``
+        (the channel is asked before it is sent again); False when it is no longer in ``sending``."""
+        d = self.direct
+        table = m.Outbox.__table__
+        return int(d.execute(
+            f"UPDATE outbox SET state = {_PENDING}, claimed_by = NULL, next_attempt_at = :now, "
+            f"uncertain_since = :since, last_error = :error WHERE id = :id AND state = {_SENDING}",
+            {"now": d.value(table, "next_attempt_at", now), "since": d.value(table, "uncertain_since", since),
+             "error": error, "id": outbox_id}).rowcount) == 1
+
+    def other_channel_ids(self, outbox_id: int, since: datetime) -> set[str]:
+        """The channel ids of the other messages sent to this row's recipient on its channel since ``since``: a
+        channel's record with one of them is not this row's message."""
+        d = self.direct
+        rows = d.execute(
+            "SELECT msg.external_id FROM outbox o JOIN messages msg ON msg.recipient = o.recipient "
+            "AND msg.channel = o.channel AND msg.direction = 'out' AND msg.id <> o.message_id "
+            "WHERE o.id = :id AND msg.external_id IS NOT NULL AND msg.at >= :since",
+            {"id": outbox_id, "since": d.value(m.Message.__table__, "at", since)}).fetchall()
+        return {str(r[0]) for r in rows}
 
     def counts(self) -> dict[OutboxState, int]:
         """How many rows are in each state."""

@@ -296,9 +296,9 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(site: Site) -> None:
     serve(dashboard, body)
 
 
-def test_failed_logins_are_throttled_per_name_and_client(site: Site) -> None:
+def test_failed_logins_are_throttled_per_account_and_client(site: Site) -> None:
     clock = [1000.0]
-    throttle = LoginThrottle(limit=3, window=600, clock=lambda: clock[0])
+    throttle = LoginThrottle(limit=3, window=600, client_limit=5, clock=lambda: clock[0])
 
     async def body(b: Browser) -> None:
         for _ in range(3):
@@ -306,8 +306,12 @@ def test_failed_logins_are_throttled_per_name_and_client(site: Site) -> None:
         blocked = await b.login("anna", PASSWORD)  # even the right password waits
         assert blocked.status_code == 429 and blocked.headers["retry-after"] == "600"
         assert "Te veel mislukte pogingen; probeer het over 10 minuten opnieuw." in blocked.text
-        assert (await b.login("Bram", PASSWORD)).status_code == 429  # the same client, another name
-        clock[0] += 601
+        assert (await b.login("nobody", "guess")).status_code == 401  # the client's fourth failure
+        clock[0] += 1
+        assert (await b.login("Bram", "guess")).status_code == 401  # and its fifth
+        refused = await b.login("Bram", PASSWORD)  # the client has reached its limit, whatever the name
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "599"
+        clock[0] += 600
         assert (await b.login("anna", PASSWORD)).status_code == 303
 
     site.run(body, throttle=throttle)

@@ -1,4 +1,5 @@
-"""The dashboard's commands of ``slabot``: ``dashboard hash-password`` and ``dashboard secret-key``."""
+"""The dashboard's commands of ``slabot``: ``dashboard hash-password``, ``dashboard secret-key`` and
+``dashboard logout-all``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import secrets
 import sys
 from typing import Any, TextIO
 
-from bot.cli.common import UsageError, command_group
+from bot.cli.common import UsageError, command_group, with_database
+from storage.sessions import DashboardSessionRepository
 
 
 def read_password(stdin: TextIO) -> str:
@@ -38,6 +40,16 @@ def cmd_secret_key(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_logout_all(args: argparse.Namespace, out: TextIO) -> int:
+    """End every dashboard session (or every session of ``--user``): their cookies open nothing any more."""
+    user = args.user.strip().casefold() if args.user else None
+    ended = with_database(args, lambda loaded, db: db.run_direct(
+        lambda d: DashboardSessionRepository(d).revoke_all(user)))
+    whose = f" of {args.user.strip()}" if user else ""
+    out.write(f"ended {ended} dashboard session(s){whose}\n")
+    return 0
+
+
 def register(commands: Any) -> None:
     """Add the dashboard commands to the ``slabot`` parser."""
     dashboard = command_group(commands, "dashboard", "the staff dashboard")
@@ -48,3 +60,9 @@ def register(commands: Any) -> None:
     hashing.set_defaults(handler=cmd_hash_password)
     key = dashboard.add_parser("secret-key", help="print a random [dashboard] secret_key")
     key.set_defaults(handler=cmd_secret_key)
+    logout = dashboard.add_parser(
+        "logout-all", help="end every dashboard session now (a lost laptop, a departing colleague)",
+        description="Ends the dashboard's sessions on the server: every cookie issued before opens nothing; staff "
+                    "log in again. A changed password ends that login's sessions by itself.")
+    logout.add_argument("--user", metavar="NAME", help="only the sessions of this login")
+    logout.set_defaults(handler=cmd_logout_all)

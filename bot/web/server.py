@@ -67,12 +67,16 @@ class HttpServer:
     name = "http"
 
     def __init__(self, routes: Sequence[BaseRoute], host: str, port: int, *,
-                 died: Callable[[str, BaseException], None] | None = None) -> None:
+                 died: Callable[[str, BaseException], None] | None = None,
+                 trusted_proxies: Sequence[str] = ()) -> None:
+        """``trusted_proxies``: the peers whose X-Forwarded-For names the client (uvicorn's
+        ``forwarded_allow_ips``); from any other peer the header is ignored."""
         self.app = Starlette(routes=list(routes))
         self.host = host
         self.server = QuietServer(uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=5, proxy_headers=False, server_header=False))
+            timeout_graceful_shutdown=5, proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=",".join(trusted_proxies) or None, server_header=False))
         self._configured_port = port
         self._died = died  # told when the server ends on its own while slabot runs
         self._stopping = False

@@ -112,7 +112,8 @@ class SmtpSender:
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         s = self.settings
-        message_id = message.message_id or new_message_id(self.domain)
+        message_id = message.message_id or (f"slabot.{message.send_key}@{self.domain}" if message.send_key
+                                             else new_message_id(self.domain))
         mail = build_mail(message, s.from_address, from_name=s.from_name, now=self.now(), message_id=message_id)
         try:
             errors, _ = await aiosmtplib.send(
@@ -133,6 +134,12 @@ class SmtpSender:
             code, text = next(iter(refused.values()))
             raise _by_code(code, text)
         return SendReceipt(message_id.strip("<>"), DeliveryState.SENT)
+
+
+    def repeat_is_safe(self, message: OutboundMessage) -> bool:
+        """A mail sent twice with one Message-ID is one mail to the receiving side: true when the Message-ID is
+        fixed in advance (the draft's own, or one made from the outbox row's send key)."""
+        return bool(message.message_id or message.send_key)
 
 
 def _by_code(code: int, text: str) -> Exception:

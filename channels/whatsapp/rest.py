@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,11 +169,14 @@ class WhatsAppSender:
         state = STATUS_STATES.get(str(created.status or "queued"), DeliveryState.SENT)
         return SendReceipt(created.sid, DeliveryState.SENT if state is DeliveryState.QUEUED else state)
 
-    async def find_sent(self, message: OutboundMessage, since: datetime) -> SendReceipt | None:
-        """The message Twilio accepted for ``message`` since ``since``, if any (reconciling an unknown outcome).
+    async def find_sent(self, message: OutboundMessage, since: datetime,
+                        taken: Collection[str] = ()) -> SendReceipt | None:
+        """The message Twilio accepted for ``message`` since ``since``, if any (reconciling an unknown outcome:
+        a timeout, or a crash while sending).
 
-        Matched on sender, recipient, creation time (a minute of clock skew allowed) and, for a free-form
-        message, the text; the oldest match wins.
+        Twilio keeps no marker of the sender's own, so a message is known by what Twilio lists: sender,
+        recipient, creation time (a minute of clock skew allowed) and, for a free-form message, the text (an
+        acknowledgement's names its ticket); a sid in ``taken`` is another message's. The oldest match wins.
         """
         to = message.recipient if message.recipient.startswith("whatsapp:") else f"whatsapp:{message.recipient}"
         try:
@@ -190,6 +193,8 @@ class WhatsAppSender:
             if not str(record.direction or "").startswith("outbound") or created is None or created < earliest:
                 continue
             if record.body and message.text and record.body.strip() != message.text.strip():
+                continue
+            if record.sid in taken:
                 continue
             found.append((created, record))
         if not found:

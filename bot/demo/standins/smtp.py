@@ -1,4 +1,5 @@
-"""An SMTP sink on loopback (aiosmtpd): it keeps every mail it accepts and can be told to refuse the next one.
+"""An SMTP sink on loopback (aiosmtpd): it keeps every mail it accepts and can be told to refuse the next one, or
+to answer it late (a sender killed mid-send).
 
 aiosmtpd's ``Controller`` serves in a thread of its own, so the sink works
 beside any event loop (and without one). ``Controller(port=0)`` does not work
@@ -8,6 +9,7 @@ chosen first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,14 +28,21 @@ class SmtpSink:
 
     envelopes: list[Any] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
 
     def fail_next(self, reply: str) -> None:
         self.failures.append(reply)  # e.g. "451 4.3.0 try again later", "550 5.1.1 no such user"
+
+    def answer_after(self, seconds: float) -> None:
+        """The next mail is kept at once and answered ``seconds`` later."""
+        self.delays.append(seconds)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.failures:
             return self.failures.pop(0)
         self.envelopes.append(envelope)
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
         return "250 Message accepted for delivery"
 
     @property

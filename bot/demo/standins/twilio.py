@@ -2,7 +2,9 @@
 
 ``POST /2010-04-01/Accounts/{sid}/Messages.json`` creates a message (201, or an
 error that was queued with :meth:`TwilioStandIn.fail_next`; a free-form
-WhatsApp send to a number in ``window_closed`` answers Twilio's 63016), ``GET
+WhatsApp send to a number in ``window_closed`` answers Twilio's 63016; held
+before or answered late with :meth:`TwilioStandIn.hold_next` and
+:meth:`TwilioStandIn.slow_next`, so that a sender can be killed mid-send), ``GET
 .../Messages/{sid}.json`` fetches one, ``GET .../Messages.json`` lists them
 (inbound ones are added with :meth:`TwilioStandIn.receive`), and ``GET
 /media/{name}`` serves media bytes.
@@ -37,6 +39,8 @@ class TwilioStandIn:
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
+    holds: list[float] = field(default_factory=list)
+    held: int = 0  # create requests held right now (hold_next)
     requests: int = 0
     now: Callable[[], datetime] = field(default=utc_now)  # the clock of its timestamps
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -48,6 +52,25 @@ class TwilioStandIn:
     def slow_next(self, seconds: float) -> None:
         """The next message is created at once but answered only after ``seconds`` (a client timeout)."""
         self.delays.append(seconds)
+
+    def hold_next(self, seconds: float) -> None:
+        """The next message create waits ``seconds`` before Twilio takes it; a client that has gone by then (killed
+        mid-send) created nothing."""
+        self.holds.append(seconds)
+
+    async def _hold(self, request: Request, seconds: float) -> bool:
+        """Wait ``seconds`` or until the client goes; whether it is still there."""
+        self.held += 1
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while loop.time() < deadline:
+                if await request.is_disconnected():
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+        finally:
+            self.held -= 1
 
     def receive(self, sender: str, to: str, body: str, sid: str | None = None,
                 when: datetime | None = None) -> dict[str, Any]:
@@ -71,6 +94,8 @@ class TwilioStandIn:
         """``POST .../Messages.json``: a message created (201), or the queued failure, or 63016."""
         self.requests += 1
         form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+        if self.holds and not await self._hold(request, self.holds.pop(0)):
+            return Response(status_code=499)  # nobody is listening: nothing was created
         if self.failures:
             status, body = self.failures.pop(0)
             return JSONResponse(body, status_code=status)

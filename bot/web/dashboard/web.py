@@ -3,11 +3,14 @@
 How it works
 ------------
 It is on only when ``[dashboard]`` names staff logins (``[[dashboard.users]]``
-with an Argon2 ``password_hash``) and a ``secret_key``. A login is kept in a
-session cookie signed with that key (Starlette's ``SessionMiddleware``, i.e.
-itsdangerous): HttpOnly, SameSite=Lax, limited to the ``/dashboard`` path,
-Secure when ``http.public_url`` is https, and valid for
-``session_hours`` after the login whatever the cookie's own age.
+with an Argon2 ``password_hash``) and a ``secret_key``. A login is a session
+kept in the database (:mod:`storage.sessions`, only a hash of its token) whose
+token rides in a cookie signed with that key (Starlette's ``SessionMiddleware``,
+i.e. itsdangerous): HttpOnly, SameSite=Lax, limited to the ``/dashboard`` path,
+Secure when ``http.public_url`` is https. It ends ``session_hours`` after the
+login whatever the cookie's own age, at logout, when the login's password
+changes, and with ``slabot dashboard logout-all``: a cookie saved before any of
+these opens nothing.
 
 - No data without a login: the pages redirect to the login form, the JSON
   endpoint answers 401. The static CSS and JavaScript are the only things
@@ -15,7 +18,7 @@ Secure when ``http.public_url`` is https, and valid for
 - Every POST (login, logout, language) carries the session's CSRF token in its
   form; a POST without it is refused (403). The login replaces the session
   (a new token), so a token seen before the login is worth nothing after it.
-- Failed logins are throttled per name and per client address
+- Failed logins are throttled per account from a client, per client address and per account
   (:class:`bot.web.dashboard.auth.LoginThrottle`): 429 with ``Retry-After``.
 - Pages are rendered on the server (Jinja2 templates in ``templates/``, shipped
   in the package); ``static/dashboard.js`` only runs the countdowns. The
@@ -55,6 +58,9 @@ from bot.web.dashboard.auth import (
     LoginThrottle,
     csrf_matches,
     new_csrf_token,
+    new_session_token,
+    password_tag,
+    token_hash,
     verify_password,
 )
 from bot.web.dashboard.language import pick_language
@@ -80,6 +86,7 @@ from storage.records import (
     TimeEntryRecord,
 )
 from storage.repositories import ReminderRepository, TicketRepository
+from storage.sessions import DashboardSessionRepository
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +206,21 @@ class Dashboard:
 
     # -- who is asking ----------------------------------------------------------------------------
 
-    def staff(self, request: Request) -> DashboardUser | None:
-        """The logged-in staff member, or None (no login, an expired one, or a user no longer configured)."""
-        name, since = request.session.get("user"), request.session.get("since")
-        if not isinstance(name, str) or not isinstance(since, (int, float)):
+    async def staff(self, request: Request) -> DashboardUser | None:
+        """The logged-in staff member, or None: no login, or one that has ended (expired, revoked, its password
+        changed) or whose user is no longer configured."""
+        token = request.session.get("session")
+        if not isinstance(token, str) or not token:
             return None
-        if self.now().timestamp() - since > self.config.session_hours * 3600:
+        key, now = token_hash(token), self.now()
+        found = await asyncio.to_thread(self.db.read_direct, lambda d: DashboardSessionRepository(d).find(key, now))
+        user = self.users.get(found.user_name) if found is not None else None
+        if found is None or user is None or found.password_tag != password_tag(user.password_hash.get_secret_value()):
+            if found is not None:  # a user removed or given a new password: the session ends for good
+                await asyncio.to_thread(self.db.run_direct, lambda d: DashboardSessionRepository(d).revoke(key))
             request.session.clear()
             return None
-        return self.users.get(name.casefold())
+        return user
 
     def _language(self, request: Request, user: DashboardUser | None) -> Language:
         return pick_language(request.session.get("language"), user.language if user else None,
@@ -223,7 +236,7 @@ class Dashboard:
     def _page(self, handler: StaffEndpoint) -> Endpoint:
         """A page for logged-in staff; anyone else is sent to the login form (and back here after it)."""
         async def endpoint(request: Request) -> Response:
-            user = self.staff(request)
+            user = await self.staff(request)
             if user is None:
                 wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"{_base(request)}/login?next={quote(wanted, safe='/')}", status_code=303)
@@ -234,7 +247,7 @@ class Dashboard:
     def _api(self, handler: StaffEndpoint) -> Endpoint:
         """A JSON endpoint for logged-in staff; 401 for anyone else."""
         async def endpoint(request: Request) -> Response:
-            user = self.staff(request)
+            user = await self.staff(request)
             if user is None:
                 return JSONResponse({"error": "login required"}, status_code=401)
             return await handler(request, user)
@@ -285,7 +298,7 @@ class Dashboard:
     # -- login and logout -------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
-        if self.staff(request) is not None:
+        if await self.staff(request) is not None:
             return RedirectResponse(safe_next(_base(request), request.query_params.get("next")), status_code=303)
         return self._login_page(request)
 
@@ -301,40 +314,49 @@ class Dashboard:
         if form is None:
             return self._login_page(request, words["form_expired"], 403)
         name = form.get("name", "").strip()
-        client = request.client.host if request.client else "?"
-        keys = (f"name:{name.casefold()}", f"client:{client}")
-        wait = self.throttle.retry_after(*keys)
+        client = request.client.host if request.client else "?"  # a trusted proxy's client: see HttpServer
+        user = self.users.get(name.casefold())
+        account = user.name.casefold() if user else None
+        wait = self.throttle.retry_after(account, client)
         if wait > 0:
             log.warning("dashboard: login for %r from %s refused for %.0f s (too many failures)", name[:100], client,
                         wait)
             return self._login_page(request, words["throttled"].format(minutes=math.ceil(wait / 60)), 429,
                                     name=name, target=form.get("next"), headers={"Retry-After": str(math.ceil(wait))})
-        user = self.users.get(name.casefold())
         password_hash = user.password_hash.get_secret_value() if user else None
         if user is None or not await asyncio.to_thread(verify_password, password_hash, form.get("password", "")):
-            self.throttle.failed(*keys)
+            self.throttle.failed(account, client)
             log.warning("dashboard: failed login for %r from %s", name[:100], client)
             return self._login_page(request, words["wrong_login"], 401, name=name, target=form.get("next"))
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(user.name.casefold(), client)
         language = request.session.get("language")
+        token, now = new_session_token(), self.now()
+        key, account, tag = token_hash(token), user.name.casefold(), password_tag(password_hash or "")
+        expires = now + timedelta(hours=self.config.session_hours)
+        await asyncio.to_thread(self.db.run_direct,
+                                lambda d: DashboardSessionRepository(d).create(key, account, tag, now, expires))
         request.session.clear()  # a new session: nothing from before the login carries over but the language
-        request.session.update({"user": user.name, "since": self.now().timestamp(), "csrf": new_csrf_token()})
+        request.session.update({"session": token, "csrf": new_csrf_token()})
         if language in LANGUAGES:
             request.session["language"] = language
         log.info("dashboard: %s logged in from %s", user.name, client)
         return RedirectResponse(safe_next(_base(request), form.get("next")), status_code=303)
 
     async def logout(self, request: Request) -> Response:
-        user = self.staff(request)
+        user = await self.staff(request)
         if await self._form(request) is None:
             return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
+        token = request.session.get("session")
+        if isinstance(token, str) and token:  # ended on the server: a copy of the cookie opens nothing
+            key = token_hash(token)
+            await asyncio.to_thread(self.db.run_direct, lambda d: DashboardSessionRepository(d).revoke(key))
         request.session.clear()
         if user is not None:
             log.info("dashboard: %s logged out", user.name)
         return RedirectResponse(f"{_base(request)}/login", status_code=303)
 
     async def set_language(self, request: Request) -> Response:
-        user = self.staff(request)
+        user = await self.staff(request)
         form = await self._form(request)
         if form is None:
             return self._error(request, user, TEXTS[self._language(request, user)]["form_expired"], 403)
