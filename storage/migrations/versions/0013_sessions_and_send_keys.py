@@ -1,16 +1,16 @@
 """dashboard_sessions: staff logins kept server-side (revocable, expiring; only a hash of the token); outbox.send_key:
 a marker fixed when a row is queued, so a send repeated after a crash is recognised (e-mail's Message-ID)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
