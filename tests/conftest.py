@@ -15,6 +15,32 @@ from storage.database import Database, open_database
 
 PG_URL = os.environ.get("SLABOT_TEST_PG_URL")
 
+# what a skipped test waited for, by the words of its reason, and how to get it
+MISSING = (
+    ("SLABOT_TEST_PG_URL", "PostgreSQL",
+     "set SLABOT_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test (a server with trust auth)"),
+    ("dovecot", "Dovecot (IMAP)", "apt-get install dovecot-imapd"),
+    ("chromium", "Chromium", "apt-get install chromium chromium-driver"),
+    ("openssl", "openssl", "apt-get install openssl"),
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per missing server instead of one per skipped test."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    counts: dict[str, int] = {}
+    for report in skipped:
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        key = next((f"{what}: {how}" for word, what, how in MISSING if word.lower() in reason.lower()), reason)
+        counts[key] = counts.get(key, 0) + 1
+    terminalreporter.write_sep("-", "skipped, by what they need")
+    for key, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        need, _, how = key.partition(": ")
+        line = f"{count} tests need {need}: {how}" if how else f"{count} tests skipped: {need}"
+        terminalreporter.write_line(line)
+
 
 def _pg_schema_url(schema: str) -> str:
     assert PG_URL is not None

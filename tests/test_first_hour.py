@@ -121,3 +121,14 @@ def test_tickets_list_has_a_header_and_says_answered_or_overdue(tmp_path: Path) 
     assert "answered" in by_ref[first]
     (other,) = [row for ref, row in by_ref.items() if ref != first]
     assert other.rstrip().endswith("OVERDUE")  # Thursday 23 November's deadline lies in the past
+
+
+def test_skipped_tests_are_summed_up_per_missing_server() -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/test_migrations.py"], cwd=root, capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 tests need PostgreSQL: set SLABOT_TEST_PG_URL=" in result.stdout
+    assert "SKIPPED [" not in result.stdout
