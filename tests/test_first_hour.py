@@ -97,8 +97,9 @@ def test_an_unknown_option_value_is_a_usage_error_naming_the_values(tmp_path: Pa
 def test_tickets_list_has_a_header_and_says_answered_or_overdue(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from bot.intake import IntakePipeline
     from helpers import MONDAY_10, add_account, contact, preset, whatsapp
+
+    from bot.intake import IntakePipeline
     from storage.database import open_database
 
     db = open_database(f"sqlite:///{tmp_path / 'slabot.db'}")
@@ -132,3 +133,29 @@ def test_skipped_tests_are_summed_up_per_missing_server() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 tests need PostgreSQL: set SLABOT_TEST_PG_URL=" in result.stdout
     assert "SKIPPED [" not in result.stdout
+
+
+def test_every_commands_help_ends_with_examples_that_parse() -> None:
+    import shlex
+
+    from bot.cli.examples import EXAMPLES, commands
+    from bot.cli.main import build_parser
+
+    parser = build_parser()
+    for name, command in commands(parser).items():
+        if command._subparsers is not None and name:  # noqa: SLF001 - a group: its commands have the examples
+            continue
+        examples = EXAMPLES.get(name)
+        assert examples, f"slabot {name} --help has no examples"
+        assert command.format_help().rstrip().endswith(examples[-1]), name
+        for example in examples:
+            words = [w for w in shlex.split(example) if "=" not in w or not w.split("=")[0].isupper()]
+            words = words[:next((i for i, w in enumerate(words) if w in ("<", ">")), len(words))]
+            assert words[0] == "slabot", example
+            parser.parse_args(words[1:])  # an example that does not parse exits here
+
+
+def test_help_as_a_user_sees_it(tmp_path: Path) -> None:
+    result = slabot("billing", "invoice", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.rstrip().endswith(
+        "slabot billing invoice 2026-00003 --resend --staff anna")

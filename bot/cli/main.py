@@ -33,6 +33,7 @@ import bot.cli.serve as serve
 import bot.cli.sla as sla
 import bot.cli.tickets as tickets
 from bot.cli.common import EXIT_USAGE, Handler, Parser, UsageError
+from bot.cli.examples import add_examples
 from bot.errors import ConfigError, SlabotError, StartupError
 
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     calls.register(commands)
     accounts.register(commands)
     report.register(commands)
+    add_examples(parser)
     return parser
 
 
