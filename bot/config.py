@@ -307,9 +307,13 @@ class DashboardConfig(_Section):
     def _secret_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
             value = None
-        if value is None and info.data.get("users"):
-            raise ValueError("a secret_key is required with users (at least 32 characters; "
-                             "`slabot dashboard secret-key` prints one)")
+        # the users as given when they failed their own checks (every problem is reported in one pass)
+        raw = (info.context or {}).get("raw", {}).get("dashboard", {})
+        users = info.data.get("users") if "users" in info.data else (raw.get("users") if isinstance(raw, dict)
+                                                                     else None)
+        if value is None and users:
+            raise ValueError("expected a secret_key with users: at least 32 characters "
+                             "(`slabot dashboard secret-key` prints one)")
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("expected at least 32 characters (`slabot dashboard secret-key` prints one)")
         return value
@@ -407,16 +411,29 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{chosen}: not valid TOML: {exc}"]) from None
     merged, used = env_overrides(data, env)
-    try:
-        config = SlabotConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise describe_validation_error(source, SlabotConfig, exc) from None
     base_dir = chosen.parent if chosen is not None else None
+    try:
+        config = SlabotConfig.model_validate(merged, context={"raw": merged})
+    except ValidationError as exc:
+        problems = list(describe_validation_error(source, SlabotConfig, exc).problems)
+        named = merged.get("preset", SlabotConfig.model_fields["preset"].default)
+        if isinstance(named, str):  # the preset's problems in the same pass
+            problems += _preset_problems(source, named, base_dir)
+        raise ConfigError(problems) from None
     try:
         preset = load_preset(config.preset, base_dir)
     except ConfigError as exc:
         raise ConfigError([f"{source}: preset: {p}" for p in exc.problems]) from None
     return LoadedConfig(config, source, preset, tuple(used))
+
+
+def _preset_problems(source: str, name: str, base_dir: Path | None) -> list[str]:
+    """What is wrong with the preset ``name`` (a shipped name or a file), one line each; empty when it loads."""
+    try:
+        load_preset(name, base_dir)
+    except ConfigError as exc:
+        return [f"{source}: preset: {p}" for p in exc.problems]
+    return []
 
 
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:).*(@)")  # user:password@, to the last @

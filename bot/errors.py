@@ -107,6 +107,7 @@ def describe_validation_error(source: str | Path, model: type[BaseModel], error:
             message = message.replace("Input should be", "expected")
             if not message.startswith("expected"):
                 message = f"expected a valid value ({message})"
-            found = "a hidden value" if _secret(loc) else shown(item.get("input"))
+            given = item.get("input")
+            found = ("nothing" if given is None or given == "" else "a hidden value") if _secret(loc) else shown(given)
             problems.append(f"{where}: {message}, found {found}")
     return ConfigError(problems)

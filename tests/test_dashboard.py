@@ -503,7 +503,7 @@ def test_config_dashboard_section_is_checked_and_its_secrets_masked(tmp_path: Pa
     user = f'[[dashboard.users]]\nname = "anna"\npassword_hash = "{anna_hash}"\n'
     with pytest.raises(ConfigError) as missing:
         load(user)
-    assert "dashboard.secret_key" in str(missing.value) and "secret_key is required" in str(missing.value)
+    assert "dashboard.secret_key" in str(missing.value) and "expected a secret_key with users" in str(missing.value)
     loaded = load(user, SLABOT_DASHBOARD_SECRET_KEY=SECRET_KEY)
     assert loaded.config.dashboard.configured and "SLABOT_DASHBOARD_SECRET_KEY" in loaded.from_env
     shown = masked(loaded.config)["dashboard"]

@@ -159,3 +159,23 @@ def test_help_as_a_user_sees_it(tmp_path: Path) -> None:
     result = slabot("billing", "invoice", "--help", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.rstrip().endswith(
         "slabot billing invoice 2026-00003 --resend --staff anna")
+
+
+def test_config_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "ten.toml"
+    path.write_text('preset = "nosuchpreset"\nlanguage = "fr"\n[database]\nurl = 5\nsynchronous = "sometimes"\n'
+                    '[http]\nport = 99999\nhost = 7\n[twilio]\naccount_sid = 5\n[email]\nimap_port = 0\n'
+                    'smtp_port = "x"\n[telegram]\nstaff_user_ids = ["anna"]\n[dashboard]\ndue_soon_minutes = -1\n'
+                    '[[dashboard.users]]\nname = "anna"\npassword_hash = "x"\n[billing]\ncheck_minutes = 0\n')
+    result = slabot("config", "check", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    for key in ("language", "database.url", "database.synchronous", "http.port", "http.host", "twilio.account_sid",
+                "email.imap_port", "email.smtp_port", "telegram.staff_user_ids[0]",
+                "dashboard.users[0].password_hash", "dashboard.due_soon_minutes", "billing.check_minutes",
+                "dashboard.secret_key", "preset"):
+        (line,) = [x for x in lines if f"ten.toml: {key}:" in x]
+        assert "expected" in line or "unknown preset" in line, line
+        assert "found" in line or key == "preset", line
+    (secret,) = [x for x in lines if "dashboard.secret_key" in x]
+    assert secret.endswith("found nothing")  # missing, not "a hidden value"
