@@ -36,6 +36,8 @@ from bot.pipeline import intake_pipeline, mail_intake
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
+from bot.web.dashboard.off import REASON as DASHBOARD_OFF
+from bot.web.dashboard.off import dashboard_off_routes
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
 from bot.web.telegram import telegram_webhook_route
@@ -272,6 +274,9 @@ class Application:
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))
             self.routes.extend(self.dashboard.routes())
             log.info("staff dashboard on /dashboard/ for %d staff login(s)", len(cfg.dashboard.users))
+        else:  # /dashboard/ says it is off and how to turn it on
+            self.routes.extend(dashboard_off_routes())
+            log.info("dashboard: off (%s)", DASHBOARD_OFF)
         for name, reason in channels_off_reasons(self.loaded).items():
             if reason is not None and name not in self.senders:
                 self.health.set(name, "off", reason)

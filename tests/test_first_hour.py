@@ -179,3 +179,33 @@ def test_config_check_reports_every_problem_in_one_pass(tmp_path: Path) -> None:
         assert "found" in line or key == "preset", line
     (secret,) = [x for x in lines if "dashboard.secret_key" in x]
     assert secret.endswith("found nothing")  # missing, not "a hidden value"
+
+
+def test_the_dashboard_says_it_is_off_in_the_log_and_on_its_page(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    port = free_port()
+    path = config(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", port)
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(path), "run"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "slabot run did not start"
+            time.sleep(0.1)
+        for url in (f"http://127.0.0.1:{port}/dashboard/", f"http://127.0.0.1:{port}/dashboard"):
+            page = httpx.get(url, timeout=5)
+            assert page.status_code == 404 and "The dashboard is off" in page.text
+            assert "Het dashboard staat uit" in page.text and "slabot dashboard secret-key" in page.text
+    finally:
+        process.terminate()
+        log, _ = process.communicate(timeout=30)
+    assert "dashboard: off (no [dashboard] users and secret_key" in log
