@@ -1,7 +1,7 @@
 """Phone calls into the intake: ``slabot calls import FILE``, ``slabot calls log`` and the outage line's webhook.
 
 The log is read by :mod:`channels.calls` (CSV or JSON, columns documented
-there and in the README). Each call goes through the intake pipeline like any
+there and in docs/calls.md). Each call goes through the intake pipeline like any
 message: a new request for a known contact (or joining the caller's open phone
 ticket), an unverified ticket for an unknown number; importing the same file
 again adds nothing. A bad row is reported with its line and skipped; the good

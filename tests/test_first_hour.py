@@ -209,3 +209,17 @@ def test_the_dashboard_says_it_is_off_in_the_log_and_on_its_page(tmp_path: Path)
         process.terminate()
         log, _ = process.communicate(timeout=30)
     assert "dashboard: off (no [dashboard] users and secret_key" in log
+
+
+def test_the_readme_is_short_and_stays_in_the_repository() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 150
+    targets = re.findall(r"\]\(([^)#]+)", text)
+    assert targets and all(not t.startswith(("..", "/")) and (root / t).exists() for t in targets), targets
+    for command in ('python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/slabot run',
+                    'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest'):
+        assert command in text
+    assert "docs/images/queue.png" in text and "docs/images/invoice.png" in text
