@@ -36,7 +36,14 @@ import charset_normalizer
 import inscriptis  # type: ignore[import-untyped]
 
 from channels.email.errors import EmailError
-from channels.identity import Identity, IdentityError, email_identity, normalise_email
+from channels.identity import (
+    AmbiguousAddressError,
+    Identity,
+    IdentityError,
+    email_identity,
+    normalise_email,
+    parse_mailbox,
+)
 from channels.messages import ChannelName, InboundAttachment, InboundMessage, utc_now
 
 MAX_THREAD_REFS = 50
@@ -391,6 +398,10 @@ class _Headers:
         first = self._first.get(name.lower())
         return None if first is None else _raw_text(str(first))
 
+    def count(self, name: str) -> int:
+        """How many ``name`` headers the part has."""
+        return sum(1 for key in self._part if key.lower() == name.lower())
+
     def _registry(self, name: str, raw: str) -> object | None:
         try:
             header: object = _header(name, raw)
@@ -463,13 +474,31 @@ def _decode_words(text: str) -> str:
 
 
 def _sender(headers: _Headers, problems: list[str]) -> tuple[str, str | None]:
-    """The From address and name; Sender's or Return-Path's address when From has none (a problem)."""
+    """The sender's address and name, from From's addr-spec only (never its display name).
+
+    A From that holds more than one address, or cannot be read as exactly one, and a mail with more than one
+    From header, raise :class:`MailParseError`: such a mail is kept for staff, unanswered. Without an address
+    in From, Sender's or Return-Path's is taken (a problem).
+    """
+    if headers.count("From") > 1:
+        raise MailParseError("the mail has more than one From header: its sender is not one address")
     for name in ("From", "Sender", "Return-Path"):
-        found = headers.addresses(name)
-        if found:
-            if name != "From":
-                problems.append(f"From is missing or unusable; the sender is taken from {name}")
-            return found[0]
+        raw = headers.raw(name)
+        if raw is None:
+            continue
+        try:
+            display, spec = parse_mailbox(raw)
+        except AmbiguousAddressError as exc:
+            raise MailParseError(f"{name} is not exactly one address: {exc}") from None
+        except IdentityError:
+            continue
+        address = _usable_address(_repair(spec))
+        if address is None:
+            problems.append(f"{name}: {_brief(spec)!r} is not a usable e-mail address")
+            continue
+        if name != "From":
+            problems.append(f"From is missing or unusable; the sender is taken from {name}")
+        return address, (_WHITESPACE.sub(" ", _repair(display)).strip() or None) if display else None
     raise MailParseError("no usable sender address in From, Sender or Return-Path")
 
 
