@@ -25,7 +25,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from bot import logs
-from bot.config import LoadedConfig, shown_url
+from bot.config import LoadedConfig, Masker, shown_url
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
 from bot.lifecycle import Component, Health, reason_of
@@ -267,7 +267,7 @@ class Application:
             else:
                 self.health.set(name, "up")
         # last in the table: serving once everything behind its routes runs, the first to stop taking requests
-        self.server = HttpServer([health_route(self.health, self._ping), *self.routes], cfg.http.host,
+        self.server = HttpServer([health_route(self.health, self._ping, Masker.of(cfg)), *self.routes], cfg.http.host,
                                  cfg.http.port, died=self._part_died)
         table.append(self.server)
         return table

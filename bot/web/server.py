@@ -28,8 +28,24 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
-    """``GET /healthz``: the database and every channel; 200 when nothing is down, else 503."""
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """Every string in a JSON value passed through ``mask``."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, mask) for item in value]
+    return value
+
+
+def health_route(health: Health, ping: Callable[[], Awaitable[None]],
+                 mask: Callable[[str], str] = str) -> Route:
+    """``GET /healthz``: the database and every channel; 200 when nothing is down, else 503.
+
+    It answers without a login, so every reason in it goes through ``mask`` (the config's
+    :class:`bot.config.Masker`): a library's error may quote a token or a password.
+    """
 
     async def healthz(request: Request) -> JSONResponse:
         database: dict[str, Any] = {"state": "up"}
@@ -39,8 +55,8 @@ def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
             database = {"state": "down", "reason": reason_of(exc)}
         channels = {name: state.as_json() for name, state in sorted(health.channels.items())}
         ok = database["state"] == "up" and all(c["state"] != "down" for c in channels.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "channels": channels},
-                            status_code=200 if ok else 503)
+        body = {"status": "ok" if ok else "degraded", "database": database, "channels": channels}
+        return JSONResponse(_masked(body, mask), status_code=200 if ok else 503)
 
     return Route("/healthz", healthz, methods=["GET"])
 
