@@ -35,7 +35,7 @@ from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
 from bot.web.dashboard.web import Dashboard
-from bot.web.server import HttpServer, health_route
+from bot.web.server import HttpServer, allowed_hosts, health_route
 from bot.web.telegram import telegram_webhook_route
 from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
@@ -268,7 +268,9 @@ class Application:
                 self.health.set(name, "up")
         # last in the table: serving once everything behind its routes runs, the first to stop taking requests
         self.server = HttpServer([health_route(self.health, self._ping, Masker.of(cfg)), *self.routes], cfg.http.host,
-                                 cfg.http.port, died=self._part_died)
+                                 cfg.http.port, died=self._part_died,
+                                 allowed_hosts=allowed_hosts(cfg.http.public_url, cfg.telegram.webhook_url)
+                                 if cfg.http.public_url else None)
         table.append(self.server)
         return table
 

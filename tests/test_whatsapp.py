@@ -325,13 +325,16 @@ def test_unsigned_wrongly_signed_tampered_or_wrong_url_is_refused_and_nothing_st
             await h.post(params, signature=sign(params, f"http://support.example.nl{WEBHOOK}"),
                          headers={"X-Forwarded-Host": "support.example.nl", "X-Forwarded-Proto": "http"}),
             await h.post(params, signature=sign(params, f"https://attacker.example{WEBHOOK}"),
-                         headers={"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "https",
-                                  "Host": "attacker.example"}),
+                         headers={"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "https"}),
             # a status callback is signed too
             await h.post({"MessageSid": "SMx", "MessageStatus": "delivered"}, STATUS, signature="forged"),
         ]
         assert [r.status_code for r in refused] == [403] * len(refused)
         assert all("signature" in r.text for r in refused)
+        # another Host than public_url's is refused before any signature is looked at
+        other_host = await h.post(params, signature=sign(params, f"https://attacker.example{WEBHOOK}"),
+                                  headers={"Host": "attacker.example"})
+        assert other_host.status_code == 400
         await settle(0.2)
         assert await h.count(m.Message) == 0
         assert await h.count(m.Ticket) == 0

@@ -10,9 +10,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -37,6 +40,16 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         return [_masked(item, mask) for item in value]
     return value
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the machine itself: its monitoring asks for /healthz
+
+
+def allowed_hosts(*urls: str | None) -> list[str] | None:
+    """The Host names slabot answers: those of the public URLs given, and the machine itself; None (every
+    host) when no public URL is given."""
+    hosts = [host for host in (urlsplit(url).hostname for url in urls if url) if host]
+    return [*dict.fromkeys([*hosts, *LOCAL_HOSTS])] if hosts else None
 
 
 def health_route(health: Health, ping: Callable[[], Awaitable[None]],
@@ -67,8 +80,14 @@ class HttpServer:
     name = "http"
 
     def __init__(self, routes: Sequence[BaseRoute], host: str, port: int, *,
-                 died: Callable[[str, BaseException], None] | None = None) -> None:
-        self.app = Starlette(routes=list(routes))
+                 died: Callable[[str, BaseException], None] | None = None,
+                 allowed_hosts: Sequence[str] | None = None) -> None:
+        # ``allowed_hosts``: the Host names answered (400 for any other); None answers every host. No redirect
+        # ever names the request's Host: a path that lacks its slash is 404, not redirected to http://HOST/...
+        middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
+                      ] if allowed_hosts is not None else []
+        self.app = Starlette(routes=list(routes), middleware=middleware)
+        self.app.router.redirect_slashes = False
         self.host = host
         self.server = QuietServer(uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
