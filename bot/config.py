@@ -102,6 +102,10 @@ class TwilioConfig(_Section):
     oncall_number: str | None = Field(default=None, description=(
         "The on-call phone a caller to the outage line (POST /webhooks/twilio/voice) is put through to after "
         "the spoken answer, stored as E.164; unset, the call ends after the answer."))
+    max_media_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description=(
+        "The largest WhatsApp media (photo, document) slabot downloads, in bytes; a larger one is not stored and "
+        "noted on its message, which is kept. Media are fetched with the account's credentials from Twilio's "
+        "API host over https only."))
     api_base_url: str | None = Field(default=None, description="Tests only: a local stand-in of Twilio's REST API.")
 
     @field_validator("oncall_number")

@@ -128,6 +128,7 @@ class AttachmentRecord:
     size: int | None
     url: str | None
     fetched: bool
+    error: str | None = None  # why it is not fetched (yet): the last download's error
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
 
 @asynccontextmanager
 async def running(tmp_path: Path, *, templates: dict[str, str] | None = None,
-                  db_url: str | None = None) -> AsyncIterator[Harness]:
+                  db_url: str | None = None, twilio_extra: str = "") -> AsyncIterator[Harness]:
     """Stand-in and slabot on loopback, two known contacts; stopped in reverse order."""
     standin = CountingStandIn()
     st_server, st_task = await serve(standin.app())
@@ -200,7 +200,7 @@ async def running(tmp_path: Path, *, templates: dict[str, str] | None = None,
         f'[database]\nurl = "{db_url or "sqlite:///" + str(tmp_path / "slabot.db")}"\n'
         f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\npublic_url = "{PUBLIC}"\n'
         f'[twilio]\naccount_sid = "{SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
-        f'api_base_url = "{standin_url}"\n{template_line}',
+        f'api_base_url = "{standin_url}"\n{template_line}{twilio_extra}',
         encoding="utf-8",
     )
     clock = Clock()
