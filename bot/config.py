@@ -163,6 +163,10 @@ class EmailConfig(_Section):
         "Seconds between two looks at the mailbox when the server has no IDLE."))
     auto_replies_per_hour: int = Field(default=5, ge=0, description=(
         "At most this many automatic replies to one address per hour (a mail loop ends there); 0: no cap."))
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description=(
+        "The largest mail slabot takes in, in bytes (IMAP, slabot ingest email, a folder import). A larger one "
+        "is kept aside for staff with its headers only (slabot mail kept; over IMAP it stays in the mailbox) "
+        "and its sender gets a polite reply, in Dutch and English, that names the limit."))
     acknowledge_max_age_hours: float = Field(default=24, ge=0, description=(
         "Mail older than this (a first start on a full mailbox, an imported archive) is stored without "
         "writing to anyone."))

@@ -41,6 +41,7 @@ T = TypeVar("T")
 LOGOUT_TIMEOUT = 2.0
 CLOSE_TIMEOUT = 1.0  # seconds a closed connection may take to be gone before it is aborted
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_RFC822_SIZE = re.compile(rb"RFC822\.SIZE (\d+)", re.IGNORECASE)
 _FETCH_UID = re.compile(rb"\(.*\bUID (\d+)\b", re.IGNORECASE)
 _INTERNALDATE = re.compile(
     rb'\bINTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"', re.IGNORECASE)
@@ -96,6 +97,7 @@ class FetchedMail:
 
     raw: bytes
     internaldate: datetime | None
+    size: int | None = None  # set when only the header block was fetched (the mail is over the cap): its size
 
 
 def internaldate(text: bytes) -> datetime | None:
@@ -125,6 +127,17 @@ def fetched_mail(lines: list[Any], uid: int) -> FetchedMail | None:
         found = _FETCH_UID.search(line) or _FETCH_UID.search(b"(" + bytes(after))
         if found and int(found.group(1)) == uid and isinstance(literal, (bytes, bytearray)):
             return FetchedMail(bytes(literal), internaldate(line) or internaldate(bytes(after)))
+    return None
+
+
+def fetched_size(lines: list[Any], uid: int) -> int | None:
+    """The RFC822.SIZE in a ``UID FETCH uid (UID RFC822.SIZE)`` answer, or None when it was not sent."""
+    for line in lines:
+        if not isinstance(line, (bytes, bytearray)):
+            continue
+        found, size = _FETCH_UID.search(line), _RFC822_SIZE.search(line)
+        if found and size and int(found.group(1)) == uid:
+            return int(size.group(1))
     return None
 
 
@@ -231,8 +244,21 @@ class ImapConnection:
         return sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
                        for word in line.split() if word.isdigit() and int(word) > last_uid})
 
-    async def fetch(self, uid: int) -> FetchedMail | None:
-        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client)."""
+    async def fetch(self, uid: int, max_bytes: int | None = None) -> FetchedMail | None:
+        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client).
+
+        A mail over ``max_bytes`` (its RFC822.SIZE, asked first) is not fetched whole: only its header block,
+        with ``size`` set.
+        """
+        if max_bytes is not None:
+            response = await self.command(self.client.uid("fetch", str(uid), "(UID RFC822.SIZE)"),
+                                          f"UID FETCH {uid} RFC822.SIZE")
+            size = fetched_size(response.lines, uid)
+            if size is not None and size > max_bytes:
+                response = await self.command(
+                    self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER])"), f"UID FETCH {uid} HEADER")
+                head = fetched_mail(response.lines, uid)
+                return None if head is None else FetchedMail(head.raw, head.internaldate, size)
         response = await self.command(self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])"),
                                       f"UID FETCH {uid}")
         return fetched_mail(response.lines, uid)
