@@ -278,20 +278,24 @@ class ImapIntake:
 
     async def _read_new(self, connection: ImapConnection, uidvalidity: int, last_uid: int) -> int:
         uids = await connection.uids_after(last_uid)
+        cap = self.intake.max_message_bytes
+        sizes = await connection.sizes(uids) if cap is not None else {}
         ingested = 0
         for uid in uids:
             if self._stop is not None and self._stop.is_set():
                 break
-            fetched = await connection.fetch(uid, self.intake.max_message_bytes)
+            size = sizes.get(uid)
+            too_large = cap is not None and size is not None and size > cap  # only its header block is fetched
+            fetched = await connection.fetch(uid, header_only=too_large)
             if fetched is None:
                 log.warning("IMAP %s: mail %d was gone before it could be fetched (expunged by another client)",
                             self.mailbox, uid)
                 continue
             source = f"imap:{self.user}@{self.host}/{self.folder}#{uid}"
             try:
-                if fetched.size is not None:  # over max_message_bytes: only its header block was fetched
-                    result = await asyncio.to_thread(self.intake.ingest_too_large, header_block(fetched.raw),
-                                                     fetched.size, source=source, also=self._advance(uidvalidity, uid),
+                if too_large and size is not None:
+                    result = await asyncio.to_thread(self.intake.ingest_too_large, header_block(fetched.raw), size,
+                                                     source=source, also=self._advance(uidvalidity, uid),
                                                      received_at=fetched.internaldate)
                 else:
                     result = await asyncio.to_thread(self.intake.ingest_raw, fetched.raw, source=source,

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -97,7 +97,6 @@ class FetchedMail:
 
     raw: bytes
     internaldate: datetime | None
-    size: int | None = None  # set when only the header block was fetched (the mail is over the cap): its size
 
 
 def internaldate(text: bytes) -> datetime | None:
@@ -130,15 +129,15 @@ def fetched_mail(lines: list[Any], uid: int) -> FetchedMail | None:
     return None
 
 
-def fetched_size(lines: list[Any], uid: int) -> int | None:
-    """The RFC822.SIZE in a ``UID FETCH uid (UID RFC822.SIZE)`` answer, or None when it was not sent."""
+def fetched_sizes(lines: list[Any]) -> dict[int, int]:
+    """UID -> RFC822.SIZE in a ``UID FETCH set (UID RFC822.SIZE)`` answer."""
+    sizes: dict[int, int] = {}
     for line in lines:
-        if not isinstance(line, (bytes, bytearray)):
-            continue
-        found, size = _FETCH_UID.search(line), _RFC822_SIZE.search(line)
-        if found and size and int(found.group(1)) == uid:
-            return int(size.group(1))
-    return None
+        if isinstance(line, (bytes, bytearray)):
+            uid, size = _FETCH_UID.search(line), _RFC822_SIZE.search(line)
+            if uid and size:
+                sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
 
 
 def fetched_body(lines: list[Any], uid: int) -> bytes | None:
@@ -244,22 +243,19 @@ class ImapConnection:
         return sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
                        for word in line.split() if word.isdigit() and int(word) > last_uid})
 
-    async def fetch(self, uid: int, max_bytes: int | None = None) -> FetchedMail | None:
-        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client).
+    async def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """The RFC822.SIZE of each of ``uids`` that the folder has, in one command."""
+        if not uids:
+            return {}
+        response = await self.command(self.client.uid("fetch", f"{min(uids)}:{max(uids)}", "(UID RFC822.SIZE)"),
+                                      "UID FETCH RFC822.SIZE")
+        return fetched_sizes(response.lines)
 
-        A mail over ``max_bytes`` (its RFC822.SIZE, asked first) is not fetched whole: only its header block,
-        with ``size`` set.
-        """
-        if max_bytes is not None:
-            response = await self.command(self.client.uid("fetch", str(uid), "(UID RFC822.SIZE)"),
-                                          f"UID FETCH {uid} RFC822.SIZE")
-            size = fetched_size(response.lines, uid)
-            if size is not None and size > max_bytes:
-                response = await self.command(
-                    self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER])"), f"UID FETCH {uid} HEADER")
-                head = fetched_mail(response.lines, uid)
-                return None if head is None else FetchedMail(head.raw, head.internaldate, size)
-        response = await self.command(self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])"),
+    async def fetch(self, uid: int, *, header_only: bool = False) -> FetchedMail | None:
+        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client).
+        ``header_only``: its header block only (``BODY.PEEK[HEADER]``), for a mail too large to take in."""
+        section = "BODY.PEEK[HEADER]" if header_only else "BODY.PEEK[]"
+        response = await self.command(self.client.uid("fetch", str(uid), f"(UID INTERNALDATE {section})"),
                                       f"UID FETCH {uid}")
         return fetched_mail(response.lines, uid)
 
