@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute
 
 from bot import logs
 from bot.billing import Billing
-from bot.config import LoadedConfig, database_problem, shown_url
+from bot.config import LoadedConfig, Masker, database_problem, shown_url
 from bot.errors import StartupError
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
@@ -39,7 +39,7 @@ from bot.voice import VoiceLine
 from bot.web.dashboard.off import REASON as DASHBOARD_OFF
 from bot.web.dashboard.off import dashboard_off_routes
 from bot.web.dashboard.web import Dashboard
-from bot.web.server import HttpServer, health_route
+from bot.web.server import HttpServer, allowed_hosts, health_route
 from bot.web.telegram import telegram_webhook_route
 from bot.web.twilio import STATUS_PATH, voice_routes, whatsapp_routes
 from bot.whatsapp import WhatsAppChannel
@@ -283,8 +283,11 @@ class Application:
             else:
                 self.health.set(name, "up")
         # last in the table: serving once everything behind its routes runs, the first to stop taking requests
-        self.server = HttpServer([health_route(self.health, self._ping), *self.routes], cfg.http.host,
-                                 cfg.http.port, died=self._part_died, trusted_proxies=cfg.http.trusted_proxies)
+        self.server = HttpServer([health_route(self.health, self._ping, Masker.of(cfg)), *self.routes],
+                                 cfg.http.host, cfg.http.port, died=self._part_died,
+                                 trusted_proxies=cfg.http.trusted_proxies,
+                                 allowed_hosts=allowed_hosts(cfg.http.public_url, cfg.telegram.webhook_url)
+                                 if cfg.http.public_url else None)
         table.append(self.server)
         return table
 

@@ -17,10 +17,11 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from pydantic import (
     BaseModel,
@@ -120,6 +121,10 @@ class TwilioConfig(_Section):
     oncall_number: str | None = Field(default=None, description=(
         "The on-call phone a caller to the outage line (POST /webhooks/twilio/voice) is put through to after "
         "the spoken answer, stored as E.164; unset, the call ends after the answer."))
+    max_media_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description=(
+        "The largest WhatsApp media (photo, document) slabot downloads, in bytes; a larger one is not stored and "
+        "noted on its message, which is kept. Media are fetched with the account's credentials from Twilio's "
+        "API host over https only."))
     api_base_url: str | None = Field(default=None, description="Tests only: a local stand-in of Twilio's REST API.")
 
     @field_validator("oncall_number")
@@ -177,6 +182,10 @@ class EmailConfig(_Section):
         "Seconds between two looks at the mailbox when the server has no IDLE."))
     auto_replies_per_hour: int = Field(default=5, ge=0, description=(
         "At most this many automatic replies to one address per hour (a mail loop ends there); 0: no cap."))
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description=(
+        "The largest mail slabot takes in, in bytes (IMAP, slabot ingest email, a folder import). A larger one "
+        "is kept aside for staff with its headers only (slabot mail kept; over IMAP it stays in the mailbox) "
+        "and its sender gets a polite reply, in Dutch and English, that names the limit."))
     acknowledge_max_age_hours: float = Field(default=24, ge=0, description=(
         "Mail older than this (a first start on a full mailbox, an imported archive) is stored without "
         "writing to anyone."))
@@ -436,12 +445,71 @@ def _preset_problems(source: str, name: str, base_dir: Path | None) -> list[str]
     return []
 
 
-_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:).*(@)")  # user:password@, to the last @
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^?#]*(@)")  # user:password@, to the last @
+# in free text: a URL's user:password@ (a password with a space, slash or @ is masked by its value)
+_TEXT_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+(@)")
+# a URL query parameter that carries a secret: ?password=, &sslpassword=, &auth_token=, &api_key=, ...
+_SECRET_PARAM = re.compile(r"([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key|auth)[^=&;#\s]*=)[^&;#\s'\"`]+",
+                           re.IGNORECASE)
+MASK = "***"
+MIN_SECRET = 4  # a 1-3 character "secret" would blank ordinary words (it is still masked in a URL)
 
 
 def shown_url(url: str) -> str:
-    """A database URL fit for logs and messages: the password, if any, as ``***``."""
-    return _URL_PASSWORD.sub(r"\1***\2", url)
+    """A URL fit for logs and messages: the password (``user:password@`` or ``?password=``) as ``***``."""
+    return _SECRET_PARAM.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"\1{MASK}\2", url))
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords a URL carries, as written: its ``user:password@`` and its secret query parameters."""
+    found = [m.group(0)[len(m.group(1)):-1] for m in [_URL_PASSWORD.match(url)] if m]
+    found += [m.group(0)[len(m.group(1)):] for m in _SECRET_PARAM.finditer(url)]
+    return found
+
+
+def secret_values(config: SlabotConfig) -> list[str]:
+    """Every configured secret value, and the database URL when it carries a password."""
+    values = []
+    for dotted in SECRET_KEYS:
+        section, key = dotted.split(".")
+        secret = getattr(getattr(config, section), key, None)
+        if secret is not None and secret.get_secret_value():
+            values.append(secret.get_secret_value())
+    url = config.database.url
+    passwords = _url_passwords(url)
+    if passwords:
+        values += [url, *passwords]
+    return values
+
+
+class Masker:
+    """Every secret in a text replaced by ``***``, whatever its place: as written, URL-encoded or URL-decoded,
+    in a URL's path, user:password@ or query. A URL among the secrets shows as :func:`shown_url` would show
+    it; the password of any URL in the text is masked too, configured or not.
+
+    One masker is made from the config (:meth:`of`) and applied where slabot writes: the logs
+    (:class:`bot.logs.SecretFilter`), ``/healthz``, the command line's errors.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        shown: dict[str, str] = {}
+        for secret in secrets:
+            for form in {secret, unquote(secret), unquote_plus(secret), quote(unquote(secret), safe=""),
+                         quote_plus(unquote(secret))}:
+                if len(form) >= MIN_SECRET:
+                    shown[form] = shown_url(form) if "://" in form else MASK
+        self._shown = shown
+        ordered = sorted(shown, key=len, reverse=True)  # a longer secret first: none is half-replaced
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    @classmethod
+    def of(cls, config: SlabotConfig) -> Masker:
+        return cls(secret_values(config))
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: self._shown[m.group(0)], text)
+        return _SECRET_PARAM.sub(rf"\1{MASK}", _TEXT_URL_PASSWORD.sub(rf"\1{MASK}\2", text))
 
 
 def database_problem(url: str, exc: BaseException) -> str:
@@ -457,5 +525,5 @@ def masked(config: SlabotConfig) -> dict[str, Any]:
     for dotted in SECRET_KEYS:
         section, key = dotted.split(".")
         if data[section].get(key) is not None:
-            data[section][key] = "***"
+            data[section][key] = MASK
     return data

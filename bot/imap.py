@@ -6,7 +6,8 @@ A checkpoint row (``mail_checkpoints``, keyed ``user@host:port/folder``) holds
 the folder's UIDVALIDITY and the last UID whose mail is committed.
 :meth:`ImapIntake.catch_up` asks for every UID above it (``UID SEARCH``),
 oldest first, fetches each with ``BODY.PEEK[]`` (nothing is marked seen by
-reading it) and its INTERNALDATE, and hands the raw bytes to
+reading it; a mail whose RFC822.SIZE is over ``max_message_bytes``: only its
+header block, for ``MailIntake.ingest_too_large``) and its INTERNALDATE, and hands the raw bytes to
 ``MailIntake.ingest_raw``, received at that INTERNALDATE (the SLA clock's
 start, R23: not the sender's Date header), with an
 ``also`` that moves the checkpoint to that UID in the same transaction as the
@@ -63,6 +64,7 @@ from channels.email.errors import (
     ImapTimeoutError,
 )
 from channels.email.imap import ImapConnection, ImapSettings, ImapStopped, connect
+from channels.email.parse import header_block
 from channels.messages import utc_now
 from storage.database import Database, DatabaseUnavailable
 from storage.direct import Direct
@@ -276,20 +278,29 @@ class ImapIntake:
 
     async def _read_new(self, connection: ImapConnection, uidvalidity: int, last_uid: int) -> int:
         uids = await connection.uids_after(last_uid)
+        cap = self.intake.max_message_bytes
+        sizes = await connection.sizes(uids) if cap is not None else {}
         ingested = 0
         for uid in uids:
             if self._stop is not None and self._stop.is_set():
                 break
-            fetched = await connection.fetch(uid)
+            size = sizes.get(uid)
+            too_large = cap is not None and size is not None and size > cap  # only its header block is fetched
+            fetched = await connection.fetch(uid, header_only=too_large)
             if fetched is None:
                 log.warning("IMAP %s: mail %d was gone before it could be fetched (expunged by another client)",
                             self.mailbox, uid)
                 continue
             source = f"imap:{self.user}@{self.host}/{self.folder}#{uid}"
             try:
-                result = await asyncio.to_thread(self.intake.ingest_raw, fetched.raw, source=source,
-                                                 also=self._advance(uidvalidity, uid),
-                                                 received_at=fetched.internaldate)
+                if too_large and size is not None:
+                    result = await asyncio.to_thread(self.intake.ingest_too_large, header_block(fetched.raw), size,
+                                                     source=source, also=self._advance(uidvalidity, uid),
+                                                     received_at=fetched.internaldate)
+                else:
+                    result = await asyncio.to_thread(self.intake.ingest_raw, fetched.raw, source=source,
+                                                     also=self._advance(uidvalidity, uid),
+                                                     received_at=fetched.internaldate)
             except DatabaseUnavailable:
                 raise  # the database, not the mail: retried with the connection's backoff
             except Exception as exc:  # noqa: BLE001 - a poison mail must not stop the mailbox

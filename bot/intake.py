@@ -557,8 +557,10 @@ class IntakePipeline:
             full_text=msg.full_text, at=msg.received_at, auto=msg.automatic, decision=outcome.value,
             reasons=list(work.reasons), delivery_state=DeliveryState.RECEIVED.value,
             thread_refs=list(msg.thread_refs), raw=msg.raw or None, created_at=self.now(),
+            # an attachment whose bytes are in the raw message is not stored a second time
             attachments=[{"filename": a.filename, "content_type": a.content_type, "size": a.size, "url": a.url,
-                          "data": a.data, "fetched": a.data is not None} for a in msg.attachments],
+                          "data": None if a.in_raw and msg.raw else a.data,
+                          "fetched": a.data is not None or a.in_raw} for a in msg.attachments],
         )
 
     def _acknowledgement(self, work: _Work, terms: SlaTerms, plan: Plan, ref: str, contact: ContactRecord,

@@ -16,6 +16,11 @@ the MTA pipe mode (``slabot ingest email``). :meth:`MailIntake.ingest_raw`
   guard holds back automatic replies: to a flagged address, and beyond
   ``auto_replies_per_hour`` to one address (an autoresponder ping-pong ends
   there);
+- takes mail up to ``max_message_bytes`` (``[email] max_message_bytes``): a
+  larger one is kept aside with its header block only (the rest is never read
+  into memory where the caller can help it: IMAP, the pipe, a folder) and its
+  sender gets a polite note in Dutch and English naming the limit, once, under
+  the same rules as any automatic reply (:meth:`MailIntake.ingest_too_large`);
 - acknowledges only mail received after the cut-off (``acknowledge_max_age``):
   old mail found on a first start, or an archive imported through the pipe, is
   stored without writing to anyone. Received means when the desk's side got
@@ -37,13 +42,16 @@ from pathlib import Path
 
 from bot.desk import reply_failed
 from bot.intake import IntakePipeline, IntakeResult, Outcome, ReplyGuard
-from channels.email.folder import READERS, FileRead, Unreadable, read_ahead, read_mail
-from channels.email.parse import ParsedMail
+from bot.texts import reply_subject, size_text
+from channels.email.folder import READERS, FileRead, TooLarge, Unreadable, read_ahead, read_mail
+from channels.email.parse import ParsedMail, header_block
 from channels.identity import normalise_email
 from channels.messages import ChannelName, InboundMessage, utc_now
 from storage.database import Database
 from storage.direct import Direct
 from storage.mailbox import MailboxRepository
+from storage.records import OutboundDraft
+from storage.repositories import OutboxRepository
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ log = logging.getLogger(__name__)
 class MailResult:
     """What became of one raw mail."""
 
-    outcome: str  # an intake Outcome value, or kept_aside | own_mail | bounce
+    outcome: str  # an intake Outcome value, or kept_aside | too_large | own_mail | bounce
     reasons: tuple[str, ...]
     message_id: str | None = None  # the mail's Message-ID
     ticket_ref: str | None = None
@@ -107,8 +115,9 @@ class MailIntake:
 
     def __init__(self, db: Database, pipeline: IntakePipeline, *, own_addresses: tuple[str, ...] = (),
                  acknowledge_max_age: timedelta | None = timedelta(days=1),
-                 now: Callable[[], datetime] = utc_now) -> None:
+                 max_message_bytes: int | None = None, now: Callable[[], datetime] = utc_now) -> None:
         self.db = db
+        self.max_message_bytes = max_message_bytes  # None: no cap
         self.pipeline = pipeline
         self.own_addresses = frozenset(normalise_email(a) for a in own_addresses if a)
         self.acknowledge_max_age = acknowledge_max_age
@@ -122,14 +131,19 @@ class MailIntake:
 
         ``received_at``: when the desk's mailbox received it (IMAP INTERNALDATE); without it, the topmost
         Received header's date, else now (R23). Never the sender's Date header: not for the SLA clock, not
-        for the acknowledgement cut-off.
+        for the acknowledgement cut-off. A mail over ``max_message_bytes`` goes to :meth:`ingest_too_large`.
         """
+        if self.max_message_bytes is not None and len(raw) > self.max_message_bytes:
+            return self.ingest_too_large(header_block(raw), len(raw), source=source, also=also,
+                                         received_at=received_at)
         read = read_mail(raw, self.now, received_at=received_at)
         return self.ingest_read(raw, read, source=source, acknowledge=acknowledge, also=also)
 
-    def ingest_read(self, raw: bytes, read: ParsedMail | Unreadable, *, source: str = "mail",
+    def ingest_read(self, raw: bytes, read: ParsedMail | Unreadable | TooLarge, *, source: str = "mail",
                     acknowledge: bool | None = None, also: Also | None = None) -> MailResult:
         """:meth:`ingest_raw` for a mail already read by :func:`read_mail` (perhaps in another process)."""
+        if isinstance(read, TooLarge):
+            return self.ingest_too_large(raw, read.size, source=source, also=also)
         if isinstance(read, Unreadable):
             if read.traceback is not None:
                 log.error("mail from %s could not be parsed\n%s", source, read.traceback.rstrip())
@@ -155,14 +169,15 @@ class MailIntake:
 
     # -- several mails at once ----------------------------------------------------------
 
-    def ingest_many(self, mails: Sequence[tuple[bytes, ParsedMail | Unreadable, str]]) -> Iterator[MailResult]:
+    def ingest_many(self, mails: Sequence[tuple[bytes, ParsedMail | Unreadable | TooLarge, str]]
+                    ) -> Iterator[MailResult]:
         """Each of ``mails`` (raw, read, source) stored once, in order; each result once it is committed.
 
         A person's mail (not slabot's own, not a bounce) goes in with the ones
         next to it in one transaction: a bulk import spends less on commits. When
         such a transaction fails, nothing of it is stored and its mails go in one
         by one, so the one that fails raises alone and the ones before it are
-        stored. The rest (unreadable, own, bounces) go through
+        stored. The rest (unreadable, too large, own, bounces) go through
         :meth:`ingest_read`, in their place in the order.
         """
         group: list[tuple[bytes, ParsedMail, str]] = []
@@ -212,6 +227,55 @@ class MailIntake:
             return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): already kept aside",))
         log.warning("mail from %s kept aside: %s", source, reason)
         return MailResult("kept_aside", (f"cannot be read as a mail ({reason}): kept aside for staff",))
+
+    def ingest_too_large(self, head: bytes, size: int, *, source: str = "mail", also: Also | None = None,
+                         received_at: datetime | None = None) -> MailResult:
+        """A mail of ``size`` bytes, over ``max_message_bytes``, of which only ``head`` (its header block) was read.
+
+        Kept aside for staff with its headers (``slabot mail kept``), and its sender told, in Dutch and English,
+        the limit: unless it is automatic mail, slabot's own, old mail (the acknowledgement cut-off), or the
+        reply guards hold the answer back (a flagged address, the cap per hour). The same headers again are kept
+        and answered once.
+        """
+        limit = self.max_message_bytes or size
+        reason = f"{size} bytes, more than max_message_bytes ({limit} bytes): only its headers are kept"
+        read = read_mail(head, self.now, received_at=received_at)
+        now = self.now()
+
+        def work(direct: Direct) -> tuple[bool, OutboundDraft | None]:
+            if also is not None:
+                also(direct)
+            if not MailboxRepository(direct).keep(head, source, reason, now):
+                return False, None
+            reply = self._size_note(direct, read, size, limit)
+            if reply is not None:
+                OutboxRepository(direct).queue(reply, now)
+            return True, reply
+
+        kept, reply = self.db.run_direct(work)
+        message_id = read.message_id if isinstance(read, ParsedMail) else None
+        if not kept:
+            return MailResult("too_large", (f"too large ({reason}): already kept aside",), message_id)
+        log.warning("mail from %s kept aside: %s", source, reason)
+        answered = (f"{reply.recipient} told the limit" if reply is not None
+                    else "no reply (automatic, own or old mail, or held back by a guard)")
+        return MailResult("too_large", (f"too large ({reason}): kept aside for staff", answered), message_id)
+
+    def _size_note(self, direct: Direct, read: ParsedMail | Unreadable, size: int, limit: int
+                   ) -> OutboundDraft | None:
+        """The polite note to the sender of a mail over the limit, in Dutch and English; None when none may go."""
+        if not isinstance(read, ParsedMail) or self._is_own(read) or read.automatic_reason or read.bounce:
+            return None
+        msg = read.message
+        if not self._recent(msg.received_at) or any(guard(direct, msg) for guard in self.pipeline.reply_guards):
+            return None
+        texts, company = self.pipeline.texts, self.pipeline.preset.title
+        text = "\n---\n\n".join(
+            texts.render("mail_too_large", language, subject=msg.subject, size=size_text(size, language),
+                         limit=size_text(limit, language), company=company).text for language in ("nl", "en"))
+        return OutboundDraft(ChannelName.EMAIL.value, msg.sender.value, text, "mail_too_large",
+                             subject=reply_subject(msg.subject, None, "nl"), in_reply_to=read.message_id,
+                             references=(read.message_id,))
 
     def _bounce(self, parsed: ParsedMail, source: str, also: Also | None) -> MailResult | None:
         """Link a bounce to the message it bounces; None when that message is not slabot's."""
@@ -264,7 +328,7 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
     tried.
     """
     chunks = [paths[i:i + MAILS_PER_TRANSACTION] for i in range(0, len(paths), MAILS_PER_TRANSACTION)]
-    ahead = read_ahead(chunks, readers, intake.now)
+    ahead = read_ahead(chunks, readers, intake.now, intake.max_message_bytes)
     try:
         for chunk, reads in zip(chunks, ahead):
             yield from _store_chunk(intake, chunk, reads)
@@ -275,7 +339,7 @@ def ingest_files(intake: MailIntake, paths: Sequence[Path], *, readers: int = RE
 def _store_chunk(intake: MailIntake, chunk: Sequence[Path], reads: Sequence[FileRead]
                  ) -> Iterator[tuple[Path, MailResult | OSError]]:
     """A chunk's mails stored in order; a file that could not be read is reported in its place."""
-    run: list[tuple[Path, bytes, ParsedMail | Unreadable]] = []
+    run: list[tuple[Path, bytes, ParsedMail | Unreadable | TooLarge]] = []
     for path, read in zip(chunk, reads):
         if isinstance(read, OSError):
             yield from _store_run(intake, run)
@@ -286,7 +350,7 @@ def _store_chunk(intake: MailIntake, chunk: Sequence[Path], reads: Sequence[File
     yield from _store_run(intake, run)
 
 
-def _store_run(intake: MailIntake, run: Sequence[tuple[Path, bytes, ParsedMail | Unreadable]]
+def _store_run(intake: MailIntake, run: Sequence[tuple[Path, bytes, ParsedMail | Unreadable | TooLarge]]
                ) -> Iterator[tuple[Path, MailResult]]:
     results = intake.ingest_many([(raw, read, str(path)[:400]) for path, raw, read in run])
     return zip((path for path, _, _ in run), results)

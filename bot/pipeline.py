@@ -27,7 +27,8 @@ def intake_pipeline(loaded: LoadedConfig, db: Database, now: Callable[[], dateti
 
 def mail_intake(loaded: LoadedConfig, db: Database, pipeline: IntakePipeline | None = None,
                 now: Callable[[], datetime] = utc_now) -> MailIntake:
-    """The mail intake on ``pipeline`` (by default a new one): the config's own address and cut-off."""
+    """The mail intake on ``pipeline`` (by default a new one): the config's own address, cut-off and size cap."""
     cfg = loaded.config
     return MailIntake(db, pipeline or intake_pipeline(loaded, db, now), own_addresses=(cfg.email.from_address or "",),
-                      acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours), now=now)
+                      acknowledge_max_age=timedelta(hours=cfg.email.acknowledge_max_age_hours),
+                      max_message_bytes=cfg.email.max_message_bytes, now=now)

@@ -158,6 +158,32 @@ class SlaReport:
 # -- building (pure) ---------------------------------------------------------------------------
 
 
+FIRST_DAY = date(1970, 1, 1)  # a report's period lies between these days: beyond them the arithmetic overflows
+LAST_DAY = date(2999, 12, 31)
+MAX_PERIOD_YEARS = 5  # a longer period is refused: its chart would have thousands of weeks
+
+
+def report_day(text: str, field: str) -> date:
+    """The day ``YYYY-MM-DD`` given as ``field`` of a report's period; a ValueError naming ``field`` when it is
+    no date, or one outside :data:`FIRST_DAY` .. :data:`LAST_DAY`."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{field} {text!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-23") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{field} {text!r} is out of range; expected a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+def check_period(start: date, end: date, names: tuple[str, str] = ("from", "to")) -> None:
+    """A ValueError naming the field ``names`` (from, to) when the period ends before it starts or is longer
+    than :data:`MAX_PERIOD_YEARS`."""
+    if end < start:
+        raise ValueError(f"{names[1]} {end} is before {names[0]} {start}")
+    if end - start >= timedelta(days=366 * MAX_PERIOD_YEARS):
+        raise ValueError(f"{names[1]} {end} is more than {MAX_PERIOD_YEARS} years after {names[0]} {start}")
+
+
 def period_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The instants ``[start 00:00, day after end 00:00)`` in ``zone``."""
     if end < start:
@@ -526,6 +552,11 @@ def weekly_summary(db: Database, as_of: datetime, *, zone: ZoneInfo = AMSTERDAM,
 
 
 __all__ = [
+    "MAX_PERIOD_YEARS",
+    "check_period",
+    "FIRST_DAY",
+    "LAST_DAY",
+    "report_day",
     "Breach", "GroupSummary", "SlaReport", "TargetSummary", "TicketLine", "WeekPoint", "WeeklySummary",
     "build_report", "chart_filename", "load_report", "period_bounds", "render_chart", "report_data", "report_text",
     "staff_of", "summary_text", "weekly_summary",

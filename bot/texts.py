@@ -110,6 +110,15 @@ def reply_subject(subject: str | None, ref: str | None, language: Language) -> s
     return f"{result} [{ref}]" if ref and ref not in result else result
 
 
+def size_text(size: int, language: Language) -> str:
+    """``26214400`` -> ``25 MB``, ``32296960`` -> ``30,8 MB`` (nl) or ``30.8 MB`` (en); KB below a megabyte."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            text = f"{size / factor:.1f}".removesuffix(".0")
+            return f"{text.replace('.', ',') if language == 'nl' else text} {unit}"
+    return f"{size} bytes"
+
+
 @dataclass(frozen=True)
 class Rendered:
     """A text ready to send."""

@@ -13,7 +13,8 @@ state forward only; duplicates, reordering and unknown sids answer 200. A
 message Twilio refused outside the 24-hour window (error 63016) is marked as
 needing staff, once.
 
-Background: media are fetched with the account's credentials and retried;
+Background: media are fetched with the account's credentials, from Twilio's API
+host only (:mod:`channels.whatsapp.media`), and retried;
 reconciliation lists what Twilio received in the last hours and ingests any
 message whose webhook never arrived.
 
@@ -43,7 +44,9 @@ from channels.whatsapp import (
     WebhookError,
     WhatsAppSender,
     parse_whatsapp_webhook,
-    rebase_url,
+    MediaError,
+    MediaFetcher,
+    MediaRefused,
     rest_client,
 )
 from storage.database import Database, Session
@@ -102,6 +105,8 @@ class WhatsAppChannel:
         self.reconcile_every = reconcile_every
         self.reconcile_window = reconcile_window
         self.media_every = media_every
+        self.media = MediaFetcher(twilio.account_sid, self.auth_token, api_base_url=twilio.api_base_url,
+                                  max_bytes=twilio.max_media_bytes)
         self.sender: WhatsAppSender | None = None
         # SQLite has one writer at a time, and a writer that finds it busy sleeps in SQLite's busy handler
         # (1, 2, 5, 10, ... ms) even when the lock is free again: several webhooks ingesting at once in
@@ -204,37 +209,37 @@ class WhatsAppChannel:
         return added
 
     async def fetch_media(self) -> int:
-        """Download attachments that only have a URL, with the account's credentials."""
+        """Download attachments that only have a URL: from Twilio's API host only, with the account's
+        credentials (:class:`channels.whatsapp.media.MediaFetcher`). One that fails is tried again later; one
+        that is refused (another host, too large) is given up at once, and noted on its attachment."""
         now = self.now()
         pending = await asyncio.to_thread(
             self.db.run, lambda s: TicketRepository(s).unfetched_attachments(WHATSAPP, 20, now))
         if not pending:
             return 0
         fetched = 0
-        auth = (self.config.account_sid or "", self.auth_token)
-        base = self.config.api_base_url
-        async with httpx.AsyncClient(auth=auth, follow_redirects=True, timeout=30) as client:
+        async with httpx.AsyncClient(timeout=self.media.timeout, follow_redirects=False) as client:
             for attachment_id, url in pending:
                 # one failing URL waits for its own retry; the others are fetched meanwhile
-                target = rebase_url(base, url) if base else url
                 try:
-                    response = await client.get(target)
-                    response.raise_for_status()
-                except httpx.HTTPError as exc:
+                    media = await self.media.fetch(url, client)
+                except MediaError as exc:
                     await asyncio.to_thread(self.db.run, lambda s, i=attachment_id, e=exc: self._media_failed(s, i, e))
                     continue
-                data = response.content
                 await asyncio.to_thread(
-                    self.db.run, lambda s, i=attachment_id, d=data, t=response.headers.get("content-type"):
-                    TicketRepository(s).store_attachment(i, d, t))
+                    self.db.run, lambda s, i=attachment_id, m=media:
+                    TicketRepository(s).store_attachment(i, m.data, m.content_type))
                 fetched += 1
         return fetched
 
-    def _media_failed(self, s: Session, attachment_id: int, exc: httpx.HTTPError) -> None:
-        error = f"{exc.__class__.__name__}: {exc}"
-        retry_at = TicketRepository(s).attachment_fetch_failed(attachment_id, error, self.now(),
-                                                               max_attempts=MEDIA_ATTEMPTS, backoff=MEDIA_BACKOFF)
-        if retry_at is None:
+    def _media_failed(self, s: Session, attachment_id: int, exc: MediaError) -> None:
+        error = str(exc)
+        retry_at = TicketRepository(s).attachment_fetch_failed(
+            attachment_id, error, self.now(), max_attempts=1 if isinstance(exc, MediaRefused) else MEDIA_ATTEMPTS,
+            backoff=MEDIA_BACKOFF)
+        if isinstance(exc, MediaRefused):
+            log.warning("media %s not downloaded: %s", attachment_id, error)
+        elif retry_at is None:
             log.warning("media %s could not be downloaded after %d attempts: %s", attachment_id, MEDIA_ATTEMPTS, error)
         else:
             log.info("media %s: download failed (%s); next try at %s", attachment_id, error, retry_at.isoformat())

@@ -38,6 +38,7 @@ class InboundAttachment:
     data: bytes | None = None
     url: str | None = None
     size: int | None = None
+    in_raw: bool = False  # its bytes are inside the message's raw bytes (e-mail): stored once, with them
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class AttachmentRecord:
     size: int | None
     url: str | None
     fetched: bool
+    error: str | None = None  # why it is not fetched (yet): the last download's error
 
 
 @dataclass(frozen=True)

@@ -465,7 +465,8 @@ class TicketRepository(Repository):
             external_id=row.external_id, sender=row.sender, recipient=row.recipient, subject=row.subject,
             text=row.text, at=row.at, auto=row.auto, purpose=row.purpose, decision=row.decision,
             reasons=tuple(row.reasons or ()), delivery_state=row.delivery_state, staff=row.staff,
-            attachments=tuple(AttachmentRecord(a.id, a.filename, a.content_type, a.size, a.url, a.fetched)
+            attachments=tuple(AttachmentRecord(a.id, a.filename, a.content_type, a.size, a.url, a.fetched,
+                                               None if a.fetched else a.fetch_error)
                               for a in atts),
         )
 

@@ -8,6 +8,7 @@ is a fixed ``now`` on Thursday 26 November 2026, 12:00 UTC.
 from __future__ import annotations
 
 import base64
+import email
 import random
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -179,14 +180,36 @@ def test_rfc_2047_encoded_filename() -> None:
     assert attachment.filename == "élé.bin" and attachment.data == b"data"
 
 
-def test_a_huge_attachment_is_kept_whole() -> None:
+@pytest.mark.parametrize("size", [6 * 1024 * 1024, 6 * 1024 * 1024 + 1, 6 * 1024 * 1024 + 2])
+def test_a_huge_attachment_is_measured_in_place_and_stays_in_the_raw_mail(size: int) -> None:
     msg = EmailMessage()
     msg["From"] = "piet@bakkerij-jansen.nl"
     msg.set_content("Logbestand.\n")
-    log = random.Random(7).randbytes(6 * 1024 * 1024)
+    log = random.Random(7).randbytes(size)
     msg.add_attachment(log, maintype="application", subtype="octet-stream", filename="kassa.log")
-    (attachment,) = parse(msg.as_bytes()).message.attachments
-    assert attachment.data == log and attachment.size == len(log)
+    raw = msg.as_bytes()
+    parsed = parse(raw)
+    (attachment,) = parsed.message.attachments
+    assert attachment.data is None and attachment.in_raw and attachment.size == len(log)
+    assert parsed.message.raw is raw and parsed.message.text == "Logbestand."
+    (part,) = [p for p in email.message_from_bytes(raw).walk() if p.get_filename() == "kassa.log"]
+    assert part.get_payload(decode=True) == log  # the raw mail holds it whole
+
+
+def test_a_large_base64_body_text_is_read_whole() -> None:
+    msg = EmailMessage()
+    msg["From"] = "piet@bakkerij-jansen.nl"
+    text = "".join(f"Regel {i} van het logboek, met een é erin.\n" for i in range(20000))
+    msg.set_content(text, cte="base64")
+    parsed = parse(msg.as_bytes())
+    assert parsed.message.full_text == text.strip() and parsed.message.attachments == ()
+
+
+def test_a_forged_set_aside_marker_is_only_text() -> None:
+    raw = (b"From: piet@bakkerij-jansen.nl\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename=x.bin\r\n\r\nSLABOT-SET-ASIDE-0000000000000000-0\r\n")
+    (attachment,) = parse(raw).message.attachments
+    assert attachment.data == b"SLABOT-SET-ASIDE-0000000000000000-0\r\n"
 
 
 def test_an_attached_message_is_kept_as_message_rfc822() -> None:

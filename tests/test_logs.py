@@ -90,16 +90,34 @@ def bot_api() -> Iterator[tuple[TelegramStandIn, str]]:
     thread.join(10)
 
 
-def test_slabot_run_does_not_log_the_bot_token(tmp_path: Path, bot_api: tuple[TelegramStandIn, str]) -> None:
-    standin, api = bot_api
+def run_with_telegram(tmp_path: Path, db_url: str, token: str, api: str) -> tuple[subprocess.Popen[str], int]:
+    """``slabot run`` in a process of its own, with the staff chat on the Bot API at ``api``; and its port."""
     port = free_port()
     config = tmp_path / "slabot.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/slabot.db"\n[http]\nhost = "127.0.0.1"\nport = {port}\n'
-                      f'[telegram]\ntoken = "{TOKEN}"\nstaff_chat_id = -1001\nstaff_user_ids = [7]\n'
+    config.write_text(f'[database]\nurl = "{db_url}"\n[http]\nhost = "127.0.0.1"\nport = {port}\n'
+                      f'[telegram]\ntoken = "{token}"\nstaff_chat_id = -1001\nstaff_user_ids = [7]\n'
                       f'api_base_url = "{api}"\n', encoding="utf-8")
     exe = Path(sys.executable).parent / "slabot"
     proc = subprocess.Popen([str(exe), "--config", str(config), "run"], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc, port
+
+
+def stop_run(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM to a ``slabot run``, and its stderr once it has stopped (killed when it does not stop in time)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=15)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_slabot_run_does_not_log_the_bot_token(tmp_path: Path, bot_api: tuple[TelegramStandIn, str]) -> None:
+    standin, api = bot_api
+    proc, port = run_with_telegram(tmp_path, f"sqlite:///{tmp_path}/slabot.db", TOKEN, api)
     try:
         health = wait_for_health(port, proc)
         assert health["channels"]["telegram"]["state"] == "up"  # type: ignore[index]
@@ -107,12 +125,8 @@ def test_slabot_run_does_not_log_the_bot_token(tmp_path: Path, bot_api: tuple[Te
             if standin.calls["getUpdates"] >= 2:
                 break
             threading.Event().wait(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = stop_run(proc)
     assert standin.calls["getMe"] >= 1 and standin.calls["getUpdates"] >= 2  # the token was used, over HTTP
     assert "slabot stopped" in err
     assert TOKEN not in err

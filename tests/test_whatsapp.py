@@ -186,7 +186,7 @@ async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
 
 @asynccontextmanager
 async def running(tmp_path: Path, *, templates: dict[str, str] | None = None,
-                  db_url: str | None = None) -> AsyncIterator[Harness]:
+                  db_url: str | None = None, twilio_extra: str = "") -> AsyncIterator[Harness]:
     """Stand-in and slabot on loopback, two known contacts; stopped in reverse order."""
     standin = CountingStandIn()
     st_server, st_task = await serve(standin.app())
@@ -200,7 +200,7 @@ async def running(tmp_path: Path, *, templates: dict[str, str] | None = None,
         f'[database]\nurl = "{db_url or "sqlite:///" + str(tmp_path / "slabot.db")}"\n'
         f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\npublic_url = "{PUBLIC}"\n'
         f'[twilio]\naccount_sid = "{SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
-        f'api_base_url = "{standin_url}"\n{template_line}',
+        f'api_base_url = "{standin_url}"\n{template_line}{twilio_extra}',
         encoding="utf-8",
     )
     clock = Clock()
@@ -325,13 +325,16 @@ def test_unsigned_wrongly_signed_tampered_or_wrong_url_is_refused_and_nothing_st
             await h.post(params, signature=sign(params, f"http://support.example.nl{WEBHOOK}"),
                          headers={"X-Forwarded-Host": "support.example.nl", "X-Forwarded-Proto": "http"}),
             await h.post(params, signature=sign(params, f"https://attacker.example{WEBHOOK}"),
-                         headers={"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "https",
-                                  "Host": "attacker.example"}),
+                         headers={"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "https"}),
             # a status callback is signed too
             await h.post({"MessageSid": "SMx", "MessageStatus": "delivered"}, STATUS, signature="forged"),
         ]
         assert [r.status_code for r in refused] == [403] * len(refused)
         assert all("signature" in r.text for r in refused)
+        # another Host than public_url's is refused before any signature is looked at
+        other_host = await h.post(params, signature=sign(params, f"https://attacker.example{WEBHOOK}"),
+                                  headers={"Host": "attacker.example"})
+        assert other_host.status_code == 400
         await settle(0.2)
         assert await h.count(m.Message) == 0
         assert await h.count(m.Ticket) == 0

@@ -204,7 +204,7 @@ def message_json(message: MessageRecord) -> dict[str, Any]:
         "at": local_iso(message.at), "purpose": message.purpose, "staff": message.staff,
         "decision": message.decision, "reasons": list(message.reasons),
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
-                         "fetched": a.fetched} for a in message.attachments],
+                         "fetched": a.fetched, "error": a.error} for a in message.attachments],
     }
 
 

@@ -1,7 +1,8 @@
 """``slabot ingest email``: mail fed in by an MTA's pipe transport, from a file, stdin or a folder of .eml files.
 
-The exit code tells the MTA what to do: 0 once committed, 65 (EX_DATAERR) when a mail cannot be read at all
-(it is kept aside for staff), 75 (EX_TEMPFAIL) when the database is unreachable (the MTA retries).
+The exit code tells the MTA what to do: 0 once committed (a mail over ``[email] max_message_bytes`` too: kept
+aside for staff and its sender told the limit), 65 (EX_DATAERR) when a mail cannot be read at all (it is kept
+aside for staff), 75 (EX_TEMPFAIL) when the database is unreachable (the MTA retries).
 """
 
 from __future__ import annotations
@@ -48,10 +49,20 @@ def _mail_files(source: str) -> list[Path] | None:
 def _stored_mails(intake: MailIntake, files: list[Path] | None) -> Iterator[tuple[str, MailResult | OSError]]:
     """What became of each mail, in order (:func:`bot.mail.ingest_files` for files)."""
     if files is None:
+        cap = intake.max_message_bytes
         try:
-            raw = sys.stdin.buffer.read()
+            raw = sys.stdin.buffer.read() if cap is None else sys.stdin.buffer.read(cap + 1)
+            size = len(raw)
+            if cap is not None and size > cap:  # the rest is read and dropped: the MTA sees it all taken
+                while chunk := sys.stdin.buffer.read(1024 * 1024):
+                    size += len(chunk)
         except OSError as exc:
             yield "stdin", exc
+            return
+        if cap is not None and size > cap:
+            from channels.email.parse import header_block
+
+            yield "stdin", intake.ingest_too_large(header_block(raw), size, source="stdin")
             return
         yield "stdin", intake.ingest_raw(raw, source="stdin")
         return

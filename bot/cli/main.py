@@ -12,10 +12,12 @@ command; what the groups share is in :mod:`bot.cli.common`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TextIO, cast
 
 # ``import bot.cli.x as x``, not ``from bot.cli import x``: the latter imports the package, which imports this module
 import bot.cli.accounts as accounts
@@ -34,7 +36,44 @@ import bot.cli.sla as sla
 import bot.cli.tickets as tickets
 from bot.cli.common import EXIT_USAGE, Handler, Parser, UsageError
 from bot.cli.examples import add_examples
+from bot.config import Masker, load_config
 from bot.errors import ConfigError, SlabotError, StartupError
+
+
+class MaskedStream(io.TextIOBase):
+    """A text stream that masks every configured secret (:class:`bot.config.Masker`) in what goes through it.
+
+    The config is read on the first write, so a command that writes no error never reads it twice; a config
+    that cannot be read masks the passwords of URLs only.
+    """
+
+    def __init__(self, stream: TextIO, config_path: str | None) -> None:
+        super().__init__()
+        self.stream = stream
+        self.config_path = config_path
+        self._mask: Masker | None = None
+
+    def write(self, text: str) -> int:
+        if self._mask is None:
+            try:
+                self._mask = Masker.of(load_config(self.config_path).config)
+            except Exception:  # noqa: BLE001 - an unreadable config is reported by the command itself
+                self._mask = Masker()
+        self.stream.write(self._mask(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.stream.encoding
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,12 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``slabot``; returns the exit code."""
     stdout = out or sys.stdout
-    stderr = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    stderr = cast(TextIO, MaskedStream(err or sys.stderr, args.config))  # no secret in any error or log line
     try:
-        return handler(args, stdout)
+        with contextlib.redirect_stderr(stderr):
+            return handler(args, stdout)
     except (UsageError, ConfigError, StartupError) as exc:
         if args.debug:
             traceback.print_exc(file=stderr)

@@ -20,10 +20,12 @@ from bot.cli.common import (
 )
 from bot.config import load_config
 from bot.reports import (
+    check_period,
     chart_filename,
     load_report,
     render_chart,
     report_data,
+    report_day,
     report_text,
 )
 from channels.messages import utc_now
@@ -34,16 +36,18 @@ from storage.database import StorageError, translate_errors
 def parse_day(text: str, option: str) -> date:
     """A calendar date ``YYYY-MM-DD`` given to ``option``, or a :class:`UsageError` that says so."""
     try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-23") from None
+        return report_day(text, option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     """The SLA performance of a period: tables (``--json``: one object) and a PNG chart in ``--out``."""
     start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
-    if end < start:
-        raise UsageError(f"--to {end} is before --from {start}")
+    try:
+        check_period(start, end, ("--from", "--to"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     preset = load_config(args.config).preset  # the arguments are checked before the database is opened
     try:
         plan = preset.plan(args.plan).name if args.plan else None

@@ -12,9 +12,12 @@ import errno
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -31,8 +34,34 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
-    """``GET /healthz``: the database and every channel; 200 when nothing is down, else 503."""
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """Every string in a JSON value passed through ``mask``."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, mask) for item in value]
+    return value
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the machine itself: its monitoring asks for /healthz
+
+
+def allowed_hosts(*urls: str | None) -> list[str] | None:
+    """The Host names slabot answers: those of the public URLs given, and the machine itself; None (every
+    host) when no public URL is given."""
+    hosts = [host for host in (urlsplit(url).hostname for url in urls if url) if host]
+    return [*dict.fromkeys([*hosts, *LOCAL_HOSTS])] if hosts else None
+
+
+def health_route(health: Health, ping: Callable[[], Awaitable[None]],
+                 mask: Callable[[str], str] = str) -> Route:
+    """``GET /healthz``: the database and every channel; 200 when nothing is down, else 503.
+
+    It answers without a login, so every reason in it goes through ``mask`` (the config's
+    :class:`bot.config.Masker`): a library's error may quote a token or a password.
+    """
 
     async def healthz(request: Request) -> JSONResponse:
         database: dict[str, Any] = {"state": "up"}
@@ -42,8 +71,8 @@ def health_route(health: Health, ping: Callable[[], Awaitable[None]]) -> Route:
             database = {"state": "down", "reason": reason_of(exc)}
         channels = {name: state.as_json() for name, state in sorted(health.channels.items())}
         ok = database["state"] == "up" and all(c["state"] != "down" for c in channels.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "channels": channels},
-                            status_code=200 if ok else 503)
+        body = {"status": "ok" if ok else "degraded", "database": database, "channels": channels}
+        return JSONResponse(_masked(body, mask), status_code=200 if ok else 503)
 
     return Route("/healthz", healthz, methods=["GET"])
 
@@ -68,10 +97,15 @@ class HttpServer:
 
     def __init__(self, routes: Sequence[BaseRoute], host: str, port: int, *,
                  died: Callable[[str, BaseException], None] | None = None,
-                 trusted_proxies: Sequence[str] = ()) -> None:
+                 trusted_proxies: Sequence[str] = (), allowed_hosts: Sequence[str] | None = None) -> None:
         """``trusted_proxies``: the peers whose X-Forwarded-For names the client (uvicorn's
-        ``forwarded_allow_ips``); from any other peer the header is ignored."""
-        self.app = Starlette(routes=list(routes))
+        ``forwarded_allow_ips``); from any other peer the header is ignored. ``allowed_hosts``: the Host names
+        answered (400 for any other); None answers every host. No redirect ever names the request's Host: a
+        path that lacks its slash is 404, not redirected to http://HOST/..."""
+        middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
+                      ] if allowed_hosts is not None else []
+        self.app = Starlette(routes=list(routes), middleware=middleware)
+        self.app.router.redirect_slashes = False
         self.host = host
         self.server = QuietServer(uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from channels.email.parse import MailParseError, ParsedMail, parse_email
+from channels.email.parse import HEADER_BLOCK_LIMIT, MailParseError, ParsedMail, header_block, parse_email
 from channels.messages import utc_now
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 READERS = 2  # processes that read and parse ahead; beyond two the storing is what limits
 READ_AHEAD = 2  # chunks given to each reader ahead of the one being used
 
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A mail file over the size cap: only its header block was read; ``size`` is the whole file's."""
+
+    size: int
 
 
 @dataclass(frozen=True)
@@ -57,17 +64,19 @@ def read_mail(raw: bytes, now: Callable[[], datetime] = utc_now, *, received_at:
         return Unreadable(f"parser error {exc.__class__.__name__}: {exc}", traceback.format_exc())
 
 
-FileRead = tuple[bytes, ParsedMail | Unreadable] | OSError
-"""A file's bytes and what :func:`read_mail` made of them, or the OSError that kept it unread."""
+FileRead = tuple[bytes, ParsedMail | Unreadable | TooLarge] | OSError
+"""A file's bytes and what :func:`read_mail` made of them (for a file over the size cap: its header block and
+:class:`TooLarge`), or the OSError that kept it unread."""
 
 
-def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Callable[[], datetime] = utc_now
-               ) -> Generator[list[FileRead], None, None]:
+def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Callable[[], datetime] = utc_now,
+               max_bytes: int | None = None) -> Generator[list[FileRead], None, None]:
     """Each chunk's reads, in order: chunk i read by reader i mod n, or here when there are no readers.
 
     Plain pipes, no threads: this process only sends file names and receives
     the results it waits for. A reader that dies is not replaced: from that
-    chunk on, the files are read here.
+    chunk on, the files are read here. A file over ``max_bytes`` is not read
+    whole: only its header block (:class:`TooLarge`).
     """
     pipes = _start_readers(readers) if len(chunks) > 1 else []
     try:
@@ -77,25 +86,31 @@ def read_ahead(chunks: Sequence[Sequence[Path]], readers: int = READERS, now: Ca
             if pipes:
                 try:
                     while sent < min(len(chunks), index + READ_AHEAD * len(pipes)):
-                        pipes[sent % len(pipes)][1].send(([str(p) for p in chunks[sent]], now()))
+                        pipes[sent % len(pipes)][1].send(([str(p) for p in chunks[sent]], now(), max_bytes))
                         sent += 1
                     reads = pipes[index % len(pipes)][1].recv()
                 except (EOFError, OSError):
                     log.warning("a process reading mail files stopped; the rest is read in this process")
                     _stop_readers(pipes)
                     pipes = []
-            yield reads if reads is not None else _read_files([str(p) for p in chunk], now())
+            yield reads if reads is not None else _read_files([str(p) for p in chunk], now(), max_bytes)
     finally:
         _stop_readers(pipes)
 
 
-def _read_files(paths: Sequence[str], now: datetime) -> list[FileRead]:
+def _read_files(paths: Sequence[str], now: datetime, max_bytes: int | None = None) -> list[FileRead]:
     """Each file's bytes and :func:`read_mail` of them, or its OSError; ``now``, the moment the files are read,
-    is when a mail without a usable Received header was received."""
+    is when a mail without a usable Received header was received. A file over ``max_bytes``: its header
+    block and :class:`TooLarge`."""
     reads: list[FileRead] = []
     for path in paths:
         try:
-            raw = Path(path).read_bytes()
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    reads.append((header_block(file.read(HEADER_BLOCK_LIMIT)), TooLarge(size)))
+                    continue
+                raw = file.read()
         except OSError as exc:
             reads.append(exc)
             continue
@@ -104,7 +119,7 @@ def _read_files(paths: Sequence[str], now: datetime) -> list[FileRead]:
 
 
 def _reader(conn: Connection, inherited: Sequence[Connection]) -> None:
-    """A reader process: (file names, now) in, their :func:`_read_files` out, until the pipe closes.
+    """A reader process: (file names, now, max_bytes) in, their :func:`_read_files` out, until the pipe closes.
 
     ``inherited``: the importing process's ends of the pipes, which the
     reader holds too (it is forked); closed, so that a reader sees the end of
@@ -149,4 +164,4 @@ def _stop_readers(pipes: Sequence[tuple[BaseProcess, Connection]]) -> None:
         process.join()
 
 
-__all__ = ["READERS", "FileRead", "Unreadable", "read_ahead", "read_mail"]
+__all__ = ["READERS", "FileRead", "TooLarge", "Unreadable", "read_ahead", "read_mail"]

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ T = TypeVar("T")
 LOGOUT_TIMEOUT = 2.0
 CLOSE_TIMEOUT = 1.0  # seconds a closed connection may take to be gone before it is aborted
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_RFC822_SIZE = re.compile(rb"RFC822\.SIZE (\d+)", re.IGNORECASE)
 _FETCH_UID = re.compile(rb"\(.*\bUID (\d+)\b", re.IGNORECASE)
 _INTERNALDATE = re.compile(
     rb'\bINTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"', re.IGNORECASE)
@@ -126,6 +127,17 @@ def fetched_mail(lines: list[Any], uid: int) -> FetchedMail | None:
         if found and int(found.group(1)) == uid and isinstance(literal, (bytes, bytearray)):
             return FetchedMail(bytes(literal), internaldate(line) or internaldate(bytes(after)))
     return None
+
+
+def fetched_sizes(lines: list[Any]) -> dict[int, int]:
+    """UID -> RFC822.SIZE in a ``UID FETCH set (UID RFC822.SIZE)`` answer."""
+    sizes: dict[int, int] = {}
+    for line in lines:
+        if isinstance(line, (bytes, bytearray)):
+            uid, size = _FETCH_UID.search(line), _RFC822_SIZE.search(line)
+            if uid and size:
+                sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
 
 
 def fetched_body(lines: list[Any], uid: int) -> bytes | None:
@@ -231,9 +243,19 @@ class ImapConnection:
         return sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
                        for word in line.split() if word.isdigit() and int(word) > last_uid})
 
-    async def fetch(self, uid: int) -> FetchedMail | None:
-        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client)."""
-        response = await self.command(self.client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])"),
+    async def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """The RFC822.SIZE of each of ``uids`` that the folder has, in one command."""
+        if not uids:
+            return {}
+        response = await self.command(self.client.uid("fetch", f"{min(uids)}:{max(uids)}", "(UID RFC822.SIZE)"),
+                                      "UID FETCH RFC822.SIZE")
+        return fetched_sizes(response.lines)
+
+    async def fetch(self, uid: int, *, header_only: bool = False) -> FetchedMail | None:
+        """Mail ``uid`` with its INTERNALDATE, not marked seen; None when it is gone (expunged by another client).
+        ``header_only``: its header block only (``BODY.PEEK[HEADER]``), for a mail too large to take in."""
+        section = "BODY.PEEK[HEADER]" if header_only else "BODY.PEEK[]"
+        response = await self.command(self.client.uid("fetch", str(uid), f"(UID INTERNALDATE {section})"),
                                       f"UID FETCH {uid}")
         return fetched_mail(response.lines, uid)
 

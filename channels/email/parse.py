@@ -13,12 +13,22 @@ guess, else Latin-1. ``text`` is the new content only (:func:`strip_reply`),
 bounces (RFC 3464 reports and the common non-standard kind) are recognised
 from headers, structure and subject. Only :class:`MailParseError` escapes, and
 only for input that cannot be read as a mail at all.
+
+Large mail. Before parsing, every run of at least :data:`LARGE_RUN_LINES`
+base64 lines (a large attachment) is cut out of the bytes the parser sees and
+replaced by a marker line (:class:`_SetAside`): the stdlib parser would hold
+the run several times over (as text, as lines, joined, decoded). Such an
+attachment is measured in place and its bytes stay in the raw mail only
+(``data`` None, ``in_raw``); a marker found in a body text is put back before
+the text is decoded. The peak memory of a large mail stays under three times
+its size (``benchmarks/bench_mail_size.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,13 +46,22 @@ import charset_normalizer
 import inscriptis  # type: ignore[import-untyped]
 
 from channels.email.errors import EmailError
-from channels.identity import Identity, IdentityError, email_identity, normalise_email
+from channels.identity import (
+    AmbiguousAddressError,
+    Identity,
+    IdentityError,
+    email_identity,
+    normalise_email,
+    parse_mailbox,
+)
 from channels.messages import ChannelName, InboundAttachment, InboundMessage, utc_now
 
 MAX_THREAD_REFS = 50
 MAX_MIME_DEPTH = 30  # parts nested deeper are not read (and listed as a problem)
 FUTURE_DATE_SLACK = timedelta(days=1)  # a Date further ahead than this is noted as odd (it is only shown)
 RECEIVED_SLACK = timedelta(minutes=15)  # a Received date further ahead than this is not believed (clock skew)
+LARGE_RUN_LINES = 2000  # about 150 KB of base64: a run of base64 lines this long is measured in place, not parsed
+LARGE_MAIL_BYTES = 256 * 1024  # a smaller mail is parsed as it is (no run in it can be that long)
 
 # What the stdlib's header registry and MIME code raise on hostile input (its bugs included).
 _EMAIL_ERRORS: tuple[type[Exception], ...] = (
@@ -193,7 +212,8 @@ def parse_email(
     if not raw.strip():
         raise MailParseError("the mail is empty")
     problems: list[str] = []
-    msg = _parse_tree(raw, problems)
+    aside = _SetAside(raw)
+    msg = _parse_tree(aside.cut(), problems)
     if not msg.keys():
         raise MailParseError("the mail has no headers")
     headers = _Headers(msg, problems)
@@ -201,7 +221,7 @@ def parse_email(
     message_id, has_message_id = _message_id(headers, raw, problems)
     parts = list(_walk(msg, problems))
     infos = {id(part): info for part, info in parts}
-    body = _read_body(msg, infos, problems)
+    body = _read_body(msg, infos, problems, aside)
     full_text = _full_text(body, problems)
     subject = _subject(headers)
     top = infos[id(msg)]
@@ -249,6 +269,17 @@ def parse_email(
         problems=tuple(dict.fromkeys(problems)),
         date=date,
     )
+
+
+HEADER_BLOCK_LIMIT = 256 * 1024  # the most of a mail's header block read when the mail is too large to take in
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def header_block(head: bytes) -> bytes:
+    """The header block at the start of ``head`` (a mail, or its first bytes), with the blank line after it;
+    at most :data:`HEADER_BLOCK_LIMIT` bytes."""
+    found = _BLANK_LINE.search(head, 0, HEADER_BLOCK_LIMIT)
+    return head[: found.end() if found else HEADER_BLOCK_LIMIT]
 
 
 def strip_reply(text: str, *, forwarded: bool = False) -> str:
@@ -391,6 +422,10 @@ class _Headers:
         first = self._first.get(name.lower())
         return None if first is None else _raw_text(str(first))
 
+    def count(self, name: str) -> int:
+        """How many ``name`` headers the part has."""
+        return sum(1 for key in self._part if key.lower() == name.lower())
+
     def _registry(self, name: str, raw: str) -> object | None:
         try:
             header: object = _header(name, raw)
@@ -463,13 +498,31 @@ def _decode_words(text: str) -> str:
 
 
 def _sender(headers: _Headers, problems: list[str]) -> tuple[str, str | None]:
-    """The From address and name; Sender's or Return-Path's address when From has none (a problem)."""
+    """The sender's address and name, from From's addr-spec only (never its display name).
+
+    A From that holds more than one address, or cannot be read as exactly one, and a mail with more than one
+    From header, raise :class:`MailParseError`: such a mail is kept for staff, unanswered. Without an address
+    in From, Sender's or Return-Path's is taken (a problem).
+    """
+    if headers.count("From") > 1:
+        raise MailParseError("the mail has more than one From header: its sender is not one address")
     for name in ("From", "Sender", "Return-Path"):
-        found = headers.addresses(name)
-        if found:
-            if name != "From":
-                problems.append(f"From is missing or unusable; the sender is taken from {name}")
-            return found[0]
+        raw = headers.raw(name)
+        if raw is None:
+            continue
+        try:
+            display, spec = parse_mailbox(raw)
+        except AmbiguousAddressError as exc:
+            raise MailParseError(f"{name} is not exactly one address: {exc}") from None
+        except IdentityError:
+            continue
+        address = _usable_address(_repair(spec))
+        if address is None:
+            problems.append(f"{name}: {_brief(spec)!r} is not a usable e-mail address")
+            continue
+        if name != "From":
+            problems.append(f"From is missing or unusable; the sender is taken from {name}")
+        return address, (_WHITESPACE.sub(" ", _repair(display)).strip() or None) if display else None
     raise MailParseError("no usable sender address in From, Sender or Return-Path")
 
 
@@ -624,16 +677,16 @@ def _children(part: Message) -> list[Message]:
     return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
 
 
-def _read_body(part: Message, infos: Mapping[int, _PartInfo], problems: list[str]) -> _Body:
+def _read_body(part: Message, infos: Mapping[int, _PartInfo], problems: list[str], aside: _SetAside) -> _Body:
     """The body texts of ``part`` (one alternative of each multipart/alternative) and its attachments."""
     body = _Body()
     info = infos.get(id(part))
     if info is None:  # deeper than MAX_MIME_DEPTH
         return body
     if info.content_type.startswith("message/"):
-        body.attachments.append(_attachment(part, info, problems))
+        body.attachments.append(_attachment(part, info, problems, aside))
     elif part.is_multipart():
-        children = [_read_body(child, infos, problems) for child in _children(part)]
+        children = [_read_body(child, infos, problems, aside) for child in _children(part)]
         alternative = info.content_type == "multipart/alternative"
         chosen = _preferred_alternative(children) if alternative else None
         for child in children:
@@ -642,11 +695,11 @@ def _read_body(part: Message, infos: Mapping[int, _PartInfo], problems: list[str
             body.attachments.extend(child.attachments)
     elif info.content_type.startswith("multipart/"):
         problems.append(f"{info.content_type} without readable parts: its body is read as plain text")
-        body.texts.append((_part_text(part, info, problems), False))
+        body.texts.append((_part_text(aside.restore(part), info, problems), False))
     elif info.content_type in _BODY_TYPES and not info.is_attachment:
-        body.texts.append((_part_text(part, info, problems), info.content_type == "text/html"))
+        body.texts.append((_part_text(aside.restore(part), info, problems), info.content_type == "text/html"))
     else:
-        body.attachments.append(_attachment(part, info, problems))
+        body.attachments.append(_attachment(part, info, problems, aside))
     return body
 
 
@@ -712,12 +765,111 @@ def _message_bytes(part: Message, problems: list[str]) -> bytes:
     return b"".join(written)
 
 
-def _attachment(part: Message, info: _PartInfo, problems: list[str]) -> InboundAttachment:
+def _attachment(part: Message, info: _PartInfo, problems: list[str], aside: _SetAside) -> InboundAttachment:
+    """An attachment: its bytes, or only its size when they were set aside (they are in the raw mail)."""
+    size = aside.size_of(part)
+    if size is not None:
+        return InboundAttachment(content_type=info.content_type, filename=info.filename, size=size, in_raw=True)
     if info.content_type.startswith("message/"):
         data = _message_bytes(part, problems)
+        if aside.holds_marker(data):  # an attached message around a large attachment: measured, not copied
+            return InboundAttachment(content_type=info.content_type, filename=info.filename,
+                                     size=aside.written_size(data), in_raw=True)
     else:
-        data = _payload_bytes(part, problems)
-    return InboundAttachment(content_type=info.content_type, filename=info.filename, data=data, size=len(data))
+        data = _payload_bytes(aside.restore(part), problems)
+    return InboundAttachment(content_type=info.content_type, filename=info.filename, data=data, size=len(data),
+                             in_raw=True)
+
+
+class _SetAside:
+    """The long runs of base64 lines of a large mail, cut out before parsing (see the module docstring).
+
+    Each run is replaced by a marker line that holds a random token, so no mail can forge one.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.prefix = f"SLABOT-SET-ASIDE-{secrets.token_hex(8)}-"
+        self.runs: dict[str, tuple[int, int]] = {}
+
+    def cut(self) -> bytes:
+        """The bytes to parse: the raw mail with every long run replaced by its marker line."""
+        if len(self.raw) < LARGE_MAIL_BYTES:
+            return self.raw
+        pieces: list[bytes] = []
+        last = 0
+        for start, end in _base64_runs(self.raw):
+            marker = f"{self.prefix}{len(self.runs)}"
+            self.runs[marker] = (start, end)
+            pieces += [self.raw[last:start], marker.encode(), b"\r\n"]
+            last = end
+        if not self.runs:
+            return self.raw
+        pieces.append(self.raw[last:])
+        return b"".join(pieces)
+
+    def _payload(self, part: Message) -> str | None:
+        if not self.runs or part.is_multipart():
+            return None
+        payload = part.get_payload()
+        return payload if isinstance(payload, str) and self.prefix in payload else None
+
+    def size_of(self, part: Message) -> int | None:
+        """The decoded size of a part whose whole content was set aside; None for any other part."""
+        payload = self._payload(part)
+        run = self.runs.get(payload.strip()) if payload is not None else None
+        if run is None:
+            return None
+        start, end = run
+        raw = self.raw
+        blanks = sum(raw.count(c, start, end) for c in (b"\r", b"\n", b" ", b"\t"))
+        if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+            return end - start
+        return max(0, (end - start - blanks) * 3 // 4 - raw.count(b"=", max(start, end - 8), end))
+
+    def restore(self, part: Message) -> Message:
+        """``part`` with any marker in its content replaced by the run it stands for (a body text, a rare case)."""
+        payload = self._payload(part)
+        if payload is not None:
+            for marker, (start, end) in self.runs.items():
+                payload = payload.replace(marker + "\r\n", self.raw[start:end].decode("ascii"))
+            part.set_payload(payload)
+        return part
+
+    def holds_marker(self, data: bytes) -> bool:
+        return bool(self.runs) and self.prefix.encode() in data
+
+    def written_size(self, data: bytes) -> int:
+        """The size of ``data`` (an attached message written out) with each marker counted as its run."""
+        size = len(data)
+        for marker, (start, end) in self.runs.items():
+            size += data.count(marker.encode()) * (end - start - len(marker) - 2)
+        return size
+
+
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2}[ \t]*\r?\n")
+
+
+def _base64_runs(raw: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of at least :data:`LARGE_RUN_LINES` base64 lines, read in place (no copy)."""
+    size = len(raw)
+    pos = 0
+    start: int | None = None
+    lines = 0
+    while pos < size:
+        end = raw.find(b"\n", pos)
+        end = size if end < 0 else end + 1
+        if _BASE64_LINE.fullmatch(raw, pos, end):
+            if start is None:
+                start, lines = pos, 0
+            lines += 1
+        else:
+            if start is not None and lines >= LARGE_RUN_LINES:
+                yield start, pos
+            start = None
+        pos = end
+    if start is not None and lines >= LARGE_RUN_LINES:
+        yield start, pos
 
 
 def _defects(parts: Sequence[tuple[Message, _PartInfo]]) -> Iterator[str]:
@@ -940,4 +1092,5 @@ def _plain_bounce(full_text: str, original_message_id: str | None) -> Bounce:
     )
 
 
-__all__ = ["Bounce", "MailParseError", "ParsedMail", "parse_email", "strip_reply", "unflow"]
+__all__ = ["HEADER_BLOCK_LIMIT", "Bounce", "MailParseError", "ParsedMail", "header_block", "parse_email", "strip_reply",
+           "unflow"]

@@ -4,6 +4,7 @@
 - :mod:`channels.whatsapp.rest`: the REST client and :class:`WhatsAppSender` (the 24-hour window, templates,
   Twilio's errors as slabot's send errors);
 - :mod:`channels.whatsapp.voice`: the outage line's call form and its TwiML answer;
+- :mod:`channels.whatsapp.media`: media downloads, with the credentials for Twilio's API host only;
 - :mod:`channels.whatsapp.errors`: what the adapter raises that is not a send error (:class:`WebhookError`).
 
 twilio is imported here and nowhere else in slabot.
@@ -12,6 +13,7 @@ twilio is imported here and nowhere else in slabot.
 from __future__ import annotations
 
 from channels.whatsapp.errors import TwilioError, WebhookError
+from channels.whatsapp.media import MediaError, MediaFetcher, MediaRefused
 from channels.whatsapp.rest import (
     SESSION_WINDOW,
     LastInbound,
@@ -39,7 +41,7 @@ from channels.whatsapp.webhook import (
 
 __all__ = [
     "EMPTY_TWIML", "OUTSIDE_WINDOW_CODES", "SESSION_WINDOW", "STATUS_STATES", "DialResult", "LastInbound",
-    "LocalApiHttpClient", "StatusUpdate", "TemplateChoice", "TemplateFor", "TwilioError", "TwilioHttpClient",
+    "LocalApiHttpClient", "MediaError", "MediaFetcher", "MediaRefused", "StatusUpdate", "TemplateChoice", "TemplateFor", "TwilioError", "TwilioHttpClient",
     "WebhookError", "WhatsAppSender", "parse_dial_result", "parse_status_callback", "parse_voice_call",
     "parse_whatsapp_webhook", "rebase_url",
     "rest_client", "sign_request", "signature_url", "signature_valid", "translate_error", "voice_answer",

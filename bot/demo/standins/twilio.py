@@ -7,7 +7,8 @@ before or answered late with :meth:`TwilioStandIn.hold_next` and
 :meth:`TwilioStandIn.slow_next`, so that a sender can be killed mid-send), ``GET
 .../Messages/{sid}.json`` fetches one, ``GET .../Messages.json`` lists them
 (inbound ones are added with :meth:`TwilioStandIn.receive`), and ``GET
-/media/{name}`` serves media bytes.
+/media/{name}`` serves media bytes, or redirects (307) to the URL in
+``media_redirects`` as Twilio redirects to its CDN.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from channels.messages import utc_now
@@ -37,6 +38,7 @@ class TwilioStandIn:
     received: list[dict[str, Any]] = field(default_factory=list)
     window_closed: set[str] = field(default_factory=set)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_redirects: dict[str, str] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)
@@ -131,7 +133,10 @@ class TwilioStandIn:
                              "page": 0, "page_size": 1000, "previous_page_uri": None, "start": 0, "uri": ""})
 
     async def get_media(self, request: Request) -> Response:
-        """``GET /media/{name}``: media bytes (404 when unknown)."""
+        """``GET /media/{name}``: media bytes, a redirect to where they are, or 404 when unknown."""
+        moved = self.media_redirects.get(request.path_params["name"])
+        if moved is not None:
+            return RedirectResponse(moved, status_code=307)
         found = self.media.get(request.path_params["name"])
         if found is None:
             return Response(status_code=404)

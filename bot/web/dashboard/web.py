@@ -51,7 +51,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import DashboardConfig, DashboardUser
 from bot.i18n import LANGUAGES, Language, format_when
-from bot.reports import SlaReport, load_report, render_chart, report_data, span_text
+from bot.reports import (
+    FIRST_DAY,
+    SlaReport,
+    check_period,
+    load_report,
+    render_chart,
+    report_data,
+    report_day,
+    span_text,
+)
 from bot.staff_texts import DASHBOARD_TEXTS as TEXTS
 from bot.web.dashboard.auth import (
     CSRF_FIELD,
@@ -145,6 +154,12 @@ def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
+async def _to_queue(request: Request) -> Response:
+    """``/dashboard`` to ``/dashboard/``: a relative redirect, which never names the Host the request gave."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"{_base(request)}{PREFIX}/{query}", status_code=307)
+
+
 def safe_next(base: str, target: str | None) -> str:
     """Where to go after a login or a language change: a dashboard path, never another site."""
     if target and target.startswith(f"{base}/") and "//" not in target and "\\" not in target:
@@ -178,12 +193,12 @@ class Dashboard:
 
     def routes(self) -> list[BaseRoute]:
         """The dashboard mounted at ``/dashboard`` (``/dashboard/`` is the queue)."""
-        return [Mount(PREFIX, app=self.asgi())]
+        return [Route(PREFIX, _to_queue, methods=["GET", "HEAD"]), Mount(PREFIX, app=self.asgi())]
 
     def asgi(self) -> Starlette:
         secret = self.config.secret_key
         assert secret is not None
-        return Starlette(
+        app = Starlette(
             routes=[
                 Route("/", self._page(self.queue), methods=["GET"]),
                 Route("/tickets/{ref}", self._page(self.ticket), methods=["GET"]),
@@ -203,6 +218,8 @@ class Dashboard:
                            https_only=self.secure_cookies),
             ],
         )
+        app.router.redirect_slashes = False  # its redirect would name the request's Host: a path it lacks is 404
+        return app
 
     # -- who is asking ----------------------------------------------------------------------------
 
@@ -409,14 +426,16 @@ class Dashboard:
     def _period(self, request: Request) -> tuple[date, date, str | None]:
         """The report's period and plan from the query (``from``, ``to``, ``plan``); the last four weeks by default.
 
-        Raises ValueError for a date that is not one, or a period that ends before it starts.
+        Raises ValueError naming the field for a date that is not one or is out of range
+        (:func:`bot.reports.report_day`), or a period that ends before it starts or is too long.
         """
         today = self.now().astimezone(self.zone).date()
-        end = date.fromisoformat(request.query_params.get("to") or today.isoformat())
-        start = date.fromisoformat(request.query_params.get("from") or (end - timedelta(days=REPORT_DAYS - 1))
-                                   .isoformat())
-        if end < start:
-            raise ValueError(f"{end} is before {start}")
+        given = request.query_params.get("from")
+        start = report_day(given, "from") if given else None
+        end = report_day(request.query_params.get("to") or today.isoformat(), "to")
+        if start is None:
+            start = max(end - timedelta(days=REPORT_DAYS - 1), FIRST_DAY)
+        check_period(start, end)
         return start, end, request.query_params.get("plan") or None
 
     async def _load_report(self, start: date, end: date, plan: str | None) -> SlaReport:
