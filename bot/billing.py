@@ -975,7 +975,7 @@ def statement_text(statement: Statement) -> str:
         for inv in invoices:
             what = f"invoice {inv.number}" if inv.number else "invoice to come"
             sent = f", mail {inv.delivery_state}" if inv.delivery_state else ""
-            rows.append(f"  {what} ({inv.kind}{', ' + inv.ticket if inv.ticket else ''}): "
+            rows.append(f"  {what} ({inv.kind.replace('_', ' ')}{', ' + inv.ticket if inv.ticket else ''}): "
                         f"{'to be issued' if inv.draft else 'issued'} {inv.issued_on}, due {inv.due_on}{sent}")
             rows.extend(line_row(x) for x in inv.lines)
             rows.append(f"    {'subtotal':<71} {inv.subtotal:>20}")

@@ -283,3 +283,23 @@ def test_the_dashboard_shows_the_demos_tickets_with_the_login_it_printed(demo: t
                         assert fact.ref in queue.text
 
     asyncio.run(main())
+
+
+def test_a_stranger_can_follow_it(demo: tuple[DemoResult, str]) -> None:
+    from bot.demo.run import RULES
+
+    result, printed = demo
+    flat = " ".join(printed.split())
+    # every rule it names is said in words the first time
+    for code in sorted(set(re.findall(r"\bR\d+\b", flat))):
+        first = re.search(rf"\b{code}\b(: )?", flat)
+        assert first is not None and first.group(1) == ": " and RULES[code] in flat, code
+    # no internal names, no message cut off in the middle
+    for internal in ("third_party_refused", "channel_not_in_plan", "punch_card", "billing news", " …"):
+        assert internal not in flat, internal
+    # the staff chat hears of each ticket when it comes in, not at the next round
+    acknowledged = {f.ref: f.at for f in result.of("acknowledgement")}
+    for told in result.of("announced"):
+        if told.ref in acknowledged:
+            assert told.at == acknowledged[told.ref], told.ref
+    assert "Read more: docs/demo.md" in flat

@@ -29,7 +29,6 @@ import inspect
 import logging
 import re
 import secrets
-import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -238,23 +237,59 @@ STYLES = {"breach": "bold red", "page": "bold red", "reminder": "yellow", "third
           "unknown_sender": "magenta", "channel_not_in_plan": "magenta", "statement": "bold green",
           "desk_opened": "bold cyan", "staff_reply": "green", "page_acknowledged": "green",
           "paging_stopped": "green", "customer": "bold"}
+# what the staff chat hears, by the mark its message starts with
+_TOLD = {"✅": "hears that the customer agreed to the quote on", "❌": "hears that the customer declined the quote on",
+         "💳": "hears of the punch card of", "🧾": "hears of the invoice of", "⚠": "is alerted: staff must act on"}
 _SKIP = ("Beste ", "Met vriendelijke groet", "Hallo ", "Dear ", "Kind regards")
 
 
-def _excerpt(text: str, lines: int = 3) -> str:
-    """The paragraphs of a message that carry its facts (no greeting, no signature), shortened."""
+# the rules the demo shows, in words: said once, where a rule first comes up
+RULES = {
+    "R2": "only the contact person, or a party the customer authorised, may file requests",
+    "R4": "a sender that matches no account is told so, and staff link the ticket",
+    "R5": "each plan has its own channels",
+    "R7": "an outage on the 24/7 line gets no first-response deadline: on-call is paged at once",
+    "R8": "a staff answer, on the ticket's own channel, is the first response and stops the clock",
+    "R11": "every question answered within 24 business hours",
+    "R12": "Premium within 8 business hours, Business within 24",
+    "R16": "reminders at 75% of the window and before it lapses, then the breach escalates",
+    "R17": "critical incidents on the outage line page on-call every 15 minutes until acknowledged",
+    "R19": "paid work is quoted first and starts when the customer agrees",
+    "R20": "rates: 130 an hour, urgent 176.80, punch card 117; monthly hours and the card come first",
+    "R21": "jobs up to 1,000 go on the monthly invoice, sent by e-mail as a PDF",
+    "R24": "a follow-up question gets its own response deadline",
+}
+_RULE = re.compile(r"\bR\d+\b")
+
+
+def _excerpt(text: str, lines: int = 12) -> str:
+    """The paragraphs of a message that carry its facts (no greeting, no signature), whole; a long message
+    shows its first ``lines`` lines and says how many more there are."""
     kept = [p.strip() for p in text.strip().splitlines() if p.strip() and not p.strip().startswith(_SKIP)]
     while kept and kept[-1].endswith((" support", " storingsdienst")):  # the signature
         kept.pop()
-    shown = [textwrap.shorten(p, 150, placeholder=" …") for p in kept[:lines]]
-    return "\n".join(shown)
+    if len(kept) > lines:
+        kept = [*kept[:lines], f"(… {len(kept) - lines} more lines)"]
+    return "\n".join(kept)
 
 
 class _Narrator:
     """Prints facts as they happen (nothing with ``console=None``)."""
 
+    def explained(self, summary: str) -> str:
+        """``summary`` with each rule code said in words the first time the demo names it."""
+        def words(found: re.Match[str]) -> str:
+            code = found.group()
+            if code in self.said or code not in RULES:
+                return code
+            self.said.add(code)
+            return f"{code}: {RULES[code]}"
+
+        return _RULE.sub(words, summary)
+
     def __init__(self, console: Console | None) -> None:
         self.console = console
+        self.said: set[str] = set()  # the rule codes said in words already
 
     def block(self, text: str) -> None:
         """Lines as they are (a table): indented, not wrapped."""
@@ -266,7 +301,7 @@ class _Narrator:
         if self.console is not None:
             self.console.print()
             self.console.rule(f"[bold]{title}[/bold]")
-            self.console.print(Text(subtitle, style="dim"), justify="center")
+            self.console.print(Text(self.explained(subtitle), style="dim"), justify="center")
 
     def fact(self, fact: Fact, *, quote: bool = True) -> None:
         """One fact: its time, what happened, and (dimmed) an excerpt of the message that arrived."""
@@ -277,7 +312,7 @@ class _Narrator:
         grid.add_column(width=2, no_wrap=True)
         grid.add_column(ratio=1)
         grid.add_row(fact.at.astimezone(AMSTERDAM).strftime("%a %d %b %H:%M"), ICONS.get(fact.kind, "•"),
-                     Text(fact.summary, style=STYLES.get(fact.kind, ""), overflow="fold"))
+                     Text(self.explained(fact.summary), style=STYLES.get(fact.kind, ""), overflow="fold"))
         shown = _excerpt(fact.text) if quote else ""
         if shown:
             grid.add_row("", "", Text(shown, style="dim italic", overflow="fold"))
@@ -507,8 +542,8 @@ class _Stage:
                 self.tell("follow_up_announced", f"the staff chat is told of the follow-up question on {ref}, with "
                           "its new response deadline (R24)", channel="telegram", ref=ref, text=text)
             else:
-                self.tell("staff_told", f"the staff chat is told the billing news of {ref}", channel="telegram",
-                          ref=ref, text=text)
+                what = next((label for mark, label in _TOLD.items() if text.startswith(mark)), "is alerted about")
+                self.tell("staff_told", f"the staff chat {what} {ref}", channel="telegram", ref=ref, text=text)
 
     # -- reading back --------------------------------------------------------------------------------------
 
@@ -569,23 +604,26 @@ async def _mailcampaigns(stage: _Stage) -> None:
         piet, text = await stage.whatsapp_request(desk, PIET, "Piet de Vries",
                                                   "Hoi! Kunnen jullie de opmaak van onze kerstnieuwsbrief verzorgen?")
         stage.acknowledged("Piet", piet, "whatsapp", PIET, text)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
         clock.set(clock.local(10, 5))
         sanne, text = await stage.email_request(desk, "Sanne Jansen", SANNE, "Verzendknop werkt niet",
                                                 "Goedemorgen,\n\nDe verzendknop in de editor werkt niet sinds "
                                                 "vanochtend; we krijgen een foutmelding.\n\nGroet, Sanne")
         stage.acknowledged("Sanne", sanne, "email", SANNE, text)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
         clock.set(clock.local(10, 10))
         karel, told, text = await stage.call_request(desk, KAREL, "Karel Peters", "bram", "Campagne van vanochtend "
                                                      "is niet verstuurd; samen gekeken en opnieuw ingepland.")
         stage.acknowledged("Karel", karel, told.channel, told.recipient or "", text, told.delivery_state, call=True)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
 
         clock.set(clock.local(10, 15))
         result = await stage.email_in(desk, "Reclamebureau Zon", AGENCY, "Cijfers Bakkerij de Vries",
                                       "Hallo, kunnen jullie ons de open rates van Bakkerij de Vries van afgelopen "
                                       "maand sturen?")
         _, text = await stage.mail_to(AGENCY, "the agency's refusal")
-        stage.tell("third_party_refused", f"the agency is not authorised on the account: refused politely, nothing "
-                   f"revealed, no ticket opened ({result.outcome}, R2)", channel="email", recipient=AGENCY,
+        stage.tell("third_party_refused", "the agency is not authorised on the account: refused politely, nothing "
+                   "revealed, no ticket opened (R2)", channel="email", recipient=AGENCY,
                    text=text, data={"outcome": result.outcome})
         clock.set(clock.local(10, 20))
         stranger, text = await stage.whatsapp_request(desk, STRANGER, "Sam Visser",
@@ -705,20 +743,23 @@ async def _paynl(stage: _Stage) -> None:
         fatima, text = await stage.whatsapp_request(desk, FATIMA, "Fatima El Amrani", "Goedemorgen, onze iDEAL-"
                                                     "betalingen blijven sinds vanochtend op 'pending' staan.")
         stage.acknowledged("Fatima", fatima, "whatsapp", FATIMA, text)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
         clock.set(clock.local(9, 35))
         joost, text = await stage.email_request(desk, "Joost Veldman", JOOST, "Vraag over uitbetaling",
                                                 "Hallo,\n\nWanneer wordt de omzet van vrijdag uitbetaald?\n\nJoost")
         stage.acknowledged("Joost", joost, "email", JOOST, text)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
         clock.set(clock.local(9, 40))
         roos, told, text = await stage.call_request(desk, ROOS, "Roos Bakker", "ruud",
                                                     "Vraagt hoe ze een terugbetaling doet.")
         stage.acknowledged("Roos", roos, told.channel, told.recipient or "", text, told.delivery_state, call=True)
+        await stage.staff_round(desk)  # the staff chat hears of it at once
         clock.set(clock.local(9, 45))
         result = await stage.email_in(desk, "Kees Smit", KEES, "Koppeling",
                                       "Hoi, hoe koppel ik jullie plugin aan mijn webshop?")
         _, text = await stage.mail_to(KEES, "the answer to Kees")
-        stage.tell("channel_not_in_plan", f"Kees's plan (pioneer) has chat only: he is told to use WhatsApp; the "
-                   f"mail is kept, no clock starts ({result.outcome}, R5)", channel="email", recipient=KEES,
+        stage.tell("channel_not_in_plan", "Kees's plan (pioneer) has chat only: he is told to use WhatsApp; the "
+                   "mail is kept, no clock starts (R5)", channel="email", recipient=KEES,
                    text=text, data={"outcome": result.outcome})
         await stage.staff_round(desk)
         clock.set(clock.local(10, 30))
@@ -893,6 +934,8 @@ def _where(console: Console, result: DemoResult) -> None:
                   f"{left.dashboard_url} and log in as [bold]{left.dashboard_user}[/bold] with the password "
                   f"[bold]{left.dashboard_password}[/bold] (also in the config file; Ctrl-C stops it):")
     console.print(Text(f"  slabot --config {config} run", style="bold"), soft_wrap=True)
+    console.print("Read more: docs/demo.md (what the demo shows), docs/presets.md (every rule and the SLA sentence "
+                  "it comes from), README.md (setting up slabot for your own desk).")
 
 
 def main(database: Path, out: TextIO, *, quiet: bool = False) -> DemoResult:
