@@ -18,7 +18,12 @@ inside a single database transaction:
 
 If anything fails, nothing of it is stored. The same message delivered twice at
 once is stored once: the database's unique key on (channel, direction,
-external id) decides, and the loser of the race reports a duplicate.
+external id) decides, and the loser of the race reports a duplicate. Two
+different messages from one WhatsApp number (or phone) arriving at once, in one
+process or in two workers on one PostgreSQL database, are decided one after the
+other: the transaction first takes the lock of that number's thread
+(:meth:`storage.repositories.TicketRepository.lock_thread`), so the second joins
+the ticket the first opened instead of opening another.
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ from storage.repositories import (
     ReminderRepository,
     TicketRepository,
 )
+
+
+THREADED_BY_NUMBER = frozenset({ChannelName.WHATSAPP, ChannelName.PHONE})  # R6: the number threads, not a header
 
 
 class Outcome(StrEnum):
@@ -211,6 +219,8 @@ class IntakePipeline:
     def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
+        if msg.channel in THREADED_BY_NUMBER:  # one conversation's messages decided in turn, across processes too
+            tickets.lock_thread(channel, msg.sender.value)
         existing, direction = tickets.stored_as(channel, msg.external_id)
         if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,
@@ -269,7 +279,7 @@ class IntakePipeline:
             ref = _ref_in(msg.subject, self.preset.ref_prefix)
             ticket_id = tickets.id_for_ref(ref) if ref else None
             how = f"the reference {ref} in the subject"
-        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE):
+        if ticket_id is None and msg.channel in THREADED_BY_NUMBER:
             # a critical incident never disappears into an open normal ticket (R17 over R6), but a second call
             # about it joins the outage ticket it is about
             ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value,
