@@ -18,22 +18,25 @@ import os
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port, served_in_thread, start_slabot, wait_for_health
+from helpers import free_port, served_in_thread, start_slabot, until, wait_for_health
 from twilio.request_validator import RequestValidator
 
+from bot.demo.standins.telegram import TelegramStandIn
 from bot.demo.standins.twilio import TwilioStandIn
+from bot.leases import Lease
 from channels.messages import utc_now
 from storage import models as m
 from storage.database import Database, open_database
+from storage.leases import lease_holder
 from storage.records import AccountInput, ContactInput
-from storage.repositories import AccountRepository
+from storage.repositories import AccountRepository, counter
 
 TOKEN = "test-auth-token"
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -92,21 +95,23 @@ def add_contacts(url: str, count: int) -> None:
         db.dispose()
 
 
-def worker_config(tmp_path: Path, name: str, url: str, port: int, twilio_url: str, extra: str = "") -> Path:
+def worker_config(tmp_path: Path, name: str, url: str, port: int, twilio_url: str, extra: str = "",
+                  database: str = "") -> Path:
     config = tmp_path / f"{name}.toml"
     config.write_text(
-        f'preset = "mailcampaigns"\n[database]\nurl = "{url}"\n'
+        f'preset = "mailcampaigns"\n[database]\nurl = "{url}"\n{database}'
         f'[http]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "{PUBLIC}"\n'
         f'[twilio]\naccount_sid = "{SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
         f'api_base_url = "{twilio_url}"\n{extra}', encoding="utf-8")
     return config
 
 
-def start_workers(tmp_path: Path, url: str, twilio_url: str, count: int, extra: str = "") -> list[Worker]:
+def start_workers(tmp_path: Path, url: str, twilio_url: str, count: int, extra: str = "",
+                  database: str = "") -> list[Worker]:
     workers = []
     for i in range(count):
         port = free_port()
-        proc = start_slabot(worker_config(tmp_path, f"worker{i}", url, port, twilio_url, extra), tmp_path)
+        proc = start_slabot(worker_config(tmp_path, f"worker{i}", url, port, twilio_url, extra, database), tmp_path)
         workers.append(Worker(proc, port))
     for w in workers:
         wait_for_health(w.port, w.proc)
@@ -195,3 +200,144 @@ def test_two_messages_at_once_from_one_number_to_one_worker_open_one_ticket_not_
         log = worker.stop()
     assert worker.proc.returncode == 0, log
     check_one_ticket_and_one_acknowledgement(db_url, standin, codes, "one process")
+
+
+# -- leases: one worker at a time for the staff chat and a mailbox; taken over when the holder dies ---------------
+
+
+def test_a_lease_has_one_holder_is_renewed_and_is_taken_over_when_it_expires_or_is_given_up(db: Database) -> None:
+    async def scenario() -> None:
+        a = Lease(db, "job", holder="worker-a", seconds=0.3)
+        b = Lease(db, "job", holder="worker-b", seconds=0.3)
+        assert await a.renew() and not await b.renew()
+        await asyncio.sleep(0.2)
+        assert await a.renew() and not await b.renew()  # renewed in time: still a's
+        assert db.run_direct(lambda d: lease_holder(d, "job")) == "worker-a"
+        await asyncio.sleep(0.4)  # a stopped renewing (died)
+        assert db.run_direct(lambda d: lease_holder(d, "job")) is None
+        assert await b.renew() and not await a.renew()
+        await b.release()
+        assert await a.renew()
+
+    asyncio.run(scenario())
+
+
+def test_a_leased_job_runs_in_one_worker_and_moves_to_the_other_when_it_stops(db: Database) -> None:
+    async def scenario() -> None:
+        running: list[str] = []
+
+        def job(name: str) -> Any:
+            async def work(done: asyncio.Event) -> None:
+                running.append(name)
+                await done.wait()
+                running.remove(name)
+            return work
+
+        stops = [asyncio.Event(), asyncio.Event()]
+        leases = [Lease(db, "mailbox", holder=f"w{i}", seconds=0.3) for i in range(2)]
+        tasks = [asyncio.create_task(lease.run_while_held(job(f"w{i}"), stops[i])) for i, lease in enumerate(leases)]
+        await until(lambda: len(running) == 1)
+        first = running[0]
+        await asyncio.sleep(0.5)  # renewed meanwhile: still one, the same
+        assert running == [first]
+        stops[int(first[1])].set()  # the holder stops: gives the lease up, the other takes over at once
+        await until(lambda: running == [f"w{1 - int(first[1])}"], timeout=1)
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks)
+        assert running == []
+
+    asyncio.run(scenario())
+
+
+STAFF_CHAT, STAFF_USER = -1001, 7
+
+
+def staff_posts(standin: TelegramStandIn, prefix: str) -> Counter[str]:
+    """The staff chat's posts with a button whose data starts with ``prefix`` (``take:``: announcements), by
+    that button's data."""
+    found: Counter[str] = Counter()
+    for sent in standin.messages_to(STAFF_CHAT):
+        rows = (sent.reply_markup or {}).get("inline_keyboard", [])
+        found.update(b["callback_data"] for row in rows for b in row
+                     if str(b.get("callback_data", "")).startswith(prefix))
+    return found
+
+
+def test_the_staff_chat_is_polled_by_one_worker_and_taken_over_within_the_lease_after_kill_9(
+        tmp_path: Path, pg_url: str, twilio: tuple[TwilioStandIn, str]) -> None:
+    standin, twilio_url = twilio
+    bot = TelegramStandIn()
+    add_contacts(pg_url, 4)
+    with served_in_thread(bot.app()) as (bot_url, bot_loop):
+        def on_bot_loop(call: Callable[[], Any]) -> Any:
+            async def run() -> Any:
+                return call()
+            return asyncio.run_coroutine_threadsafe(run(), bot_loop).result(5)
+
+        def wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+            asyncio.run(until(lambda: on_bot_loop(condition), timeout=timeout, what=what))
+
+        def queue_answers(after: int) -> int:
+            return sum(1 for s in bot.messages_to(STAFF_CHAT)[after:] if s.reply_markup is None
+                       and s.text and "MC-" in s.text)
+
+        telegram = (f'[telegram]\ntoken = "{bot.token}"\nstaff_chat_id = {STAFF_CHAT}\nstaff_user_ids = [{STAFF_USER}]\n'
+                    f'api_base_url = "{bot_url}"\n')
+        # a short lease, so that the test waits seconds
+        survivors = start_workers(tmp_path, pg_url, twilio_url, 2, telegram, database="lease_seconds = 2\n")
+        try:
+            # the first round of announcements sets its checkpoint (the history before it is not posted)
+            wait(lambda: db_counter(pg_url, "telegram:announced") is not None, "the first announcement round")
+            # a ticket opened on the worker that does not poll is announced once, by the one that does
+            codes = asyncio.run(two_at_once([survivors[0].base, survivors[1].base], 1))
+            assert codes == [200, 200]
+            wait(lambda: len(staff_posts(bot, "take:")) == 1, "the first ticket's announcement")
+            before = on_bot_loop(lambda: len(bot.messages_to(STAFF_CHAT)))
+            asked = on_bot_loop(lambda: bot.push_message(STAFF_CHAT, STAFF_USER, "/queue"))
+            wait(lambda: queue_answers(before) == 1, "the answer to /queue")
+            assert asked["update_id"] == 1
+            assert bot.conflicts == 0  # one poller
+            holder = db_lease_holder(pg_url, "telegram:staff-chat")
+            leader = next(w for w in survivors if f":{w.proc.pid}:" in holder)
+            leader.proc.send_signal(signal.SIGKILL)
+            leader.proc.communicate(timeout=10)
+            (other,) = [w for w in survivors if w is not leader]
+            # the other worker takes over within the lease: a new ticket announced, a command answered, once
+            params, headers = signed_webhook("SMafter", number(2), "nog een vraag")
+            assert httpx.post(other.base + WEBHOOK, data=params, headers=headers, timeout=10).status_code == 200
+            wait(lambda: len(staff_posts(bot, "take:")) == 2, "the second ticket's announcement after the kill")
+            before = on_bot_loop(lambda: len(bot.messages_to(STAFF_CHAT)))
+            on_bot_loop(lambda: bot.push_message(STAFF_CHAT, STAFF_USER, "/queue"))
+            wait(lambda: queue_answers(before) == 1, "the answer to /queue after the kill")
+            asyncio.run(asyncio.sleep(2.5))  # a second announcement or answer would show by now
+            assert db_lease_holder(pg_url, "telegram:staff-chat").split(":")[1] == str(other.proc.pid)
+            log = other.stop()
+        finally:
+            for w in survivors:
+                if w.proc.poll() is None:
+                    w.proc.kill()
+                    w.proc.communicate()
+    assert other.proc.returncode == 0, log
+    assert set(staff_posts(bot, "take:").values()) == {1}  # every ticket announced once
+    assert queue_answers(0) == 2  # every command answered once
+    assert Counter(str(r["to"]) for r in standin.sent) == Counter(
+        {f"whatsapp:{number(0)}": 1, f"whatsapp:{number(2)}": 1})  # every acknowledgement once
+
+
+def db_lease_holder(url: str, name: str) -> str:
+    db = Database(url)
+    try:
+        found = db.run_direct(lambda d: lease_holder(d, name))
+    finally:
+        db.dispose()
+    assert found is not None, f"nobody holds {name}"
+    return found
+
+
+def db_counter(url: str, name: str) -> int | None:
+    db = Database(url)
+    try:
+        return db.run_direct(lambda d: counter(d, name))
+    finally:
+        db.dispose()
