@@ -5,6 +5,8 @@ How it works
 :meth:`IntakePipeline.ingest` takes a normalised :class:`InboundMessage` and,
 inside a single database transaction:
 
+0. makes it storable: NUL characters, which no PostgreSQL text can hold, are removed from every text
+   it carries (:func:`channels.messages.storable`), and its reasons say so;
 1. de-duplicates on (channel, external id): a message seen before changes nothing;
 2. threads it (R6): a reply to a message slabot saw or sent, the ticket
    reference in the subject (only from the ticket's contact person), or the
@@ -47,7 +49,7 @@ from bot.texts import (
     reply_subject,
     resolution_phrase,
 )
-from channels.messages import ChannelName, DeliveryState, InboundMessage, utc_now
+from channels.messages import ChannelName, DeliveryState, InboundMessage, storable, utc_now, without_nul
 from sla_engine.classification import ClassificationInput, Kind, classify
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import (
@@ -194,7 +196,8 @@ class IntakePipeline:
         except DuplicateError:
             # lost a race with a concurrent delivery of the same message: it is stored once
             def duplicate(direct: Direct) -> IntakeResult | None:
-                existing = TicketRepository(direct).message_id_for(msg.channel.value, "in", msg.external_id)
+                existing = TicketRepository(direct).message_id_for(msg.channel.value, "in",
+                                                                   without_nul(msg.external_id))
                 if existing is None:
                     return None
                 result = IntakeResult(Outcome.DUPLICATE, message_id=existing,
@@ -217,6 +220,7 @@ class IntakePipeline:
     # -- the decision ----------------------------------------------------------
 
     def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:
+        msg = storable(msg)
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
         if msg.channel in THREADED_BY_NUMBER:  # one conversation's messages decided in turn, across processes too
@@ -230,6 +234,7 @@ class IntakePipeline:
                                 reasons=(f"{channel} message {msg.external_id} is one slabot sent; dropped",))
         matches = accounts.find(msg.sender.kind.value, msg.sender.value)
         work = _Work(msg)
+        work.reasons.extend(msg.notes)  # what the channel changed to store it
         if not acknowledge:
             work.no_reply = "received before the acknowledgement cut-off (old mail)"
         elif not msg.automatic:
