@@ -593,7 +593,9 @@ def test_two_workers_on_one_database_read_the_mailbox_in_turn_and_each_mail_once
                                                             subject="Nog een vraag"), user=user)
                 await until(lambda: len(sink.envelopes) == 2, timeout=15, what="the second acknowledgement")
                 await asyncio.sleep(0.5)  # a mail read twice would be answered twice by now
-                rows = await asyncio.to_thread(db.run, lambda s: s.scalar(
+                other = apps[1 - reader].db  # the reader's database is closed now
+                assert other is not None
+                rows = await asyncio.to_thread(other.run, lambda s: s.scalar(
                     select(func.count()).select_from(m.Message).where(m.Message.direction == "in")))
                 assert rows == 2
             finally:
