@@ -30,6 +30,7 @@ from bot.config import LoadedConfig, Masker, database_problem, shown_url
 from bot.errors import StartupError
 from bot.imap import ImapIntake
 from bot.intake import IntakePipeline
+from bot.leases import Lease, worker_name
 from bot.lifecycle import Component, Health, StateLog, every, reason_of
 from bot.outbox import OutboxDispatcher
 from bot.pipeline import intake_pipeline, mail_intake
@@ -49,6 +50,8 @@ from storage.database import Database, StorageError, open_database, translate_er
 from storage.writer import SerialWriter
 
 log = logging.getLogger(__name__)
+
+STAFF_CHAT_LEASE = "telegram:staff-chat"  # the Telegram poller and the staff chat's rounds: one worker at a time
 
 
 
@@ -185,6 +188,7 @@ class Application:
         self.freeze_gc = freeze_gc  # slabot run: start-up's objects kept out of the garbage collector's passes
         self.staff_retry = (5.0, 300.0)  # the staff chat down at start: first and longest pause between attempts
         self.started = asyncio.Event()
+        self.worker = worker_name()  # this process, as the holder of leases and claims
         # built once by build(), in this order
         self.db: Database | None = None
         self.pipeline: IntakePipeline | None = None
@@ -237,7 +241,8 @@ class Application:
             staffbot = self.staffbot = StaffBot(cfg.telegram, db, language=cfg.language, now=self.now,
                                                 team_lead=cfg.telegram.team_lead, pipeline=self.pipeline,
                                                 announce_every=self.staff_rounds, health=report,
-                                                webhook_route=telegram_webhook_route)
+                                                webhook_route=telegram_webhook_route,
+                                                lease=self._lease(db, STAFF_CHAT_LEASE))
             self.routes.extend(staffbot.routes())  # POST /webhooks/telegram in webhook mode
             self.reminders = ReminderService(db, staffbot.notify, now=self.now, health=report)
             staff_chat = StaffChat(staffbot, self.reminders, self.health, rounds=self.staff_rounds is not None,
@@ -259,7 +264,10 @@ class Application:
             table.append(Loop("whatsapp", self.whatsapp.run, self._part_died))
         if cfg.email.imap_configured:
             self.imap = ImapIntake(cfg.email, mail_intake(self.loaded, db, self.pipeline, self.now), db, now=self.now, health=self.health.reporter("email"))
-            table.append(Loop("imap", self.imap.run, self._part_died))
+            # one reader per mailbox among the workers that share the database
+            mailbox = self._lease(db, f"imap:{cfg.email.imap_user}@{cfg.email.imap_host}:{cfg.email.imap_port}/"
+                                      f"{cfg.email.imap_folder}")
+            table.append(Loop("imap", mailbox.leased(self.imap.run), self._part_died))
         if self.loaded.preset.billing is not None:  # the monthly invoices, issued and sent when due (R21)
             billing = Billing(db, self.loaded.preset, default_language=cfg.language, now=self.now,
                               issuer_lines=tuple(cfg.billing.invoice_lines))
@@ -268,7 +276,8 @@ class Application:
             async def invoices(stop: asyncio.Event) -> None:
                 await every(cfg.billing.check_minutes * 60, lambda: asyncio.to_thread(billing.issue_due), stop, state)
 
-            table.append(Loop("invoices", invoices, self._part_died))
+            # one worker issues them (a month's invoice exists once per account all the same)
+            table.append(Loop("invoices", self._lease(db, "billing:invoices").leased(invoices), self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))
@@ -290,6 +299,10 @@ class Application:
                                  if cfg.http.public_url else None)
         table.append(self.server)
         return table
+
+    def _lease(self, db: Database, name: str) -> Lease:
+        """The lease ``name`` for this worker (``[database] lease_seconds``), see :mod:`bot.leases`."""
+        return Lease(db, name, holder=self.worker, seconds=self.loaded.config.database.lease_seconds)
 
     async def _ping(self) -> None:
         assert self.db is not None

@@ -60,6 +60,11 @@ class DatabaseConfig(_Section):
         "200, an IMAP checkpoint), so a power cut or a crash of the machine loses nothing. normal: a commit "
         "survives a crash of slabot but the last ones may be lost with the machine's power; about twice the "
         "intake speed. PostgreSQL follows its own synchronous_commit."))
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600, description=(
+        "Several workers on one database (slabot run N times on one PostgreSQL url): how long a worker's hold on "
+        "a job that one worker at a time does (the Telegram poller and the staff chat's announcements, pages and "
+        "weekly summary; the reader of a mailbox) lasts without renewal. A worker renews every third of it; one "
+        "that dies is replaced within this time."))
 
     @field_validator("url")
     @classmethod

@@ -5,6 +5,8 @@ How it works
 :meth:`IntakePipeline.ingest` takes a normalised :class:`InboundMessage` and,
 inside a single database transaction:
 
+0. makes it storable: NUL characters, which no PostgreSQL text can hold, are removed from every text
+   it carries (:func:`channels.messages.storable`), and its reasons say so;
 1. de-duplicates on (channel, external id): a message seen before changes nothing;
 2. threads it (R6): a reply to a message slabot saw or sent, the ticket
    reference in the subject (only from the ticket's contact person), or the
@@ -18,7 +20,12 @@ inside a single database transaction:
 
 If anything fails, nothing of it is stored. The same message delivered twice at
 once is stored once: the database's unique key on (channel, direction,
-external id) decides, and the loser of the race reports a duplicate.
+external id) decides, and the loser of the race reports a duplicate. Two
+different messages from one WhatsApp number (or phone) arriving at once, in one
+process or in two workers on one PostgreSQL database, are decided one after the
+other: the transaction first takes the lock of that number's thread
+(:meth:`storage.repositories.TicketRepository.lock_thread`), so the second joins
+the ticket the first opened instead of opening another.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from bot.texts import (
     reply_subject,
     resolution_phrase,
 )
-from channels.messages import ChannelName, DeliveryState, InboundMessage, utc_now
+from channels.messages import ChannelName, DeliveryState, InboundMessage, storable, utc_now, without_nul
 from sla_engine.classification import ClassificationInput, Kind, classify
 from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import (
@@ -82,6 +89,9 @@ from storage.repositories import (
     ReminderRepository,
     TicketRepository,
 )
+
+
+THREADED_BY_NUMBER = frozenset({ChannelName.WHATSAPP, ChannelName.PHONE})  # R6: the number threads, not a header
 
 
 class Outcome(StrEnum):
@@ -186,7 +196,8 @@ class IntakePipeline:
         except DuplicateError:
             # lost a race with a concurrent delivery of the same message: it is stored once
             def duplicate(direct: Direct) -> IntakeResult | None:
-                existing = TicketRepository(direct).message_id_for(msg.channel.value, "in", msg.external_id)
+                existing = TicketRepository(direct).message_id_for(msg.channel.value, "in",
+                                                                   without_nul(msg.external_id))
                 if existing is None:
                     return None
                 result = IntakeResult(Outcome.DUPLICATE, message_id=existing,
@@ -209,8 +220,11 @@ class IntakePipeline:
     # -- the decision ----------------------------------------------------------
 
     def _ingest(self, s: Direct, msg: InboundMessage, acknowledge: bool = True) -> IntakeResult:
+        msg = storable(msg)
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
+        if msg.channel in THREADED_BY_NUMBER:  # one conversation's messages decided in turn, across processes too
+            tickets.lock_thread(channel, msg.sender.value)
         existing, direction = tickets.stored_as(channel, msg.external_id)
         if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,
@@ -220,6 +234,7 @@ class IntakePipeline:
                                 reasons=(f"{channel} message {msg.external_id} is one slabot sent; dropped",))
         matches = accounts.find(msg.sender.kind.value, msg.sender.value)
         work = _Work(msg)
+        work.reasons.extend(msg.notes)  # what the channel changed to store it
         if not acknowledge:
             work.no_reply = "received before the acknowledgement cut-off (old mail)"
         elif not msg.automatic:
@@ -269,7 +284,7 @@ class IntakePipeline:
             ref = _ref_in(msg.subject, self.preset.ref_prefix)
             ticket_id = tickets.id_for_ref(ref) if ref else None
             how = f"the reference {ref} in the subject"
-        if ticket_id is None and msg.channel in (ChannelName.WHATSAPP, ChannelName.PHONE):
+        if ticket_id is None and msg.channel in THREADED_BY_NUMBER:
             # a critical incident never disappears into an open normal ticket (R17 over R6), but a second call
             # about it joins the outage ticket it is about
             ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value,

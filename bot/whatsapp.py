@@ -49,7 +49,7 @@ from channels.whatsapp import (
     MediaRefused,
     rest_client,
 )
-from storage.database import Database, Session
+from storage.database import Database, DatabaseUnavailable, Session
 from storage.repositories import TicketRepository
 
 if TYPE_CHECKING:
@@ -201,7 +201,13 @@ class WhatsAppChannel:
             except WebhookError as exc:
                 log.warning("reconciliation skipped %s: %s", record.get("MessageSid"), exc)
                 continue
-            result = await self.ingest(message)
+            try:
+                result = await self.ingest(message)
+            except DatabaseUnavailable:
+                raise  # the database is down: the next round tries them all again
+            except Exception:  # noqa: BLE001 - one message that cannot be stored does not hold up the others
+                log.exception("reconciliation could not store %s; the messages after it go on", message.external_id)
+                continue
             if result.outcome is Outcome.DUPLICATE:  # its webhook arrived meanwhile
                 continue
             log.info("reconciliation ingested %s (%s)", message.external_id, result.outcome.value)

@@ -8,13 +8,15 @@ client ever rides on a message.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from channels.identity import Identity
+
+NUL = "\x00"  # a character no database text column of PostgreSQL can hold: removed where text comes in
 
 
 def utc_now() -> datetime:
@@ -60,12 +62,54 @@ class InboundMessage:
     automatic: bool = False  # an auto-reply, bounce or list mail: never answered automatically
     answered: bool = False  # a phone call someone at the desk took: the caller was spoken to already
     raw: bytes = b""
+    notes: tuple[str, ...] = ()  # what was changed to store it (NUL characters removed): in the message's reasons
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")
         if not self.external_id:
             raise ValueError("an inbound message needs its channel's external id")
+
+
+def without_nul(value: str) -> str:
+    """``value`` without NUL characters (PostgreSQL's text cannot hold them)."""
+    return value.replace(NUL, "") if NUL in value else value
+
+
+def _has_nul(value: object) -> bool:
+    return isinstance(value, str) and NUL in value
+
+
+def nul_note(where: Iterable[str]) -> str:
+    """The note (:attr:`InboundMessage.notes`) that NUL characters were removed from the fields ``where``."""
+    return f"NUL characters removed from {', '.join(where)}: no database text can hold them"
+
+
+def storable(msg: InboundMessage) -> InboundMessage:
+    """``msg`` with the NUL characters removed from every text it carries (a database's text cannot hold them),
+    and a note naming the fields that had one; ``msg`` itself when none had."""
+    cleaned: list[str] = []
+    changes: dict[str, object] = {}
+    for name in ("external_id", "text", "subject", "sender_name", "recipient", "full_text"):
+        value = getattr(msg, name)
+        if _has_nul(value):
+            cleaned.append(name)
+            changes[name] = without_nul(value)
+    if _has_nul(msg.sender.value):
+        cleaned.append("sender")
+        changes["sender"] = replace(msg.sender, value=without_nul(msg.sender.value))
+    if any(_has_nul(ref) for ref in msg.thread_refs):
+        cleaned.append("thread_refs")
+        changes["thread_refs"] = tuple(without_nul(ref) for ref in msg.thread_refs)
+    if any(_has_nul(a.content_type) or _has_nul(a.filename) or _has_nul(a.url) for a in msg.attachments):
+        cleaned.append("attachments")
+        changes["attachments"] = tuple(
+            replace(a, content_type=without_nul(a.content_type),
+                    filename=None if a.filename is None else without_nul(a.filename),
+                    url=None if a.url is None else without_nul(a.url)) for a in msg.attachments)
+    if not cleaned:
+        return msg
+    return replace(msg, **changes, notes=(*msg.notes, nul_note(cleaned)))  # type: ignore[arg-type]
 
 
 class DeliveryState(StrEnum):

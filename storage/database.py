@@ -406,9 +406,14 @@ class Database:
                 time.sleep(delay)
 
     def upgrade(self) -> None:
-        """Apply the Alembic migrations up to the newest; :class:`MigrationRefused` when the database's own
+        """Apply the Alembic migrations up to the newest, once when several workers start at the same time: on
+        PostgreSQL under a transaction-scoped advisory lock (the next worker waits, then finds nothing to do); on
+        SQLite the write transaction admits one at a time. :class:`MigrationRefused` when the database's own
         revision is unknown to this slabot (a newer one wrote it)."""
         with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                connection.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/slabot/migrations', 0))")
             config = alembic_config()
             config.attributes["connection"] = connection
             try:

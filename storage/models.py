@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -458,3 +459,14 @@ class DashboardSession(Base):
     password_tag: Mapped[str] = mapped_column(String(64))  # a hash of the password hash of the login: a new one ends it
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """A job that one worker at a time does (the staff chat's poller and rounds, a mailbox's reader), held by
+    ``holder`` until ``expires_at`` (seconds since the epoch by the database's clock) unless renewed."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -309,6 +309,16 @@ class TicketRepository(Repository):
         )
         return None if found is None else int(found)
 
+    def lock_thread(self, channel: str, thread_key: str) -> None:
+        """Hold the thread of ``thread_key`` on ``channel`` until the transaction ends, so that two messages of one
+        conversation arriving at once are decided one after the other: the second sees the ticket the first opened
+        (R6) instead of opening another. PostgreSQL: a transaction-scoped advisory lock on the key (within the
+        schema); SQLite's write transaction admits one writer at a time already."""
+        if self.direct.dialect.name == "sqlite":
+            return
+        self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
+                            {"key": f"/thread/{channel}/{thread_key}"})
+
     def open_ticket_of_contact(self, contact_id: int) -> int | None:
         """The contact's newest open ticket on any channel (an outbound call joins it), or None."""
         found = self.direct.scalar(f"SELECT id FROM tickets WHERE contact_id = :c AND state IN ({_OPEN_SQL}) "

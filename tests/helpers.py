@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -89,6 +97,58 @@ async def app_running(app: Application) -> AsyncIterator[Application]:
     finally:
         stop.set()
         await task
+
+
+@contextmanager
+def served_in_thread(app: Any) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """``app`` (a stand-in) served on loopback from a thread of its own, for ``slabot run`` in other processes:
+    its base URL and the event loop that serves it (pushes and knobs go through that loop)."""
+    from bot.demo.standins.loopback import serving
+
+    ready = threading.Event()
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, str]] = []
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        async with serving(app) as url:
+            running.append((asyncio.get_running_loop(), stop, url))
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    loop, stop, url = running[0]
+    try:
+        yield url, loop
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+def start_slabot(config: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``slabot --config CONFIG run`` in a process of its own (its log on stderr)."""
+    exe = Path(sys.executable).parent / "slabot"
+    return subprocess.Popen([str(exe), "--config", str(config), "run"], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for_health(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, object]:
+    """The first answer of ``GET /healthz`` of the ``slabot run`` in ``proc``, listening on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"slabot run exited early with {proc.returncode}: "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                body = json.loads(response.read())
+                assert isinstance(body, dict)
+                return body
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("slabot run did not answer /healthz in time")
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:

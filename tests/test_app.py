@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port
-
-
-def wait_for_health(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"slabot run exited early with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                body = json.loads(response.read())
-                assert isinstance(body, dict)
-                return body
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("slabot run did not answer /healthz in time")
+from helpers import free_port, wait_for_health
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

@@ -535,3 +535,74 @@ def test_slabot_run_reads_the_mailbox_and_answers_over_smtp(mailbox: tuple[MailS
     (ack,) = sink.mails
     assert ack["In-Reply-To"] == "<q1@bakkerij-jansen.nl>" and "[MC-10001]" in str(ack["Subject"])
     assert sink.envelopes[0].rcpt_tos == [PIET]
+
+
+def test_two_workers_on_one_database_read_the_mailbox_in_turn_and_each_mail_once(
+        mailbox: tuple[MailServer, str], tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two ``Application``s (each its own engine) on one database and one mailbox: one reads it (the lease
+    ``imap:...``), each mail is stored and answered once; when that one stops, the other reads on."""
+    from smtpsink import smtp_sink
+
+    from bot.app import Application
+    from bot.config import load_config
+    from storage.leases import lease_holder
+    from storage.records import AccountInput, ContactInput
+    from storage.repositories import AccountRepository
+
+    server, user = mailbox
+    caplog.set_level(logging.INFO, logger="bot.imap")
+
+    def connected() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"IMAP {user}@")
+                and ": connected (" in r.getMessage()]
+
+    with smtp_sink() as (sink, port):
+        configs = []
+        for i in range(2):
+            config = tmp_path / f"worker{i}.toml"
+            config.write_text(
+                f'[database]\nurl = "{db_url}"\nlease_seconds = 1\n'
+                f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+                f'[email]\nimap_host = "{server.host}"\nimap_port = {server.port}\nimap_user = "{user}"\n'
+                f'imap_password = "{PASSWORD}"\nimap_security = "none"\nimap_poll_seconds = 5\n'
+                f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "none"\nfrom_address = "{SUPPORT}"\n',
+                encoding="utf-8")
+            configs.append(config)
+
+        async def scenario() -> None:
+            apps = [Application(load_config(str(c)), now=lambda: MONDAY_10, dispatch_interval=0.05) for c in configs]
+            stops = [asyncio.Event(), asyncio.Event()]
+            tasks = [asyncio.create_task(app.run(stop)) for app, stop in zip(apps, stops)]
+            try:
+                await until(lambda: all(a.started.is_set() for a in apps) or any(t.done() for t in tasks),
+                            what="both workers to start")
+                db = apps[0].db
+                assert db is not None
+                account = AccountInput("Bakkerij Jansen", "licentie", contacts=(ContactInput("Piet", emails=(PIET,)),))
+                await asyncio.to_thread(db.run, lambda s: AccountRepository(s).upsert(account, MONDAY_10))
+                name = f"imap:{user}@{server.host}:{server.port}/INBOX"
+                holder = await asyncio.to_thread(db.run_direct, lambda d: lease_holder(d, name))
+                (reader,) = [i for i, a in enumerate(apps) if a.worker == holder]
+                await asyncio.to_thread(server.append, mail(), user=user)
+                await until(lambda: len(sink.envelopes) == 1, timeout=15, what="the acknowledgement by SMTP")
+                await asyncio.sleep(1.5)  # more than a lease: the other worker has kept away from the mailbox
+                assert len(connected()) == 1
+                stops[reader].set()  # the reader stops: gives the mailbox up, the other reads on
+                await tasks[reader]
+                await asyncio.to_thread(server.append, mail(message_id="q2@bakkerij-jansen.nl",
+                                                            subject="Nog een vraag"), user=user)
+                await until(lambda: len(sink.envelopes) == 2, timeout=15, what="the second acknowledgement")
+                await asyncio.sleep(0.5)  # a mail read twice would be answered twice by now
+                other = apps[1 - reader].db  # the reader's database is closed now
+                assert other is not None
+                rows = await asyncio.to_thread(other.run, lambda s: s.scalar(
+                    select(func.count()).select_from(m.Message).where(m.Message.direction == "in")))
+                assert rows == 2
+            finally:
+                for stop in stops:
+                    stop.set()
+                await asyncio.gather(*tasks)
+
+        asyncio.run(scenario())
+    assert len(sink.envelopes) == 2
+    assert len(connected()) == 2  # the first reader, then the other after the handover

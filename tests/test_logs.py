@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -14,12 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
-from test_app import wait_for_health
+from helpers import free_port, served_in_thread, wait_for_health
 
 from bot.config import SlabotConfig, shown_url
 from bot.logs import SecretFilter, secrets_of
-from bot.demo.standins.loopback import serving
 from bot.demo.standins.telegram import TelegramStandIn
 
 TOKEN = "123:TEST"
@@ -71,23 +68,8 @@ def test_the_filter_blanks_secrets_in_messages_arguments_and_tracebacks() -> Non
 def bot_api() -> Iterator[tuple[TelegramStandIn, str]]:
     """The Bot API stand-in served from a thread of its own, for a ``slabot run`` in another process."""
     standin = TelegramStandIn()
-    ready = threading.Event()
-    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, str]] = []
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        async with serving(standin.app()) as url:
-            running.append((asyncio.get_running_loop(), stop, url))
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    loop, stop, url = running[0]
-    yield standin, url
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with served_in_thread(standin.app()) as (url, _):
+        yield standin, url
 
 
 def run_with_telegram(tmp_path: Path, db_url: str, token: str, api: str) -> tuple[subprocess.Popen[str], int]:

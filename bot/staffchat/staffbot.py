@@ -43,6 +43,15 @@ order of their ids, which the once-per-update-id check relies on. Stopping
 leaves the webhook set: Telegram keeps what arrives meanwhile and posts it
 after the restart.
 
+Several workers on one database (``slabot run`` N times on one PostgreSQL
+URL): each sends reminders (claimed row by row, :mod:`bot.reminders`), but only
+the worker that holds the lease ``telegram:staff-chat`` (:mod:`bot.leases`)
+polls for updates and runs the rounds (announcements, pages, the weekly
+summary). It renews the lease every round; when it dies, another worker takes
+the lease within ``[database] lease_seconds`` and starts polling. In webhook
+mode Telegram posts each update to one of the workers, and the once-per-update-id
+check (one statement in the database) lets one handle it.
+
 The Bot API itself is :class:`channels.telegram.TelegramTransport`; the
 commands and buttons are :mod:`bot.staffchat.conversation`, what the chat
 posts on its own :mod:`bot.staffchat.rounds`, and the sentences
@@ -70,6 +79,7 @@ from telegram.ext import Application
 from bot.config import TelegramConfig
 from bot.i18n import Language
 from bot.intake import IntakePipeline
+from bot.leases import Lease
 from bot.lifecycle import HealthReport, StateLog
 from bot.reminders import ReminderNotice
 from bot.staffchat.conversation import StaffConversation
@@ -90,10 +100,12 @@ class StaffBot:
     def __init__(self, config: TelegramConfig, db: Database, *, language: Language = "nl",
                  now: Callable[[], datetime] = utc_now, team_lead: str | None = None,
                  pipeline: IntakePipeline | None = None, announce_every: float | None = ANNOUNCE_EVERY,
-                 health: HealthReport | None = None, webhook_route: WebhookRoute | None = None) -> None:
+                 health: HealthReport | None = None, webhook_route: WebhookRoute | None = None,
+                 lease: Lease | None = None) -> None:
         """``announce_every``: seconds between announcement and paging rounds (None: the caller drives them);
         ``health``: told when the rounds fail and work again; ``webhook_route``: what builds
-        ``POST /webhooks/telegram`` for :meth:`routes` in webhook mode."""
+        ``POST /webhooks/telegram`` for :meth:`routes` in webhook mode; ``lease``: several workers share the
+        database, and the one that holds this lease polls and runs the rounds (None: this one, always)."""
         assert config.token is not None and config.staff_chat_id is not None
         self.config = config
         self.db = db
@@ -109,6 +121,7 @@ class StaffBot:
         self.transport.handle(messages=self.conversation.on_message, buttons=self.conversation.on_button)
         self.announce_every = announce_every
         self.webhook_route = webhook_route
+        self.lease = lease if announce_every is not None else None  # the rounds renew it
         # told when posting fails and works again (the ``health`` report)
         self._posting = StateLog(log, "new tickets wait to be announced: %s", "new tickets are announced again",
                                  health=health)
@@ -126,8 +139,10 @@ class StaffBot:
         """Take updates (webhook or long polling) and start the announcement rounds."""
         self._started = True
         secret = self.config.webhook_secret
+        leading = self.lease is None or await self.lease.renew()
         await self.transport.start(webhook_url=self.config.webhook_url,
-                                   webhook_secret=secret.get_secret_value() if secret is not None else None)
+                                   webhook_secret=secret.get_secret_value() if secret is not None else None,
+                                   poll=leading)
         if self.config.webhook_url is not None:
             log.info("telegram: updates arrive on the webhook %s", self.config.webhook_url)
         if self.announce_every is not None:
@@ -142,6 +157,8 @@ class StaffBot:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._announcer
         await self.transport.stop()
+        if self.lease is not None:  # another worker takes over at once
+            await self.lease.release()
 
     # -- webhook ----------------------------------------------------------------------
 
@@ -181,19 +198,33 @@ class StaffBot:
         """Post last week's SLA summary with its chart to the staff chat."""
         await self.rounds.post_weekly_report()
 
+    async def _leading(self) -> bool:
+        """Whether this worker polls and runs the rounds: it holds the lease (renewed here), or there is none.
+        Polling starts when the lease is gained and stops when it is lost."""
+        if self.lease is None:
+            return True
+        held = await self.lease.renew()
+        if self.config.webhook_url is None:
+            await (self.transport.start_polling() if held else self.transport.stop_polling())
+        return held
+
     async def _announce_loop(self) -> None:
+        pause = self.announce_every or ANNOUNCE_EVERY
+        if self.lease is not None:
+            pause = min(pause, self.lease.renew_every)
         while True:
             try:
-                await self.announce_new()
-                await self.page_oncall()
-                await self.post_weekly_report_if_due()
+                if await self._leading():
+                    await self.announce_new()
+                    await self.page_oncall()
+                    await self.post_weekly_report_if_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Telegram down: the checkpoint waits, nothing is lost
                 self._posting.failed(exc)
             else:
                 self._posting.worked()
-            await asyncio.sleep(self.announce_every or ANNOUNCE_EVERY)
+            await asyncio.sleep(pause)
 
 
 __all__ = ["StaffBot", "WebhookRoute"]

@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from channels.identity import IdentityError, phone_identity
-from channels.messages import ChannelName, InboundMessage
+from channels.messages import NUL, ChannelName, InboundMessage, nul_note, without_nul
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -77,6 +77,7 @@ class Call:
     notes: str
     critical: bool
     outbound: bool = False  # staff called ``called`` (a contact's number); ``caller`` is the desk's own line
+    cleaned: tuple[str, ...] = ()  # the columns whose NUL characters were removed (no database text holds them)
 
     def text(self) -> str:
         """The call as the text of its message on the ticket."""
@@ -112,7 +113,11 @@ def _field(row: dict[str, Any], name: str) -> str | None:
 
 
 def parse_call(row: dict[str, Any]) -> Call:
-    """One row (keys in lower case) as a :class:`Call`; :class:`CallLogError` with the reason when it is unusable."""
+    """One row (keys in lower case) as a :class:`Call`; :class:`CallLogError` with the reason when it is unusable.
+    NUL characters are removed from its values (:attr:`Call.cleaned` names the columns)."""
+    cleaned = tuple(key for key, value in row.items() if isinstance(value, str) and NUL in value)
+    if cleaned:
+        row = {key: without_nul(value) if isinstance(value, str) else value for key, value in row.items()}
     outbound = (_field(row, "direction") or "").lower().startswith("outbound")
     caller_text, called = _field(row, "caller"), _field(row, "called")
     if outbound:  # the contact is the number called; the desk's own line may be written any way
@@ -142,7 +147,7 @@ def parse_call(row: dict[str, Any]) -> Call:
                 duration=duration, missed=status in MISSED or (duration == 0 and status not in ANSWERED),
                 agent=_field(row, "agent"),
                 notes=_field(row, "notes") or "", critical=(_field(row, "critical") or "").lower() in (
-                    "1", "true", "yes", "ja"), outbound=outbound)
+                    "1", "true", "yes", "ja"), outbound=outbound, cleaned=cleaned)
 
 
 def _phone(text: str, column: str) -> str:
@@ -197,7 +202,8 @@ def call_message(call: Call, raw: bytes = b"") -> InboundMessage:
     """The call as an inbound message on the phone channel (id ``call:<call_id>``)."""
     return InboundMessage(ChannelName.PHONE, call_external_id(call.call_id), phone_identity(call.caller), call.at,
                           call.text(), subject="Gemiste oproep" if call.missed else "Telefoongesprek",
-                          recipient=call.called, critical=call.critical, answered=not call.missed, raw=raw)
+                          recipient=call.called, critical=call.critical, answered=not call.missed, raw=raw,
+                          notes=(nul_note(call.cleaned),) if call.cleaned else ())
 
 
 __all__ = ["AMSTERDAM", "Call", "CallLogError", "call_external_id", "call_message", "parse_call", "read_rows"]

@@ -54,7 +54,7 @@ from channels.identity import (
     normalise_email,
     parse_mailbox,
 )
-from channels.messages import ChannelName, InboundAttachment, InboundMessage, utc_now
+from channels.messages import NUL, ChannelName, InboundAttachment, InboundMessage, nul_note, utc_now, without_nul
 
 MAX_THREAD_REFS = 50
 MAX_MIME_DEPTH = 30  # parts nested deeper are not read (and listed as a problem)
@@ -223,6 +223,9 @@ def parse_email(
     infos = {id(part): info for part, info in parts}
     body = _read_body(msg, infos, problems, aside)
     full_text = _full_text(body, problems)
+    # no database text holds a NUL: removed (from the headers by _repair), and said in the message's reasons
+    notes = (nul_note(["the mail"]),) if NUL in full_text or b"\x00" in raw else ()
+    full_text = without_nul(full_text)
     subject = _subject(headers)
     top = infos[id(msg)]
     report = next((part for part, info in parts if info.content_type == "message/delivery-status"), None)
@@ -255,6 +258,7 @@ def parse_email(
         attachments=tuple(body.attachments),
         automatic=automatic_reason is not None,
         raw=raw,
+        notes=notes,
     )
     problems.extend(_defects(parts))
     return ParsedMail(
@@ -713,7 +717,7 @@ def _preferred_alternative(children: Sequence[_Body]) -> _Body | None:
 def _full_text(body: _Body, problems: list[str]) -> str:
     pieces = (_html_text(content, problems) if is_html else content for content, is_html in body.texts)
     joined = "\n\n".join(piece.strip() for piece in pieces if piece.strip())
-    return _LINE_BREAKS.sub("\n", joined).replace("\x00", "")
+    return _LINE_BREAKS.sub("\n", joined)
 
 
 def _html_text(html: str, problems: list[str]) -> str:

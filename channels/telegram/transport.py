@@ -86,27 +86,45 @@ class TelegramTransport:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def start(self, *, webhook_url: str | None = None, webhook_secret: str | None = None) -> None:
-        """Take updates: on the webhook ``webhook_url`` (with its secret) when given, else by long polling."""
+    async def start(self, *, webhook_url: str | None = None, webhook_secret: str | None = None,
+                    poll: bool = True) -> None:
+        """Take updates: on the webhook ``webhook_url`` (with its secret) when given, else by long polling
+        (``poll=False``: not yet, see :meth:`start_polling`; sending works either way)."""
         async with _bot_api():
             await self.application.initialize()
             await self.application.start()
             if webhook_url is not None:
                 await self.application.bot.set_webhook(webhook_url, secret_token=webhook_secret, max_connections=1,
                                                        drop_pending_updates=False)
-            else:
-                updater = self.application.updater
-                assert updater is not None
-                # start_polling deletes the webhook first, so switching back to polling needs nothing more
-                await updater.start_polling(poll_interval=POLL_INTERVAL, timeout=POLL_TIMEOUT,
-                                            drop_pending_updates=False)
+            elif poll:
+                await self.start_polling()
+
+    async def start_polling(self) -> None:
+        """Take updates by long polling (one process per bot token may: Telegram ends the other's poll with 409)."""
+        updater = self.application.updater
+        assert updater is not None
+        if updater.running:
+            return
+        async with _bot_api():
+            # start_polling deletes the webhook first, so switching back to polling needs nothing more
+            await updater.start_polling(poll_interval=POLL_INTERVAL, timeout=POLL_TIMEOUT, drop_pending_updates=False)
+
+    async def stop_polling(self) -> None:
+        """Stop taking updates by long polling (the update being handled is finished)."""
+        updater = self.application.updater
+        if updater is not None and updater.running:
+            async with _bot_api():
+                await updater.stop()
+
+    @property
+    def polling(self) -> bool:
+        updater = self.application.updater
+        return updater is not None and updater.running
 
     async def stop(self) -> None:
         """Stop polling and the handlers (idempotent, also after a start that failed half way)."""
+        await self.stop_polling()
         async with _bot_api():
-            updater = self.application.updater
-            if updater is not None and updater.running:
-                await updater.stop()
             if self.application.running:
                 await self.application.stop()
             await self.application.shutdown()

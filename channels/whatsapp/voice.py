@@ -17,6 +17,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels.calls import Call
 from channels.identity import phone_identity
+from channels.messages import without_nul
 from channels.whatsapp.errors import WebhookError
 
 MAX_VOICE_FIELD = 64  # CallSid and numbers are far shorter
@@ -52,8 +53,9 @@ class DialResult:
 
 def parse_dial_result(params: Mapping[str, str]) -> DialResult:
     """The form Twilio posts to a ``<Dial>``'s ``action`` URL when the dialled leg ends (``DialCallStatus``
-    ``completed``: answered); :class:`WebhookError` without a CallSid or with a duration that is no number."""
-    sid = params.get("CallSid", "").strip()
+    ``completed``: answered); :class:`WebhookError` without a CallSid or with a duration that is no number. The
+    CallSid without NUL characters, as the call was stored (:func:`channels.messages.storable`)."""
+    sid = without_nul(params.get("CallSid", "")).strip()
     if not sid or len(sid) > MAX_VOICE_FIELD:
         raise WebhookError("missing or overlong field CallSid")
     answered = params.get("DialCallStatus", "").strip().lower() == "completed"

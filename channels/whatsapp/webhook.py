@@ -25,6 +25,7 @@ from channels.messages import (
     DeliveryState,
     InboundAttachment,
     InboundMessage,
+    without_nul,
 )
 from channels.whatsapp.errors import WebhookError
 
@@ -165,8 +166,9 @@ class StatusUpdate:
 
 
 def parse_status_callback(params: Mapping[str, str]) -> StatusUpdate:
-    """A Twilio status callback to a :class:`StatusUpdate`; a refusal outside the 24-hour window needs staff."""
-    sid = _field(params, "MessageSid", required=True, limit=64)
+    """A Twilio status callback to a :class:`StatusUpdate`; a refusal outside the 24-hour window needs staff. The
+    sid without NUL characters, as a message is stored (:func:`channels.messages.storable`)."""
+    sid = without_nul(_field(params, "MessageSid", required=True, limit=64))
     status = _field(params, "MessageStatus", required=True, limit=32).lower()
     state = STATUS_STATES.get(status)
     if state is None:

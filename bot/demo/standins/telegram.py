@@ -170,6 +170,7 @@ class TelegramStandIn:
     _file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _poll_generation: int = 0
+    conflicts: int = 0  # polls ended with 409 because another one came (two processes polling one token)
 
     # -- what tests use -------------------------------------------------------------------------
 
@@ -329,6 +330,7 @@ class TelegramStandIn:
         try:
             while True:
                 if self._poll_generation != mine:
+                    self.conflicts += 1
                     raise ApiError(409, _CONFLICT_POLL)
                 if self.webhook is not None:
                     raise ApiError(409, _CONFLICT_WEBHOOK)
