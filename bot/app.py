@@ -32,9 +32,11 @@ from bot.intake import IntakePipeline
 from bot.lifecycle import Component, Health, StateLog, every, reason_of
 from bot.outbox import OutboxDispatcher
 from bot.pipeline import intake_pipeline, mail_intake
+from bot.platform import ApiKeys, PlatformIntake, PlatformSender
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
+from bot.web.api import api_routes
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
 from bot.web.telegram import telegram_webhook_route
@@ -244,6 +246,7 @@ class Application:
                                    on_callback=self.reminders.wake if self.reminders is not None else None)
             self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer,
                                             self.voice.dialled))
+        self._platform(db)  # the platform intake API at /api/v1/ and the platform channel's sender
         self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
                                            writer=self.writer.urgent if self.writer is not None else None)
         dispatcher, interval = self.dispatcher, self.dispatch_interval
@@ -281,6 +284,17 @@ class Application:
                                  cfg.http.port, died=self._part_died)
         table.append(self.server)
         return table
+
+    def _platform(self, db: Database) -> None:
+        """The platform intake API (``/api/v1/``) and the sender of the replies on platform tickets."""
+        cfg = self.loaded.config
+        assert self.pipeline is not None
+        intake = PlatformIntake(db, self.pipeline, self.now, writer=self.writer)
+        keys = ApiKeys(db, self.now)
+        self.routes.extend(api_routes(intake.submit, keys.authenticate, intake.ticket,
+                                      requests_per_minute=cfg.api.requests_per_minute))
+        by_webhook = any("message.created" in hook.events for hook in cfg.webhooks)
+        self.senders.setdefault("platform", PlatformSender(db, self.senders.get("email"), by_webhook=by_webhook))
 
     async def _ping(self) -> None:
         assert self.db is not None

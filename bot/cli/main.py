@@ -18,6 +18,7 @@ from typing import TextIO
 
 # ``import bot.cli.x as x``, not ``from bot.cli import x``: the latter imports the package, which imports this module
 import bot.cli.accounts as accounts
+import bot.cli.api as api
 import bot.cli.billing as billing
 import bot.cli.calls as calls
 import bot.cli.config as config
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     calls.register(commands)
     accounts.register(commands)
     report.register(commands)
+    api.register(commands)
     return parser
 
 
