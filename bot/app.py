@@ -37,6 +37,7 @@ from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
 from bot.web.api import api_routes
+from bot.webhooks import WebhookDispatcher
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, health_route
 from bot.web.telegram import telegram_webhook_route
@@ -269,6 +270,12 @@ class Application:
                 await every(cfg.billing.check_minutes * 60, lambda: asyncio.to_thread(billing.issue_due), stop, state)
 
             table.append(Loop("invoices", invoices, self._part_died))
+        # outgoing webhooks: the endpoints mirrored on start (none: none queued), delivered by a loop of their own
+        webhooks = WebhookDispatcher(db, cfg.webhooks, now=self.now)
+        table.append(Part("webhooks-client", start=webhooks.start, stop=webhooks.stop))
+        if cfg.webhooks:
+            interval = self.dispatch_interval
+            table.append(Loop("webhooks", lambda stop: webhooks.run(stop, interval), self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))

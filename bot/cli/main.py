@@ -32,6 +32,7 @@ import bot.cli.report as report
 import bot.cli.serve as serve
 import bot.cli.sla as sla
 import bot.cli.tickets as tickets
+import bot.cli.webhooks as webhooks
 from bot.cli.common import EXIT_USAGE, Handler, Parser, UsageError
 from bot.errors import ConfigError, SlabotError
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.register(commands)
     report.register(commands)
     api.register(commands)
+    webhooks.register(commands)
     return parser
 
 
