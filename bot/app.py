@@ -33,6 +33,7 @@ from bot.lifecycle import Component, Health, StateLog, every, reason_of
 from bot.outbox import OutboxDispatcher
 from bot.pipeline import intake_pipeline, mail_intake
 from bot.platform import ApiKeys, PlatformIntake, PlatformSender
+from bot.privacy import Privacy
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
@@ -276,6 +277,15 @@ class Application:
         if cfg.webhooks:
             interval = self.dispatch_interval
             table.append(Loop("webhooks", lambda stop: webhooks.run(stop, interval), self._part_died))
+        if cfg.privacy.keep_raw_days is not None:  # raw mail and media deleted after that many days, daily
+            privacy, keep = Privacy(db, self.now), cfg.privacy.keep_raw_days
+            expiring = StateLog(log, "deleting old raw mail and media failed: %s", "old raw mail and media are "
+                                "deleted again")
+
+            async def expire(stop: asyncio.Event) -> None:
+                await every(24 * 3600, lambda: asyncio.to_thread(privacy.expire, keep), stop, expiring)
+
+            table.append(Loop("privacy", expire, self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))

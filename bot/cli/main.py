@@ -28,6 +28,7 @@ import bot.cli.demo as demo
 import bot.cli.desk as desk
 import bot.cli.ingest as ingest
 import bot.cli.mail as mail
+import bot.cli.privacy as privacy
 import bot.cli.report as report
 import bot.cli.serve as serve
 import bot.cli.sla as sla
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.register(commands)
     api.register(commands)
     webhooks.register(commands)
+    privacy.register(commands)
     return parser
 
 
