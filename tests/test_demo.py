@@ -283,3 +283,10 @@ def test_the_dashboard_shows_the_demos_tickets_with_the_login_it_printed(demo: t
                         assert fact.ref in queue.text
 
     asyncio.run(main())
+
+
+def test_the_platform_files_a_request_through_the_api(demo: tuple[DemoResult, str]) -> None:
+    result, _ = demo
+    (filed,) = result.of("platform_request")
+    assert filed.recipient == SANNE and filed.ref and filed.ref.startswith("MC-") and filed.due is not None
+    assert filed.ref in filed.text and "POST /api/v1/requests" in filed.summary
