@@ -34,11 +34,15 @@ from bot.leases import Lease, worker_name
 from bot.lifecycle import Component, Health, StateLog, every, reason_of
 from bot.outbox import OutboxDispatcher
 from bot.pipeline import intake_pipeline, mail_intake
+from bot.platform import ApiKeys, PlatformIntake, PlatformSender
+from bot.privacy import Privacy
 from bot.reminders import ReminderService
 from bot.staffchat.staffbot import StaffBot
 from bot.voice import VoiceLine
 from bot.web.dashboard.off import REASON as DASHBOARD_OFF
 from bot.web.dashboard.off import dashboard_off_routes
+from bot.web.api import api_routes
+from bot.webhooks import WebhookDispatcher
 from bot.web.dashboard.web import Dashboard
 from bot.web.server import HttpServer, allowed_hosts, health_route
 from bot.web.telegram import telegram_webhook_route
@@ -252,6 +256,7 @@ class Application:
                                    on_callback=self.reminders.wake if self.reminders is not None else None)
             self.routes.extend(voice_routes(self.voice.auth_token, self.voice.public_url, self.voice.answer,
                                             self.voice.dialled))
+        self._platform(db)  # the platform intake API at /api/v1/ and the platform channel's sender
         self.dispatcher = OutboxDispatcher(db, self.senders, now=self.now,
                                            writer=self.writer.urgent if self.writer is not None else None)
         dispatcher, interval = self.dispatcher, self.dispatch_interval
@@ -278,6 +283,21 @@ class Application:
 
             # one worker issues them (a month's invoice exists once per account all the same)
             table.append(Loop("invoices", self._lease(db, "billing:invoices").leased(invoices), self._part_died))
+        # outgoing webhooks: the endpoints mirrored on start (none: none queued), delivered by a loop of their own
+        webhooks = WebhookDispatcher(db, cfg.webhooks, now=self.now)
+        table.append(Part("webhooks-client", start=webhooks.start, stop=webhooks.stop))
+        if cfg.webhooks:
+            interval = self.dispatch_interval
+            table.append(Loop("webhooks", lambda stop: webhooks.run(stop, interval), self._part_died))
+        if cfg.privacy.keep_raw_days is not None:  # raw mail and media deleted after that many days, daily
+            privacy, keep = Privacy(db, self.now), cfg.privacy.keep_raw_days
+            expiring = StateLog(log, "deleting old raw mail and media failed: %s", "old raw mail and media are "
+                                "deleted again")
+
+            async def expire(stop: asyncio.Event) -> None:
+                await every(24 * 3600, lambda: asyncio.to_thread(privacy.expire, keep), stop, expiring)
+
+            table.append(Loop("privacy", self._lease(db, "privacy:expire").leased(expire), self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
                                        secure_cookies=(cfg.http.public_url or "").startswith("https://"))
@@ -303,6 +323,17 @@ class Application:
     def _lease(self, db: Database, name: str) -> Lease:
         """The lease ``name`` for this worker (``[database] lease_seconds``), see :mod:`bot.leases`."""
         return Lease(db, name, holder=self.worker, seconds=self.loaded.config.database.lease_seconds)
+
+    def _platform(self, db: Database) -> None:
+        """The platform intake API (``/api/v1/``) and the sender of the replies on platform tickets."""
+        cfg = self.loaded.config
+        assert self.pipeline is not None
+        intake = PlatformIntake(db, self.pipeline, self.now, writer=self.writer)
+        keys = ApiKeys(db, self.now)
+        self.routes.extend(api_routes(intake.submit, keys.authenticate, intake.ticket,
+                                      requests_per_minute=cfg.api.requests_per_minute))
+        by_webhook = any("message.created" in hook.events for hook in cfg.webhooks)
+        self.senders.setdefault("platform", PlatformSender(db, self.senders.get("email"), by_webhook=by_webhook))
 
     async def _ping(self) -> None:
         assert self.db is not None

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -337,6 +337,59 @@ class DashboardConfig(_Section):
         return bool(self.users) and self.secret_key is not None
 
 
+WebhookEvent = Literal["ticket.created", "message.created", "ticket.resolved", "sla.breached"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("ticket.created", "message.created", "ticket.resolved", "sla.breached")
+
+
+class ApiConfig(_Section):
+    """The platform intake API (``/api/v1/``): a host product files requests for its users with a bearer key
+    made by ``slabot api-keys create``."""
+
+    requests_per_minute: int = Field(default=600, ge=1, description=(
+        "Requests one API key may make per minute; more are answered 429 with Retry-After."))
+
+
+class WebhookConfig(_Section):
+    """An endpoint that hears of changes: each event is POSTed as JSON, signed with the secret."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100, description=(
+        "The endpoint's name (`slabot webhooks test NAME`); unset, the URL's host name."))
+    url: str = Field(description="Where the events are POSTed, an http:// or https:// URL.")
+    secret: SecretStr = Field(description=(
+        "The key of the X-Slabot-Signature header (sha256=HMAC-SHA256 of the raw body), at least 16 characters."))
+    events: list[WebhookEvent] = Field(
+        default=list(WEBHOOK_EVENTS), min_length=1, description=(
+            "The events sent there: ticket.created, message.created, ticket.resolved, sla.breached. An endpoint "
+            "with message.created takes the staff's replies on platform tickets instead of e-mail."))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("expected at least 16 characters")
+        return value
+
+    @property
+    def endpoint(self) -> str:
+        """The name events are queued under: ``name``, else the URL's host."""
+        return self.name or (urlsplit(self.url).hostname or self.url)
+
+
+class PrivacyConfig(_Section):
+    """Personal data (AVG/GDPR): how long raw mail and media are kept; ``slabot privacy`` exports and erases."""
+
+    keep_raw_days: int | None = Field(default=None, ge=1, description=(
+        "Raw mail, media (inbound attachments) and mail kept aside are deleted this many days after they "
+        "arrived, by a daily job of slabot run; the ticket and its message texts stay. Unset: kept."))
+
+
 class SlabotConfig(_Section):
     """The whole configuration."""
 
@@ -354,6 +407,20 @@ class SlabotConfig(_Section):
     accounts: AccountsConfig = AccountsConfig()
     dashboard: DashboardConfig = DashboardConfig()
     billing: BillingConfig = BillingConfig()
+    api: ApiConfig = ApiConfig()
+    webhooks: list[WebhookConfig] = Field(default=[], description=(
+        "Outgoing webhooks, as [[webhooks]] tables with url, secret and events (and optionally name)."))
+    privacy: PrivacyConfig = PrivacyConfig()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
+        names = [hook.endpoint for hook in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"each webhook name once (set name where two share a host); named twice: "
+                             f"{', '.join(twice)}")
+        return value
 
 
 SECRET_KEYS = ("twilio.auth_token", "email.imap_password", "email.smtp_password", "telegram.token",

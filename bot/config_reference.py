@@ -60,6 +60,8 @@ def render() -> str:
         model = _section_model(field)
         if model is not None:
             lines += _section(f"[{name}]", name, model)
+        elif _table_model(field) is not None:  # a list of tables at the top: [[webhooks]]
+            lines += _section(f"[[{name}]]", "", _table_model(field))  # type: ignore[arg-type]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -72,6 +72,7 @@ from sla_engine.policy import (
 from storage.billing import BillingRepository
 from storage.database import Database, DuplicateError
 from storage.direct import Direct
+from storage.platform import store_answer
 from storage.records import (
     CALLBACK_SPEC,
     OPEN_STATES,
@@ -372,7 +373,7 @@ class IntakePipeline:
         tickets.add_event(f"quote_{answer}", self.now(), ticket_id=ticket.id, message_id=message_id,
                           data={"quote": quote.id, "hours": str(quote.estimated_hours), "total": str(quote.total)})
         contact, account = next(((c, a) for c, a in matches if c.id == ticket.contact_id), (None, None))
-        language = self._language(contact, account)
+        language = self._language(contact, account, work.msg)
         reply = self._reply_for(work, f"quote_{answer}", language, ref=ticket.ref,
                                 contact_name=contact.name if contact else "",
                                 estimate=f"{quote.estimated_hours.normalize():f}")
@@ -385,7 +386,7 @@ class IntakePipeline:
         work.reasons.append(f"{contact.name} of {account.name} asked for the hours balance: answered, no ticket")
         message_id = self._store_message(tickets, work.msg, None, account.id, contact.id, Outcome.BALANCE, work)
         billing = Billing(self.db, self.preset, texts=self.texts, now=self.now)
-        language = self._language(contact, account)
+        language = self._language(contact, account, work.msg)
         reply = self._reply_for(work, "balance", language,
                                 **billing.balance_values(billing.balance_of(s, account), language, contact.name))
         self._queue(s, reply, message_id, None, account.id, contact.id)
@@ -415,7 +416,7 @@ class IntakePipeline:
         work.reasons.append(f"{msg.sender.value} is not the contact person of {ticket.ref} (R3): kept for staff")
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, None,
                                          Outcome.NOT_CONTACT_PERSON, work)
-        language = self._language(known, account)
+        language = self._language(known, account, work.msg)
         reply = self._reply_for(work, "not_contact_person", language, ref=ticket.ref)
         self._queue(s, reply, message_id, ticket.id, None, None)
         tickets.add_event("not_contact_person", self.now(), ticket_id=ticket.id, message_id=message_id,
@@ -429,7 +430,7 @@ class IntakePipeline:
                             "refused politely, no ticket, message kept for staff")
         message_id = self._store_message(tickets, work.msg, None, account.id, contact.id,
                                          Outcome.THIRD_PARTY_REFUSED, work)
-        reply = self._reply_for(work, "third_party", self._language(contact, account))
+        reply = self._reply_for(work, "third_party", self._language(contact, account, work.msg))
         self._queue(s, reply, message_id, None, account.id, contact.id)
         tickets.add_event("third_party_refused", self.now(), message_id=message_id, data={"account": account.name})
         return IntakeResult(Outcome.THIRD_PARTY_REFUSED, None, message_id, reply.purpose if reply else None,
@@ -442,7 +443,7 @@ class IntakePipeline:
         work.reasons.append(f"plan {plan.name} does not include {msg.channel.value} (R5): kept, no SLA clock")
         message_id = self._store_message(tickets, msg, None, account.id, contact.id,
                                          Outcome.CHANNEL_NOT_IN_PLAN, work)
-        language = self._language(contact, account)
+        language = self._language(contact, account, work.msg)
         reply = self._reply_for(
             work, "channel_not_in_plan", language, contact_name=contact.name, plan=plan.title,
             channel=channel_list(frozenset({Channel(msg.channel.value)}), language),
@@ -471,7 +472,7 @@ class IntakePipeline:
             created_at=self.now(), updated_at=self.now(),
         )
         message_id = self._store_message(tickets, msg, ticket_id, None, None, Outcome.UNKNOWN_SENDER, work)
-        reply = self._reply_for(work, "unknown_sender", self._language(contact, account), ref=ref,
+        reply = self._reply_for(work, "unknown_sender", self._language(contact, account, work.msg), ref=ref,
                                 sender=msg.sender.value)
         self._queue(s, reply, message_id, ticket_id, None, None, ref=ref)
         tickets.add_event("ticket_opened", self.now(), ticket_id=ticket_id, message_id=message_id,
@@ -544,7 +545,7 @@ class IntakePipeline:
         message_id = self._store_message(tickets, msg, ticket_id, account.id, contact.id, Outcome.NEW_TICKET, work)
         ReminderRepository(s).plan(ticket_id, ((r.spec, r.at, r.escalate)
                                                for r in reminder_schedule(msg.received_at, terms, due=due)))
-        language = self._language(contact, account)
+        language = self._language(contact, account, work.msg)
         reply = self._acknowledgement(work, terms, plan, ref, contact, account, due, window.earliest,
                                       window.latest, verdict.kind, verdict.reasons, language)
         self._queue(s, reply, message_id, ticket_id, account.id, contact.id, ref=ref)
@@ -559,8 +560,10 @@ class IntakePipeline:
     def _zone(self) -> ZoneInfo:
         return next(iter(self.preset.calendars.values())).zone
 
-    def _language(self, contact: ContactRecord | None, account: AccountRecord | None) -> Language:
-        return language_of(contact.language if contact else None, account.language if account else None,
+    def _language(self, contact: ContactRecord | None, account: AccountRecord | None,
+                  msg: InboundMessage | None = None) -> Language:
+        return language_of(msg.language if msg else None,  # asked for with the request (the platform API)
+                           contact.language if contact else None, account.language if account else None,
                            default=self.default_language)
 
     def _store_message(self, tickets: TicketRepository, msg: InboundMessage, ticket_id: int | None,
@@ -643,5 +646,9 @@ class IntakePipeline:
             return
         if reply.channel == ChannelName.PHONE.value:
             reply = self._reachable(s, reply, contact_id, ref)
+        if reply.channel == ChannelName.PLATFORM.value:  # the API's answer carries it (R7: on its own channel)
+            store_answer(s, replace(reply, ticket_id=ticket_id, account_id=account_id, contact_id=contact_id),
+                         in_reply_to_id, self.now())
+            return
         OutboxRepository(s).queue(replace(reply, ticket_id=ticket_id, ticket_ref=ref, account_id=account_id,
                                           contact_id=contact_id, reply_to_message=in_reply_to_id), self.now())

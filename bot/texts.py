@@ -35,8 +35,8 @@ DAY_NAMES = {
     "en": dict(zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))),
 }
 CHANNEL_NAMES = {
-    "nl": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "telefoon"},
-    "en": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "phone"},
+    "nl": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "telefoon", "platform": "het platform"},
+    "en": {"whatsapp": "WhatsApp", "email": "e-mail", "phone": "phone", "platform": "the platform"},
 }
 WORDS = {
     "nl": {"through": "t/m", "and": "en", "between": "binnen", "closed_holidays": "behalve op feestdagen"},

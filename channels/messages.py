@@ -29,6 +29,7 @@ class ChannelName(StrEnum):
     WHATSAPP = "whatsapp"
     EMAIL = "email"
     PHONE = "phone"
+    PLATFORM = "platform"  # the host product's own intake API (POST /api/v1/requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class InboundMessage:
     critical: bool = False  # the outage line, or flagged critical
     automatic: bool = False  # an auto-reply, bounce or list mail: never answered automatically
     answered: bool = False  # a phone call someone at the desk took: the caller was spoken to already
+    language: str | None = None  # the language the sender asked to be answered in (the platform API), if any
     raw: bytes = b""
     notes: tuple[str, ...] = ()  # what was changed to store it (NUL characters removed): in the message's reasons
 

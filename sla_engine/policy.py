@@ -29,6 +29,7 @@ class Channel(StrEnum):
     WHATSAPP = "whatsapp"
     EMAIL = "email"
     PHONE = "phone"
+    PLATFORM = "platform"  # [MC] "Via het MailCampaigns platform door het aanmaken van een ticket"
 
 
 class Priority(StrEnum):

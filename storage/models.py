@@ -470,3 +470,96 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+# -- the platform intake API, outgoing webhooks, privacy (issue 21) ----------------------------------------------
+
+
+class ApiKey(Base):
+    """A bearer key of the platform intake API: only its SHA-256 is stored; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(20))  # the key's first characters, to recognise it in a list
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiRequest(Base):
+    """A request filed through the API by its ``external_id``: the hash of its body and the answer given, so a
+    retry gets the same answer and stores nothing."""
+
+    __tablename__ = "api_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(400), unique=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    key_name: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime]
+
+
+class WebhookEndpoint(Base):
+    """A ``[[webhooks]]`` endpoint of the config and the events it takes, mirrored on start so that every process
+    that stores a change queues its deliveries (the URL and secret stay in the config)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    events: Mapped[str] = mapped_column(String(400))  # " ticket.created message.created ": space around each
+
+
+class WebhookEvent(Base):
+    """An event for the outgoing webhooks, written in the transaction of the change; its JSON body is made once,
+    at the first delivery, so that every retry sends the same bytes."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(40), unique=True)  # the body's "id": receivers de-duplicate on it
+    type: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    dedupe: Mapped[str | None] = mapped_column(String(200), unique=True)  # an event that may happen once only
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: claimed by one worker at a time, retried with backoff, then failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "endpoint"), Index("ix_webhook_deliveries_due", "state",
+                                                                      "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))  # a WebhookState
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class PrivacyLog(Base):
+    """Every privacy export and erasure: when, by whom, of what (a hash of the identity, never the identity)."""
+
+    __tablename__ = "privacy_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(20))  # export | erase | expire
+    actor: Mapped[str] = mapped_column(String(100))
+    subject_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the identity asked for
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what was found or removed, as counts

@@ -20,6 +20,7 @@ from channels.messages import DeliveryState
 from storage import models as m
 from storage.database import DuplicateError, is_unique_violation
 from storage.direct import Direct
+from storage.webhooks import EVENT_TYPES, MESSAGE_CREATED, record_event
 from storage.records import (
     OPEN_STATES,
     AccountInput,
@@ -280,6 +281,9 @@ class TicketRepository(Repository):
             raise DuplicateError(f"{values.get('channel')} message {values.get('external_id')} is stored already") \
                 from exc
         self.direct.insert_many(m.Attachment.__table__, ({"message_id": message_id, **att} for att in attachments))
+        if values.get("ticket_id") is not None:  # the outgoing webhooks hear of it in this transaction
+            record_event(self.direct, MESSAGE_CREATED, values["at"], values["created_at"],
+                         ticket_id=values["ticket_id"], message_id=message_id)
         return message_id
 
     def ticket_for_thread(self, channel: str, refs: Sequence[str]) -> int | None:
@@ -463,6 +467,8 @@ class TicketRepository(Repository):
                   actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
         self.direct.insert(m.Event.__table__, {"kind": kind, "at": at, "ticket_id": ticket_id,
                                                "message_id": message_id, "actor": actor, "data": data or {}})
+        if kind in EVENT_TYPES:  # ticket.created, ticket.resolved: the outgoing webhooks hear of it
+            record_event(self.direct, EVENT_TYPES[kind], at, at, ticket_id=ticket_id, message_id=message_id)
 
     def events(self, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.session.scalars(select(m.Event).where(m.Event.ticket_id == ticket_id).order_by(m.Event.id)).all()

@@ -303,3 +303,10 @@ def test_a_stranger_can_follow_it(demo: tuple[DemoResult, str]) -> None:
         if told.ref in acknowledged:
             assert told.at == acknowledged[told.ref], told.ref
     assert "Read more: docs/demo.md" in flat
+
+
+def test_the_platform_files_a_request_through_the_api(demo: tuple[DemoResult, str]) -> None:
+    result, _ = demo
+    (filed,) = result.of("platform_request")
+    assert filed.recipient == SANNE and filed.ref and filed.ref.startswith("MC-") and filed.due is not None
+    assert filed.ref in filed.text and "POST /api/v1/requests" in filed.summary

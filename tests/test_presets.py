@@ -48,7 +48,7 @@ def test_mailcampaigns_plans_r11_r13() -> None:
         assert plan.first_response.clock is ClockKind.BUSINESS
         assert plan.resolution is not None and plan.resolution.clock is ClockKind.CALENDAR
         assert (plan.resolution.minimum, plan.resolution.maximum) == (parse_duration(low), parse_duration(high))
-        assert plan.channels == {Channel.PHONE, Channel.EMAIL, Channel.WHATSAPP}
+        assert plan.channels == {Channel.PHONE, Channel.EMAIL, Channel.WHATSAPP, Channel.PLATFORM}  # "Via het platform"
         assert plan.paid_service
     assert MC.plan("ondersteuning").staff_role == "campaign_specialist"
     assert MC.plan("ondersteuning").monthly_hours

@@ -21,6 +21,7 @@ from typing import TextIO, cast
 
 # ``import bot.cli.x as x``, not ``from bot.cli import x``: the latter imports the package, which imports this module
 import bot.cli.accounts as accounts
+import bot.cli.api as api
 import bot.cli.billing as billing
 import bot.cli.calls as calls
 import bot.cli.config as config
@@ -30,10 +31,12 @@ import bot.cli.demo as demo
 import bot.cli.desk as desk
 import bot.cli.ingest as ingest
 import bot.cli.mail as mail
+import bot.cli.privacy as privacy
 import bot.cli.report as report
 import bot.cli.serve as serve
 import bot.cli.sla as sla
 import bot.cli.tickets as tickets
+import bot.cli.webhooks as webhooks
 from bot.cli.common import EXIT_USAGE, Handler, Parser, UsageError
 from bot.cli.examples import add_examples
 from bot.config import Masker, load_config
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     calls.register(commands)
     accounts.register(commands)
     report.register(commands)
+    api.register(commands)
+    webhooks.register(commands)
+    privacy.register(commands)
     add_examples(parser)
     return parser
 

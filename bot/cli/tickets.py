@@ -12,11 +12,11 @@ from bot.cli.common import (
     UsageError,
     command_group,
     local_iso,
-    message_json,
     ticket_json,
     with_database,
 )
 from channels.messages import utc_now
+from bot.views import ticket_show_json
 from storage.database import Session
 from storage.records import TicketRecord, TicketState
 from storage.repositories import TicketRepository
@@ -64,9 +64,7 @@ def cmd_tickets_show(args: argparse.Namespace, out: TextIO) -> int:
     ticket, events = with_database(args, lambda _, db: db.run(work))
     if ticket is None:
         raise UsageError(f"no ticket {args.ref!r}; `slabot tickets list` shows the references")
-    data = ticket_json(ticket)
-    data["messages"] = [message_json(m) for m in ticket.messages]
-    data["events"] = [{"at": local_iso(e["at"]), "kind": e["kind"], "actor": e["actor"]} for e in events]
+    data = ticket_show_json(ticket, events)
     if args.json:
         out.write(json.dumps(data) + "\n")
         return 0

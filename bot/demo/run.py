@@ -61,6 +61,7 @@ from bot.errors import SlabotError
 from bot.i18n import AMSTERDAM, format_when
 from bot.mail import MailIntake, MailResult
 from bot.outbox import OutboxDispatcher
+from bot.platform import ApiKeys
 from bot.presets import load_preset
 from bot.web.dashboard.auth import hash_password
 from bot.web.dashboard.web import PREFIX as DASHBOARD_PREFIX
@@ -127,8 +128,8 @@ class Fact:
     ``kind``: desk_opened, customer (someone writes or calls), acknowledgement, third_party_refused, unknown_sender, channel_not_in_plan,
     announced, resolved, punch_card_bought, staff_reply, quote_sent, quote_agreed, staff_told, hours_billed,
     punch_card_renewed, follow_up, follow_up_announced, reminder, breach, incident_logged, page, page_acknowledged,
-    paging_stopped, statement.
-    ``channel`` is where it arrived (whatsapp, email, phone, telegram, billing) and ``recipient`` who got it;
+    paging_stopped, statement, platform_request.
+    ``channel`` is where it arrived (whatsapp, email, phone, platform, telegram, billing) and ``recipient`` who got it;
     ``text`` is the message as received.
     """
 
@@ -232,7 +233,8 @@ ICONS = {"desk_opened": "🏢", "acknowledgement": "📨", "third_party_refused"
          "channel_not_in_plan": "🔀", "announced": "🆕", "resolved": "✅", "punch_card_bought": "💳",
          "staff_reply": "💬", "quote_sent": "🧾", "quote_agreed": "🤝", "staff_told": "📣", "hours_billed": "⌛",
          "punch_card_renewed": "💳", "reminder": "⏰", "breach": "🚨", "incident_logged": "📞", "page": "📟",
-         "page_acknowledged": "🙋", "paging_stopped": "🔕", "statement": "📊", "invoice_sent": "🧾", "customer": "👤"}
+         "page_acknowledged": "🙋", "paging_stopped": "🔕", "statement": "📊", "invoice_sent": "🧾", "customer": "👤",
+         "platform_request": "🖥️"}
 STYLES = {"breach": "bold red", "page": "bold red", "reminder": "yellow", "third_party_refused": "magenta",
           "unknown_sender": "magenta", "channel_not_in_plan": "magenta", "statement": "bold green",
           "desk_opened": "bold cyan", "staff_reply": "green", "page_acknowledged": "green",
@@ -473,6 +475,26 @@ class _Stage:
         if not report.ok:
             raise DemoError(f"the call log was refused: {report.summary()}")
         return f"call:{call_id}"  # as channels.calls.call_message stores it
+
+    async def platform_request(self, desk: _Desk, name: str, address: str, subject: str, body: str) -> None:
+        """The host product files a request for its logged-in user through the platform API (a key made as
+        ``slabot api-keys create`` makes it), then reads the ticket's deadline back."""
+        key = await asyncio.to_thread(ApiKeys(desk.db, self.clock).create, "mailcampaigns-platform")
+        api = f"http://127.0.0.1:{desk.port}/api/v1"
+        headers = {"Authorization": f"Bearer {key}"}
+        self.tell("customer", f"{name} files a request in the MailCampaigns platform (menu > support)", text=body)
+        filed = await self.http.post(f"{api}/requests", headers=headers, json={
+            "contact": {"email": address}, "subject": subject, "text": body, "external_id": "platform-ticket-1"})
+        if filed.status_code != 201:
+            raise DemoError(f"the platform API answered {filed.status_code}: {filed.text}")
+        answer = filed.json()
+        shown = (await self.http.get(f"{api}/tickets/{answer['ref']}", headers=headers)).json()
+        due = datetime.fromisoformat(shown["first_response_due"])
+        self.tell("platform_request", f"the platform files it through the API (POST /api/v1/requests): "
+                  f"{answer['ref']}, {answer['decision']}, first response due {_when(due)}, read back with GET "
+                  f"/api/v1/tickets/{answer['ref']}; the acknowledgement comes back in the API's answer",
+                  channel="platform", recipient=address, ref=answer["ref"], text=answer["acknowledgement"]["text"],
+                  due=due)
 
     # -- a request and its acknowledgement -----------------------------------------------------------------
 
@@ -729,6 +751,9 @@ async def _mailcampaigns(stage: _Stage) -> None:
                     stage.tell("reminder", f"staff chat reminder at {reminder.spec}, naming Sanne's campaign "
                                f"specialist @anna", channel="telegram", ref=sanne.ref, text=text,
                                due=sanne.first_response_due, data={"spec": reminder.spec})
+        await stage.platform_request(desk, "Sanne Jansen", SANNE, "Statistieken in het dashboard",
+                                     "De klikstatistieken van gisteren ontbreken in het dashboard.")
+        await stage.staff_round(desk)  # the staff chat hears of it at once
 
 
 async def _paynl(stage: _Stage) -> None:
