@@ -58,6 +58,10 @@ class InboundMessage:
     automatic: bool = False  # an auto-reply, bounce or list mail: never answered automatically
     answered: bool = False  # a phone call someone at the desk took: the caller was spoken to already
     raw: bytes = b""
+    # what the sender said of its priority (R25): a priority by name, or urgency and impact answers
+    priority: str | None = None
+    urgency: str | None = None
+    impact: str | None = None
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:
