@@ -371,3 +371,168 @@ def load_preset(name_or_path: str, base_dir: Path | None = None) -> Preset:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
     return preset_from_mapping(data, source)
+
+
+# -- checking a preset file: every problem in one pass, each with its line ---------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_TOML_LINE = re.compile(r"at line (\d+)")
+
+
+def locate(text: str, loc: tuple[str | int, ...]) -> int:
+    """The line (1-based) of a TOML file that holds the key at ``loc`` (``("plans", 2, "targets", "p1")``), as near
+    as the file's layout lets one tell: the array-of-tables entry, then the table or key within it."""
+    lines = text.splitlines()
+    found, start, path = 0, 0, ""
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(part, int):
+            i += 1
+            continue
+        name = f"{path}.{part}" if path else str(part)
+        if i + 1 < len(parts) and isinstance(parts[i + 1], int):
+            entries = [n for n, line in enumerate(lines) if line.strip().replace(" ", "") == f"[[{name}]]"]
+            index = int(parts[i + 1])
+            if index < len(entries):
+                found = start = entries[index]
+                path = name
+                i += 2
+                continue
+        key = re.compile(r"(^|[\s{,])" + re.escape(str(part)) + r"\s*=")
+        for n in range(start, len(lines)):
+            header = _HEADER.match(lines[n])
+            if header and (header.group(1) == name or header.group(1).startswith(name + ".")):
+                found = start = n
+                break
+            if key.search(lines[n].split("#", 1)[0]):
+                found = start = n
+                break
+        path = name
+        i += 1
+    return found + 1
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _overlaps(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, calendar in _table(data.get("calendars")).items():
+        for day, windows in _table(_table(calendar).get("hours")).items():
+            parsed = []
+            for text in _list(windows):
+                try:
+                    parsed.append(Window.parse(str(text)))
+                except SlaEngineError:
+                    continue  # told by the format check
+            parsed.sort(key=lambda w: w.start_s)
+            for before, after in zip(parsed, parsed[1:]):
+                if after.start_s < before.end_s:
+                    problems.append((("calendars", name, "hours", day),
+                                     f"opening hours {before} and {after} overlap"))
+    return problems
+
+
+def _plan_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Unknown calendars and priorities, plans without targets, priorities no plan covers."""
+    calendars = set(_table(data.get("calendars")))
+    priorities = [str(_table(p).get("name", "")).lower() for p in _list(data.get("priorities"))]
+    known = f"the preset has {', '.join(sorted(calendars)) or 'no calendars'}"
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    covered: set[str] = set()
+
+    def calendar_of(where: tuple[str | int, ...], value: object) -> None:
+        name = _table(value).get("calendar")
+        if name is not None and name not in calendars:
+            problems.append(((*where, "calendar"), f"unknown calendar {name!r}; {known}"))
+
+    for i, raw in enumerate(_list(data.get("plans"))):
+        plan = _table(raw)
+        where: tuple[str | int, ...] = ("plans", i)
+        calendar_of(where, plan)
+        cells = _table(plan.get("targets"))
+        for key in ("first_response", "resolution"):
+            calendar_of((*where, key), plan.get(key))
+        if plan.get("sla") is True and plan.get("first_response") is None and not cells:
+            problems.append((where, f"plan {plan.get('name')!r} has an SLA but no targets (first_response, or "
+                                    "targets per priority)"))
+        for priority, cell in cells.items():
+            covered.add(str(priority).lower())
+            if str(priority).lower() not in priorities:
+                problems.append(((*where, "targets", priority),
+                                 f"priority {priority!r} is not one of the preset's priorities "
+                                 f"({', '.join(priorities) or 'none'})"))
+            for key in ("first_response", "resolution"):
+                calendar_of((*where, "targets", priority, key), _table(cell).get(key))
+            if _table(cell).get("first_response") is None and _table(cell).get("resolution") is None:
+                problems.append(((*where, "targets", priority), f"the {priority} targets of plan "
+                                                                f"{plan.get('name')!r} name no target"))
+    critical = _table(data.get("critical"))
+    calendar_of(("critical",), critical)
+    own = any(_table(p).get("first_response") or _table(p).get("resolution") for p in _list(data.get("plans")))
+    if not own and any(_table(p).get("targets") for p in _list(data.get("plans"))):
+        for i, name in enumerate(priorities):
+            if name not in covered:
+                problems.append((("priorities", i), f"priority {name!r} is in no plan's targets: the matrix does "
+                                                    "not cover it"))
+    for i, rule in enumerate(_list(data.get("priority_rules"))):
+        wanted = str(_table(rule).get("priority", "")).lower()
+        if wanted and wanted not in priorities:
+            problems.append((("priority_rules", i, "priority"), f"unknown priority {wanted!r}"))
+        if not any(_table(rule).get(k) for k in ("keywords", "channels", "lines", "urgency", "impact")):
+            problems.append((("priority_rules", i), f"priority rule {_table(rule).get('name')!r} has no condition"))
+    default = data.get("default_priority")
+    if default is not None and str(default).lower() not in priorities:
+        problems.append((("default_priority",), f"unknown priority {default!r}"))
+    return problems
+
+
+def _format_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The format's own complaints (types, unknown keys, bad durations), one per key."""
+    try:
+        PresetModel.model_validate(data)
+    except ValidationError as exc:
+        lines = describe_validation_error("", PresetModel, exc).problems
+        seen: dict[tuple[str | int, ...], str] = {}
+        for item, line in zip(exc.errors(include_url=False), lines):
+            loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and (
+                p.startswith("function-") or p[:1].isupper() or p in {"str", "date", "list[str]"})))
+            message = line.split(": ", 2)[-1]
+            if loc not in seen or seen[loc].startswith("expected a valid dictionary"):
+                seen[loc] = message
+        # a value that may be text or a table: the complaint of the branch it was written in
+        return [(loc, message) for loc, message in seen.items()
+                if not (message.startswith(("expected a valid string", "expected a valid dictionary"))
+                        and any(other[:len(loc)] == loc and other != loc for other in seen))]
+    return []
+
+
+def check_preset_text(text: str, source: str) -> list[tuple[int, str]]:
+    """Every problem of a preset file, each with its line number, in the order of the file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _TOML_LINE.search(str(exc))
+        return [(int(line.group(1)) if line else 1, f"not valid TOML: {exc}")]
+    found = [*_format_problems(data), *_overlaps(data), *_plan_problems(data)]
+    problems = sorted({(locate(text, loc), f"{_where(loc)}: {message}") for loc, message in found})
+    if not problems:
+        try:
+            preset_from_mapping(data, source)
+        except ConfigError as exc:
+            problems = [(1, p.removeprefix(f"{source}: ")) for p in exc.problems]
+    return problems

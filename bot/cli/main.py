@@ -27,6 +27,7 @@ import bot.cli.demo as demo
 import bot.cli.desk as desk
 import bot.cli.ingest as ingest
 import bot.cli.mail as mail
+import bot.cli.presets as presets
 import bot.cli.report as report
 import bot.cli.serve as serve
 import bot.cli.sla as sla
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     ingest.register(commands)
     sla.register(commands)
+    presets.register(commands)
     config.register(commands)
     db.register(commands)
     ticket_cmds = tickets.register(commands)
