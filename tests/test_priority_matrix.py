@@ -222,3 +222,13 @@ def test_priority_from_the_staff_chat(db: Database, monkeypatch: pytest.MonkeyPa
 
     asyncio.run(main())
     assert ticket(db, ref).sla_priority == "p2" and ticket(db, ref).priority_rule == "staff"
+
+
+def test_a_share_before_reminder_says_the_time_left() -> None:
+    """R16 scaled: the ping of a 15-minute window says 1 minute 30 left, not "1 hour left"."""
+    from datetime import timedelta
+
+    from bot.staffchat.rounds import reminder_lead
+
+    assert reminder_lead("1h or 10% before", "en", timedelta(seconds=90)) == "1 minute of opening hours left; "
+    assert reminder_lead("1h before", "nl") == "nog 1 uur binnen openingstijden; "
