@@ -591,8 +591,10 @@ class IntakePipeline:
             return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response
         assert target is not None
+        # R25: a target of the preset's matrix names its priority
+        level = self.preset.priority(terms.priority) if terms.priority and plan.cell(terms.priority) else None
         return self._reply_for(
-            work, "accepted", language, due=format_when(due, language),
+            work, "accepted", language, due=format_when(due, language), priority=level.title if level else None,
             target=format_span(target.duration, language, target.clock.value),
             resolution=resolution_phrase(plan, earliest, latest, language), **common,
         )

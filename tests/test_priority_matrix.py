@@ -232,3 +232,15 @@ def test_a_share_before_reminder_says_the_time_left() -> None:
 
     assert reminder_lead("1h or 10% before", "en", timedelta(seconds=90)) == "1 minute of opening hours left; "
     assert reminder_lead("1h before", "nl") == "nog 1 uur binnen openingstijden; "
+
+
+def test_the_acknowledgement_names_the_priority_and_its_targets(db: Database) -> None:
+    received = at(2026, 11, 23, 10)
+    ref = pipeline(db, EXAMPLE, received).ingest(email("m1", ANNE, "Onze website is onbereikbaar",
+                                                       received_at=received)).ticket_ref
+    from helpers import outbound
+
+    (ack,) = outbound(ticket(db, str(ref)))
+    assert "Je aanvraag heeft prioriteit P1 - kritiek.\nEen medewerker reageert uiterlijk maandag 23 november 2026 om " \
+           "10:15. Dat is 15 minuten binnen onze openingstijden (maandag t/m zondag 06:00-24:00)" in ack.text
+    assert "een oplossing binnen 2 uur (uiterlijk maandag 23 november 2026 om 12:00)" in ack.text
