@@ -24,10 +24,10 @@ from datetime import datetime
 
 from bot.texts import reply_subject
 from channels.messages import ChannelName, utc_now
-from sla_engine.deadlines import Pause, resolution_window
-from sla_engine.policy import SlaTerms
+from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
+from sla_engine.errors import PolicyError
+from sla_engine.policy import Preset, SlaTerms
 from storage.database import Database, Session
-from sla_engine.deadlines import reminder_schedule
 from storage.direct import Direct
 from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState, follow_up_spec
 from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
@@ -136,6 +136,29 @@ class ActionResult:
     follow_up: bool = False  # it answered a follow-up question of the customer (R24)
 
 
+@dataclass(frozen=True)
+class PriorityChange:
+    """A priority set by staff (R25): the deadlines before and after, recomputed from receipt."""
+
+    ref: str
+    old: str | None
+    new: str
+    first_response_due: tuple[datetime | None, datetime | None]
+    response_due: tuple[datetime | None, datetime | None]
+    resolution_due_max: tuple[datetime | None, datetime | None]
+    reminders: int
+    note: str | None = None  # why the plan serves it at another priority than asked
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON of the change (also the data of its ``priority_changed`` event)."""
+        def iso(pair: tuple[datetime | None, datetime | None]) -> dict[str, str | None]:
+            return {"old": pair[0].isoformat() if pair[0] else None, "new": pair[1].isoformat() if pair[1] else None}
+
+        return {"ref": self.ref, "old": self.old, "new": self.new, "first_response_due": iso(self.first_response_due),
+                "response_due": iso(self.response_due), "resolution_due_max": iso(self.resolution_due_max),
+                "reminders": self.reminders, "note": self.note}
+
+
 
 class Desk:
     """Staff actions on tickets."""
@@ -229,3 +252,73 @@ class Desk:
             return ActionResult(ticket.ref, None, False, ticket.state)
 
         return self.db.run(work)
+
+    def set_priority(self, ref: str, name: str, staff: str, preset: Preset) -> PriorityChange:
+        """Give the ticket another priority of the preset's matrix (R25): its deadlines are recomputed from
+        receipt on the terms of the day it came in (first response, the current response deadline, the
+        resolution window), its reminders planned again, and its timeline says old and new deadline."""
+        return self.db.run(lambda s: self._set_priority(s, ref, name, staff, preset))
+
+    def _set_priority(self, s: Session, ref: str, name: str, staff: str, preset: Preset) -> PriorityChange:
+        tickets = TicketRepository(s)
+        ticket = self._ticket(tickets, ref)
+        try:
+            level = preset.priority(name)
+        except PolicyError as exc:
+            raise DeskError(str(exc)) from None
+        if ticket.state not in OPEN_STATES:
+            raise DeskError(f"{ticket.ref} is {ticket.state}; reopen it before changing its priority")
+        if not ticket.terms:
+            raise DeskError(f"{ticket.ref} runs on no SLA terms (an unverified ticket): link it to an account first")
+        now = self.now()
+        old_terms = SlaTerms.from_dict(ticket.terms)
+        served, note = preset.served(old_terms.plan, level.name)
+        assert served is not None
+        try:
+            terms = preset.reprioritised(old_terms, served)
+        except PolicyError as exc:
+            raise DeskError(str(exc)) from None
+        first_due = first_response_due(ticket.received_at, terms)
+        if ticket.followup_at is not None:  # a follow-up question waits (R24): its deadline from its arrival
+            response_due = first_response_due(ticket.followup_at, terms)
+        elif ticket.response_due is None or ticket.response_due == ticket.first_response_due:
+            response_due = first_due
+        else:  # an answered follow-up question keeps the deadline it was answered against
+            response_due = ticket.response_due
+        window = resolution_window(ticket.received_at, terms, pauses=[Pause(p, e) for p, e in ticket.pauses],
+                                   needs_release=ticket.needs_release, as_of=now)
+        reasons = [f"set by {staff}"] + ([note] if note else [])
+        tickets.update_ticket(
+            ticket.id, terms=terms.to_dict(), sla_priority=served, priority_rule="staff", priority_reasons=reasons,
+            first_response_due=first_due, response_due=response_due, resolution_due_min=window.earliest,
+            resolution_due_max=window.latest, updated_at=now)
+        planned = self._replan(s, ticket, terms, response_due, now)
+        zone = preset.service_calendar(terms.plan).zone
+
+        def local(*pair: datetime | None) -> tuple[datetime | None, datetime | None]:
+            return pair[0].astimezone(zone) if pair[0] else None, pair[1].astimezone(zone) if pair[1] else None
+
+        change = PriorityChange(ticket.ref, ticket.sla_priority, served, local(ticket.first_response_due, first_due),
+                                local(ticket.current_due, response_due), local(ticket.resolution_due_max, window.latest),
+                                planned, note)
+        tickets.add_event("priority_changed", now, ticket_id=ticket.id, actor=staff, data=change.to_dict())
+        return change
+
+    @staticmethod
+    def _replan(s: Session, ticket: TicketRecord, terms: SlaTerms, due: datetime | None, now: datetime) -> int:
+        """The reminders of the question that waits, planned again for its new deadline; how many."""
+        reminders = ReminderRepository(s)
+        reminders.cancel_deadline_reminders(ticket.id, now, CALLBACK_SPEC)
+        if due is None or not ticket.awaiting_response:
+            return 0
+        if ticket.followup_at is not None:
+            asked_at = ticket.followup_at
+            question = next((m.id for m in reversed(TicketRepository(s).messages(ticket.id))
+                             if m.direction == "in" and m.at == asked_at), None)
+            items = [(follow_up_spec(r.spec, question) if question else r.spec, r.at, r.escalate)
+                     for r in reminder_schedule(asked_at, terms, due=due)]
+        else:
+            items = [(r.spec, r.at, r.escalate) for r in reminder_schedule(ticket.received_at, terms, due=due)]
+        # what fell due already is not pinged late, but the breach still escalates
+        return reminders.plan_again(ticket.id, ((spec, at, escalate) for spec, at, escalate in items
+                                                if at > now or escalate))

@@ -51,7 +51,6 @@ from bot.texts import (
 )
 from channels.messages import ChannelName, DeliveryState, InboundMessage, storable, utc_now, without_nul
 from sla_engine.classification import ClassificationInput, Kind, classify
-from sla_engine.clocks import ClockKind
 from sla_engine.deadlines import (
     Pause,
     first_response_due,
@@ -65,10 +64,10 @@ from sla_engine.policy import (
     Preset,
     Priority,
     SlaTerms,
-    Target,
     queue_rank,
     takes_request,
 )
+from sla_engine.priority import Line, PriorityDecision, PriorityInput, decide_priority
 from storage.billing import BillingRepository
 from storage.database import Database, DuplicateError
 from storage.direct import Direct
@@ -173,7 +172,7 @@ class IntakePipeline:
         self.reply_guards = reply_guards  # e.g. e-mail's cap on automatic replies per address
         # the terms of a plan on a day (and their snapshot as the tickets table stores it) and the rates of the
         # day, made once: every ticket of that plan and day shares them
-        self._terms: dict[tuple[str, date, bool], tuple[SlaTerms, Any]] = {}
+        self._terms: dict[tuple[str, date, str | None], tuple[SlaTerms, Any]] = {}
         self._rates: dict[tuple[str, date, str], dict[str, str] | None] = {}
 
     # -- entry point ---------------------------------------------------------
@@ -479,33 +478,37 @@ class IntakePipeline:
                           data={"decision": Outcome.UNKNOWN_SENDER.value, "reasons": work.reasons})
         return IntakeResult(Outcome.UNKNOWN_SENDER, ref, message_id, reply.purpose if reply else None, tuple(work.reasons))
 
-    def _terms_for(self, plan: Plan, msg: InboundMessage, work: _Work,
+    def _priority(self, plan: Plan, msg: InboundMessage, work: _Work) -> PriorityDecision | None:
+        """The request's priority by the preset's rule table (R25), the one the plan serves it at; None where
+        the preset has no priorities."""
+        preset = self.preset
+        if not preset.priorities or preset.default_priority is None:
+            return None
+        if msg.priority is not None and msg.priority.strip().lower() in preset.priority_names:
+            decision = PriorityDecision(msg.priority.strip().lower(), "asked",
+                                        (f"the request asked for priority {msg.priority}",))
+        else:
+            line = Line.OUTAGE if msg.critical and preset.critical is not None else Line.GENERAL
+            text = msg.subject + "\n" + msg.text if msg.subject else msg.text
+            decision = decide_priority(PriorityInput(text, msg.channel.value, line, msg.urgency, msg.impact),
+                                       preset.priority_rules, preset.default_priority)
+        served, why = preset.served(plan, decision.priority)
+        assert served is not None
+        reasons = (*decision.reasons, why) if why else decision.reasons
+        work.reasons.append(f"priority {served}: {'; '.join(reasons)}")
+        return PriorityDecision(served, decision.rule, reasons)
+
+    def _terms_for(self, plan: Plan, msg: InboundMessage, priority: str | None,
                    tickets: TicketRepository) -> tuple[SlaTerms, Any]:
         """The ticket's SLA terms and their snapshot (R22), the latter converted for storing."""
-        critical = msg.critical and self.preset.critical is not None
-        if critical:
-            work.reasons.append("critical incident: calendar clock on the 24/7 outage line (R17)")
-        key = (plan.name, msg.received_at.astimezone(self._zone()).date(), critical)
+        key = (plan.name, msg.received_at.astimezone(self._zone()).date(), priority)
         found = self._terms.get(key)
         if found is None:
             if len(self._terms) >= 1024:
                 self._terms.clear()
-            terms = self._make_terms(plan, key[1], critical)
+            terms = self.preset.terms(plan, key[1], priority)
             found = self._terms[key] = (terms, tickets.terms_value(terms.to_dict()))
         return found
-
-    def _make_terms(self, plan: Plan, on: date, critical: bool) -> SlaTerms:
-        terms = self.preset.terms(plan, on)
-        line = self.preset.critical
-        if not critical or line is None:
-            return terms
-        # R17: a critical incident runs on the calendar clock of the 24/7 outage line
-        target = plan.first_response
-        moved = (Target(target.duration, ClockKind.CALENDAR, line.calendar)
-                 if target is not None and plan.sla else None)
-        calendars = dict(terms.calendars)
-        calendars[line.calendar] = self.preset.calendars[line.calendar]
-        return replace(terms, plan=replace(plan, first_response=moved, reminders=()), calendars=calendars)
 
     def _rates_for(self, plan: Plan, at: datetime, language: Language) -> dict[str, str] | None:
         key = (plan.name, at.astimezone(self._zone()).date(), language)
@@ -518,7 +521,8 @@ class IntakePipeline:
     def _new_ticket(self, s: Direct, contact: ContactRecord, account: AccountRecord, plan: Plan,
                     work: _Work) -> IntakeResult:
         tickets, msg, now = TicketRepository(s), work.msg, self.now()
-        terms, snapshot = self._terms_for(plan, msg, work, tickets)
+        decided = self._priority(plan, msg, work)
+        terms, snapshot = self._terms_for(plan, msg, decided.priority if decided else None, tickets)
         due = first_response_due(msg.received_at, terms)
         window = resolution_window(msg.received_at, terms)
         verdict = classify(
@@ -541,12 +545,14 @@ class IntakePipeline:
             first_response_due=due, response_due=due, resolution_due_min=window.earliest,
             resolution_due_max=window.latest,
             decision=Outcome.NEW_TICKET.value, reasons=list(work.reasons), pauses=[], created_at=now, updated_at=now,
+            sla_priority=decided.priority if decided else None, priority_rule=decided.rule if decided else None,
+            priority_reasons=list(decided.reasons) if decided else None,
         )
         message_id = self._store_message(tickets, msg, ticket_id, account.id, contact.id, Outcome.NEW_TICKET, work)
         ReminderRepository(s).plan(ticket_id, ((r.spec, r.at, r.escalate)
                                                for r in reminder_schedule(msg.received_at, terms, due=due)))
         language = self._language(contact, account, work.msg)
-        reply = self._acknowledgement(work, terms, plan, ref, contact, account, due, window.earliest,
+        reply = self._acknowledgement(work, terms, terms.plan, ref, contact, account, due, window.earliest,
                                       window.latest, verdict.kind, verdict.reasons, language)
         self._queue(s, reply, message_id, ticket_id, account.id, contact.id, ref=ref)
         tickets.add_event("ticket_opened", now, ticket_id=ticket_id, message_id=message_id,
@@ -586,10 +592,9 @@ class IntakePipeline:
                          latest: datetime | None, kind: Kind, kind_reasons: tuple[str, ...],
                          language: Language) -> OutboundDraft | None:
         msg = work.msg
-        office = next(iter(terms.calendars.values())) if terms.calendars else next(iter(self.preset.calendars.values()))
         common: dict[str, Any] = {
             "ref": ref, "contact_name": contact.name, "plan": plan.title, "company": self.preset.title,
-            "opening_hours": opening_hours(self.preset.calendars.get("office", office), language),
+            "opening_hours": opening_hours(self.preset.service_calendar(plan), language),
             "staff": account.staff if plan.staff_role else None,
             "kind": kind.value, "kind_reason": kind_reasons[0] if kind_reasons else "",
             "rates": self._rates_for(plan, msg.received_at, language),
@@ -606,8 +611,10 @@ class IntakePipeline:
             return self._reply_for(work, "accepted_no_sla", language, **common)
         target = plan.first_response
         assert target is not None
+        # R25: a target of the preset's matrix names its priority
+        level = self.preset.priority(terms.priority) if terms.priority and plan.cell(terms.priority) else None
         return self._reply_for(
-            work, "accepted", language, due=format_when(due, language),
+            work, "accepted", language, due=format_when(due, language), priority=level.title if level else None,
             target=format_span(target.duration, language, target.clock.value),
             resolution=resolution_phrase(plan, earliest, latest, language), **common,
         )

@@ -18,6 +18,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "help": "Opdrachten:\n/queue — open tickets: storingen eerst, dan Premium, dan op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n"
                 "/reply REF tekst — antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n"
                 "/resolve REF — afgehandeld\n/note REF tekst — interne notitie\n"
+                "/priority REF naam — andere prioriteit (de termijnen opnieuw vanaf ontvangst)\n"
                 "/classify REF support|service — gratis of betaald\n"
                 "/cause REF platform|outside|customer — oorzaak na diagnose (customer: storing in eigen domein, spoedtarief)\n"
                 "/quote REF uren [spoed] — urenindicatie naar de klant\n"
@@ -35,6 +36,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "release_on": "{ref} wacht op een release: buiten de oplostermijn (R13).",
         "release_off": "{ref} wacht niet meer op een release: weer binnen de oplostermijn.",
         "release_kept": "{ref} wacht op een release; het plan houdt de oplostermijn toch aan (uiterlijk {when}).",
+        "prioritised": "{ref}: prioriteit {old} → {new}{note}. Reactie uiterlijk {due} (was {old_due}); oplossen "
+                       "uiterlijk {resolution} (was {old_resolution}).",
         "due": "eerste reactie uiterlijk {when}",
         "no_due": "geen reactietermijn",
         "reminder": "⏰ {ref} ({who}): {which}{due}{staff}",
@@ -99,6 +102,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "help": "Commands:\n/queue — open tickets: outages first, then Premium, then by deadline\n/ticket REF — one ticket\n/take REF — take it\n"
                 "/reply REF text — answer the customer\n/clarify REF question — ask the customer to clarify\n"
                 "/resolve REF — resolved\n/note REF text — internal note\n"
+                "/priority REF name — another priority (deadlines again from receipt)\n"
                 "/classify REF support|service — free or paid\n"
                 "/cause REF platform|outside|customer — root cause after diagnosis (customer: outage in their own domain, urgent rate)\n"
                 "/quote REF hours [urgent] — estimate to the customer\n"
@@ -116,6 +120,8 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "release_on": "{ref} waits for a release: off the resolution clock (R13).",
         "release_off": "{ref} no longer waits for a release: back on the resolution clock.",
         "release_kept": "{ref} waits for a release; the plan keeps its resolution target anyway (by {when}).",
+        "prioritised": "{ref}: priority {old} → {new}{note}. Response due {due} (was {old_due}); resolution by "
+                       "{resolution} (was {old_resolution}).",
         "due": "first response due {when}",
         "no_due": "no response deadline",
         "reminder": "⏰ {ref} ({who}): {which}{due}{staff}",
@@ -185,6 +191,7 @@ CHAT_USAGE: dict[str, str] = {
     "resolve": "/resolve REF", "note": "/note REF text", "classify": "/classify REF support|service",
     "cause": "/cause REF platform|outside|customer", "quote": "/quote REF hours [urgent]",
     "hours": "/hours REF hours [diagnosis] [note]", "release": "/release REF [off]",
+    "priority": "/priority REF name",
 }
 
 # why a reminder was not sent, in the ticket's audit trail (``reminder_skipped``)

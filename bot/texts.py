@@ -94,8 +94,11 @@ def resolution_phrase(plan: Plan, earliest: datetime | None, latest: datetime | 
     target = plan.resolution
     if target is None or earliest is None or latest is None:
         return None
-    low = format_span(target.minimum, language, target.clock.value)
     high = format_span(target.maximum, language, target.clock.value)
+    if target.minimum == target.maximum:  # one target (a matrix cell), not a range
+        by = format_when(latest, language)
+        return f"binnen {high} (uiterlijk {by})" if language == "nl" else f"within {high} (by {by})"
+    low = format_span(target.minimum, language, target.clock.value)
     low_number, high_words = low.split(" ")[0], high
     span = f"{low_number} - {high_words}" if low.split(" ", 1)[1:] == high.split(" ", 1)[1:] else f"{low} - {high}"
     if language == "nl":

@@ -32,6 +32,9 @@ def ticket_json(ticket: TicketRecord) -> dict[str, Any]:
         # the follow-up question that waits for staff arrived, and when staff answered the latest question
         "response_due": local_iso(ticket.current_due), "followup_at": local_iso(ticket.followup_at),
         "responded_at": local_iso(ticket.current_answer),
+        # R25: the priority of the preset's matrix (null where it has none), the rule that gave it and why
+        "sla_priority": ticket.sla_priority, "priority_rule": ticket.priority_rule,
+        "priority_reasons": list(ticket.priority_reasons),
     }
 
 

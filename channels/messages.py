@@ -65,6 +65,10 @@ class InboundMessage:
     language: str | None = None  # the language the sender asked to be answered in (the platform API), if any
     raw: bytes = b""
     notes: tuple[str, ...] = ()  # what was changed to store it (NUL characters removed): in the message's reasons
+    # what the sender said of its priority (R25): a priority by name, or urgency and impact answers
+    priority: str | None = None
+    urgency: str | None = None
+    impact: str | None = None
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:

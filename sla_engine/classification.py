@@ -97,7 +97,7 @@ def _keyword_patterns(keywords: tuple[str, ...]) -> tuple[tuple[str, str, re.Pat
     return tuple(found)
 
 
-def _find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
+def find_keyword(text: str, keywords: tuple[str, ...]) -> str | None:
     """The first keyword of the list (as the table orders them) that ``text`` has as a whole word."""
     for word, plain, pattern in _keyword_patterns(keywords):
         # a whole-word match is first of all a substring: the cheap test rules out most keywords
@@ -130,7 +130,7 @@ def classify(
                 continue
             reasons.append(f"root cause recorded as {rule.root_cause.value}")
         if rule.keywords:
-            hit = _find_keyword(text, rule.keywords)
+            hit = find_keyword(text, rule.keywords)
             if hit is None:
                 continue
             reasons.append(f"the request mentions {hit!r}")

@@ -119,10 +119,11 @@ def reminder_schedule(received_at: datetime, terms: SlaTerms, *,
             share = target.duration * float(rule.fraction)
             at = clock.add(start, timedelta(seconds=round(share.total_seconds())))
         else:
-            assert rule.before is not None
-            if rule.before >= target.duration:
+            lead = rule.lead(target.duration)
+            assert lead is not None
+            if lead >= target.duration or lead <= timedelta(0):
                 continue
-            at = clock.add(due, -rule.before)
+            at = clock.add(due, -lead)
         if not rule.at_breach:
             # a reminder that falls exactly on a closing time goes out at the next opening
             at = clock.next_run(at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -21,6 +21,7 @@ from sla_engine.calendar import BusinessCalendar
 from sla_engine.classification import ClassificationRule
 from sla_engine.clocks import Clock, ClockKind, make_clock
 from sla_engine.errors import PolicyError
+from sla_engine.priority import PriorityLevel, PriorityRule
 
 
 class Channel(StrEnum):
@@ -120,8 +121,8 @@ class ResolutionTarget:
 class ReminderRule:
     """When to ping staff about a first-response deadline (R16).
 
-    Exactly one of: ``fraction`` of the window gone, ``before`` the deadline on
-    the ticket's own clock, or ``at_breach``.
+    Exactly one of: ``fraction`` of the window gone, a time ``before`` the deadline on the ticket's own clock
+    (``before`` fixed, ``share_before`` a share of the window, or the shorter of both), or ``at_breach``.
     """
 
     spec: str
@@ -129,27 +130,82 @@ class ReminderRule:
     before: timedelta | None = None
     at_breach: bool = False
     escalate: bool = False
+    share_before: Decimal | None = None
 
     @classmethod
     def parse(cls, spec: str) -> ReminderRule:
-        """``"75%"``, ``"1h before"``, ``"breach"`` (escalates to the team lead)."""
+        """``"75%"``, ``"1h before"``, ``"10% before"``, ``"1h or 10% before"`` (the shorter of the two), or
+        ``"breach"`` (escalates to the team lead)."""
         text = spec.strip().lower()
         if text == "breach":
             return cls(spec, at_breach=True, escalate=True)
         if text.endswith("%"):
-            try:
-                share = Decimal(text[:-1]) / 100
-            except ArithmeticError:
-                share = Decimal(-1)
-            if not Decimal(0) < share < Decimal(1):
-                raise PolicyError(f"reminder {spec!r}: a share must lie between 0% and 100%")
-            return cls(spec, fraction=share)
+            return cls(spec, fraction=_share(text, spec))
         if text.endswith("before"):
-            return cls(spec, before=parse_duration(text[: -len("before")]))
-        raise PolicyError(f"reminder {spec!r}: expected '75%', '1h before' or 'breach'")
+            before: timedelta | None = None
+            share: Decimal | None = None
+            for part in text[: -len("before")].split(" or "):
+                if part.strip().endswith("%") and share is None:
+                    share = _share(part.strip(), spec)
+                elif before is None and not part.strip().endswith("%"):
+                    before = parse_duration(part)
+                else:
+                    raise PolicyError(f"reminder {spec!r}: expected '1h before', '10% before' or '1h or 10% before'")
+            return cls(spec, before=before, share_before=share)
+        raise PolicyError(f"reminder {spec!r}: expected '75%', '1h before', '10% before' or 'breach'")
+
+    def lead(self, window: timedelta) -> timedelta | None:
+        """How long before the deadline a "before" rule pings for a window of ``window``; None for the others."""
+        if self.before is None and self.share_before is None:
+            return None
+        leads = [self.before] if self.before is not None else []
+        if self.share_before is not None:
+            leads.append(timedelta(seconds=round(window.total_seconds() * float(self.share_before))))
+        return min(leads)
 
 
-DEFAULT_REMINDERS = tuple(ReminderRule.parse(s) for s in ("75%", "1h before", "breach"))
+def _share(text: str, spec: str) -> Decimal:
+    try:
+        share = Decimal(text[:-1]) / 100
+    except ArithmeticError:
+        share = Decimal(-1)
+    if not Decimal(0) < share < Decimal(1):
+        raise PolicyError(f"reminder {spec!r}: a share must lie between 0% and 100%")
+    return share
+
+
+DEFAULT_REMINDERS = tuple(ReminderRule.parse(s) for s in ("75%", "1h or 10% before", "breach"))
+"""R16 for a preset that names none: at 75% of the window, an hour before it lapses (a tenth of the window when
+that is shorter: 1.5 minutes of a 15-minute window), and at the breach."""
+
+@dataclass(frozen=True)
+class PriorityTargets:
+    """One cell of a priority matrix (R25): a plan's targets for one priority, each on its own clock."""
+
+    first_response: Target | None
+    resolution: ResolutionTarget | None
+    reminders: tuple[ReminderRule, ...] | None = None  # None: the plan's own
+
+    @property
+    def calendars(self) -> set[str]:
+        return {t.calendar for t in (self.first_response, self.resolution) if t is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_response": self.first_response.to_dict() if self.first_response else None,
+            "resolution": self.resolution.to_dict() if self.resolution else None,
+            "reminders": None if self.reminders is None else [r.spec for r in self.reminders],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriorityTargets:
+        reminders = data.get("reminders")
+        return cls(
+            Target.from_dict(data["first_response"]) if data.get("first_response") else None,
+            ResolutionTarget.from_dict(data["resolution"]) if data.get("resolution") else None,
+            None if reminders is None else tuple(ReminderRule.parse(r) for r in reminders),
+        )
+
 
 QUEUE_TIER = 10_000
 """The step between the tiers of :func:`queue_rank`; a plan's own ``queue_priority`` stays within half of it."""
@@ -170,15 +226,96 @@ class Plan:
     reminders: tuple[ReminderRule, ...] = DEFAULT_REMINDERS
     monthly_hours: bool = False
     paid_service: bool = False
+    calendar: str | None = None  # the plan's service window: the calendar its targets run on unless they name one
+    targets: tuple[tuple[str, PriorityTargets], ...] = ()  # the plan's row of the priority matrix (R25)
+    priority: str | None = None  # whose targets ``first_response`` and ``resolution`` are (None: the plan's own)
+    own: PriorityTargets | None = None  # the plan's own targets while a priority's stand in for them
 
     def __post_init__(self) -> None:
-        if self.sla and self.first_response is None:
+        if self.sla and self.first_response is None and not self.targets:
             raise PolicyError(f"plan {self.name!r} has an SLA but no first-response target")
         if not self.channels:
             raise PolicyError(f"plan {self.name!r} includes no channel")
         if abs(self.queue_priority) >= QUEUE_TIER // 2:
             raise PolicyError(f"plan {self.name!r}: queue_priority {self.queue_priority} must lie between "
                               f"{-(QUEUE_TIER // 2 - 1)} and {QUEUE_TIER // 2 - 1}")
+
+    @property
+    def base(self) -> PriorityTargets:
+        """The plan's own targets: for every priority its matrix row does not name."""
+        return self.own or PriorityTargets(self.first_response, self.resolution, self.reminders)
+
+    @property
+    def priorities(self) -> tuple[str, ...]:
+        """The priorities the plan's matrix row names."""
+        return tuple(name for name, _ in self.targets)
+
+    def cell(self, priority: str) -> PriorityTargets | None:
+        """The plan's targets for ``priority``, or None when its row does not name it."""
+        return next((cell for name, cell in self.targets if name == priority), None)
+
+    @property
+    def has_own_targets(self) -> bool:
+        base = self.base
+        return not self.sla or base.first_response is not None or base.resolution is not None
+
+    def with_priority(self, priority: str | None) -> Plan:
+        """The plan with the targets of ``priority`` in place of its own (its own where the row names none)."""
+        base = self.base
+        chosen = (self.cell(priority) if priority is not None else None) or base
+        reminders = chosen.reminders if chosen.reminders is not None else base.reminders
+        return replace(self, first_response=chosen.first_response, resolution=chosen.resolution,
+                       reminders=reminders if reminders is not None else DEFAULT_REMINDERS, priority=priority,
+                       own=base)
+
+    @property
+    def calendars(self) -> set[str]:
+        """Every calendar the plan's targets run on, its matrix row included."""
+        found = self.base.calendars
+        for _, cell in self.targets:
+            found |= cell.calendars
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (a ticket's snapshot)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "channels": sorted(c.value for c in self.channels),
+            "sla": self.sla,
+            "first_response": self.first_response.to_dict() if self.first_response else None,
+            "resolution": self.resolution.to_dict() if self.resolution else None,
+            "staff_role": self.staff_role,
+            "queue_priority": self.queue_priority,
+            "reminders": [r.spec for r in self.reminders],
+            "monthly_hours": self.monthly_hours,
+            "paid_service": self.paid_service,
+            "calendar": self.calendar,
+            "targets": {name: cell.to_dict() for name, cell in self.targets},
+            "priority": self.priority,
+            "own": self.own.to_dict() if self.own else None,
+        }
+
+    @classmethod
+    def from_dict(cls, p: Mapping[str, Any]) -> Plan:
+        """Inverse of :meth:`to_dict` (a snapshot of an earlier slabot has no matrix)."""
+        return cls(
+            name=p["name"],
+            title=p["title"],
+            channels=frozenset(Channel(c) for c in p["channels"]),
+            sla=p["sla"],
+            first_response=Target.from_dict(p["first_response"]) if p["first_response"] else None,
+            resolution=ResolutionTarget.from_dict(p["resolution"]) if p["resolution"] else None,
+            staff_role=p["staff_role"],
+            queue_priority=p["queue_priority"],
+            reminders=tuple(ReminderRule.parse(s) for s in p["reminders"]),
+            monthly_hours=p["monthly_hours"],
+            paid_service=p["paid_service"],
+            calendar=p.get("calendar"),
+            targets=tuple((name, PriorityTargets.from_dict(c)) for name, c in (p.get("targets") or {}).items()),
+            priority=p.get("priority"),
+            own=PriorityTargets.from_dict(p["own"]) if p.get("own") else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -230,17 +367,32 @@ class Preset:
     critical: CriticalLine | None = None
     billing: BillingTerms | None = None
     languages: tuple[str, ...] = ("nl", "en")
+    priorities: tuple[PriorityLevel, ...] = ()  # most urgent first (R25)
+    priority_rules: tuple[PriorityRule, ...] = ()
+    default_priority: str | None = None
     _plans: dict[str, Plan] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_plans", {p.name: p for p in self.plans})
         if len(self._plans) != len(self.plans):
             raise PolicyError(f"preset {self.name!r} names a plan twice")
+        names = [p.name for p in self.priorities]
+        if len(set(names)) != len(names):
+            raise PolicyError(f"preset {self.name!r} names a priority twice")
+        if names and self.default_priority not in names:
+            raise PolicyError(f"preset {self.name!r}: default_priority {self.default_priority!r} is not one of "
+                              f"its priorities ({', '.join(names)})")
+        for rule in self.priority_rules:
+            if rule.priority not in names:
+                raise PolicyError(f"priority rule {rule.name!r} gives unknown priority {rule.priority!r}")
         for plan in self.plans:
-            for target in (plan.first_response, plan.resolution):
-                if target is not None and target.calendar not in self.calendars:
+            for name in plan.priorities:
+                if name not in names:
+                    raise PolicyError(f"plan {plan.name!r} has targets for unknown priority {name!r}")
+            for calendar in sorted(plan.calendars | ({plan.calendar} if plan.calendar else set())):
+                if calendar not in self.calendars:
                     raise PolicyError(
-                        f"plan {plan.name!r} uses calendar {target.calendar!r}; "
+                        f"plan {plan.name!r} uses calendar {calendar!r}; "
                         f"preset {self.name!r} has {sorted(self.calendars)}"
                     )
         if self.critical is not None and self.critical.calendar not in self.calendars:
@@ -259,17 +411,74 @@ class Preset:
     def plan_names(self) -> tuple[str, ...]:
         return tuple(self._plans)
 
-    def terms(self, plan: str | Plan, on: date) -> SlaTerms:
-        """The snapshot of the terms a request under ``plan`` gets on day ``on`` (R22)."""
+    @property
+    def priority_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.priorities)
+
+    def priority(self, name: str) -> PriorityLevel:
+        """The priority called ``name``, or a :class:`PolicyError` naming the valid choices."""
+        wanted = name.strip().lower()
+        found = next((p for p in self.priorities if p.name == wanted), None)
+        if found is None:
+            choices = ", ".join(self.priority_names) or "none (the preset has no priorities)"
+            raise PolicyError(f"unknown priority {name!r} for preset {self.name!r}; choose one of: {choices}")
+        return found
+
+    def served(self, plan: Plan, priority: str | None) -> tuple[str | None, str | None]:
+        """The priority ``plan`` serves a request of ``priority`` at, with the reason when it is another.
+
+        A plan whose matrix row lacks the priority serves it at its own targets; a plan without own targets
+        at the nearest priority its row has, the less urgent side first.
+        """
+        if priority is None or not self.priorities:
+            return None, None
+        if plan.cell(priority) is not None or plan.has_own_targets:
+            return priority, None
+        names = self.priority_names
+        at = names.index(priority)
+        order = [*names[at + 1:], *reversed(names[:at])]
+        chosen = next((name for name in order if plan.cell(name) is not None), priority)
+        return chosen, f"plan {plan.name} has no {priority} targets: served as {chosen}"
+
+    def service_calendar(self, plan: Plan) -> BusinessCalendar:
+        """The calendar of the plan's service window: its own, else its first-response target's, else the
+        preset's first."""
+        base = plan.base
+        cells = [cell for _, cell in plan.targets]
+        for candidate in (plan.calendar, *(c.first_response.calendar for c in (base, *cells) if c.first_response)):
+            if candidate is not None:
+                return self.calendars[candidate]
+        return next(iter(self.calendars.values()))
+
+    def terms(self, plan: str | Plan, on: date, priority: str | None = None) -> SlaTerms:
+        """The snapshot of the terms a request under ``plan`` at ``priority`` gets on day ``on`` (R22).
+
+        The snapshot keeps the plan's whole matrix row and its calendars, so that a priority set later
+        recomputes the deadlines on the terms of the day the request came in.
+        """
         chosen = plan if isinstance(plan, Plan) else self.plan(plan)
-        used = {t.calendar for t in (chosen.first_response, chosen.resolution) if t is not None}
+        if priority is not None:
+            chosen = chosen.with_priority(priority)
         rate = self.billing.rate_on(on) if self.billing is not None and chosen.paid_service else None
         return SlaTerms(
             preset=self.name,
             plan=chosen,
-            calendars={name: self.calendars[name] for name in sorted(used)},
+            calendars={name: self.calendars[name] for name in sorted(_used(chosen))},
             rate=rate,
+            priority=priority,
         )
+
+    def reprioritised(self, terms: SlaTerms, priority: str | None) -> SlaTerms:
+        """A ticket's terms at another priority (R25): the cell of the matrix row its snapshot kept, on the
+        snapshot's calendars (a calendar the old priority did not use comes from this preset)."""
+        plan = terms.plan.with_priority(priority)
+        calendars = dict(terms.calendars)
+        for name in sorted(_used(plan) - set(calendars)):
+            if name not in self.calendars:
+                raise PolicyError(f"priority {priority!r} of plan {plan.name!r} uses calendar {name!r}, which "
+                                  f"preset {self.name!r} no longer has")
+            calendars[name] = self.calendars[name]
+        return replace(terms, plan=plan, calendars=calendars, priority=priority)
 
 
 @dataclass(frozen=True)
@@ -280,6 +489,7 @@ class SlaTerms:
     plan: Plan
     calendars: Mapping[str, BusinessCalendar]
     rate: RateCard | None = None
+    priority: str | None = None
     _clocks: dict[tuple[ClockKind, str], Clock] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -294,49 +504,29 @@ class SlaTerms:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot."""
-        plan = self.plan
         return {
             "preset": self.preset,
-            "plan": {
-                "name": plan.name,
-                "title": plan.title,
-                "channels": sorted(c.value for c in plan.channels),
-                "sla": plan.sla,
-                "first_response": plan.first_response.to_dict() if plan.first_response else None,
-                "resolution": plan.resolution.to_dict() if plan.resolution else None,
-                "staff_role": plan.staff_role,
-                "queue_priority": plan.queue_priority,
-                "reminders": [r.spec for r in plan.reminders],
-                "monthly_hours": plan.monthly_hours,
-                "paid_service": plan.paid_service,
-            },
+            "plan": self.plan.to_dict(),
             "calendars": {name: cal.to_dict() for name, cal in self.calendars.items()},
             "rate": self.rate.to_dict() if self.rate else None,
+            "priority": self.priority,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlaTerms:
         """Inverse of :meth:`to_dict`."""
-        p = data["plan"]
-        plan = Plan(
-            name=p["name"],
-            title=p["title"],
-            channels=frozenset(Channel(c) for c in p["channels"]),
-            sla=p["sla"],
-            first_response=Target.from_dict(p["first_response"]) if p["first_response"] else None,
-            resolution=ResolutionTarget.from_dict(p["resolution"]) if p["resolution"] else None,
-            staff_role=p["staff_role"],
-            queue_priority=p["queue_priority"],
-            reminders=tuple(ReminderRule.parse(s) for s in p["reminders"]),
-            monthly_hours=p["monthly_hours"],
-            paid_service=p["paid_service"],
-        )
         return cls(
             preset=data["preset"],
-            plan=plan,
+            plan=Plan.from_dict(data["plan"]),
             calendars={n: BusinessCalendar.from_dict(c) for n, c in data["calendars"].items()},
             rate=RateCard.from_dict(data["rate"]) if data.get("rate") else None,
+            priority=data.get("priority"),
         )
+
+
+def _used(plan: Plan) -> set[str]:
+    """The calendars the plan's targets of the moment run on."""
+    return {t.calendar for t in (plan.first_response, plan.resolution) if t is not None}
 
 
 def local_date(instant: datetime, calendar: BusinessCalendar) -> date:

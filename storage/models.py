@@ -148,6 +148,11 @@ class Ticket(Base):
     kind_rule: Mapped[str | None] = mapped_column(String(100))
     kind_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     priority: Mapped[str] = mapped_column(String(10), default="normal")
+    # R25: the priority of the preset's matrix (None where the preset has none), the rule that gave it (a rule
+    # of the preset's table, ``default`` or ``staff``) and why
+    sla_priority: Mapped[str | None] = mapped_column(String(40))
+    priority_rule: Mapped[str | None] = mapped_column(String(100))
+    priority_reasons: Mapped[list[str] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(20))  # a TicketState; queries on it use ix_tickets_open_queue
     plan: Mapped[str | None] = mapped_column(String(50))
     queue_priority: Mapped[int] = mapped_column(Integer, default=0)

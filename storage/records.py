@@ -192,6 +192,10 @@ class TicketRecord:
     response_due: datetime | None = None
     followup_at: datetime | None = None
     responded_at: datetime | None = None
+    # R25: the priority of the preset's matrix (None where it has none), the rule that gave it, and why
+    sla_priority: str | None = None
+    priority_rule: str | None = None
+    priority_reasons: tuple[str, ...] = ()
 
     @property
     def current_due(self) -> datetime | None:

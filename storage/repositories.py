@@ -511,6 +511,8 @@ class TicketRepository(Repository):
             resolved_at=v["resolved_at"], decision=v["decision"], reasons=tuple(v["reasons"] or ()),
             messages=tuple(self.messages(v["id"])) if with_messages else (), root_cause=v["root_cause"],
             response_due=v["response_due"], followup_at=v["followup_at"], responded_at=v["responded_at"],
+            sla_priority=v["sla_priority"], priority_rule=v["priority_rule"],
+            priority_reasons=tuple(v["priority_reasons"] or ()),
         )
 
 

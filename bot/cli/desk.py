@@ -1,9 +1,11 @@
-"""Staff actions from the command line, for a desk without the staff chat: reply, clarify, resolve, release.
+"""Staff actions from the command line, for a desk without the staff chat: reply, clarify, resolve, release,
+priority.
 
 ``slabot tickets reply REF TEXT`` (``--clarify`` asks a question and pauses the
 resolution clock, R14), ``slabot tickets resolve REF`` and ``slabot tickets
 release REF [--clear]`` (R13: a problem that needs an IT release leaves the
-resolution clock). They do what the same commands in the staff chat do, in one
+resolution clock) and ``slabot tickets priority REF NAME`` (R25: another
+priority of the preset's matrix, the deadlines recomputed from receipt). They do what the same commands in the staff chat do, in one
 transaction each, and print the ticket's state (``--json``: one object).
 """
 
@@ -15,8 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
-from bot.cli.common import STAFF_ENV, Handler, staff_name, with_database
-from bot.desk import ActionResult, Desk
+from bot.cli.common import STAFF_ENV, Handler, UsageError, local_iso, staff_name, with_database
+from bot.desk import ActionResult, Desk, DeskError
 from channels.messages import DeliveryState
 from storage.repositories import TicketRepository
 
@@ -75,6 +77,24 @@ def cmd_release(args: argparse.Namespace, out: TextIO) -> int:
                   resolution_due_max=latest.isoformat() if latest else None)
 
 
+def cmd_priority(args: argparse.Namespace, out: TextIO) -> int:
+    """Set the ticket's priority (R25): its deadlines are recomputed from receipt and its reminders replanned."""
+    try:
+        change = with_database(args, lambda loaded, db: Desk(db).set_priority(args.ref, args.name, staff_name(args),
+                                                                                loaded.preset))
+    except DeskError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        out.write(json.dumps(change.to_dict()) + "\n")
+        return 0
+    old, new = change.response_due
+    out.write(f"{change.ref}: priority {change.old or '-'} -> {change.new}"
+              f"{f' ({change.note})' if change.note else ''}; response due {local_iso(old) or '-'} -> "
+              f"{local_iso(new) or '-'}; resolution by {local_iso(change.resolution_due_max[0]) or '-'} -> "
+              f"{local_iso(change.resolution_due_max[1]) or '-'}\n")
+    return 0
+
+
 def register(ticket_cmds: Any) -> None:
     """Add the staff actions to ``slabot tickets``."""
     def common(parser: argparse.ArgumentParser, handler: Handler) -> None:
@@ -95,6 +115,10 @@ def register(ticket_cmds: Any) -> None:
         "release", help="the problem needs an IT release: the ticket leaves the resolution clock (R13)")
     common(release, cmd_release)
     release.add_argument("--clear", action="store_true", help="no release needed after all: back on the clock")
+    priority = ticket_cmds.add_parser(
+        "priority", help="set the ticket's priority of the preset's matrix (R25): deadlines recomputed from receipt")
+    common(priority, cmd_priority)
+    priority.add_argument("name", help="a priority of the preset, e.g. p1")
 
 
 __all__ = ["register"]

@@ -54,6 +54,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "privacy erase": ("slabot privacy erase --contact piet@bakkerij-jansen.nl",
                       "slabot privacy erase --contact 0612345678 --staff anna --yes"),
     "privacy log": ("slabot privacy log", "slabot privacy log --json"),
+    "presets check": ("slabot presets check docs/examples/hostingdesk.toml", "slabot presets check my-sla.toml"),
+    "presets show": ("slabot presets show mailcampaigns", "slabot presets show docs/examples/hostingdesk.toml --json"),
+    "tickets priority": ("slabot tickets priority HD-10001 P1 --staff anna",),
     "report": ("slabot report --from 2026-11-01 --to 2026-11-30",
                "slabot report --from 2026-11-01 --to 2026-11-30 --plan licentie --json"),
 }

@@ -31,6 +31,7 @@ import bot.cli.demo as demo
 import bot.cli.desk as desk
 import bot.cli.ingest as ingest
 import bot.cli.mail as mail
+import bot.cli.presets as presets
 import bot.cli.privacy as privacy
 import bot.cli.report as report
 import bot.cli.serve as serve
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     ingest.register(commands)
     sla.register(commands)
+    presets.register(commands)
     config.register(commands)
     db.register(commands)
     ticket_cmds = tickets.register(commands)

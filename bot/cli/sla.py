@@ -13,7 +13,7 @@ from bot.i18n import LANGUAGES, Language, format_span, format_when
 from bot.presets import BUILTIN, load_preset
 from sla_engine.deadlines import first_response_due, resolution_window
 from sla_engine.errors import PolicyError
-from sla_engine.policy import Preset
+from sla_engine.policy import Preset, SlaTerms, format_duration
 
 
 def _iso(instant: datetime | None, preset: Preset) -> str | None:
@@ -23,10 +23,23 @@ def _iso(instant: datetime | None, preset: Preset) -> str | None:
     return instant.astimezone(zone).isoformat()
 
 
-def deadline_report(preset: Preset, plan_name: str, received_at: datetime) -> dict[str, Any]:
+def priority_terms(preset: Preset, plan_name: str, received_at: datetime,
+                   priority: str | None = None) -> tuple[SlaTerms, str | None]:
+    """The terms of a request under ``plan_name`` at ``priority`` (the preset's default where None), with the
+    reason when the plan serves it at another priority (R25)."""
+    plan = preset.plan(plan_name)
+    if priority is not None:
+        priority = preset.priority(priority).name
+    served, why = preset.served(plan, priority or preset.default_priority)
+    return preset.terms(plan, received_at.date(), served), why
+
+
+def deadline_report(preset: Preset, plan_name: str, received_at: datetime,
+                    priority: str | None = None) -> dict[str, Any]:
     """The JSON object of ``slabot sla deadline --json`` (SPEC §4)."""
     plan = preset.plan(plan_name)
-    terms = preset.terms(plan, received_at.date())
+    terms, why = priority_terms(preset, plan_name, received_at, priority)
+    plan = terms.plan
     due = first_response_due(received_at, terms)
     window = resolution_window(received_at, terms)
     return {
@@ -43,6 +56,10 @@ def deadline_report(preset: Preset, plan_name: str, received_at: datetime) -> di
             if plan.first_response and plan.sla else None
         ),
         "resolution_clock": plan.resolution.clock.value if plan.resolution else None,
+        "priority": terms.priority,
+        "priority_note": why,
+        "first_response_target_text": format_duration(plan.first_response.duration, plan.first_response.clock)
+        if plan.first_response and plan.sla else None,
     }
 
 
@@ -56,6 +73,7 @@ _SENTENCES: dict[Language, dict[str, str]] = {
         "business": "binnen openingstijden",
         "working_days": "",
         "calendar": "aaneengesloten",
+        "priority": "prioriteit",
     },
     "en": {
         "received": "A request under {plan} ({preset}), received {when}:",
@@ -66,18 +84,25 @@ _SENTENCES: dict[Language, dict[str, str]] = {
         "business": "within opening hours",
         "working_days": "",
         "calendar": "around the clock",
+        "priority": "priority",
     },
 }
 
 
-def deadline_sentence(preset: Preset, plan_name: str, received_at: datetime, language: Language) -> str:
+def deadline_sentence(preset: Preset, plan_name: str, received_at: datetime, language: Language,
+                      priority: str | None = None) -> str:
     """The same facts as :func:`deadline_report`, as readable text."""
-    plan = preset.plan(plan_name)
-    terms = preset.terms(plan, received_at.date())
+    terms, why = priority_terms(preset, plan_name, received_at, priority)
+    plan = terms.plan
     due = first_response_due(received_at, terms)
     window = resolution_window(received_at, terms)
     words = _SENTENCES[language]
-    lines = [words["received"].format(plan=plan.title, preset=preset.title, when=format_when(received_at, language))]
+    title = plan.title
+    if terms.priority is not None:
+        title += f", {words['priority']} {preset.priority(terms.priority).title}"
+    lines = [words["received"].format(plan=title, preset=preset.title, when=format_when(received_at, language))]
+    if why:
+        lines.append(f"- {why};")
     if due is not None and plan.first_response is not None:
         target = plan.first_response
         lines.append(words["due"].format(
@@ -109,10 +134,15 @@ def cmd_sla_deadline(args: argparse.Namespace, out: TextIO) -> int:
         preset.plan(args.plan)
     except PolicyError as exc:
         raise UsageError(f"--plan: {exc}") from None
+    if args.priority is not None:
+        try:
+            preset.priority(args.priority)
+        except PolicyError as exc:
+            raise UsageError(f"--priority: {exc}") from None
     if args.json:
-        out.write(json.dumps(deadline_report(preset, args.plan, received_at)) + "\n")
+        out.write(json.dumps(deadline_report(preset, args.plan, received_at, args.priority)) + "\n")
     else:
-        out.write(deadline_sentence(preset, args.plan, received_at, args.lang) + "\n")
+        out.write(deadline_sentence(preset, args.plan, received_at, args.lang, args.priority) + "\n")
     return 0
 
 
@@ -128,6 +158,8 @@ def register(commands: Any) -> None:
     deadline.add_argument("--at", required=True, metavar="ISO8601",
                           help="when the request came in, e.g. 2026-11-23T10:00:00+01:00")
     deadline.add_argument("--preset", help=f"preset name ({', '.join(BUILTIN)}) or file; default: the config's")
+    deadline.add_argument("--priority", metavar="NAME",
+                          help="a priority of the preset's matrix, e.g. p1 (default: the preset's default priority)")
     deadline.add_argument("--json", action="store_true", help="print one JSON object")
     deadline.add_argument("--lang", choices=LANGUAGES, default="nl", help="language of the sentence (default nl)")
     deadline.set_defaults(handler=cmd_sla_deadline)

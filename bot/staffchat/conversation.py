@@ -46,7 +46,7 @@ _CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06
 _URGENT = {"urgent", "spoed"}
 _OFF = {"off", "uit", "clear", "nee", "no"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
-_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours")
+_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours", "priority")
 _BILLING = ("classify", "cause", "quote", "hours")
 
 
@@ -204,8 +204,24 @@ class StaffConversation:
             if needs and latest is not None:  # a plan whose resolution target does not exclude releases (MC)
                 return t["release_kept"].format(ref=result.ref, when=format_when(latest, language))
             return t["release_on" if needs else "release_off"].format(ref=result.ref)
+        if command == "priority":
+            return self.prioritise(ref, rest.split()[0], staff, language)
         assert command == "note"
         return self.record(NOTE, ref, staff, language, "noted", {"text": rest})
+
+    def prioritise(self, ref: str, name: str, staff: str, language: Language) -> str:
+        """/priority REF NAME (R25): the same use case as ``slabot tickets priority``."""
+        if self.pipeline is None:
+            raise DeskError("a priority needs the intake pipeline (the preset)")
+        change = self.desk.set_priority(ref, name, staff, self.pipeline.preset)
+
+        def when(instant: datetime | None) -> str:
+            return format_when(instant, language) if instant is not None else "-"
+
+        return CHAT_TEXTS[language]["prioritised"].format(
+            ref=change.ref, old=change.old or "-", new=change.new, note=f" ({change.note})" if change.note else "",
+            due=when(change.response_due[1]), old_due=when(change.response_due[0]),
+            resolution=when(change.resolution_due_max[1]), old_resolution=when(change.resolution_due_max[0]))
 
     def billing_command(self, command: str, ref: str, words: list[str], staff: str, language: Language) -> str:
         """/classify, /cause, /quote and /hours (R18-R21), through :class:`bot.billing.Billing`."""

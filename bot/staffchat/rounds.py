@@ -40,8 +40,10 @@ REPAGE_EVERY = timedelta(minutes=15)  # without a preset's outage line
 ALERT_FIELDS = ("recipient", "error", "status", "attempts", "rounds", "source", "reason", "kept_mail")
 
 
-def reminder_lead(spec: str, language: Language) -> str:
-    """Which reminder this is, as the start of its text: "75% of the response time gone; ", "1 hour left; "."""
+def reminder_lead(spec: str, language: Language, left: timedelta | None = None) -> str:
+    """Which reminder this is, as the start of its text: "75% of the response time gone; ", "1 hour left; ".
+
+    A reminder a share of the window before the deadline ("1h or 10% before") says the time ``left`` until it."""
     try:
         rule = ReminderRule.parse(spec)
     except PolicyError:  # not a rule of today's preset (a reminder planned under an older one): no lead
@@ -49,6 +51,9 @@ def reminder_lead(spec: str, language: Language) -> str:
     t = CHAT_TEXTS[language]
     if rule.fraction is not None:
         return t["reminder_share"].format(share=f"{rule.fraction * 100:.0f}%")
+    if rule.share_before is not None and left is not None:
+        minutes = timedelta(minutes=max(1, int(left.total_seconds() // 60)))
+        return t["reminder_left"].format(left=format_span(minutes, language, "business"))
     if rule.before is not None:
         return t["reminder_left"].format(left=format_span(rule.before, language, "business"))
     return ""
@@ -91,7 +96,8 @@ class StaffRounds:
             due = t["due_follow_up" if notice.follow_up else "due"].format(when=when) if notice.deadline \
                 else t["no_due"]
             text = t["reminder_follow_up" if notice.follow_up else "reminder"].format(
-                ref=notice.ticket_ref, who=about, due=due, staff=staff, which=reminder_lead(notice.spec, self.language))
+                ref=notice.ticket_ref, who=about, due=due, staff=staff, which=reminder_lead(
+                    notice.spec, self.language, notice.deadline - notice.due_at if notice.deadline else None))
         await self.transport.send_message(self.chat, text)
 
     # -- the weekly summary -------------------------------------------------------------
