@@ -118,18 +118,26 @@ class PlatformRequest:
     external_id: str | None
     language: str | None = None
     critical: bool = False
+    priority: str | None = None  # R25: a priority by name, or the user's urgency and impact answers
+    urgency: str | None = None
+    impact: str | None = None
 
     @classmethod
     def of(cls, email: str | None, phone: str | None, subject: str | None, text: str, external_id: str | None,
-           language: str | None = None, critical: bool = False) -> PlatformRequest:
+           language: str | None = None, critical: bool = False, priority: str | None = None,
+           urgency: str | None = None, impact: str | None = None) -> PlatformRequest:
         """From the request's fields; :class:`channels.identity.IdentityError` for an address or number that
         is not one."""
         sender = email_identity(email) if email else phone_identity(phone or "")
-        return cls(sender, subject, text, external_id, language, critical)
+        return cls(sender, subject, text, external_id, language, critical, priority, urgency, impact)
 
     def fields(self) -> dict[str, Any]:
-        return {"contact": {self.sender.kind.value: self.sender.value}, "subject": self.subject, "text": self.text,
-                "external_id": self.external_id, "language": self.language, "critical": self.critical}
+        found = {"contact": {self.sender.kind.value: self.sender.value}, "subject": self.subject, "text": self.text,
+                 "external_id": self.external_id, "language": self.language, "critical": self.critical}
+        # the R25 answers only when given: a retry of a request made before they existed keeps its hash
+        found.update({k: v for k, v in (("priority", self.priority), ("urgency", self.urgency),
+                                        ("impact", self.impact)) if v is not None})
+        return found
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,8 @@ class PlatformIntake:
         external_id = request.external_id or f"api-{uuid.uuid4()}"
         message = InboundMessage(
             ChannelName.PLATFORM, external_id, request.sender, self.now(), request.text, subject=request.subject,
-            critical=request.critical, language=request.language,
+            critical=request.critical, language=request.language, priority=request.priority,
+            urgency=request.urgency, impact=request.impact,
             raw=json.dumps(request.fields(), ensure_ascii=False).encode("utf-8"))
         answers: list[dict[str, Any]] = []
 

@@ -271,3 +271,35 @@ def test_paynl_plans_do_not_take_the_platform(tmp_path: Path) -> None:
     finally:
         db.dispose()
 
+
+
+def test_the_api_gives_the_priority_by_name_or_by_urgency_and_impact(tmp_path: Path, db_url: str) -> None:
+    """R25: a host product passes the user's answers; the preset's rule table decides, or the named priority."""
+    port = free_port()
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "hostingdesk.toml"
+    config = write_config(tmp_path, db_url, port)
+    config.write_text(config.read_text().replace('preset = "mailcampaigns"', f'preset = "{example}"'))
+    db = open_database(db_url)
+    try:
+        add_account(db, "Webwinkel", "plus", contact("Piet Jansen", email=PIET))
+    finally:
+        db.dispose()
+    key = new_key(config)
+
+    async def main() -> list[dict[str, Any]]:
+        async with serve(config), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            shown = []
+            for n, extra in enumerate(({"urgency": "cannot_work", "impact": "all"}, {"priority": "p3"}, {})):
+                filed = await client.post("/requests", headers=auth, json={
+                    "contact": {"email": PIET}, "text": f"Vraag {n} over de mailbox", "external_id": f"x-{n}",
+                    **extra})
+                assert filed.status_code == 201, filed.text
+                ref = filed.json()["ref"]
+                shown.append((await client.get(f"/tickets/{ref}", headers=auth)).json())
+            return shown
+
+    first, second, third = asyncio.run(main())
+    assert (first["sla_priority"], first["priority_rule"]) == ("p1", "all_down")
+    assert second["sla_priority"] == "p3" and "asked" in (second["priority_rule"] or "")
+    assert third["sla_priority"] not in (None, "p1")  # the rule table's default for a plain question

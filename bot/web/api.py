@@ -87,8 +87,15 @@ class RequestIn(BaseModel):
     language: Literal["nl", "en"] | None = Field(default=None, description=(
         "The language of the answer and of what follows; unset, the contact's or the account's."))
     critical: bool = Field(default=False, description="A critical incident (the outage line, R17).")
+    priority: str | None = Field(default=None, min_length=1, max_length=40, description=(
+        "A priority of the preset's matrix by name (R25), e.g. P1; unset, the preset's rules decide."),
+        examples=["P2"])
+    urgency: str | None = Field(default=None, min_length=1, max_length=40, description=(
+        "The user's answer on urgency, as the preset's priority rules name it (R25), e.g. cannot_work."))
+    impact: str | None = Field(default=None, min_length=1, max_length=40, description=(
+        "The user's answer on impact, as the preset's priority rules name it (R25), e.g. everyone."))
 
-    _nul = field_validator("subject", "text", "external_id")(_no_nul)
+    _nul = field_validator("subject", "text", "external_id", "priority", "urgency", "impact")(_no_nul)
 
 
 class Acknowledgement(BaseModel):
@@ -287,7 +294,8 @@ def api_app(file_request: FileRequest, authenticate: Authenticate, show_ticket: 
         **_PROBLEMS}, summary="File a request for a user of the host product")
     async def file(body: RequestIn, key: str = Depends(key_name)) -> JSONResponse:
         request = PlatformRequest.of(body.contact.email, body.contact.phone, body.subject, body.text,
-                                     body.external_id, body.language, body.critical)
+                                     body.external_id, body.language, body.critical, body.priority, body.urgency,
+                                     body.impact)
         try:
             filed = await file_request(request, key)
         except PlatformError as exc:
