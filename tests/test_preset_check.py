@@ -98,7 +98,7 @@ def test_show_prints_the_matrix_as_a_table() -> None:
     assert "  extended  Europe/Amsterdam  mon-sun 06:00-24:00  open" in out
     assert "  office    Europe/Amsterdam  mon-fri 08:30-17:30  NL closed" in out
     rows = [line.split() for line in out.splitlines()]
-    assert ["premium", "extended", "email,phone,whatsapp", "p1", "15m", "business", "hours", "(extended)", "2h",
+    assert ["premium", "extended", "email,phone,platform,whatsapp", "p1", "15m", "business", "hours", "(extended)", "2h",
             "business", "hours", "(extended)", "75%,", "1h", "or", "10%", "before,", "breach"] in rows
     assert ["p3", "4h", "business", "hours", "(office)", "2d", "working", "days", "(office)", "75%,", "1h", "or",
             "10%", "before,", "breach"] in rows
