@@ -77,6 +77,7 @@ class TicketLine:
     staff_basis: StaffBasis
     first_response: Measurement
     resolution: Measurement
+    sla_priority: str | None = None  # R25: the matrix's priority the ticket was served at
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class SlaReport:
     by_staff: tuple[GroupSummary, ...]
     breaches: tuple[Breach, ...]
     weeks: tuple[WeekPoint, ...]
+    by_priority: tuple[GroupSummary, ...] = ()  # R25: per priority of the preset's matrix (none without one)
 
 
 # -- building (pure) ---------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def measure_ticket(ticket: ReportTicketRecord, terms: SlaTerms, as_of: datetime)
                                     pauses=[Pause(s, e) for s, e in ticket.pauses], needs_release=ticket.needs_release)
     group = f"{ticket.plan} (critical)" if ticket.priority == "critical" else ticket.plan
     return TicketLine(ticket.ref, ticket.plan, group, ticket.account, ticket.state, ticket.received_at, staff, basis,
-                      first, resolution)
+                      first, resolution, ticket.sla_priority)
 
 
 def summarise(refs_and_measurements: Iterable[tuple[str, Measurement]]) -> TargetSummary:
@@ -288,9 +290,12 @@ def build_report(tickets: Iterable[ReportTicketRecord], start: date, end: date, 
         lines.append(measure_ticket(ticket, terms, as_of))
     plans: dict[str, list[TicketLine]] = defaultdict(list)
     staff: dict[str, list[TicketLine]] = defaultdict(list)
+    priorities: dict[str, list[TicketLine]] = defaultdict(list)
     for line in lines:
         plans[line.group].append(line)
         staff[line.staff].append(line)
+        if line.sla_priority is not None:
+            priorities[line.sla_priority].append(line)
     return SlaReport(
         start=start, end=end, as_of=as_of, zone=zone, plan=plan, tickets=tuple(lines),
         overall=_group("all", lines),
@@ -299,6 +304,7 @@ def build_report(tickets: Iterable[ReportTicketRecord], start: date, end: date, 
             kv[0] == UNASSIGNED, kv[0]))),
         breaches=tuple(_breaches(lines)),
         weeks=tuple(_weeks(lines, start, end, zone)),
+        by_priority=tuple(_group(name, group) for name, group in sorted(priorities.items())),
     )
 
 
@@ -346,6 +352,7 @@ def report_data(report: SlaReport) -> dict[str, Any]:
         "overall": _group_data(report.overall),
         "plans": [_group_data(g) for g in report.by_plan],
         "staff": [_group_data(g) for g in report.by_staff],
+        "priorities": [_group_data(g) for g in report.by_priority],
         "breaches": [{"ref": b.ref, "plan": b.group, "account": b.account, "staff": b.staff, "target": b.target,
                       "elapsed_seconds": _seconds(b.elapsed), "target_seconds": _seconds(b.allowed),
                       "clock": b.clock.value, "still_open": b.still_open} for b in report.breaches],
@@ -355,6 +362,7 @@ def report_data(report: SlaReport) -> dict[str, Any]:
                   for w in report.weeks],
         "tickets": [{"ref": t.ref, "plan": t.group, "account": t.account, "state": t.state,
                      "received_at": when(t.received_at), "staff": t.staff, "staff_basis": t.staff_basis,
+                     "priority": t.sla_priority,
                      "first_response": _measurement_data(t.first_response),
                      "resolution": _measurement_data(t.resolution)} for t in report.tickets],
     }
@@ -391,7 +399,11 @@ def report_text(report: SlaReport) -> str:
     lines = [f"SLA report {period}{f', plan {report.plan}' if report.plan else ''}, as of "
              f"{report.as_of.astimezone(report.zone).isoformat(timespec='minutes')}: {report.overall.tickets} tickets",
              f"{'':<36}{'first response':<40}resolution", head]
-    for title, groups in (("per plan", report.by_plan), ("per staff member", report.by_staff)):
+    sections = [("per plan", report.by_plan), ("per priority", report.by_priority),
+                ("per staff member", report.by_staff)]
+    for title, groups in sections:
+        if not groups and title == "per priority":
+            continue  # a preset without a priority matrix
         lines.append(f"-- {title}")
         lines.extend(row(g) for g in groups)
     lines.append(row(report.overall))

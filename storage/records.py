@@ -441,3 +441,4 @@ class ReportTicketRecord:
     assigned_staff: str | None  # the account's staff member
     taken_by: str | None  # the actor of the ticket's last 'taken' event
     first_responder: str | None  # who sent the first staff reply
+    sla_priority: str | None = None  # the priority of the preset's matrix (R25), None where it has none

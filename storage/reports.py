@@ -59,5 +59,5 @@ class ReportRepository(Repository):
             id=t.id, ref=t.ref, plan=t.plan, priority=t.priority, state=TicketState(t.state), account=account,
             terms=terms, received_at=t.received_at, first_responded_at=t.first_responded_at, resolved_at=t.resolved_at,
             needs_release=bool(t.needs_release), pauses=_pauses(t.pauses), assigned_staff=staff,
-            taken_by=taken_by, first_responder=first_responder,
+            taken_by=taken_by, first_responder=first_responder, sla_priority=t.sla_priority,
         )

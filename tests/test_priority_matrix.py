@@ -244,3 +244,21 @@ def test_the_acknowledgement_names_the_priority_and_its_targets(db: Database) ->
     assert "Je aanvraag heeft prioriteit P1 - kritiek.\nEen medewerker reageert uiterlijk maandag 23 november 2026 om " \
            "10:15. Dat is 15 minuten binnen onze openingstijden (maandag t/m zondag 06:00-24:00)" in ack.text
     assert "een oplossing binnen 2 uur (uiterlijk maandag 23 november 2026 om 12:00)" in ack.text
+
+
+def test_the_sla_report_groups_per_priority(db: Database, config: Path) -> None:
+    intake = pipeline(db, EXAMPLE, at(2026, 11, 23, 10))
+    for external_id, text in (("r1", "Onze website is onbereikbaar"), ("r2", "De server is down"),
+                              ("r3", "Klopt deze factuur?")):
+        assert intake.ingest(email(external_id, ANNE, text, received_at=at(2026, 11, 23, 10))).ticket_ref
+    argv = ("--config", str(config), "report", "--from", "2026-11-23", "--to", "2026-11-23",
+            "--as-of", "2026-11-23T12:00", "--out", str(config.parent))
+    code, out, err = run_cli(*argv, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    # P1 is 15 minutes: both outages breached by noon; P4's first response (a working day) still pending
+    assert {g["name"]: (g["tickets"], g["first_response"]["breached"]) for g in data["priorities"]} == {
+        "p1": (2, 2), "p4": (1, 0)}
+    assert sorted(t["priority"] for t in data["tickets"]) == ["p1", "p1", "p4"]
+    code, out, err = run_cli(*argv)
+    assert code == 0 and "-- per priority" in out
