@@ -105,6 +105,10 @@ def apply_status(source: Session | Direct, message_id: int, state: str, error_co
 RecordOutcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
 
 
+# the dispatchers of this process that run now (a test or the demo may run two): their claims are not abandoned
+_RUNNING: set[str] = set()
+
+
 def worker_name() -> str:
     """This process's name on the outbox rows it claims: ``host:pid:random`` (a later process that gets the same
     process id, as in a container, is another worker)."""
@@ -119,8 +123,8 @@ def worker_gone(worker: str | None, me: str) -> bool:
     if worker == me or len(parts) != 3 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
         return False
     pid = int(parts[1])
-    if pid == os.getpid():
-        return True
+    if pid == os.getpid():  # an earlier process with this id, or a dispatcher of this one that stopped
+        return worker not in _RUNNING
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -186,6 +190,13 @@ class OutboxDispatcher:
         """
         state = StateLog(log, "outbox dispatcher failed (%s); retrying", "outbox dispatcher recovered", exc_info=True)
         limit = 50
+        _RUNNING.add(self.worker)
+        try:
+            await self._rounds(stop, interval, state, limit)
+        finally:
+            _RUNNING.discard(self.worker)
+
+    async def _rounds(self, stop: asyncio.Event, interval: float, state: StateLog, limit: int) -> None:
         while not stop.is_set():
             handled = 0
             try:
