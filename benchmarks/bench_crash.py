@@ -56,6 +56,12 @@ def number(i: int) -> str:
     return f"+3165{i:07d}"
 
 
+def inbound_sid(i: int) -> str:
+    """The MessageSid of webhook ``i``: "in" is no hex, so it never equals a sid the Twilio stand-in gives the
+    messages slabot sends (slabot drops an inbound message with the id of one it sent as its own)."""
+    return f"SMin{i:030d}"
+
+
 # -- slabot run ------------------------------------------------------------------------------------------------
 
 
@@ -123,7 +129,7 @@ class Flood:
         self.up.set()              # flight at the kill is cut off, and posted again afterwards)
 
     def params(self, i: int) -> tuple[dict[str, str], str]:
-        params = {"MessageSid": f"SM{i:032d}", "AccountSid": ACCOUNT_SID, "From": f"whatsapp:{number(i)}",
+        params = {"MessageSid": inbound_sid(i), "AccountSid": ACCOUNT_SID, "From": f"whatsapp:{number(i)}",
                   "To": OUR_NUMBER, "Body": f"Vraag {i}: de verzendknop werkt niet", "NumMedia": "0"}
         return params, self.validator.compute_signature(PUBLIC + WEBHOOK, params)
 
@@ -221,7 +227,7 @@ async def bench(args: argparse.Namespace, workdir: Path, st_port: int) -> dict[s
         rounds = 0
         while len(flood.answered) < args.webhooks and rounds < 10:  # resend what was not answered 200
             rounds += 1
-            missing = [i for i in range(args.webhooks) if f"SM{i:032d}" not in flood.answered]
+            missing = [i for i in range(args.webhooks) if inbound_sid(i) not in flood.answered]
             await flood.run(missing)
         drained, outbox = await drain(url, args.drain)
     finally:
@@ -268,7 +274,7 @@ def main() -> None:
     if sent_to is None:
         raise SystemExit("the Twilio stand-in did not report")
 
-    sids = {f"SM{i:032d}" for i in range(args.webhooks)}
+    sids = {inbound_sid(i) for i in range(args.webhooks)}
     stored: collections.Counter[str] = result["stored"]
     acks = collections.Counter(sent_to)
     per_number = [acks.get(f"whatsapp:{number(i)}", 0) for i in range(args.webhooks)]
@@ -285,6 +291,8 @@ def main() -> None:
     print(f"  answered 200            {result['answered']:>6} of {args.webhooks}")
     print(f"  stored                  {len(set(stored) & sids):>6}   (lost {lost})")
     print(f"  stored twice            {stored_twice:>6}")
+    if lost:
+        print(f"  lost: {', '.join(sorted(sids - set(stored))[:10])}")
     print(f"  acknowledgements sent once  {once:>6}")
     print(f"  acknowledgements sent twice {twice:>6}")
     print(f"  acknowledgements never sent {never:>6}")
