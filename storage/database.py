@@ -287,17 +287,25 @@ class Database:
 
         :class:`GroupNotCommitted` says that nothing of the group was committed (its begin failed, or
         the block raised, or SQLite ended the transaction early), so each call may run again; an error
-        of the ``COMMIT`` itself is raised as it is: whether it committed is not known. On PostgreSQL,
-        and inside a group already, the block changes nothing.
+        of the ``COMMIT`` itself is raised as it is: whether it committed is not known. Inside a group
+        already, the block changes nothing.
+
+        On PostgreSQL the same: one transaction, a savepoint per call, one commit (one flush of the WAL,
+        with ``synchronous_commit`` at its default ``on``, for the whole group), and one round trip for
+        the ``BEGIN`` and one for the ``COMMIT`` where each call would have had its own. The locks a call
+        takes (the intake's per-conversation advisory lock, a claimed row) are held until the group
+        commits; a call that deadlocks with another worker's group fails alone (see
+        :meth:`retry_alone`).
         """
-        if not self.is_sqlite or getattr(self._grouped, "held", None) is not None:
+        if getattr(self._grouped, "held", None) is not None:
             yield
             return
         pooled, direct = held = self._connection()
         committed = False
         try:
             try:
-                direct.execute("BEGIN IMMEDIATE")
+                if self.is_sqlite:  # on PostgreSQL the driver begins the transaction with the first statement
+                    direct.execute("BEGIN IMMEDIATE")
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
             self._grouped.held, self._grouped.broken = held, False
@@ -308,7 +316,10 @@ class Database:
             finally:
                 self._grouped.held = None
             self._check_group(pooled)
-            direct.execute("COMMIT")
+            if self.is_sqlite:
+                direct.execute("COMMIT")
+            else:
+                pooled.commit()
             committed = True
         finally:
             if not committed:
@@ -324,9 +335,29 @@ class Database:
         """Raise :class:`GroupNotCommitted` when the group cannot go on: a savepoint could not be undone, or
         SQLite ended the transaction by itself after an error (a full disk, an I/O error), so what the calls
         before wrote is gone and a savepoint now would start (and its release commit) a new transaction."""
-        if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+        if self._grouped.broken or not self._in_transaction(pooled):
             self._grouped.broken = True
-            raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
+            raise GroupNotCommitted("the group's transaction ended early: the database rolled it back after an "
+                                    "error, or the connection was lost")
+
+    def _in_transaction(self, pooled: PoolProxiedConnection) -> bool:
+        driver: Any = pooled.driver_connection
+        if self.is_sqlite:
+            return bool(driver.in_transaction)
+        # psycopg: idle until the first statement begins the transaction; then in it, unless the connection is
+        # lost (a savepoint rolled back ends a failed statement's error state)
+        return driver.info.transaction_status.name in ("IDLE", "INTRANS")
+
+    def group_held(self) -> bool:
+        """Whether this thread is inside a :meth:`group`."""
+        return getattr(self._grouped, "held", None) is not None
+
+    @staticmethod
+    def retry_alone(exc: BaseException) -> bool:
+        """Whether a call that failed inside a :meth:`group` with ``exc`` is to run again on its own after the
+        group: PostgreSQL's deadlock or serialization failure, which the locks the group held may have caused
+        (outside a group :meth:`run_direct` retries these itself)."""
+        return _is_serialization(exc)
 
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held
