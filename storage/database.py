@@ -308,7 +308,7 @@ class Database:
                     direct.execute("BEGIN IMMEDIATE")
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
-            self._grouped.held, self._grouped.broken = held, False
+            self._grouped.held, self._grouped.broken, self._grouped.open = held, False, False
             try:
                 yield
             except Exception as exc:
@@ -362,17 +362,34 @@ class Database:
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held
         self._check_group(pooled)
-        direct.execute("SAVEPOINT slabot_call")
+        # PostgreSQL: the last call's savepoint is released with the next one's SAVEPOINT (or by the COMMIT), in
+        # one round trip (statements without parameters may go together); SQLite takes one statement at a time
+        together = not self.is_sqlite
+        if getattr(self._grouped, "open", False):
+            self._grouped.open = False
+            try:
+                direct.execute("RELEASE slabot_call; SAVEPOINT slabot_call")
+            except BaseException:
+                self._grouped.broken = True  # the last call's savepoint may stand or not: commit none
+                raise
+        else:
+            direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
         except BaseException:
             try:
-                direct.execute("ROLLBACK TO slabot_call")
-                direct.execute("RELEASE slabot_call")
+                if together:
+                    direct.execute("ROLLBACK TO slabot_call; RELEASE slabot_call")
+                else:
+                    direct.execute("ROLLBACK TO slabot_call")
+                    direct.execute("RELEASE slabot_call")
             except BaseException:
                 self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
                 raise
             raise
+        if together:
+            self._grouped.open = True
+            return result
         try:
             direct.execute("RELEASE slabot_call")
         except BaseException:
