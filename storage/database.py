@@ -42,7 +42,7 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted",
+__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "LockBusy",
            "MigrationRefused", "Session", "StorageError", "describe_failure", "open_database", "sqlite_file", "translate_errors"]
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,12 @@ class StorageError(Exception):
 
 class GroupNotCommitted(StorageError):
     """Nothing of a :meth:`Database.group` was committed: each of its calls may run again."""
+
+
+class LockBusy(StorageError):
+    """Inside a :meth:`Database.group`, a lock that another transaction holds: the call runs again alone after the
+    group, where it may wait for the lock (waiting inside the group, while holding the group's locks, could
+    deadlock with the other worker's group)."""
 
 
 class DuplicateError(StorageError):
@@ -309,12 +315,14 @@ class Database:
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
             self._grouped.held, self._grouped.broken, self._grouped.open = held, False, False
+            direct.grouped = True
             try:
                 yield
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's block failed: {exc}") from exc
             finally:
                 self._grouped.held = None
+                direct.grouped = False
             self._check_group(pooled)
             if self.is_sqlite:
                 direct.execute("COMMIT")
@@ -357,7 +365,7 @@ class Database:
         """Whether a call that failed inside a :meth:`group` with ``exc`` is to run again on its own after the
         group: PostgreSQL's deadlock or serialization failure, which the locks the group held may have caused
         (outside a group :meth:`run_direct` retries these itself)."""
-        return _is_serialization(exc)
+        return isinstance(exc, LockBusy) or _is_serialization(exc)
 
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held

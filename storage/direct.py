@@ -294,6 +294,9 @@ class Direct:
         self._as_written = _for_driver("SELECT :x", dialect.paramstyle) == "SELECT :x"  # sqlite3 takes :name
         self._cursor = driver_connection.cursor()
         self._codecs: dict[FromClause, _TableCodec] = {}
+        # inside Database.group(): the transaction holds the locks of the calls before until the group commits, so
+        # a call does not wait for a lock another worker holds (it could be waiting for this group in turn)
+        self.grouped = False
 
     def codec(self, table: FromClause) -> _TableCodec:
         found = self._codecs.get(table)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from channels.messages import DeliveryState
 from storage import models as m
-from storage.database import DuplicateError, is_unique_violation
+from storage.database import DuplicateError, LockBusy, is_unique_violation
 from storage.direct import Direct
 from storage.webhooks import EVENT_TYPES, MESSAGE_CREATED, insert_recording
 from storage.records import (
@@ -319,11 +319,17 @@ class TicketRepository(Repository):
         """Hold the thread of ``thread_key`` on ``channel`` until the transaction ends, so that two messages of one
         conversation arriving at once are decided one after the other: the second sees the ticket the first opened
         (R6) instead of opening another. PostgreSQL: a transaction-scoped advisory lock on the key (within the
-        schema); SQLite's write transaction admits one writer at a time already."""
+        schema); SQLite's write transaction admits one writer at a time already. Inside a group of transactions
+        (:meth:`storage.database.Database.group`) the lock is only tried: :class:`LockBusy` when another
+        transaction holds it, and the call runs again alone."""
         if self.direct.dialect.name == "sqlite":
             return
-        self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
-                            {"key": f"/thread/{channel}/{thread_key}"})
+        params = {"key": f"/thread/{channel}/{thread_key}"}
+        if not self.direct.grouped:
+            self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))", params)
+        elif not self.direct.scalar("SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
+                                    params):
+            raise LockBusy(f"the {channel} conversation of {thread_key} is being decided by another worker")
 
     def open_ticket_of_contact(self, contact_id: int) -> int | None:
         """The contact's newest open ticket on any channel (an outbound call joins it), or None."""

@@ -128,14 +128,17 @@ class SerialWriter(Executor):
             for future, *_ in jobs:
                 future.set_exception(exc)
             return
+        again = []
         for job, (ok, value) in zip(jobs, outcomes):
             if ok:
                 job[0].set_result(value)
             elif self._again is not None and self._again(value):
-                log.info("a write of a group failed (%s); it runs again alone", value.__class__.__name__)
-                self._run(job)
+                again.append(job)
             else:
                 job[0].set_exception(value)
+        for job in again:  # after the others have their results: this one may wait for a lock
+            log.info("a write of a group could not go on in it; it runs again alone")
+            self._run(job)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Finish what is queued (or cancel it), then stop the thread."""

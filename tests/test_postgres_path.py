@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from storage.database import Database
 from storage.direct import Direct
 from storage.webhooks import sync_endpoints
+from storage.writer import SerialWriter
 from tests.helpers import add_account, contact, pipeline, whatsapp
 
 
@@ -72,3 +74,30 @@ def test_statements_are_prepared_and_commits_wait_for_the_wal_flush(pg_db: Datab
         synchronous = pg_db.run_direct(lambda d: d.scalar("SHOW synchronous_commit"))
     assert any("FROM messages" in s for s in prepared), prepared
     assert synchronous == "on"
+
+
+def test_a_conversation_another_worker_is_deciding_waits_outside_the_group_and_the_group_goes_on(
+        pg_db: Database) -> None:
+    """Inside a group the conversation's lock is only tried: a message whose conversation another worker holds
+    does not hold up the others of the group (nor deadlock with that worker's group); it runs again alone."""
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"),
+                contact("Anna", phone="+31687654321"))
+    intake = pipeline(pg_db, "mailcampaigns")
+    other = pg_db.engine.raw_connection()  # another worker, deciding Piet's conversation
+    cursor = other.cursor()
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/thread/whatsapp/"
+                   "+31612345678', 0))")
+    writer = SerialWriter(group=pg_db.group, again=pg_db.retry_alone)
+    try:
+        gate = threading.Event()
+        writer.submit(gate.wait)
+        piet = writer.submit(intake.ingest, whatsapp("SM1", "+31612345678", "Vraag van Piet"))
+        anna = writer.submit(intake.ingest, whatsapp("SM2", "+31687654321", "Vraag van Anna"))
+        gate.set()
+        assert anna.result(timeout=10).ticket_ref is not None  # committed with the group, Piet's waiting
+        assert not piet.done()
+        other.rollback()  # the other worker is done
+        assert piet.result(timeout=10).ticket_ref is not None
+    finally:
+        other.close()
+        writer.shutdown()
