@@ -1,7 +1,7 @@
 """The composition root: every component built once from the config, started from one table, stopped in reverse.
 
 ``Application.run(stop)`` opens (and migrates) the database, then :meth:`Application.build`
-makes each part once: the intake pipeline, the senders, the serial writer (SQLite),
+makes each part once: the intake pipeline, the senders, the serial writer,
 the outbox dispatcher, the channels that are configured, the staff chat and its
 reminders, the dashboard, and the HTTP server that carries their routes. Each is a
 :class:`bot.lifecycle.Component` (``start``/``stop``); ``run`` starts them in the order
@@ -224,11 +224,11 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
-        if db.is_sqlite:
-            # the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer), in
-            # groups: what queued up while one transaction ran commits in the next one, with one sync
-            writer = self.writer = SerialWriter(group=db.group)
-            table.append(Part("writer", stop=lambda: asyncio.to_thread(writer.shutdown, True)))
+        # the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer), in groups:
+        # what queued up while one transaction ran commits in the next one, with one sync (SQLite) or one WAL
+        # flush (PostgreSQL); on PostgreSQL a write that deadlocked with another worker's group runs again alone
+        writer = self.writer = SerialWriter("db-writer", group=db.group, again=db.retry_alone)
+        table.append(Part("writer", stop=lambda: asyncio.to_thread(writer.shutdown, True)))
         if cfg.twilio.configured:
             whatsapp = self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, db, self.pipeline, now=self.now,
                                                        status_path=STATUS_PATH, writer=self.writer)

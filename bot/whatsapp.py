@@ -92,8 +92,8 @@ class WhatsAppChannel:
         writer: Executor | None = None,
     ) -> None:
         """``status_path``: where the HTTP app takes status callbacks (asked for when ``http.public_url`` is set);
-        ``writer``: the thread that runs the webhooks' intake on SQLite (the application shares it with the
-        outbox dispatcher); without it the channel makes its own."""
+        ``writer``: the thread that runs the webhooks' intake in groups (the application shares it with the
+        outbox dispatcher, see :mod:`storage.writer`); without it the channel makes its own on SQLite."""
         assert twilio.account_sid and twilio.auth_token and twilio.whatsapp_from
         self.config = twilio
         self.public_url = http.public_url

@@ -42,7 +42,7 @@ from storage.direct import Direct
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
-__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted",
+__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "DuplicateError", "GroupNotCommitted", "LockBusy",
            "MigrationRefused", "Session", "StorageError", "describe_failure", "open_database", "sqlite_file", "translate_errors"]
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,12 @@ class StorageError(Exception):
 
 class GroupNotCommitted(StorageError):
     """Nothing of a :meth:`Database.group` was committed: each of its calls may run again."""
+
+
+class LockBusy(StorageError):
+    """Inside a :meth:`Database.group`, a lock that another transaction holds: the call runs again alone after the
+    group, where it may wait for the lock (waiting inside the group, while holding the group's locks, could
+    deadlock with the other worker's group)."""
 
 
 class DuplicateError(StorageError):
@@ -287,28 +293,41 @@ class Database:
 
         :class:`GroupNotCommitted` says that nothing of the group was committed (its begin failed, or
         the block raised, or SQLite ended the transaction early), so each call may run again; an error
-        of the ``COMMIT`` itself is raised as it is: whether it committed is not known. On PostgreSQL,
-        and inside a group already, the block changes nothing.
+        of the ``COMMIT`` itself is raised as it is: whether it committed is not known. Inside a group
+        already, the block changes nothing.
+
+        On PostgreSQL the same: one transaction, a savepoint per call, one commit (one flush of the WAL,
+        with ``synchronous_commit`` at its default ``on``, for the whole group), and one round trip for
+        the ``BEGIN`` and one for the ``COMMIT`` where each call would have had its own. The locks a call
+        takes (the intake's per-conversation advisory lock, a claimed row) are held until the group
+        commits; a call that deadlocks with another worker's group fails alone (see
+        :meth:`retry_alone`).
         """
-        if not self.is_sqlite or getattr(self._grouped, "held", None) is not None:
+        if getattr(self._grouped, "held", None) is not None:
             yield
             return
         pooled, direct = held = self._connection()
         committed = False
         try:
             try:
-                direct.execute("BEGIN IMMEDIATE")
+                if self.is_sqlite:  # on PostgreSQL the driver begins the transaction with the first statement
+                    direct.execute("BEGIN IMMEDIATE")
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
-            self._grouped.held, self._grouped.broken = held, False
+            self._grouped.held, self._grouped.broken, self._grouped.open = held, False, False
+            direct.grouped = True
             try:
                 yield
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's block failed: {exc}") from exc
             finally:
                 self._grouped.held = None
+                direct.grouped = False
             self._check_group(pooled)
-            direct.execute("COMMIT")
+            if self.is_sqlite:
+                direct.execute("COMMIT")
+            else:
+                pooled.commit()
             committed = True
         finally:
             if not committed:
@@ -324,24 +343,61 @@ class Database:
         """Raise :class:`GroupNotCommitted` when the group cannot go on: a savepoint could not be undone, or
         SQLite ended the transaction by itself after an error (a full disk, an I/O error), so what the calls
         before wrote is gone and a savepoint now would start (and its release commit) a new transaction."""
-        if self._grouped.broken or not pooled.driver_connection.in_transaction:  # type: ignore[union-attr]
+        if self._grouped.broken or not self._in_transaction(pooled):
             self._grouped.broken = True
-            raise GroupNotCommitted("the group's transaction ended early: SQLite rolled it back after an error")
+            raise GroupNotCommitted("the group's transaction ended early: the database rolled it back after an "
+                                    "error, or the connection was lost")
+
+    def _in_transaction(self, pooled: PoolProxiedConnection) -> bool:
+        driver: Any = pooled.driver_connection
+        if self.is_sqlite:
+            return bool(driver.in_transaction)
+        # psycopg: idle until the first statement begins the transaction; then in it, unless the connection is
+        # lost (a savepoint rolled back ends a failed statement's error state)
+        return driver.info.transaction_status.name in ("IDLE", "INTRANS")
+
+    def group_held(self) -> bool:
+        """Whether this thread is inside a :meth:`group`."""
+        return getattr(self._grouped, "held", None) is not None
+
+    @staticmethod
+    def retry_alone(exc: BaseException) -> bool:
+        """Whether a call that failed inside a :meth:`group` with ``exc`` is to run again on its own after the
+        group: PostgreSQL's deadlock or serialization failure, which the locks the group held may have caused
+        (outside a group :meth:`run_direct` retries these itself)."""
+        return isinstance(exc, LockBusy) or _is_serialization(exc)
 
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held
         self._check_group(pooled)
-        direct.execute("SAVEPOINT slabot_call")
+        # PostgreSQL: the last call's savepoint is released with the next one's SAVEPOINT (or by the COMMIT), in
+        # one round trip (statements without parameters may go together); SQLite takes one statement at a time
+        together = not self.is_sqlite
+        if getattr(self._grouped, "open", False):
+            self._grouped.open = False
+            try:
+                direct.execute("RELEASE slabot_call; SAVEPOINT slabot_call")
+            except BaseException:
+                self._grouped.broken = True  # the last call's savepoint may stand or not: commit none
+                raise
+        else:
+            direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
         except BaseException:
             try:
-                direct.execute("ROLLBACK TO slabot_call")
-                direct.execute("RELEASE slabot_call")
+                if together:
+                    direct.execute("ROLLBACK TO slabot_call; RELEASE slabot_call")
+                else:
+                    direct.execute("ROLLBACK TO slabot_call")
+                    direct.execute("RELEASE slabot_call")
             except BaseException:
                 self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
                 raise
             raise
+        if together:
+            self._grouped.open = True
+            return result
         try:
             direct.execute("RELEASE slabot_call")
         except BaseException:

@@ -294,6 +294,9 @@ class Direct:
         self._as_written = _for_driver("SELECT :x", dialect.paramstyle) == "SELECT :x"  # sqlite3 takes :name
         self._cursor = driver_connection.cursor()
         self._codecs: dict[FromClause, _TableCodec] = {}
+        # inside Database.group(): the transaction holds the locks of the calls before until the group commits, so
+        # a call does not wait for a lock another worker holds (it could be waiting for this group in turn)
+        self.grouped = False
 
     def codec(self, table: FromClause) -> _TableCodec:
         found = self._codecs.get(table)
@@ -348,6 +351,20 @@ class Direct:
         plan = self.codec(table).insert(tuple(values))
         cursor = self._run(plan.one, plan.bind(values))
         return int(cursor.lastrowid if plan.rowid else cursor.fetchone()[0])
+
+    def insert_then(self, table: FromClause, values: Mapping[str, Any], then: str, params: Mapping[str, Any]) -> int:
+        """Insert one row as :meth:`insert` does and run ``then`` in the same statement, one round trip for both
+        (PostgreSQL only: SQLite's ``WITH`` takes no ``INSERT``): ``then`` is the rest of a ``WITH new AS (INSERT
+        ... RETURNING id)``, which names the new row's id as ``new.id``, with ``:name`` placeholders for
+        ``params`` (names starting with ``_then_``, apart from the row's columns). The new row's id."""
+        if self.dialect.name == "sqlite":
+            raise NotImplementedError("SQLite's WITH takes no INSERT")
+        codec = self.codec(table)
+        row = codec.bind_row(values)
+        if any(not name.startswith("_then_") for name in params):
+            raise ValueError("the parameters of then are named _then_...")
+        sql = f"WITH new AS ({codec.insert_sql(tuple(row), True)}), {then} SELECT id FROM new"
+        return int(self.execute(sql, {**row, **params}).fetchone()[0])
 
     def insert_many(self, table: FromClause, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert rows that all name the same columns, in the same order."""

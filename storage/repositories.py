@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from channels.messages import DeliveryState
 from storage import models as m
-from storage.database import DuplicateError, is_unique_violation
+from storage.database import DuplicateError, LockBusy, is_unique_violation
 from storage.direct import Direct
-from storage.webhooks import EVENT_TYPES, MESSAGE_CREATED, record_event
+from storage.webhooks import EVENT_TYPES, MESSAGE_CREATED, insert_recording
 from storage.records import (
     OPEN_STATES,
     AccountInput,
@@ -273,17 +273,19 @@ class TicketRepository(Repository):
         """Store a message (and its attachments); :class:`DuplicateError` when its channel already has a message of
         that direction with that id (the same message delivered twice at once)."""
         attachments = values.pop("attachments", ())
+        ticket_id = values.get("ticket_id")
         try:
-            message_id = self.direct.insert(m.Message.__table__, values)
+            if ticket_id is not None:  # the outgoing webhooks hear of it in this transaction
+                message_id = insert_recording(self.direct, m.Message.__table__, values, MESSAGE_CREATED,
+                                              values["at"], values["created_at"], ticket_id=ticket_id, own_id=True)
+            else:
+                message_id = self.direct.insert(m.Message.__table__, values)
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
             raise DuplicateError(f"{values.get('channel')} message {values.get('external_id')} is stored already") \
                 from exc
         self.direct.insert_many(m.Attachment.__table__, ({"message_id": message_id, **att} for att in attachments))
-        if values.get("ticket_id") is not None:  # the outgoing webhooks hear of it in this transaction
-            record_event(self.direct, MESSAGE_CREATED, values["at"], values["created_at"],
-                         ticket_id=values["ticket_id"], message_id=message_id)
         return message_id
 
     def ticket_for_thread(self, channel: str, refs: Sequence[str]) -> int | None:
@@ -317,11 +319,17 @@ class TicketRepository(Repository):
         """Hold the thread of ``thread_key`` on ``channel`` until the transaction ends, so that two messages of one
         conversation arriving at once are decided one after the other: the second sees the ticket the first opened
         (R6) instead of opening another. PostgreSQL: a transaction-scoped advisory lock on the key (within the
-        schema); SQLite's write transaction admits one writer at a time already."""
+        schema); SQLite's write transaction admits one writer at a time already. Inside a group of transactions
+        (:meth:`storage.database.Database.group`) the lock is only tried: :class:`LockBusy` when another
+        transaction holds it, and the call runs again alone."""
         if self.direct.dialect.name == "sqlite":
             return
-        self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
-                            {"key": f"/thread/{channel}/{thread_key}"})
+        params = {"key": f"/thread/{channel}/{thread_key}"}
+        if not self.direct.grouped:
+            self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))", params)
+        elif not self.direct.scalar("SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
+                                    params):
+            raise LockBusy(f"the {channel} conversation of {thread_key} is being decided by another worker")
 
     def open_ticket_of_contact(self, contact_id: int) -> int | None:
         """The contact's newest open ticket on any channel (an outbound call joins it), or None."""
@@ -465,10 +473,13 @@ class TicketRepository(Repository):
 
     def add_event(self, kind: str, at: datetime, *, ticket_id: int | None = None, message_id: int | None = None,
                   actor: str = "slabot", data: dict[str, Any] | None = None) -> None:
-        self.direct.insert(m.Event.__table__, {"kind": kind, "at": at, "ticket_id": ticket_id,
-                                               "message_id": message_id, "actor": actor, "data": data or {}})
+        row = {"kind": kind, "at": at, "ticket_id": ticket_id, "message_id": message_id, "actor": actor,
+               "data": data or {}}
         if kind in EVENT_TYPES:  # ticket.created, ticket.resolved: the outgoing webhooks hear of it
-            record_event(self.direct, EVENT_TYPES[kind], at, at, ticket_id=ticket_id, message_id=message_id)
+            insert_recording(self.direct, m.Event.__table__, row, EVENT_TYPES[kind], at, at, ticket_id=ticket_id,
+                             message_id=message_id)
+        else:
+            self.direct.insert(m.Event.__table__, row)
 
     def events(self, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.session.scalars(select(m.Event).where(m.Event.ticket_id == ticket_id).order_by(m.Event.id)).all()

@@ -113,6 +113,37 @@ def record_event(direct: Direct, type_: str, at: datetime, now: datetime, *, tic
     return True
 
 
+# record_event's two statements after an INSERT of Direct.insert_then, in the same statement (PostgreSQL)
+_RECORDED_AFTER = (
+    "ev AS (INSERT INTO webhook_events (uid, type, at, ticket_id, message_id, dedupe, created_at) "
+    "SELECT :_then_uid, :_then_type, :_then_at, :_then_ticket, {message}, NULL, :_then_now FROM new "
+    "WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE events LIKE :_then_pattern) RETURNING id), "
+    "fan AS (INSERT INTO webhook_deliveries (event_id, endpoint, state, attempts, next_attempt_at, created_at) "
+    f"SELECT ev.id, e.name, {_PENDING}, 0, :_then_now, :_then_now FROM ev, webhook_endpoints e "
+    "WHERE e.events LIKE :_then_pattern)")
+
+
+def insert_recording(direct: Direct, table: Any, values: Mapping[str, Any], type_: str, at: datetime,
+                     now: datetime, *, ticket_id: int | None, message_id: int | None = None,
+                     own_id: bool = False) -> int:
+    """Insert one row of ``table`` and :func:`record_event` ``type_`` about it (its ``message_id`` the new row's
+    own id with ``own_id``, a message's): on PostgreSQL in one statement, one round trip where there would be three (the
+    insert, the event, its deliveries); on SQLite, whose statements cost no round trip, one after the other.
+    The new row's id."""
+    if direct.dialect.name == "sqlite":
+        row_id = direct.insert(table, values)
+        record_event(direct, type_, at, now, ticket_id=ticket_id, message_id=row_id if own_id else message_id)
+        return row_id
+    events = m.WebhookEvent.__table__
+    then = _RECORDED_AFTER.format(message="new.id" if own_id else ":_then_message")
+    params = {"_then_uid": str(uuid.uuid4()), "_then_type": type_, "_then_at": direct.value(events, "at", at),
+              "_then_ticket": ticket_id, "_then_now": direct.value(events, "created_at", now),
+              "_then_pattern": f"% {type_} %"}
+    if not own_id:
+        params["_then_message"] = message_id
+    return direct.insert_then(table, values, then, params)
+
+
 class WebhookRepository:
     """The deliveries' claims and outcomes, on plain statements."""
 
@@ -184,4 +215,4 @@ def deliveries(session: Session) -> list[DeliveryRecord]:
 
 
 __all__ = ["EVENT_TYPES", "MESSAGE_CREATED", "SLA_BREACHED", "Delivery", "DeliveryRecord", "WebhookRepository",
-           "WebhookState", "deliveries", "record_event", "sync_endpoints"]
+           "WebhookState", "deliveries", "insert_recording", "record_event", "sync_endpoints"]

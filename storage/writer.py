@@ -18,7 +18,14 @@ nothing of the group was committed (its begin failed, SQLite ended its
 transaction early), every job of it runs again alone: the jobs are database
 transactions that may run again (as on a busy database). When the commit
 itself fails, whether it stands is not known: each job's caller gets that
-error, as it would from a commit of its own.
+error, as it would from a commit of its own. A job that failed in the group with
+an error ``again`` accepts (PostgreSQL's deadlock with another worker's group,
+which the locks this group held may have caused) runs again alone after the
+group's commit.
+
+PostgreSQL uses the same thread and the same groups (``slabot run`` makes one
+writer whatever the database): one commit, one flush of the WAL, and no
+``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up.
 """
 
 from __future__ import annotations
@@ -45,9 +52,11 @@ class SerialWriter(Executor):
     """An executor with one thread and two lanes: :attr:`urgent` first, then what :meth:`submit` queued."""
 
     def __init__(self, name: str = "sqlite-writer", *,
-                 group: Callable[[], AbstractContextManager[Any]] | None = None, batch: int = 32) -> None:
+                 group: Callable[[], AbstractContextManager[Any]] | None = None, batch: int = 32,
+                 again: Callable[[BaseException], bool] | None = None) -> None:
         self._name = name
         self._group = group
+        self._again = again
         self._batch = max(1, batch)
         self._ready = threading.Condition()
         self._lanes: tuple[collections.deque[_Job], collections.deque[_Job]] = (
@@ -119,11 +128,17 @@ class SerialWriter(Executor):
             for future, *_ in jobs:
                 future.set_exception(exc)
             return
-        for (future, *_), (ok, value) in zip(jobs, outcomes):
+        again = []
+        for job, (ok, value) in zip(jobs, outcomes):
             if ok:
-                future.set_result(value)
+                job[0].set_result(value)
+            elif self._again is not None and self._again(value):
+                again.append(job)
             else:
-                future.set_exception(value)
+                job[0].set_exception(value)
+        for job in again:  # after the others have their results: this one may wait for a lock
+            log.info("a write of a group could not go on in it; it runs again alone")
+            self._run(job)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Finish what is queued (or cancel it), then stop the thread."""

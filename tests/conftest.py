@@ -78,10 +78,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url)
+def _opened(url: str) -> Iterator[Database]:
+    database = open_database(url)
     try:
         yield database
     finally:
         database.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    yield from _opened(db_url)
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[Database]:
+    """A migrated database on PostgreSQL alone (skipped without SLABOT_TEST_PG_URL)."""
+    yield from _opened(pg_url)

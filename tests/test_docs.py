@@ -49,6 +49,20 @@ def test_the_unit_shown_in_deployment_md_is_docs_slabot_service() -> None:
     assert unit in blocks, "deployment.md shows a unit that differs from docs/slabot.service"
 
 
+def test_the_template_unit_shown_in_deployment_md_is_docs_slabot_at_service_and_compose_yaml_is_there() -> None:
+    text = (DOCS / "deployment.md").read_text(encoding="utf-8")
+    template = (DOCS / "slabot@.service").read_text(encoding="utf-8")
+    assert template in re.findall(r"```ini\n(.*?)```", text, re.DOTALL)
+    single = (DOCS / "slabot.service").read_text(encoding="utf-8")
+    # the same service but for the port of the instance (and its comments)
+    assert [line for line in template.splitlines() if not line.startswith("#") and line not in single] == [
+        "Description=slabot worker on port %i (tickets, SLA deadlines, staff reminders)",
+        "Environment=SLABOT_HTTP_PORT=%i", "RestartSec=1s"]
+    compose = (DOCS / "compose.yaml").read_text(encoding="utf-8")
+    assert all(f"\n  {service}:\n" in compose for service in ("db", "worker", "proxy"))
+    assert "compose.yaml" in text
+
+
 def _slug(heading: str) -> str:
     """GitHub's anchor for a Markdown heading."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())

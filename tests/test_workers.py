@@ -202,6 +202,75 @@ def test_two_messages_at_once_from_one_number_to_one_worker_open_one_ticket_not_
     check_one_ticket_and_one_acknowledgement(db_url, standin, codes, "one process")
 
 
+def terminate_backends(url: str, application: str) -> int:
+    """PostgreSQL ends the connections of the workers (those that say ``application``), as a restart of the server
+    would; how many it ended. Only theirs: the test database is shared."""
+    db = Database(url)
+    try:
+        return int(db.read_direct(lambda d: d.scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND application_name = :app", {"app": application})))
+    finally:
+        db.dispose()
+
+
+def test_the_workers_reconnect_when_postgresql_ends_their_connections_and_nothing_is_lost(
+        tmp_path: Path, pg_url: str, twilio: tuple[TwilioStandIn, str]) -> None:
+    """Three times while two workers take webhooks, PostgreSQL ends every connection they have (what a restart of
+    the server does to them). A webhook answered 500 meanwhile is posted again (Twilio's re-delivery, slabot's
+    reconciliation); in the end every message is stored once, every number has one ticket and one
+    acknowledgement, and both workers still run and answer /healthz."""
+    standin, twilio_url = twilio
+    add_contacts(pg_url, CONTACTS)
+    application = f"slabot_test_{os.getpid()}"
+    url = f"{pg_url}&application_name={application}" if "?" in pg_url else f"{pg_url}?application_name={application}"
+    workers = start_workers(tmp_path, url, twilio_url, 2)
+    ended: list[int] = []
+    reposted = 0
+
+    async def flood() -> list[int]:
+        nonlocal reposted
+        limit = asyncio.Semaphore(AT_ONCE)
+        done = 0
+
+        async def post(http: httpx.AsyncClient, base: str, i: int, k: int) -> int:
+            nonlocal reposted, done
+            params, headers = signed_webhook(f"SM{i:06d}{k}", number(i), f"vraag {k} van klant {i}")
+            for _ in range(50):
+                try:
+                    if (await http.post(base + WEBHOOK, data=params, headers=headers)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                reposted += 1
+                await asyncio.sleep(0.05)
+            else:
+                return 0
+            done += 1
+            if done % (2 * CONTACTS // 4) == 0 and len(ended) < 3:  # three times during the flood
+                ended.append(await asyncio.to_thread(terminate_backends, pg_url, application))
+            return 200
+
+        async def pair(http: httpx.AsyncClient, i: int) -> list[int]:
+            async with limit:
+                return list(await asyncio.gather(*(post(http, w.base, i, k) for k, w in enumerate(workers))))
+
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=4 * AT_ONCE)) as http:
+            answers = await asyncio.gather(*(pair(http, i) for i in range(CONTACTS)))
+        return [code for codes in answers for code in codes]
+
+    try:
+        codes = asyncio.run(flood())
+        asyncio.run(wait_for_sends(standin, CONTACTS))
+        alive = [w.proc.poll() is None and httpx.get(w.base + "/healthz").status_code == 200 for w in workers]
+    finally:
+        logs = [w.stop() for w in workers]
+    print(f"\nconnections ended {ended}; webhooks posted again {reposted}")
+    assert len(ended) == 3 and all(n > 0 for n in ended), ended
+    assert alive == [True, True], logs
+    check_one_ticket_and_one_acknowledgement(pg_url, standin, codes, "connections ended")
+
+
 # -- leases: one worker at a time for the staff chat and a mailbox; taken over when the holder dies ---------------
 
 

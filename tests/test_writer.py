@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -245,15 +246,46 @@ def test_a_group_whose_transaction_sqlite_ended_early_fails_and_each_job_runs_al
         db.dispose()
 
 
-def test_a_group_is_one_sqlite_transaction_and_nothing_on_postgresql(db: Database) -> None:
+def test_a_group_is_one_transaction_on_sqlite_and_on_postgresql(db: Database) -> None:
     with db.group():
         first = _note(db, "a")
         second = _note(db, "b")
-        if db.is_sqlite:  # not yet committed: another connection sees nothing
-            other = db.engine.raw_connection()
-            try:
-                assert other.cursor().execute("SELECT count(*) FROM counters").fetchone()[0] == 0
-            finally:
-                other.close()
+        other = db.engine.raw_connection()  # not yet committed: another connection sees nothing
+        try:
+            cursor = other.cursor()
+            cursor.execute("SELECT count(*) FROM counters")
+            assert cursor.fetchone()[0] == 0
+        finally:
+            other.close()
     assert (first, second) == (1, 2)
     assert _names(db) == {"a", "b"}
+
+
+def test_a_job_that_deadlocked_in_a_group_runs_again_alone_after_the_groups_commit(db: Database) -> None:
+    """On PostgreSQL a job of one worker's group can deadlock with another worker's (each holds a conversation's
+    lock the other waits for): the database fails one of them, and the writer runs it again on its own."""
+    tries: list[bool] = []
+
+    def deadlocking(d: Direct) -> int:
+        d.execute("INSERT INTO counters (name, value) VALUES ('again', 1)")
+        tries.append(db.group_held())
+        if len(tries) == 1:
+            raise OperationalError("SELECT pg_advisory_xact_lock(...)", {}, psycopg.errors.DeadlockDetected(
+                "deadlock detected"))
+        return len(tries)
+
+    writer = SerialWriter(group=db.group, again=db.retry_alone)
+    try:
+        gate, blocker = _busy(writer)
+        futures = [writer.submit(_note, db, "before"), writer.submit(db.run_direct, deadlocking),
+                   writer.submit(_note, db, "after")]
+        gate.set()
+        blocker.result(timeout=5)
+        assert [f.result(timeout=10) for f in futures] == [1, 2, 2]  # "after" saw "before" only
+        assert tries == [True, False]  # in the group, then alone
+        assert _names(db) == {"before", "again", "after"}
+        failing = writer.submit(db.run_direct, lambda d: int("x"))  # other errors still reach the caller
+        with pytest.raises(ValueError):
+            failing.result(timeout=5)
+    finally:
+        writer.shutdown()
