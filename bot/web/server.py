@@ -77,6 +77,23 @@ def health_route(health: Health, ping: Callable[[], Awaitable[None]],
     return Route("/healthz", healthz, methods=["GET"])
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``, made as asyncio makes its own: its protocol named
+    (``IPPROTO_TCP``), so every connection it accepts gets TCP_NODELAY. Without it a keep-alive client waits for
+    its delayed ACK (40 ms) before the body that follows a response's headers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def listen_problem(host: str, port: int, exc: OSError) -> str:
     """Why slabot cannot listen on ``host:port``, and what to do, in one line."""
     where = f"cannot listen on {host}:{port}"
@@ -119,8 +136,7 @@ class HttpServer:
     async def start(self) -> None:
         """Listen on the address first (a taken port is a :class:`StartupError` naming it), then serve."""
         try:
-            sock = socket.create_server((self.host, self._configured_port),
-                                        family=socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+            sock = listening_socket(self.host, self._configured_port)
         except OSError as exc:
             raise StartupError(listen_problem(self.host, self._configured_port, exc)) from None
         self._serving = asyncio.create_task(self.server.serve(sockets=[sock]), name="http")
