@@ -32,7 +32,7 @@ from channels.messages import ChannelName, InboundMessage
 from channels.telegram import TelegramTransport
 from sla_engine.policy import Priority
 from storage.billing import BillingRepository
-from storage.database import Database, Session
+from storage.database import Database
 from storage.records import TicketRecord, TicketState
 from storage.repositories import TicketRepository
 from storage.staffchat import ACKNOWLEDGED, StaffChatRepository
@@ -272,17 +272,12 @@ class StaffConversation:
     def record(self, kind: str, ref: str, staff: str, language: Language, answer: str,
                data: dict[str, Any] | None = None) -> str:
         """An event on the ticket ``ref`` by ``staff`` (taken, acknowledged, a note); the answer to show."""
-        def work(s: Session) -> str | None:
-            tickets = TicketRepository(s)
-            ticket = tickets.by_ref(ref)
-            if ticket is None:
-                return None
-            tickets.add_event(kind, self.now(), ticket_id=ticket.id, actor=staff, data=data)
-            return ticket.ref
-
-        found = self.db.run(work)
         t = CHAT_TEXTS[language]
-        return t["unknown"].format(ref=ref) if found is None else t[answer].format(ref=found, staff=staff)
+        try:
+            found = self.desk.event(ref, kind, staff, data)
+        except DeskError:
+            return t["unknown"].format(ref=ref)
+        return t[answer].format(ref=found, staff=staff)
 
     def incident(self, rest: str, update_id: int, language: Language) -> str:
         """/incident NUMBER what happened: a call to the outage line, a critical ticket (R17)."""

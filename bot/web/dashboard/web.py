@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -49,7 +49,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.billing import Billing
 from bot.config import DashboardConfig, DashboardUser
+from bot.desk import Desk, DeskError
 from bot.i18n import LANGUAGES, Language, format_when
 from bot.reports import (
     FIRST_DAY,
@@ -61,7 +63,8 @@ from bot.reports import (
     report_day,
     span_text,
 )
-from bot.staff_texts import DASHBOARD_TEXTS as TEXTS
+from bot.staff_texts import ACTION_PHRASES, DASHBOARD_TEXTS, WORKSPACE_TEXTS
+from bot.web.dashboard.actions import ActionError, TicketActions
 from bot.web.dashboard.auth import (
     CSRF_FIELD,
     LoginThrottle,
@@ -87,6 +90,7 @@ from sla_engine.policy import Preset
 from storage.billing import BillingRepository
 from storage.database import Database, Session
 from storage.records import (
+    OPEN_STATES,
     InvoiceLineRecord,
     QuoteRecord,
     ReminderRecord,
@@ -94,7 +98,7 @@ from storage.records import (
     TicketState,
     TimeEntryRecord,
 )
-from storage.repositories import ReminderRepository, TicketRepository
+from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
 from storage.sessions import DashboardSessionRepository
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,9 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+
+TEXTS: dict[Language, dict[str, str]] = {lang: DASHBOARD_TEXTS[lang] | WORKSPACE_TEXTS[lang] for lang in LANGUAGES}
+WHATSAPP_WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window: free text only within it
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 StaffEndpoint = Callable[[Request, DashboardUser], Awaitable[Response]]
@@ -148,6 +155,7 @@ class _TicketData:
     entries: list[TimeEntryRecord]
     quote: QuoteRecord | None
     lines: list[InvoiceLineRecord]
+    accounts: list[str]  # the accounts an unverified ticket can be linked to
 
 
 def _base(request: Request) -> str:
@@ -172,7 +180,8 @@ class Dashboard:
 
     def __init__(self, config: DashboardConfig, db: Database, preset: Preset, *, language: Language = "nl",
                  secure_cookies: bool = False, now: Callable[[], datetime] = utc_now,
-                 throttle: LoginThrottle | None = None) -> None:
+                 throttle: LoginThrottle | None = None, billing: Billing | None = None,
+                 whatsapp_templates: Mapping[str, str] | None = None) -> None:
         if config.secret_key is None:
             raise ValueError("the dashboard needs [dashboard] secret_key")
         self.config = config
@@ -182,6 +191,10 @@ class Dashboard:
         self.secure_cookies = secure_cookies
         self.now = now
         self.throttle = throttle or LoginThrottle()
+        self.whatsapp_templates = dict(whatsapp_templates or {})
+        # every action on the code path of the staff chat and the command line (bot.desk, bot.billing)
+        self.actions = TicketActions(Desk(db, now), billing or Billing(db, preset, now=now, default_language=language),
+                                     preset)
         self.users = {user.name.casefold(): user for user in config.users}
         self.zone = next(iter(preset.calendars.values())).zone
         self.soon = timedelta(minutes=config.due_soon_minutes)
@@ -202,6 +215,7 @@ class Dashboard:
             routes=[
                 Route("/", self._page(self.queue), methods=["GET"]),
                 Route("/tickets/{ref}", self._page(self.ticket), methods=["GET"]),
+                Route("/tickets/{ref}/act", self._page(self.act), methods=["POST"]),
                 Route("/report", self._page(self.report), methods=["GET"]),
                 Route("/report/chart.png", self._api(self.report_chart), methods=["GET"]),
                 Route("/api/queue", self._api(self.api_queue), methods=["GET"]),
@@ -297,6 +311,7 @@ class Dashboard:
             "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path,
             "when": lambda instant: short_when(instant, language, zone) if instant else "—",
             "long_when": lambda instant: format_when(instant, language, zone) if instant else "—",
+            "flash": request.session.pop("flash", None), "flash_error": request.session.pop("flash_error", None),
         }
         return self.templates.TemplateResponse(request, name, common | context, status_code=status_code,
                                                headers=headers)
@@ -395,7 +410,8 @@ class Dashboard:
         rows = queue_rows(await self._open_queue(), now, self.soon, self.plan_title)
         return JSONResponse({"now": now.isoformat(), "tickets": [row.as_json() for row in rows]})
 
-    async def ticket(self, request: Request, user: DashboardUser) -> Response:
+    async def ticket(self, request: Request, user: DashboardUser, *, status_code: int = 200,
+                     draft: str = "") -> Response:
         ref = request.path_params["ref"]
 
         def work(s: Session) -> _TicketData | None:
@@ -404,9 +420,11 @@ class Dashboard:
             if found is None:
                 return None
             billing = BillingRepository(s)
+            accounts = ([a.name for a in AccountRepository(s).all()]
+                        if found.state == TicketState.UNVERIFIED else [])
             return _TicketData(found, tickets.events(found.id), ReminderRepository(s).for_ticket(found.id),
                                billing.entries(found.id), billing.current_quote(found.id),
-                               billing.ticket_lines(found.id))
+                               billing.ticket_lines(found.id), accounts)
 
         data = await asyncio.to_thread(self.db.run, work)
         language = self._language(request, user)
@@ -421,7 +439,43 @@ class Dashboard:
             "items": timeline(ticket, data.events, data.reminders, data.entries, data.quote, words, language),
             "lines": invoice_rows(data.lines, language),
             "hours": hours_text(hours, language) if hours else None,
-        })
+            "open": ticket.state in OPEN_STATES, "draft": draft, "accounts": data.accounts,
+            "staff_names": [u.name for u in self.config.users], "billable": self.preset.billing is not None,
+            "window": self._whatsapp_window(ticket),
+        }, status_code)
+
+    def _whatsapp_window(self, ticket: TicketRecord) -> dict[str, str | None] | None:
+        """For a WhatsApp ticket whose customer wrote last more than 24 hours ago: the approved template the reply
+        goes as (None: none configured; the message then comes back to staff). None while free text may go."""
+        if ticket.channel != "whatsapp":
+            return None
+        last = max((msg.at for msg in ticket.messages if msg.direction == "in"), default=None)
+        if last is not None and self.now() - last < WHATSAPP_WINDOW:
+            return None
+        return {"template": self.whatsapp_templates.get("reply") or self.whatsapp_templates.get("default")}
+
+    async def act(self, request: Request, user: DashboardUser) -> Response:
+        """A staff action on the ticket (the form's ``action``): done through bot.desk or bot.billing, then the
+        ticket page again with what was done (303), or with why not (400, nothing changed)."""
+        language = self._language(request, user)
+        words = TEXTS[language]
+        form = await self._form(request)
+        if form is None:
+            return self._error(request, user, words["form_expired"], 403)
+        ref, action = request.path_params["ref"], form.get("action", "")
+        try:
+            done = await asyncio.to_thread(self.actions.do, ref, action, form, user.name)
+        except ActionError as exc:
+            problem = words[exc.key].format(**exc.values)
+        except DeskError as exc:
+            problem = str(exc)
+        else:
+            log.info("dashboard: %s did %s on %s", user.name, done.action, done.ref)
+            request.session["flash"] = words["done"].format(
+                what=ACTION_PHRASES[language][done.action].format(**done.values))
+            return RedirectResponse(f"{_base(request)}/tickets/{quote(done.ref)}#timeline", status_code=303)
+        request.session["flash_error"] = words["not_done"].format(problem=problem)
+        return await self.ticket(request, user, status_code=400, draft=form.get("text", ""))
 
     def _period(self, request: Request) -> tuple[date, date, str | None]:
         """The report's period and plan from the query (``from``, ``to``, ``plan``); the last four weeks by default.
