@@ -75,6 +75,7 @@ from bot.web.dashboard.auth import (
     token_hash,
     verify_password,
 )
+from bot.web.dashboard.finding import page_url, search_filter, search_form
 from bot.web.dashboard.language import pick_language
 from bot.web.dashboard.views import (
     hours_text,
@@ -99,6 +100,7 @@ from storage.records import (
     TimeEntryRecord,
 )
 from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
+from storage.search import TicketSearch
 from storage.sessions import DashboardSessionRepository
 
 log = logging.getLogger(__name__)
@@ -402,8 +404,19 @@ class Dashboard:
         return await asyncio.to_thread(self.db.run, lambda s: TicketRepository(s).queue(TicketState.OPEN))
 
     async def queue(self, request: Request, user: DashboardUser) -> Response:
-        rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
-        return self._render(request, user, "queue.html", {"rows": rows})
+        """The open queue in R15's order; with words or filters in the URL, the tickets found, a page at a time."""
+        wanted = search_filter(request.query_params, user.name)
+        context: dict[str, Any] = {"search": search_form(request.query_params), "page": None,
+                                   "plans": [(p.name, p.title) for p in self.preset.plans]}
+        if wanted is None:
+            rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
+        else:
+            now = self.now()
+            found = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).find(wanted, now, self.soon))
+            rows = queue_rows(found.tickets, now, self.soon, self.plan_title)
+            context["page"] = found
+            context["page_url"] = lambda number: page_url(request.query_params, number)
+        return self._render(request, user, "queue.html", {"rows": rows, **context})
 
     async def api_queue(self, request: Request, user: DashboardUser) -> Response:
         now = self.now()

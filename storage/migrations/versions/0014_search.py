@@ -1,0 +1,34 @@
+"""Full-text search over tickets and messages: SQLite FTS5 tables kept by triggers, PostgreSQL GIN indexes
+
+SQLite: ``search_tickets`` (reference, subject, sender address) and ``search_messages`` (message texts) are FTS5
+tables on the rows of ``tickets`` and ``messages`` (external content), kept up to date by triggers, so every
+writer (intake, desk, privacy) keeps them without knowing of them. A later migration that rebuilds ``tickets`` or
+``messages`` (``batch_alter_table`` on SQLite) drops the triggers: it must create them again
+(:func:`storage.search.sqlite_search_ddl`).
+PostgreSQL: GIN indexes on the same texts' ``to_tsvector('simple', ...)``.
+
+Revision ID: 0014
+Revises: 0013
+"""
+from __future__ import annotations
+
+from alembic import op
+
+from storage.search import SEARCH_DROP_DDL, pg_search_ddl, sqlite_search_ddl
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for statement in sqlite_search_ddl() if dialect == "sqlite" else pg_search_ddl():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for statement in SEARCH_DROP_DDL[dialect]:
+        op.execute(statement)
