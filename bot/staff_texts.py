@@ -16,7 +16,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
         "refused": "Je staat niet op de lijst van medewerkers; vraag een beheerder om je Telegram-id {user} toe "
                    "te voegen.",
         "help": "Opdrachten:\n/queue — open tickets: storingen eerst, dan Premium, dan op deadline\n/ticket REF — één ticket\n/take REF — oppakken\n"
-                "/reply REF tekst — antwoord aan de klant\n/clarify REF vraag — vraag de klant om verduidelijking\n"
+                "/reply REF tekst — antwoord aan de klant\n/canned REF NAAM — een standaardantwoord sturen (/canned: de namen)\n/clarify REF vraag — vraag de klant om verduidelijking\n"
                 "/resolve REF — afgehandeld\n/note REF tekst — interne notitie\n"
                 "/classify REF support|service — gratis of betaald\n"
                 "/cause REF platform|outside|customer — oorzaak na diagnose (customer: storing in eigen domein, spoedtarief)\n"
@@ -95,7 +95,7 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
     "en": {
         "refused": "You are not on the staff list; ask an administrator to add your Telegram id {user}.",
         "help": "Commands:\n/queue — open tickets: outages first, then Premium, then by deadline\n/ticket REF — one ticket\n/take REF — take it\n"
-                "/reply REF text — answer the customer\n/clarify REF question — ask the customer to clarify\n"
+                "/reply REF text — answer the customer\n/canned REF NAME — send a canned answer (/canned: the names)\n/clarify REF question — ask the customer to clarify\n"
                 "/resolve REF — resolved\n/note REF text — internal note\n"
                 "/classify REF support|service — free or paid\n"
                 "/cause REF platform|outside|customer — root cause after diagnosis (customer: outage in their own domain, urgent rate)\n"
@@ -181,6 +181,7 @@ CHAT_USAGE: dict[str, str] = {
     "resolve": "/resolve REF", "note": "/note REF text", "classify": "/classify REF support|service",
     "cause": "/cause REF platform|outside|customer", "quote": "/quote REF hours [urgent]",
     "hours": "/hours REF hours [diagnosis] [note]", "release": "/release REF [off]",
+    "canned": "/canned REF NAME",
 }
 
 # why a reminder was not sent, in the ticket's audit trail (``reminder_skipped``)
@@ -515,6 +516,19 @@ WORKSPACE_TEXTS: dict[Language, dict[str, str]] = {
         "previous": "← vorige",
         "next": "volgende →",
         "no_results": "Niets gevonden.",
+        "canned": "Standaardantwoorden",
+        "canned_insert": "Invoegen",
+        "canned_pick": "Standaardantwoord",
+        "canned_intro": "Antwoorden om in te voegen in een antwoord (dashboard) of te sturen met /canned REF NAAM "
+                        "(Telegram). {contact}, {ref}, {due} en {staff} worden ingevuld uit het ticket.",
+        "canned_none": "Nog geen standaardantwoorden.",
+        "canned_name": "Naam",
+        "canned_language": "Taal",
+        "canned_text": "Tekst",
+        "canned_save": "Opslaan",
+        "canned_remove": "Verwijderen",
+        "canned_saved": "Standaardantwoord {name} opgeslagen.",
+        "canned_removed": "Standaardantwoord {name} verwijderd.",
     },
     "en": {
         "act": "Act",
@@ -577,6 +591,19 @@ WORKSPACE_TEXTS: dict[Language, dict[str, str]] = {
         "previous": "← previous",
         "next": "next →",
         "no_results": "Nothing found.",
+        "canned": "Canned answers",
+        "canned_insert": "Insert",
+        "canned_pick": "Canned answer",
+        "canned_intro": "Answers to insert in a reply (dashboard) or send with /canned REF NAME (Telegram). "
+                        "{contact}, {ref}, {due} and {staff} are filled in from the ticket.",
+        "canned_none": "No canned answers yet.",
+        "canned_name": "Name",
+        "canned_language": "Language",
+        "canned_text": "Text",
+        "canned_save": "Save",
+        "canned_remove": "Remove",
+        "canned_saved": "Canned answer {name} saved.",
+        "canned_removed": "Canned answer {name} removed.",
     },
 }
 

@@ -45,6 +45,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                   "slabot calls log --critical --from 0687654321 --agent eva \"betaalpagina geeft 500\""),
     "accounts import": ("slabot accounts import accounts.toml", "slabot accounts import accounts.csv"),
     "accounts list": ("slabot accounts list", "slabot accounts list --json"),
+    "canned list": ("slabot canned list", "slabot canned list --json"),
+    "canned add": ("slabot canned add thanks \"Dag {contact}, dank voor je bericht over {ref}. Groet, {staff}\"",
+                   "slabot canned add thanks \"Hi {contact}, we answer {ref} by {due}.\" --language en"),
+    "canned remove": ("slabot canned remove thanks", "slabot canned remove thanks --language en"),
     "report": ("slabot report --from 2026-11-01 --to 2026-11-30",
                "slabot report --from 2026-11-01 --to 2026-11-30 --plan licentie --json"),
 }

@@ -23,6 +23,7 @@ from typing import TextIO, cast
 import bot.cli.accounts as accounts
 import bot.cli.billing as billing
 import bot.cli.calls as calls
+import bot.cli.canned as canned
 import bot.cli.config as config
 import bot.cli.dashboard as dashboard
 import bot.cli.db as db
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     calls.register(commands)
     accounts.register(commands)
     report.register(commands)
+    canned.register(commands)
     add_examples(parser)
     return parser
 

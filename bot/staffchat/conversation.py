@@ -22,6 +22,7 @@ from typing import Any
 from telegram import Message, Update, User
 
 from bot.billing import Billing, HoursResult
+from bot.canned import CannedAnswers
 from bot.desk import Desk, DeskError
 from bot.i18n import Language, format_when
 from bot.intake import IntakePipeline
@@ -46,7 +47,7 @@ _CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06
 _URGENT = {"urgent", "spoed"}
 _OFF = {"off", "uit", "clear", "nee", "no"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
-_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours")
+_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours", "canned")
 _BILLING = ("classify", "cause", "quote", "hours")
 
 
@@ -179,6 +180,9 @@ class StaffConversation:
             return self.queue(language)
         if command not in CHAT_USAGE:
             return t["help"] if command else None
+        if command == "canned" and ref is None:  # /canned alone: the names to choose from
+            names = CannedAnswers(self.db, self.now).names()
+            return ", ".join(names) if names else t["usage"].format(usage=CHAT_USAGE[command])
         if ref is None or (command in _NEEDS_TEXT and not rest):
             return t["usage"].format(usage=CHAT_USAGE[command])
         if command in _BILLING:
@@ -188,6 +192,9 @@ class StaffConversation:
         if command == "ticket":
             ticket = self.db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
             return t["unknown"].format(ref=ref) if ticket is None else self.describe(ticket, language)
+        if command == "canned":  # /canned REF NAME: the canned answer, filled in, goes as a reply
+            return self.act("reply", ref, CannedAnswers(self.db, self.now).for_ticket(rest.split()[0], ref, staff),
+                            staff, language)
         if command in ("reply", "clarify"):
             result = self.desk.reply(ref, rest, staff, clarify=command == "clarify")
             if command == "clarify":

@@ -50,6 +50,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.billing import Billing
+from bot.canned import CannedAnswers
 from bot.config import DashboardConfig, DashboardUser
 from bot.desk import Desk, DeskError
 from bot.i18n import LANGUAGES, Language, format_when
@@ -194,6 +195,7 @@ class Dashboard:
         self.now = now
         self.throttle = throttle or LoginThrottle()
         self.whatsapp_templates = dict(whatsapp_templates or {})
+        self.canned = CannedAnswers(db, now)
         # every action on the code path of the staff chat and the command line (bot.desk, bot.billing)
         self.actions = TicketActions(Desk(db, now), billing or Billing(db, preset, now=now, default_language=language),
                                      preset)
@@ -219,6 +221,8 @@ class Dashboard:
                 Route("/tickets/{ref}", self._page(self.ticket), methods=["GET"]),
                 Route("/tickets/{ref}/act", self._page(self.act), methods=["POST"]),
                 Route("/report", self._page(self.report), methods=["GET"]),
+                Route("/canned", self._page(self.canned_page), methods=["GET"]),
+                Route("/canned", self._page(self.canned_change), methods=["POST"]),
                 Route("/report/chart.png", self._api(self.report_chart), methods=["GET"]),
                 Route("/api/queue", self._api(self.api_queue), methods=["GET"]),
                 Route("/login", self.login_form, methods=["GET"]),
@@ -444,6 +448,13 @@ class Dashboard:
         words = TEXTS[language]
         if data is None:
             return self._error(request, user, words["not_found"].format(ref=ref), 404)
+        pick = request.query_params.get("canned")
+        if pick and not draft:  # a canned answer inserted in the reply box, filled from the ticket
+            try:
+                draft = await asyncio.to_thread(self.canned.for_ticket, pick, ref, user.name)
+            except DeskError as exc:
+                request.session["flash_error"] = words["not_done"].format(problem=exc)
+        names = await asyncio.to_thread(self.canned.names)
         ticket = data.ticket
         hours = sum((entry.hours for entry in data.entries), Decimal(0))
         return self._render(request, user, "ticket.html", {
@@ -452,10 +463,37 @@ class Dashboard:
             "items": timeline(ticket, data.events, data.reminders, data.entries, data.quote, words, language),
             "lines": invoice_rows(data.lines, language),
             "hours": hours_text(hours, language) if hours else None,
-            "open": ticket.state in OPEN_STATES, "draft": draft, "accounts": data.accounts,
+            "open": ticket.state in OPEN_STATES, "draft": draft, "accounts": data.accounts, "canned_names": names,
+            "canned_picked": pick or "",
             "staff_names": [u.name for u in self.config.users], "billable": self.preset.billing is not None,
             "window": self._whatsapp_window(ticket),
         }, status_code)
+
+    async def canned_page(self, request: Request, user: DashboardUser) -> Response:
+        """The canned answers, with a form to add or change one and a button to remove each."""
+        answers = await asyncio.to_thread(self.canned.all)
+        return self._render(request, user, "canned.html", {"answers": answers})
+
+    async def canned_change(self, request: Request, user: DashboardUser) -> Response:
+        """Add, change (``save``) or remove (``remove``) a canned answer; back to the list (303), or the list with
+        why not (400)."""
+        words = TEXTS[self._language(request, user)]
+        form = await self._form(request)
+        if form is None:
+            return self._error(request, user, words["form_expired"], 403)
+        name, language = form.get("name", ""), form.get("language", "")
+        try:
+            if form.get("action") == "remove":
+                await asyncio.to_thread(self.canned.remove, name, language or None)
+                request.session["flash"] = words["canned_removed"].format(name=name)
+            else:
+                await asyncio.to_thread(self.canned.add, name, language, form.get("text", ""), user.name)
+                request.session["flash"] = words["canned_saved"].format(name=name.strip().lower())
+        except DeskError as exc:
+            request.session["flash_error"] = words["not_done"].format(problem=exc)
+            return self._render(request, user, "canned.html", {
+                "answers": await asyncio.to_thread(self.canned.all)}, 400)
+        return RedirectResponse(f"{_base(request)}/canned", status_code=303)
 
     def _whatsapp_window(self, ticket: TicketRecord) -> dict[str, str | None] | None:
         """For a WhatsApp ticket whose customer wrote last more than 24 hours ago: the approved template the reply
