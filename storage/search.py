@@ -127,6 +127,19 @@ class TicketSearch(Repository):
         tickets = TicketRepository(self._session if self._session is not None else d)
         return SearchPage([tickets.get(int(row[0])) for row in rows], total, page, wanted.per_page)
 
+    def first_texts(self, ticket_ids: list[int]) -> dict[int, str]:
+        """The text of each ticket's first incoming message (for a ticket without a subject: WhatsApp, a call)."""
+        if not ticket_ids:
+            return {}
+        found: dict[int, str] = {}
+        rows = self.direct.execute(
+            "SELECT msg.ticket_id, msg.text FROM messages msg WHERE msg.id IN (SELECT min(id) FROM messages "
+            f"WHERE direction = 'in' AND ticket_id IN ({', '.join(str(int(i)) for i in ticket_ids)}) "
+            "GROUP BY ticket_id)").fetchall()
+        for ticket_id, text in rows:
+            found[int(ticket_id)] = str(text or "")
+        return found
+
     def _conditions(self, wanted: TicketFilter, now: datetime, soon: timedelta) -> tuple[list[str], dict[str, Any]]:
         d = self.direct
         where: list[str] = []

@@ -229,7 +229,7 @@ def test_ticket_page_from_the_queue(logged_in: WebDriver, served: tuple[str, Que
     assert logged_in.find_element(By.ID, "ticket-ref").text.startswith(queue.premium_first)
     timeline = logged_in.find_element(By.ID, "timeline").text
     assert "Vraag over storing" in timeline and "Bericht van pia@premium.example" in timeline
-    assert "ticket opened" in timeline and "Herinnering" in timeline
+    assert "Ticket geopend" in timeline and "Herinnering" in timeline and "()" not in timeline
     assert "Pia is a contact person of Premium BV" in logged_in.find_element(By.ID, "decisions").text
     logged_in.save_screenshot(str(ARTIFACTS / "dashboard-ticket.png"))
     logged_in.find_element(By.ID, "logout").click()

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -65,7 +65,7 @@ from bot.reports import (
     span_text,
 )
 from bot.staff_texts import ACTION_PHRASES, DASHBOARD_TEXTS, WORKSPACE_TEXTS
-from bot.web.dashboard.actions import ActionError, TicketActions
+from bot.web.dashboard.actions import ActionError, TicketActions, excerpt
 from bot.web.dashboard.auth import (
     CSRF_FIELD,
     LoginThrottle,
@@ -79,6 +79,7 @@ from bot.web.dashboard.auth import (
 from bot.web.dashboard.finding import page_url, search_filter, search_form
 from bot.web.dashboard.language import pick_language
 from bot.web.dashboard.views import (
+    QueueRow,
     hours_text,
     invoice_rows,
     queue_rows,
@@ -413,14 +414,22 @@ class Dashboard:
         context: dict[str, Any] = {"search": search_form(request.query_params), "page": None,
                                    "plans": [(p.name, p.title) for p in self.preset.plans]}
         if wanted is None:
-            rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
+            tickets = await self._open_queue()
         else:
             now = self.now()
             found = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).find(wanted, now, self.soon))
-            rows = queue_rows(found.tickets, now, self.soon, self.plan_title)
+            tickets = found.tickets
             context["page"] = found
             context["page_url"] = lambda number: page_url(request.query_params, number)
-        return self._render(request, user, "queue.html", {"rows": rows, **context})
+        rows = queue_rows(tickets, self.now(), self.soon, self.plan_title)
+        return self._render(request, user, "queue.html", {"rows": await self._with_subjects(rows, tickets), **context})
+
+    async def _with_subjects(self, rows: list[QueueRow], tickets: list[TicketRecord]) -> list[QueueRow]:
+        """A ticket without a subject (WhatsApp, a call) shows the first words of its first message instead."""
+        wanted = {t.id: t.ref for t in tickets if not t.subject}
+        texts = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).first_texts(list(wanted)))
+        by_ref = {wanted[i]: excerpt(text) for i, text in texts.items() if text.strip()}
+        return [replace(row, subject=by_ref[row.ref]) if row.ref in by_ref else row for row in rows]
 
     async def api_queue(self, request: Request, user: DashboardUser) -> Response:
         now = self.now()
