@@ -132,7 +132,7 @@ def browser() -> Iterator[WebDriver]:
 def rows(driver: WebDriver) -> list[tuple[str, str]]:
     """(ref, deadline state) of the queue's rows, top to bottom."""
     return [(str(row.get_attribute("data-ref")), str(row.get_attribute("data-due-state")))
-            for row in driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")]
+            for row in driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr[data-ref]")]
 
 
 def countdown(driver: WebDriver, ref: str) -> str:

@@ -118,6 +118,12 @@ def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
             for t in tickets]
 
 
+def answered_apart(rows: list[QueueRow]) -> list[QueueRow]:
+    """The rows in the order given (R15), those whose latest question staff answered moved below the others (they
+    wait for nobody at the desk)."""
+    return [r for r in rows if r.answered_at is None] + [r for r in rows if r.answered_at is not None]
+
+
 @dataclass(frozen=True)
 class TimelineItem:
     """One line of a ticket's timeline."""

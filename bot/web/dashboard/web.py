@@ -80,6 +80,7 @@ from bot.web.dashboard.finding import page_url, search_filter, search_form
 from bot.web.dashboard.language import pick_language
 from bot.web.dashboard.views import (
     QueueRow,
+    answered_apart,
     hours_text,
     invoice_rows,
     queue_rows,
@@ -413,7 +414,7 @@ class Dashboard:
         wanted = search_filter(request.query_params, user.name)
         context: dict[str, Any] = {"search": search_form(request.query_params), "page": None,
                                    "plans": [(p.name, p.title) for p in self.preset.plans]}
-        if wanted is None:
+        if wanted is None:  # R15's order, the answered tickets apart
             tickets = await self._open_queue()
         else:
             now = self.now()
@@ -422,6 +423,8 @@ class Dashboard:
             context["page"] = found
             context["page_url"] = lambda number: page_url(request.query_params, number)
         rows = queue_rows(tickets, self.now(), self.soon, self.plan_title)
+        if wanted is None:
+            rows = answered_apart(rows)
         return self._render(request, user, "queue.html", {"rows": await self._with_subjects(rows, tickets), **context})
 
     async def _with_subjects(self, rows: list[QueueRow], tickets: list[TicketRecord]) -> list[QueueRow]:
@@ -433,7 +436,7 @@ class Dashboard:
 
     async def api_queue(self, request: Request, user: DashboardUser) -> Response:
         now = self.now()
-        rows = queue_rows(await self._open_queue(), now, self.soon, self.plan_title)
+        rows = answered_apart(queue_rows(await self._open_queue(), now, self.soon, self.plan_title))
         return JSONResponse({"now": now.isoformat(), "tickets": [row.as_json() for row in rows]})
 
     async def ticket(self, request: Request, user: DashboardUser, *, status_code: int = 200,
