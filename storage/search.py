@@ -140,6 +140,23 @@ class TicketSearch(Repository):
             found[int(ticket_id)] = str(text or "")
         return found
 
+    def change_stamp(self, ref: str | None = None) -> str:
+        """A value that changes whenever the ticket ``ref`` changes (every ticket without one): its row, its
+        messages and their delivery states, its audit trail. The dashboard polls it to refresh a page."""
+        d = self.direct
+        if ref is None:
+            row = d.one("SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM messages), "
+                        "(SELECT count(*) FROM messages WHERE delivery_state IN ('queued', 'sending'))")
+            return ":".join(str(v) for v in row or ())
+        found = d.one("SELECT id, updated_at, state FROM tickets WHERE ref = :ref", {"ref": ref.strip().upper()})
+        if found is None:
+            return ""
+        ticket_id = found[0]
+        messages = d.execute("SELECT id, delivery_state FROM messages WHERE ticket_id = :t ORDER BY id",
+                             {"t": ticket_id}).fetchall()
+        last_event = d.scalar("SELECT max(id) FROM events WHERE ticket_id = :t", {"t": ticket_id})
+        return ":".join([str(found[1]), str(found[2]), str(last_event), *(f"{i}{s}" for i, s in messages)])
+
     def _conditions(self, wanted: TicketFilter, now: datetime, soon: timedelta) -> tuple[list[str], dict[str, Any]]:
         d = self.direct
         where: list[str] = []

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import (
     MONDAY_10,
@@ -259,3 +260,28 @@ def test_the_workspace_texts_shadow_no_dashboard_text_and_exist_in_both_language
         assert not set(DASHBOARD_TEXTS[language]) & set(WORKSPACE_TEXTS[language])
     assert set(WORKSPACE_TEXTS["nl"]) == set(WORKSPACE_TEXTS["en"])
     assert set(ACTION_PHRASES["nl"]) == set(ACTION_PHRASES["en"])
+
+
+def test_live_stamp_changes_with_the_ticket_and_two_agents_see_each_other(desk: Desk) -> None:
+    async def body(anna: Browser) -> None:
+        assert (await anna.get("/api/live")).status_code == 401
+        await anna.login()
+        before = (await anna.get(f"/api/live?ref={desk.first}")).json()
+        assert before["others"] == [] and before["stamp"]
+        queue_before = (await anna.get("/api/live")).json()["stamp"]
+        assert (await anna.get(f"/api/live?ref={desk.first}")).json()["stamp"] == before["stamp"]  # nothing changed
+        await act(anna, desk.first, "note", text="Piet belt terug")
+        after = (await anna.get(f"/api/live?ref={desk.first}")).json()
+        assert after["stamp"] != before["stamp"]
+        assert (await anna.get("/api/live")).json()["stamp"] != queue_before
+        # Bram opens the same ticket in his own browser and types: each sees the other
+        async with httpx.AsyncClient(transport=anna.client._transport, base_url=str(anna.client.base_url)) as other:
+            bram = Browser(other)
+            await bram.login("Bram")
+            seen = (await bram.get(f"/api/live?ref={desk.first}&typing=1")).json()
+            assert seen["others"] == [{"name": "anna", "typing": False}]
+            assert (await anna.get(f"/api/live?ref={desk.first}")).json()["others"] == [
+                {"name": "Bram", "typing": True}]
+            assert (await anna.get(f"/api/live?ref={desk.twin}")).json()["others"] == []  # another ticket
+
+    desk.run(body)

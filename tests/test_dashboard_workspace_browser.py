@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from helpers import add_account, contact, email, pipeline, whatsapp
 from test_dashboard import NOW, PASSWORD, SECRET_KEY
@@ -27,6 +29,7 @@ from bot.canned import CannedAnswers
 from bot.config import load_config
 from bot.demo.standins.loopback import free_port, serving
 from bot.demo.standins.twilio import TwilioStandIn
+from bot.desk import Desk
 from bot.web.dashboard.auth import hash_password
 from storage.database import open_database
 from storage.repositories import TicketRepository
@@ -106,7 +109,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
             f'[twilio]\naccount_sid = "AC{"0" * 32}"\nauth_token = "token"\nwhatsapp_from = "{OUR_NUMBER}"\n'
             f'api_base_url = "{twilio_url}"\n'
             f'[dashboard]\nsecret_key = "{SECRET_KEY}"\n'
-            f'[[dashboard.users]]\nname = "anna"\npassword_hash = "{hash_password(PASSWORD)}"\n', encoding="utf-8")
+            f'[[dashboard.users]]\nname = "anna"\npassword_hash = "{hash_password(PASSWORD)}"\n'
+            f'[[dashboard.users]]\nname = "bram"\npassword_hash = "{hash_password(PASSWORD)}"\n', encoding="utf-8")
         began = time.monotonic()
         app = ServedApp(Application(load_config(config), now=lambda: NOW + timedelta(seconds=time.monotonic() - began),
                                     dispatch_interval=0.2))
@@ -196,6 +200,35 @@ def test_find_reply_with_a_canned_answer_classify_quote_resolve(browser: WebDriv
         assert record is not None and record.state == "resolved" and record.kind == "service"
     finally:
         db.dispose()
+
+
+def test_a_ticket_updates_without_a_reload_and_shows_a_colleague_typing(browser: WebDriver,  # noqa: F811
+                                                                         workspace: tuple[str, str, TwilioStandIn]
+                                                                         ) -> None:
+    base, db_url, _ = workspace
+    browser.get(f"{base}/dashboard/?q=onbestelbaar")
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "found"))
+    ref = str(browser.find_element(By.CSS_SELECTOR, "#queue tbody tr[data-ref]").get_attribute("data-ref"))
+    browser.get(f"{base}/dashboard/tickets/{ref}")
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "timeline"))
+    browser.execute_script("window.stillTheSamePage = true")
+    db = open_database(db_url)
+    try:
+        Desk(db).note(ref, "bram", "Eva belt om half vier terug")
+    finally:
+        db.dispose()
+    WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "Eva belt om half vier terug" in d.find_element(By.ID, "timeline").text)
+    assert browser.execute_script("return window.stillTheSamePage") is True  # updated in place, no reload
+    with httpx.Client(base_url=base) as bram:  # a colleague opens the same ticket and types
+        form = bram.get("/dashboard/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert token is not None
+        bram.post("/dashboard/login", data={"csrf": token.group(1), "name": "bram", "password": PASSWORD})
+        assert bram.get(f"/dashboard/api/live?ref={ref}&typing=1").json()["others"] == [
+            {"name": "anna", "typing": False}]
+        WebDriverWait(browser, 15).until(lambda d: "bram" in d.find_element(By.ID, "presence").text)
+        assert "typt" in browser.find_element(By.ID, "presence").text
 
 
 def test_at_390_pixels_wide_nothing_scrolls_sideways(browser: WebDriver,  # noqa: F811

@@ -78,6 +78,7 @@ from bot.web.dashboard.auth import (
 )
 from bot.web.dashboard.finding import page_url, search_filter, search_form
 from bot.web.dashboard.language import pick_language
+from bot.web.dashboard.live import POLL_SECONDS, PresenceBoard
 from bot.web.dashboard.views import (
     QueueRow,
     answered_apart,
@@ -198,6 +199,7 @@ class Dashboard:
         self.throttle = throttle or LoginThrottle()
         self.whatsapp_templates = dict(whatsapp_templates or {})
         self.canned = CannedAnswers(db, now)
+        self.presence = PresenceBoard()
         # every action on the code path of the staff chat and the command line (bot.desk, bot.billing)
         self.actions = TicketActions(Desk(db, now), billing or Billing(db, preset, now=now, default_language=language),
                                      preset)
@@ -227,6 +229,7 @@ class Dashboard:
                 Route("/canned", self._page(self.canned_change), methods=["POST"]),
                 Route("/report/chart.png", self._api(self.report_chart), methods=["GET"]),
                 Route("/api/queue", self._api(self.api_queue), methods=["GET"]),
+                Route("/api/live", self._api(self.api_live), methods=["GET"]),
                 Route("/login", self.login_form, methods=["GET"]),
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
@@ -316,7 +319,7 @@ class Dashboard:
         common: dict[str, Any] = {
             "t": TEXTS[language], "language": language, "languages": LANGUAGES, "base": _base(request),
             "user": user, "csrf": self._csrf(request), "csrf_field": CSRF_FIELD, "server_now": now.isoformat(),
-            "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path,
+            "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path, "poll_seconds": POLL_SECONDS,
             "when": lambda instant: short_when(instant, language, zone) if instant else "—",
             "long_when": lambda instant: format_when(instant, language, zone) if instant else "—",
             "flash": request.session.pop("flash", None), "flash_error": request.session.pop("flash_error", None),
@@ -438,6 +441,14 @@ class Dashboard:
         now = self.now()
         rows = answered_apart(queue_rows(await self._open_queue(), now, self.soon, self.plan_title))
         return JSONResponse({"now": now.isoformat(), "tickets": [row.as_json() for row in rows]})
+
+    async def api_live(self, request: Request, user: DashboardUser) -> JSONResponse:
+        """The stamp of the ticket ``ref`` (of every ticket without one) and who else has it open."""
+        ref = (request.query_params.get("ref") or "").strip().upper()[:30] or None
+        stamp = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).change_stamp(ref))
+        others = [] if ref is None else self.presence.here(ref, user.name, request.query_params.get("typing") == "1",
+                                                            self.now())
+        return JSONResponse({"stamp": stamp, "others": [{"name": p.name, "typing": p.typing} for p in others]})
 
     async def ticket(self, request: Request, user: DashboardUser, *, status_code: int = 200,
                      draft: str = "") -> Response:
