@@ -151,6 +151,7 @@ def test_refused_without_a_login(browser: WebDriver, served: tuple[str, Queue]) 
     browser.find_element(By.ID, "name").send_keys("anna")
     browser.find_element(By.ID, "password").send_keys("not the password")
     browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "login-error"))  # the answer has loaded
     assert "Onbekende naam of verkeerd wachtwoord." in browser.find_element(By.ID, "login-error").text
     assert browser.find_elements(By.ID, "queue") == []
 
