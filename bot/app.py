@@ -300,7 +300,10 @@ class Application:
             table.append(Loop("privacy", self._lease(db, "privacy:expire").leased(expire), self._part_died))
         if cfg.dashboard.configured:  # the staff dashboard at /dashboard/
             self.dashboard = Dashboard(cfg.dashboard, db, self.loaded.preset, language=cfg.language, now=self.now,
-                                       secure_cookies=(cfg.http.public_url or "").startswith("https://"))
+                                       secure_cookies=(cfg.http.public_url or "").startswith("https://"),
+                                       billing=Billing(db, self.loaded.preset, texts=self.pipeline.texts,
+                                                       default_language=cfg.language, now=self.now),
+                                       whatsapp_templates=cfg.twilio.templates)
             self.routes.extend(self.dashboard.routes())
             log.info("staff dashboard on /dashboard/ for %d staff login(s)", len(cfg.dashboard.users))
         else:  # /dashboard/ says it is off and how to turn it on

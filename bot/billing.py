@@ -283,8 +283,8 @@ class Billing:
 
     # -- support or service (R18) ------------------------------------------------
 
-    def classify(self, ref: str, kind: str, staff: str) -> TicketRecord:
-        """Staff confirm or change the intake's classification."""
+    def classify(self, ref: str, kind: str, staff: str, *, reason: str | None = None) -> TicketRecord:
+        """Staff confirm or change the intake's classification (R18), with their ``reason`` where they give one."""
         if kind not in KINDS:
             raise DeskError(f"a ticket is {' or '.join(KINDS)}, not {kind!r}")
 
@@ -293,12 +293,14 @@ class Billing:
             ticket = self._ticket(tickets, ref)
             now = self.now()
             tickets.update_ticket(ticket.id, kind=kind, kind_rule="staff", updated_at=now,
-                                  kind_reasons=[f"set by {staff} (was {ticket.kind})"])
+                                  kind_reasons=[f"set by {staff} (was {ticket.kind})",
+                                                *([reason.strip()] if reason and reason.strip() else [])])
             if kind == "support":  # work that waited for an agreement is free after all
                 repo = BillingRepository(s)
                 repo.set_entry_status((e.id for e in repo.entries(ticket.id, "not_agreed")), "free")
             tickets.add_event("classified", now, ticket_id=ticket.id, actor=staff,
-                              data={"kind": kind, "was": ticket.kind})
+                              data={"kind": kind, "was": ticket.kind,
+                                    **({"reason": reason.strip()} if reason and reason.strip() else {})})
             return tickets.get(ticket.id)
 
         return self.db.run(work)

@@ -26,12 +26,25 @@ from bot.texts import reply_subject
 from channels.messages import ChannelName, utc_now
 from sla_engine.deadlines import Pause, first_response_due, reminder_schedule, resolution_window
 from sla_engine.errors import PolicyError
-from sla_engine.policy import Preset, SlaTerms
+from sla_engine.policy import Preset, Priority, SlaTerms, queue_rank
 from storage.database import Database, Session
 from storage.direct import Direct
-from storage.records import CALLBACK_SPEC, OPEN_STATES, OutboundDraft, TicketRecord, TicketState, follow_up_spec
-from storage.repositories import OutboxRepository, ReminderRepository, TicketRepository
+from storage.records import (
+    CALLBACK_SPEC,
+    OPEN_STATES,
+    OutboundDraft,
+    TicketRecord,
+    TicketState,
+    follow_up_spec,
+)
+from storage.repositories import (
+    AccountRepository,
+    OutboxRepository,
+    ReminderRepository,
+    TicketRepository,
+)
 
+TAKEN, NOTE, REOPENED, LINKED = "taken", "note", "reopened", "linked"  # events of the audit trail
 RESPONSE_UNDONE = "response_undone"  # the event that tells staff a reply failed and the ticket is unanswered again
 
 
@@ -322,3 +335,83 @@ class Desk:
         # what fell due already is not pinged late, but the breach still escalates
         return reminders.plan_again(ticket.id, ((spec, at, escalate) for spec, at, escalate in items
                                                 if at > now or escalate))
+
+    # -- the rest of the desk: take or assign, notes, reopen, link (one path for chat, dashboard and CLI) ---------
+
+    def event(self, ref: str, kind: str, staff: str, data: dict[str, object] | None = None) -> str:
+        """An event of ``kind`` on the ticket ``ref`` by ``staff`` (taken, acknowledged, a note); its reference."""
+        def work(s: Session) -> str:
+            tickets = TicketRepository(s)
+            ticket = self._ticket(tickets, ref)
+            tickets.add_event(kind, self.now(), ticket_id=ticket.id, actor=staff, data=dict(data or {}))
+            return ticket.ref
+
+        return self.db.run(work)
+
+    def take(self, ref: str, staff: str, *, assignee: str | None = None) -> str:
+        """``staff`` takes the ticket, or gives it to ``assignee``: the reports count it for that person."""
+        if assignee is None or assignee == staff:
+            return self.event(ref, TAKEN, staff)
+        return self.event(ref, TAKEN, assignee, {"assigned_by": staff})
+
+    def note(self, ref: str, staff: str, text: str) -> str:
+        """An internal note: staff see it, the customer never does."""
+        if not text.strip():
+            raise DeskError("a note needs a text")
+        return self.event(ref, NOTE, staff, {"text": text.strip()})
+
+    def reopen(self, ref: str, staff: str) -> ActionResult:
+        """A resolved ticket open again (its deadlines as they were; a new question of the customer sets its own)."""
+        def work(s: Session) -> ActionResult:
+            tickets = TicketRepository(s)
+            ticket = self._ticket(tickets, ref)
+            if ticket.state != TicketState.RESOLVED:
+                raise DeskError(f"{ticket.ref} is {ticket.state}, not resolved")
+            now = self.now()
+            state = TicketState.OPEN if ticket.account_id is not None else TicketState.UNVERIFIED
+            tickets.update_ticket(ticket.id, state=state.value, resolved_at=None, updated_at=now)
+            tickets.add_event(REOPENED, now, ticket_id=ticket.id, actor=staff)
+            return ActionResult(ticket.ref, None, False, state)
+
+        return self.db.run(work)
+
+    def link(self, ref: str, account_name: str, staff: str, preset: Preset) -> ActionResult:
+        """An unverified ticket (R4) linked to an account: it gets the account's plan, its SLA terms and deadlines
+        from the moment it was received, its reminders, and the account's contact with the sender's address as
+        its contact person (none when the address is not on the account yet)."""
+        def work(s: Session) -> ActionResult:
+            tickets, accounts = TicketRepository(s), AccountRepository(s)
+            ticket = self._ticket(tickets, ref)
+            if ticket.state != TicketState.UNVERIFIED:
+                raise DeskError(f"{ticket.ref} is {ticket.state}: only an unverified ticket is linked")
+            account = accounts.by_name(account_name.strip())
+            if account is None:
+                raise DeskError(f"no account {account_name!r}")
+            try:
+                plan = preset.plan(account.plan)
+            except PolicyError as exc:
+                raise DeskError(str(exc)) from exc
+            zone = next(iter(preset.calendars.values())).zone
+            terms = preset.terms(plan, ticket.received_at.astimezone(zone).date())
+            due = first_response_due(ticket.received_at, terms)
+            window = resolution_window(ticket.received_at, terms)
+            key = ticket.thread_key or ""
+            contact = next((c for c, a in accounts.find("phone" if key.startswith("+") else "email", key)
+                            if a.id == account.id), None)
+            now = self.now()
+            reasons = [*ticket.reasons, f"linked to {account.name} (plan {plan.name}) by {staff} (R4)"]
+            tickets.update_ticket(
+                ticket.id, account_id=account.id, contact_id=contact.id if contact else None, plan=plan.name,
+                state=TicketState.OPEN.value, terms=tickets.terms_value(terms.to_dict()),
+                queue_priority=queue_rank(plan, Priority(ticket.priority)), first_response_due=due, response_due=due,
+                resolution_due_min=window.earliest, resolution_due_max=window.latest, reasons=reasons,
+                updated_at=now)
+            if due is not None and ticket.first_responded_at is None:
+                ReminderRepository(s).plan_again(ticket.id, (
+                    (r.spec, r.at, r.escalate) for r in reminder_schedule(ticket.received_at, terms, due=due)
+                    if r.at > now or r.escalate))
+            tickets.add_event(LINKED, now, ticket_id=ticket.id, actor=staff, data={
+                "account": account.name, "plan": plan.name, "contact": contact.name if contact else None})
+            return ActionResult(ticket.ref, None, False, TicketState.OPEN)
+
+        return self.db.run(work)

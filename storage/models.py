@@ -6,7 +6,7 @@ PostgreSQL; money and hours as ``Numeric``; a ticket's SLA snapshot as JSON.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -53,13 +53,13 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} cannot be stored")
-        result = value.astimezone(timezone.utc)
+        result = value.astimezone(UTC)
         return result.replace(tzinfo=None) if dialect.name == "sqlite" else result
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 Money = Numeric(12, 2)
@@ -568,3 +568,17 @@ class PrivacyLog(Base):
     actor: Mapped[str] = mapped_column(String(100))
     subject_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the identity asked for
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what was found or removed, as counts
+
+
+class CannedAnswer(Base):
+    """An answer staff keep to insert in a reply, in one language, with placeholders filled from the ticket."""
+
+    __tablename__ = "canned_answers"
+    __table_args__ = (UniqueConstraint("name", "language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(2))
+    text: Mapped[str] = mapped_column(Text)
+    staff: Mapped[str] = mapped_column(String(100))  # who wrote it last
+    updated_at: Mapped[datetime]

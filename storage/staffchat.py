@@ -30,6 +30,7 @@ BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_c
 # events that say "staff_told": posted to the staff chat, with or without a ticket
 ALERT_EVENTS = ("message_needs_staff", "message_failed", "message_unknown", "message_bounced", "attachment_failed",
                 "mail_kept_aside", "mail_skipped", "response_undone", "webhook_failed")
+DASHBOARD_ACTION = "dashboard_action"  # what staff did in the dashboard: the staff chat hears of it
 POST_BATCH = 20  # events posted per round
 
 
@@ -42,7 +43,7 @@ def _in_list(values: Sequence[str]) -> str:
 _PENDING_SQL = (
     "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient FROM events e "
     "LEFT JOIN messages msg ON msg.id = e.message_id "
-    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS))}) "
+    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS, DASHBOARD_ACTION))}) "
     f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)})) "
     f"ORDER BY e.id LIMIT {POST_BATCH}")
 _PAGES_SQL = (
@@ -145,5 +146,5 @@ class StaffChatRepository:
         raise_counter(self.direct, WEEKLY, week)
 
 
-__all__ = ["ACKNOWLEDGED", "ALERT_EVENTS", "BILLING_EVENTS", "OPENED", "PageDue", "StaffChatPost",
+__all__ = ["ACKNOWLEDGED", "ALERT_EVENTS", "BILLING_EVENTS", "DASHBOARD_ACTION", "OPENED", "PageDue", "StaffChatPost",
            "StaffChatRepository"]

@@ -66,7 +66,8 @@ class Queue:
 
     @property
     def order(self) -> list[str]:
-        return [self.premium_first, self.premium_second, self.breached, self.soon, self.answered, self.no_sla]
+        # R15's order, the answered ticket apart below the ones that wait for the desk
+        return [self.premium_first, self.premium_second, self.breached, self.soon, self.no_sla, self.answered]
 
 
 def seed_queue(db: Database) -> Queue:
@@ -401,8 +402,10 @@ def test_ticket_page_timeline_with_messages_decisions_reminders_hours_and_quote(
             decisions = content[content.index('id="decisions"'):content.index('id="timeline"')]
             assert "Intake: new_ticket" in decisions and "Piet Jansen is a contact person of Bakkerij Jansen" in decisions
             assert "Soort: service" in decisions
-            for kind in ("ticket opened", "quote sent", "quote agreed", "reply", "hours logged"):
-                assert f"<strong>{kind}</strong>" in timeline, kind
+            for sentence in ("Ticket geopend", "anna stuurde een offerte van 2 uur", "De klant ging akkoord met de "
+                             "offerte", "anna antwoordde de klant", "anna schreef uren"):  # sentences, not internals
+                assert f"<strong>{sentence}" in timeline, sentence
+            assert "first_response" not in timeline and "kind_rule" not in timeline and "<li>()</li>" not in timeline
             assert "Herinnering" in timeline
             assert 'state-agreed' in timeline and "€\xa0260,00" in timeline
             # hours and the invoice line

@@ -8,11 +8,17 @@ from alembic.migration import MigrationContext
 
 from storage.database import Database, alembic_config
 from storage.models import Base
+from storage.search import is_search_structure
+
+
+def _modelled(obj: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:
+    """Everything but the search tables and indexes, which the migration makes outside the models."""
+    return not is_search_structure(name)
 
 
 def _differences(db: Database) -> list[object]:
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": _modelled})
         return list(compare_metadata(context, Base.metadata))
 
 

@@ -57,6 +57,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "presets check": ("slabot presets check docs/examples/hostingdesk.toml", "slabot presets check my-sla.toml"),
     "presets show": ("slabot presets show mailcampaigns", "slabot presets show docs/examples/hostingdesk.toml --json"),
     "tickets priority": ("slabot tickets priority HD-10001 P1 --staff anna",),
+    "canned list": ("slabot canned list", "slabot canned list --json"),
+    "canned add": ("slabot canned add thanks \"Dag {contact}, dank voor je bericht over {ref}. Groet, {staff}\"",
+                   "slabot canned add thanks \"Hi {contact}, we answer {ref} by {due}.\" --language en"),
+    "canned remove": ("slabot canned remove thanks", "slabot canned remove thanks --language en"),
     "report": ("slabot report --from 2026-11-01 --to 2026-11-30",
                "slabot report --from 2026-11-01 --to 2026-11-30 --plan licentie --json"),
 }

@@ -24,6 +24,7 @@ import bot.cli.accounts as accounts
 import bot.cli.api as api
 import bot.cli.billing as billing
 import bot.cli.calls as calls
+import bot.cli.canned as canned
 import bot.cli.config as config
 import bot.cli.dashboard as dashboard
 import bot.cli.db as db
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.register(commands)
     webhooks.register(commands)
     privacy.register(commands)
+    canned.register(commands)
     add_examples(parser)
     return parser
 

@@ -22,6 +22,7 @@ from typing import Any
 from telegram import Message, Update, User
 
 from bot.billing import Billing, HoursResult
+from bot.canned import CannedAnswers
 from bot.desk import Desk, DeskError
 from bot.i18n import Language, format_when
 from bot.intake import IntakePipeline
@@ -32,7 +33,7 @@ from channels.messages import ChannelName, InboundMessage
 from channels.telegram import TelegramTransport
 from sla_engine.policy import Priority
 from storage.billing import BillingRepository
-from storage.database import Database, Session
+from storage.database import Database
 from storage.records import TicketRecord, TicketState
 from storage.repositories import TicketRepository
 from storage.staffchat import ACKNOWLEDGED, StaffChatRepository
@@ -46,7 +47,7 @@ _CALLER = re.compile(r"^\s*(\+?\d[\d\s().-]{5,}\d)\s+(\S.*)$", re.DOTALL)  # "06
 _URGENT = {"urgent", "spoed"}
 _OFF = {"off", "uit", "clear", "nee", "no"}
 _DIAGNOSIS = {"diagnosis", "diagnose"}
-_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours", "priority")
+_NEEDS_TEXT = ("reply", "clarify", "note", "classify", "cause", "quote", "hours", "priority", "canned")
 _BILLING = ("classify", "cause", "quote", "hours")
 
 
@@ -179,6 +180,9 @@ class StaffConversation:
             return self.queue(language)
         if command not in CHAT_USAGE:
             return t["help"] if command else None
+        if command == "canned" and ref is None:  # /canned alone: the names to choose from
+            names = CannedAnswers(self.db, self.now).names()
+            return ", ".join(names) if names else t["usage"].format(usage=CHAT_USAGE[command])
         if ref is None or (command in _NEEDS_TEXT and not rest):
             return t["usage"].format(usage=CHAT_USAGE[command])
         if command in _BILLING:
@@ -188,6 +192,9 @@ class StaffConversation:
         if command == "ticket":
             ticket = self.db.run(lambda s: TicketRepository(s).by_ref(ref, with_messages=True))
             return t["unknown"].format(ref=ref) if ticket is None else self.describe(ticket, language)
+        if command == "canned":  # /canned REF NAME: the canned answer, filled in, goes as a reply
+            return self.act("reply", ref, CannedAnswers(self.db, self.now).for_ticket(rest.split()[0], ref, staff),
+                            staff, language)
         if command in ("reply", "clarify"):
             result = self.desk.reply(ref, rest, staff, clarify=command == "clarify")
             if command == "clarify":
@@ -288,17 +295,12 @@ class StaffConversation:
     def record(self, kind: str, ref: str, staff: str, language: Language, answer: str,
                data: dict[str, Any] | None = None) -> str:
         """An event on the ticket ``ref`` by ``staff`` (taken, acknowledged, a note); the answer to show."""
-        def work(s: Session) -> str | None:
-            tickets = TicketRepository(s)
-            ticket = tickets.by_ref(ref)
-            if ticket is None:
-                return None
-            tickets.add_event(kind, self.now(), ticket_id=ticket.id, actor=staff, data=data)
-            return ticket.ref
-
-        found = self.db.run(work)
         t = CHAT_TEXTS[language]
-        return t["unknown"].format(ref=ref) if found is None else t[answer].format(ref=found, staff=staff)
+        try:
+            found = self.desk.event(ref, kind, staff, data)
+        except DeskError:
+            return t["unknown"].format(ref=ref)
+        return t[answer].format(ref=found, staff=staff)
 
     def incident(self, rest: str, update_id: int, language: Language) -> str:
         """/incident NUMBER what happened: a call to the outage line, a critical ticket (R17)."""

@@ -23,7 +23,7 @@ from typing import Any
 from bot.i18n import AMSTERDAM, Language, format_span, format_when
 from bot.intake import IntakePipeline
 from bot.reminders import ReminderNotice, assigned_staff
-from bot.staff_texts import CHAT_TEXTS
+from bot.staff_texts import ACTION_PHRASES, CHAT_TEXTS, DESK_CHAT_TEXTS
 from bot.staffchat.wording import first_words, money_in, who
 from channels.telegram import Buttons, TelegramTransport
 from sla_engine.errors import PolicyError
@@ -31,7 +31,13 @@ from sla_engine.policy import ReminderRule
 from storage.database import Database
 from storage.records import TicketRecord
 from storage.repositories import TicketRepository
-from storage.staffchat import ALERT_EVENTS, FOLLOW_UP, OPENED, StaffChatRepository
+from storage.staffchat import (
+    ALERT_EVENTS,
+    DASHBOARD_ACTION,
+    FOLLOW_UP,
+    OPENED,
+    StaffChatRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +156,8 @@ class StaffRounds:
             elif post.kind == FOLLOW_UP and record is not None:
                 text, buttons = await self._announcement(record, post.data)
                 await self.transport.send_message(self.chat, text, buttons=buttons)
+            elif post.kind == DASHBOARD_ACTION and record is not None:
+                await self.transport.send_message(self.chat, self.dashboard_notice(record, post.data))
             elif post.kind in ALERT_EVENTS:
                 await self.transport.send_message(self.chat, self.alert(post.kind, record, post.data))
             elif record is not None:
@@ -192,6 +200,17 @@ class StaffRounds:
         if isinstance(data.get("due"), str):  # a deadline, as staff read one
             values["due"] = format_when(datetime.fromisoformat(data["due"]), self.language)
         return t[kind].format(**values)
+
+    def dashboard_notice(self, ticket: TicketRecord, data: dict[str, Any]) -> str:
+        """What staff are told about an action done in the dashboard (the action's own phrase)."""
+        phrase = ACTION_PHRASES[self.language].get(str(data.get("action")), "{action}")
+        values = {key: str(value) for key, value in data.items()}
+        try:
+            what = phrase.format(**values)
+        except KeyError:  # an event of another version: its name is enough
+            what = str(data.get("action"))
+        return DESK_CHAT_TEXTS[self.language].format(staff=data.get("staff", "?"), ref=ticket.ref,
+                                                     who=who(ticket.account, ticket.plan), what=what)
 
     def billing_notice(self, kind: str, ticket: TicketRecord, data: dict[str, Any]) -> str:
         """What staff are told about a quote answered, a punch card renewed or a separate invoice."""

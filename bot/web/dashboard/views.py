@@ -25,6 +25,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from bot.i18n import Language
+from bot.staff_texts import EVENT_SENTENCES
 from storage.records import (
     InvoiceLineRecord,
     MessageRecord,
@@ -36,6 +37,7 @@ from storage.records import (
     reminder_rule,
 )
 
+HIDDEN_EVENTS = frozenset({"dashboard_action"})  # bookkeeping for the staff chat: the action's own event shows
 DueState = Literal["none", "ok", "soon", "breached", "met", "late"]
 ItemKind = Literal["in", "out", "event", "reminder", "hours", "quote"]
 
@@ -116,6 +118,12 @@ def queue_rows(tickets: Iterable[TicketRecord], now: datetime, soon: timedelta,
             for t in tickets]
 
 
+def answered_apart(rows: list[QueueRow]) -> list[QueueRow]:
+    """The rows in the order given (R15), those whose latest question staff answered moved below the others (they
+    wait for nobody at the desk)."""
+    return [r for r in rows if r.answered_at is None] + [r for r in rows if r.answered_at is not None]
+
+
 @dataclass(frozen=True)
 class TimelineItem:
     """One line of a ticket's timeline."""
@@ -151,14 +159,27 @@ def _message_item(msg: MessageRecord, words: Mapping[str, str], shown: tuple[str
                         reasons=() if msg.reasons == shown else msg.reasons)
 
 
-def _event_item(event: Mapping[str, Any]) -> TimelineItem:
+class _Blank(dict[str, Any]):
+    """Event data for a sentence: a key the event lacks reads as "?"."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _event_item(event: Mapping[str, Any], language: Language) -> TimelineItem:
+    """An event of the audit trail as a sentence (:data:`bot.staff_texts.EVENT_SENTENCES`), with the note's text,
+    a classification's reason or a decision's reasons under it; internal fields stay out."""
     data: Mapping[str, Any] = event.get("data") or {}
-    reasons = data.get("reasons") or ()
-    details = [f"{key}: {value}" for key, value in data.items()
-               if key != "reasons" and value is not None and value != "" and value != []]
-    return TimelineItem(event["at"], "event", str(event["kind"]).replace("_", " "),
-                        details=(f"{event['actor']}", *details),
-                        reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (str(reasons),))
+    kind = str(event["kind"])
+    reasons = data.get("reasons")
+    sentence = EVENT_SENTENCES[language].get(kind)
+    title = (sentence.format_map(_Blank({**data, "actor": event["actor"]})) if sentence
+             else f"{kind.replace('_', ' ')} ({event['actor']})")
+    text = data.get("text") if kind == "note" else None
+    extra = (str(data["reason"]),) if data.get("reason") else ()
+    return TimelineItem(event["at"], "event", title, text=str(text) if text else None,
+                        reasons=(*(str(r) for r in reasons), *extra) if isinstance(reasons, list) and reasons
+                        else extra)
 
 
 def timeline(ticket: TicketRecord, events: Sequence[Mapping[str, Any]], reminders: Sequence[ReminderRecord],
@@ -166,7 +187,7 @@ def timeline(ticket: TicketRecord, events: Sequence[Mapping[str, Any]], reminder
              language: Language) -> list[TimelineItem]:
     """Everything that happened on ``ticket`` (and the reminders still planned), oldest first."""
     items: list[TimelineItem] = [_message_item(msg, words, ticket.reasons) for msg in ticket.messages]
-    items.extend(_event_item(event) for event in events)
+    items.extend(_event_item(event, language) for event in events if event["kind"] not in HIDDEN_EVENTS)
     for reminder in reminders:
         rule = reminder_rule(reminder.spec)
         items.append(TimelineItem(reminder.due_at, "reminder", words["reminder"].format(spec=rule),

@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,7 +49,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.billing import Billing
+from bot.canned import CannedAnswers
 from bot.config import DashboardConfig, DashboardUser
+from bot.desk import Desk, DeskError
 from bot.i18n import LANGUAGES, Language, format_when
 from bot.reports import (
     FIRST_DAY,
@@ -61,7 +64,8 @@ from bot.reports import (
     report_day,
     span_text,
 )
-from bot.staff_texts import DASHBOARD_TEXTS as TEXTS
+from bot.staff_texts import ACTION_PHRASES, DASHBOARD_TEXTS, WORKSPACE_TEXTS
+from bot.web.dashboard.actions import ActionError, TicketActions, excerpt
 from bot.web.dashboard.auth import (
     CSRF_FIELD,
     LoginThrottle,
@@ -72,8 +76,12 @@ from bot.web.dashboard.auth import (
     token_hash,
     verify_password,
 )
+from bot.web.dashboard.finding import page_url, search_filter, search_form
 from bot.web.dashboard.language import pick_language
+from bot.web.dashboard.live import POLL_SECONDS, PresenceBoard
 from bot.web.dashboard.views import (
+    QueueRow,
+    answered_apart,
     hours_text,
     invoice_rows,
     queue_rows,
@@ -87,6 +95,7 @@ from sla_engine.policy import Preset
 from storage.billing import BillingRepository
 from storage.database import Database, Session
 from storage.records import (
+    OPEN_STATES,
     InvoiceLineRecord,
     QuoteRecord,
     ReminderRecord,
@@ -94,7 +103,8 @@ from storage.records import (
     TicketState,
     TimeEntryRecord,
 )
-from storage.repositories import ReminderRepository, TicketRepository
+from storage.repositories import AccountRepository, ReminderRepository, TicketRepository
+from storage.search import TicketSearch
 from storage.sessions import DashboardSessionRepository
 
 log = logging.getLogger(__name__)
@@ -110,6 +120,9 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+
+TEXTS: dict[Language, dict[str, str]] = {lang: DASHBOARD_TEXTS[lang] | WORKSPACE_TEXTS[lang] for lang in LANGUAGES}
+WHATSAPP_WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window: free text only within it
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 StaffEndpoint = Callable[[Request, DashboardUser], Awaitable[Response]]
@@ -148,6 +161,7 @@ class _TicketData:
     entries: list[TimeEntryRecord]
     quote: QuoteRecord | None
     lines: list[InvoiceLineRecord]
+    accounts: list[str]  # the accounts an unverified ticket can be linked to
 
 
 def _base(request: Request) -> str:
@@ -172,7 +186,8 @@ class Dashboard:
 
     def __init__(self, config: DashboardConfig, db: Database, preset: Preset, *, language: Language = "nl",
                  secure_cookies: bool = False, now: Callable[[], datetime] = utc_now,
-                 throttle: LoginThrottle | None = None) -> None:
+                 throttle: LoginThrottle | None = None, billing: Billing | None = None,
+                 whatsapp_templates: Mapping[str, str] | None = None) -> None:
         if config.secret_key is None:
             raise ValueError("the dashboard needs [dashboard] secret_key")
         self.config = config
@@ -182,6 +197,12 @@ class Dashboard:
         self.secure_cookies = secure_cookies
         self.now = now
         self.throttle = throttle or LoginThrottle()
+        self.whatsapp_templates = dict(whatsapp_templates or {})
+        self.canned = CannedAnswers(db, now)
+        self.presence = PresenceBoard()
+        # every action on the code path of the staff chat and the command line (bot.desk, bot.billing)
+        self.actions = TicketActions(Desk(db, now), billing or Billing(db, preset, now=now, default_language=language),
+                                     preset)
         self.users = {user.name.casefold(): user for user in config.users}
         self.zone = next(iter(preset.calendars.values())).zone
         self.soon = timedelta(minutes=config.due_soon_minutes)
@@ -202,9 +223,13 @@ class Dashboard:
             routes=[
                 Route("/", self._page(self.queue), methods=["GET"]),
                 Route("/tickets/{ref}", self._page(self.ticket), methods=["GET"]),
+                Route("/tickets/{ref}/act", self._page(self.act), methods=["POST"]),
                 Route("/report", self._page(self.report), methods=["GET"]),
+                Route("/canned", self._page(self.canned_page), methods=["GET"]),
+                Route("/canned", self._page(self.canned_change), methods=["POST"]),
                 Route("/report/chart.png", self._api(self.report_chart), methods=["GET"]),
                 Route("/api/queue", self._api(self.api_queue), methods=["GET"]),
+                Route("/api/live", self._api(self.api_live), methods=["GET"]),
                 Route("/login", self.login_form, methods=["GET"]),
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
@@ -294,9 +319,10 @@ class Dashboard:
         common: dict[str, Any] = {
             "t": TEXTS[language], "language": language, "languages": LANGUAGES, "base": _base(request),
             "user": user, "csrf": self._csrf(request), "csrf_field": CSRF_FIELD, "server_now": now.isoformat(),
-            "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path,
+            "soon_seconds": int(self.soon.total_seconds()), "here": request.url.path, "poll_seconds": POLL_SECONDS,
             "when": lambda instant: short_when(instant, language, zone) if instant else "—",
             "long_when": lambda instant: format_when(instant, language, zone) if instant else "—",
+            "flash": request.session.pop("flash", None), "flash_error": request.session.pop("flash_error", None),
         }
         return self.templates.TemplateResponse(request, name, common | context, status_code=status_code,
                                                headers=headers)
@@ -387,15 +413,45 @@ class Dashboard:
         return await asyncio.to_thread(self.db.run, lambda s: TicketRepository(s).queue(TicketState.OPEN))
 
     async def queue(self, request: Request, user: DashboardUser) -> Response:
-        rows = queue_rows(await self._open_queue(), self.now(), self.soon, self.plan_title)
-        return self._render(request, user, "queue.html", {"rows": rows})
+        """The open queue in R15's order; with words or filters in the URL, the tickets found, a page at a time."""
+        wanted = search_filter(request.query_params, user.name)
+        context: dict[str, Any] = {"search": search_form(request.query_params), "page": None,
+                                   "plans": [(p.name, p.title) for p in self.preset.plans]}
+        if wanted is None:  # R15's order, the answered tickets apart
+            tickets = await self._open_queue()
+        else:
+            now = self.now()
+            found = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).find(wanted, now, self.soon))
+            tickets = found.tickets
+            context["page"] = found
+            context["page_url"] = lambda number: page_url(request.query_params, number)
+        rows = queue_rows(tickets, self.now(), self.soon, self.plan_title)
+        if wanted is None:
+            rows = answered_apart(rows)
+        return self._render(request, user, "queue.html", {"rows": await self._with_subjects(rows, tickets), **context})
+
+    async def _with_subjects(self, rows: list[QueueRow], tickets: list[TicketRecord]) -> list[QueueRow]:
+        """A ticket without a subject (WhatsApp, a call) shows the first words of its first message instead."""
+        wanted = {t.id: t.ref for t in tickets if not t.subject}
+        texts = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).first_texts(list(wanted)))
+        by_ref = {wanted[i]: excerpt(text) for i, text in texts.items() if text.strip()}
+        return [replace(row, subject=by_ref[row.ref]) if row.ref in by_ref else row for row in rows]
 
     async def api_queue(self, request: Request, user: DashboardUser) -> Response:
         now = self.now()
-        rows = queue_rows(await self._open_queue(), now, self.soon, self.plan_title)
+        rows = answered_apart(queue_rows(await self._open_queue(), now, self.soon, self.plan_title))
         return JSONResponse({"now": now.isoformat(), "tickets": [row.as_json() for row in rows]})
 
-    async def ticket(self, request: Request, user: DashboardUser) -> Response:
+    async def api_live(self, request: Request, user: DashboardUser) -> JSONResponse:
+        """The stamp of the ticket ``ref`` (of every ticket without one) and who else has it open."""
+        ref = (request.query_params.get("ref") or "").strip().upper()[:30] or None
+        stamp = await asyncio.to_thread(self.db.run, lambda s: TicketSearch(s).change_stamp(ref))
+        others = [] if ref is None else self.presence.here(ref, user.name, request.query_params.get("typing") == "1",
+                                                            self.now())
+        return JSONResponse({"stamp": stamp, "others": [{"name": p.name, "typing": p.typing} for p in others]})
+
+    async def ticket(self, request: Request, user: DashboardUser, *, status_code: int = 200,
+                     draft: str = "") -> Response:
         ref = request.path_params["ref"]
 
         def work(s: Session) -> _TicketData | None:
@@ -404,15 +460,24 @@ class Dashboard:
             if found is None:
                 return None
             billing = BillingRepository(s)
+            accounts = ([a.name for a in AccountRepository(s).all()]
+                        if found.state == TicketState.UNVERIFIED else [])
             return _TicketData(found, tickets.events(found.id), ReminderRepository(s).for_ticket(found.id),
                                billing.entries(found.id), billing.current_quote(found.id),
-                               billing.ticket_lines(found.id))
+                               billing.ticket_lines(found.id), accounts)
 
         data = await asyncio.to_thread(self.db.run, work)
         language = self._language(request, user)
         words = TEXTS[language]
         if data is None:
             return self._error(request, user, words["not_found"].format(ref=ref), 404)
+        pick = request.query_params.get("canned")
+        if pick and not draft:  # a canned answer inserted in the reply box, filled from the ticket
+            try:
+                draft = await asyncio.to_thread(self.canned.for_ticket, pick, ref, user.name)
+            except DeskError as exc:
+                request.session["flash_error"] = words["not_done"].format(problem=exc)
+        names = await asyncio.to_thread(self.canned.names)
         ticket = data.ticket
         hours = sum((entry.hours for entry in data.entries), Decimal(0))
         return self._render(request, user, "ticket.html", {
@@ -421,7 +486,71 @@ class Dashboard:
             "items": timeline(ticket, data.events, data.reminders, data.entries, data.quote, words, language),
             "lines": invoice_rows(data.lines, language),
             "hours": hours_text(hours, language) if hours else None,
-        })
+            "open": ticket.state in OPEN_STATES, "draft": draft, "accounts": data.accounts, "canned_names": names,
+            "canned_picked": pick or "",
+            "staff_names": [u.name for u in self.config.users], "billable": self.preset.billing is not None,
+            "window": self._whatsapp_window(ticket),
+            "priorities": [(p.name, p.title) for p in self.preset.priorities],
+        }, status_code)
+
+    async def canned_page(self, request: Request, user: DashboardUser) -> Response:
+        """The canned answers, with a form to add or change one and a button to remove each."""
+        answers = await asyncio.to_thread(self.canned.all)
+        return self._render(request, user, "canned.html", {"answers": answers})
+
+    async def canned_change(self, request: Request, user: DashboardUser) -> Response:
+        """Add, change (``save``) or remove (``remove``) a canned answer; back to the list (303), or the list with
+        why not (400)."""
+        words = TEXTS[self._language(request, user)]
+        form = await self._form(request)
+        if form is None:
+            return self._error(request, user, words["form_expired"], 403)
+        name, language = form.get("name", ""), form.get("language", "")
+        try:
+            if form.get("action") == "remove":
+                await asyncio.to_thread(self.canned.remove, name, language or None)
+                request.session["flash"] = words["canned_removed"].format(name=name)
+            else:
+                await asyncio.to_thread(self.canned.add, name, language, form.get("text", ""), user.name)
+                request.session["flash"] = words["canned_saved"].format(name=name.strip().lower())
+        except DeskError as exc:
+            request.session["flash_error"] = words["not_done"].format(problem=exc)
+            return self._render(request, user, "canned.html", {
+                "answers": await asyncio.to_thread(self.canned.all)}, 400)
+        return RedirectResponse(f"{_base(request)}/canned", status_code=303)
+
+    def _whatsapp_window(self, ticket: TicketRecord) -> dict[str, str | None] | None:
+        """For a WhatsApp ticket whose customer wrote last more than 24 hours ago: the approved template the reply
+        goes as (None: none configured; the message then comes back to staff). None while free text may go."""
+        if ticket.channel != "whatsapp":
+            return None
+        last = max((msg.at for msg in ticket.messages if msg.direction == "in"), default=None)
+        if last is not None and self.now() - last < WHATSAPP_WINDOW:
+            return None
+        return {"template": self.whatsapp_templates.get("reply") or self.whatsapp_templates.get("default")}
+
+    async def act(self, request: Request, user: DashboardUser) -> Response:
+        """A staff action on the ticket (the form's ``action``): done through bot.desk or bot.billing, then the
+        ticket page again with what was done (303), or with why not (400, nothing changed)."""
+        language = self._language(request, user)
+        words = TEXTS[language]
+        form = await self._form(request)
+        if form is None:
+            return self._error(request, user, words["form_expired"], 403)
+        ref, action = request.path_params["ref"], form.get("action", "")
+        try:
+            done = await asyncio.to_thread(self.actions.do, ref, action, form, user.name)
+        except ActionError as exc:
+            problem = words[exc.key].format(**exc.values)
+        except DeskError as exc:
+            problem = str(exc)
+        else:
+            log.info("dashboard: %s did %s on %s", user.name, done.action, done.ref)
+            request.session["flash"] = words["done"].format(
+                what=ACTION_PHRASES[language][done.action].format(**done.values))
+            return RedirectResponse(f"{_base(request)}/tickets/{quote(done.ref)}#timeline", status_code=303)
+        request.session["flash_error"] = words["not_done"].format(problem=problem)
+        return await self.ticket(request, user, status_code=400, draft=form.get("text", ""))
 
     def _period(self, request: Request) -> tuple[date, date, str | None]:
         """The report's period and plan from the query (``from``, ``to``, ``plan``); the last four weeks by default.

@@ -2,6 +2,10 @@
 // Every element with data-due="ISO 8601" shows the time left, updated every second; its row's
 // data-due-state becomes "soon" within the due-soon window and "breached" past the deadline, which the
 // CSS colours. Time is the server's: the page carries the server's clock in <body data-server-now>.
+// Live: every few seconds it asks /dashboard/api/live whether the queue (or this ticket) changed; when it did,
+// it fetches the page again and swaps only the parts marked data-live-part whose HTML changed (no reload, no
+// flicker), never one the user is typing in. On a ticket it shows who else has it open and whether they type.
+// Without JavaScript every page and form works as it is.
 (function () {
   "use strict";
   var body = document.body;
@@ -38,4 +42,67 @@
 
   tick();
   window.setInterval(tick, 1000);
+
+  var live = body.dataset.live;
+  var refHolder = document.querySelector("[data-live-ref]");
+  var ref = refHolder ? refHolder.dataset.liveRef : "";
+  var presence = document.getElementById("presence");
+  var stamp = null;
+  var typingUntil = 0;
+  if (!live || !window.fetch || !window.DOMParser) { return; }
+
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.closest && event.target.closest("form")) { typingUntil = Date.now() + 8000; }
+  });
+
+  function busy(part) {
+    var focused = document.activeElement;
+    if (focused && focused !== document.body && part.contains(focused)) { return true; }
+    var fields = part.querySelectorAll("textarea, input[type=text]");
+    for (var i = 0; i < fields.length; i += 1) { if (fields[i].value !== fields[i].defaultValue) { return true; } }
+    return false;
+  }
+
+  function refresh() {
+    fetch(window.location.href, {credentials: "same-origin", headers: {"X-Live": "1"}})
+      .then(function (answer) { return answer.ok ? answer.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live-part]").forEach(function (part) {
+          var next = part.id ? fresh.getElementById(part.id) : null;
+          if (next && next.innerHTML !== part.innerHTML && !busy(part)) {
+            part.innerHTML = next.innerHTML;
+            if (next.dataset.dueState) { part.dataset.dueState = next.dataset.dueState; }
+          }
+        });
+        tick();
+      })
+      .catch(function () { /* the next round tries again */ });
+  }
+
+  function show(others) {
+    if (!presence) { return; }
+    if (!others.length) { presence.hidden = true; presence.textContent = ""; return; }
+    presence.textContent = (body.dataset.hereToo || "") + " " + others.map(function (other) {
+      return other.name + (other.typing ? " (" + (body.dataset.typing || "…") + ")" : "");
+    }).join(", ");
+    presence.hidden = false;
+  }
+
+  function poll() {
+    var url = live + "?typing=" + (Date.now() < typingUntil ? "1" : "0") + (ref ? "&ref=" + encodeURIComponent(ref) : "");
+    fetch(url, {credentials: "same-origin"})
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        if (stamp !== null && data.stamp !== stamp) { refresh(); }
+        stamp = data.stamp;
+        show(data.others || []);
+      })
+      .catch(function () { /* the next round tries again */ });
+  }
+
+  poll();
+  window.setInterval(poll, Math.max(1, Number(body.dataset.poll || 4)) * 1000);
 }());

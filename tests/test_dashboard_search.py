@@ -1,0 +1,108 @@
+"""Finding tickets: full text over references, subjects, message texts, names, e-mail addresses and phone numbers
+(SQLite FTS5, PostgreSQL full-text search, one repository method), filters kept in the URL, paging. On SQLite and
+PostgreSQL, through the repository and through the dashboard's queue page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from helpers import MONDAY_10, add_account, contact, email, pipeline, preset, whatsapp
+from test_dashboard import Browser, anna_hash, dashboard_config, serve  # noqa: F401 - anna_hash is a fixture
+
+from bot.desk import Desk
+from bot.web.dashboard.web import Dashboard
+from storage.database import Database, open_database
+from storage.search import TicketFilter, TicketSearch
+
+LATER = MONDAY_10 + timedelta(hours=1)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    add_account(database, "Bakkerij Jansen", "ondersteuning",
+                contact("Piet Jansen", email="piet@bakkerij-jansen.nl", phone="+31612345678"), staff="anna")
+    add_account(database, "Fietsen Noord", "licentie", contact("Eva de Vries", email="eva@fietsen-noord.nl"))
+    intake = pipeline(database, "mailcampaigns", LATER)
+    intake.ingest(email("<a@jansen>", "piet@bakkerij-jansen.nl", "De verzendknop geeft een foutmelding",
+                        subject="Verzenden lukt niet"))
+    intake.ingest(whatsapp("SM-1", "+31612345678", "Mijn campagne staat nog op concept"))
+    intake.ingest(email("<b@noord>", "eva@fietsen-noord.nl", "Hoe importeer ik contactpersonen?",
+                        subject="Import"))
+    intake.ingest(email("<c@elders>", "onbekend@elders.example", "Graag een offerte voor een sjabloon",
+                        subject="Sjabloon"))
+    yield database
+    database.dispose()
+
+
+def refs(db: Database, **wanted: object) -> list[str]:
+    page = db.run(lambda s: TicketSearch(s).find(TicketFilter(**wanted), LATER, timedelta(hours=2)))  # type: ignore[arg-type]
+    return [t.ref for t in page.tickets]
+
+
+def test_words_of_a_message_a_subject_a_reference_a_name_an_address_or_a_number(db: Database) -> None:
+    everything = refs(db)
+    assert len(everything) == 4
+    first, chat, eva, stranger = sorted(everything)
+    assert refs(db, text="foutmelding") == [first]  # a word of the message
+    assert refs(db, text="verzendkn") == [first]  # the start of one
+    assert refs(db, text="Verzenden lukt") == [first]  # the subject
+    assert refs(db, text="concept") == [chat]  # a WhatsApp message
+    assert refs(db, text=first) == [first]  # the reference
+    assert sorted(refs(db, text="Piet Jansen")) == sorted([first, chat])  # the contact's name
+    assert refs(db, text="fietsen noord") == [eva]  # the customer's name
+    assert refs(db, text="eva@fietsen-noord.nl") == [eva]  # an e-mail address
+    assert sorted(refs(db, text="+31612345678")) == sorted([first, chat])  # a phone number
+    assert refs(db, text="onbekend@elders.example") == [stranger]  # an unknown sender's address
+    assert refs(db, text="nergens") == []
+    assert refs(db, text="%") == [] and refs(db, text='"*') == []  # no syntax error, nothing found
+
+
+def test_filters_and_paging(db: Database) -> None:
+    assert len(refs(db, state="open")) == 4  # every open state, the unverified one too
+    assert len(refs(db, state="unverified")) == 1
+    assert len(refs(db, channel="whatsapp")) == 1
+    assert len(refs(db, plan="licentie")) == 1
+    assert len(refs(db, assignee="anna")) == 2  # the account's staff member
+    first = min(refs(db))
+    Desk(db, now=lambda: LATER).take(first, "bram")
+    assert len(refs(db, assignee="anna")) == 1 and refs(db, assignee="bram") == [first]
+    assert refs(db, due="breached") == []
+    late = db.run(lambda s: TicketSearch(s).find(TicketFilter(due="breached"), LATER + timedelta(days=30),
+                                                 timedelta(hours=2)))
+    assert late.total == 3  # the unverified ticket has no deadline
+    pages = [db.run(lambda s, n=n: TicketSearch(s).find(TicketFilter(page=n, per_page=3), LATER, timedelta(hours=2)))
+             for n in (1, 2)]
+    assert [len(p.tickets) for p in pages] == [3, 1] and pages[0].total == 4 and pages[0].pages == 2
+    assert not {t.ref for t in pages[0].tickets} & {t.ref for t in pages[1].tickets}
+
+
+def test_new_messages_and_changes_are_found_at_once(db: Database) -> None:
+    pipeline(db, "mailcampaigns", LATER).ingest(
+        email("<d@noord>", "eva@fietsen-noord.nl", "Ook de bijlage ontbreekt", subject="Re: Import"))
+    found = refs(db, text="bijlage")
+    assert len(found) == 1
+    Desk(db, now=lambda: LATER).reply(found[0], "De bijlage staat nu klaar als xylofoon", "anna")
+    assert refs(db, text="xylofoon") == found
+
+
+def test_the_queue_page_searches_with_the_filter_in_the_url(db: Database, anna_hash: str) -> None:  # noqa: F811
+    async def body(b: Browser) -> None:
+        await b.login()
+        page = await b.get("/?q=foutmelding")
+        assert page.status_code == 200 and 'id="found"' in page.text
+        assert len(re.findall(r'data-ref="', page.text)) == 1 and 'value="foutmelding"' in page.text
+        filtered = await b.get("/?channel=whatsapp&state=open")
+        assert len(re.findall(r'data-ref="', filtered.text)) == 1
+        assert '<option value="whatsapp" selected>' in filtered.text
+        nothing = await b.get("/?q=nergens")
+        assert 'id="no-results"' in nothing.text
+        odd = await b.get("/?state=bogus&page=x&due=never")  # values that are no choice: no filter
+        assert odd.status_code == 200 and len(re.findall(r'data-ref="', odd.text)) == 4
+        mine = await b.get("/?mine=1")
+        assert len(re.findall(r'data-ref="', mine.text)) == 2
+
+    serve(Dashboard(dashboard_config(anna_hash), db, preset("mailcampaigns"), now=lambda: LATER), body)
