@@ -216,7 +216,7 @@ def test_report_page_with_its_chart(logged_in: WebDriver, served: tuple[str, Que
     assert int(logged_in.execute_script("return arguments[0].naturalWidth", chart)) > 300
     assert queue.breached in logged_in.find_element(By.ID, "report-breaches").text
     plans = logged_in.find_element(By.ID, "report-plans").text
-    assert "business" in plans and "50%" in plans
+    assert "Business" in plans and "50%" in plans
     logged_in.save_screenshot(str(ARTIFACTS / "dashboard-report.png"))
     logged_in.find_element(By.ID, "nav-queue").click()
     WebDriverWait(logged_in, 10).until(lambda d: d.find_elements(By.ID, "queue"))

@@ -129,6 +129,8 @@ StaffEndpoint = Callable[[Request, DashboardUser], Awaitable[Response]]
 
 
 
+CRITICAL_SUFFIX = " (critical)"  # how bot.reports names a plan's critical incidents
+
 class _SecurityHeaders:
     """Adds the headers above to every answer; pages (not the static files) are never cached."""
 
@@ -329,6 +331,11 @@ class Dashboard:
 
     def _error(self, request: Request, user: DashboardUser | None, message: str, status_code: int) -> Response:
         return self._render(request, user, "error.html", {"message": message}, status_code)
+
+    def group_title(self, group: str) -> str:
+        """A report group (``licentie``, ``premium (critical)``) by its plan's title (``Licentie``)."""
+        plan = group.removesuffix(CRITICAL_SUFFIX)
+        return (self.plan_title(plan) or plan) + group[len(plan):]
 
     def plan_title(self, plan: str | None) -> str | None:
         if plan is None:
@@ -578,6 +585,10 @@ class Dashboard:
         except ValueError as exc:
             return self._error(request, user, words["bad_period"].format(problem=exc), 400)
         data = report_data(await self._load_report(start, end, plan))
+        for group in data["plans"]:  # the plans by their titles, as the queue shows them
+            group["name"] = self.group_title(group["name"])
+        for breach in data["breaches"]:
+            breach["plan"] = self.group_title(breach["plan"])
         query = urlencode({"from": start.isoformat(), "to": end.isoformat(), **({"plan": plan} if plan else {})})
         return self._render(request, user, "report.html", {
             "report": data, "start": start, "end": end, "plan": plan, "chart_query": query,
