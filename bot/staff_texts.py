@@ -93,6 +93,9 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                         "ongelezen in de mailbox, de mail erna gaat door.",
         "response_undone": "⚠️ {ref} ({who}): het antwoord heeft de klant niet bereikt; het ticket is weer "
                            "onbeantwoord, de herinneringen lopen weer (eerste reactie uiterlijk {due}).",
+        "invoice_not_sent": "🧾 Factuur {invoice} van {account} is niet verzonden: het account heeft geen billing_email en "
+                            "geen contactpersoon met een e-mailadres. Vul er een in en verstuur hem met: slabot billing "
+                            "invoice {invoice} --resend",
         "webhook_failed": "🔗 {ref} ({who}): webhook {recipient} heeft een gebeurtenis na {attempts} pogingen in een "
                           "etmaal niet aangenomen ({error}); het systeem erachter mist die.",
         "no_ticket": "geen ticket",
@@ -178,6 +181,9 @@ CHAT_TEXTS: dict[Language, dict[str, str]] = {
                         "in the mailbox, the mail after it goes on.",
         "response_undone": "⚠️ {ref} ({who}): the reply did not reach the customer; the ticket is unanswered "
                            "again and its reminders are back (first response due {due}).",
+        "invoice_not_sent": "🧾 Invoice {invoice} of {account} was not sent: the account has no billing_email and no "
+                            "contact with an e-mail address. Add one and send it with: slabot billing invoice {invoice} "
+                            "--resend",
         "webhook_failed": "🔗 {ref} ({who}): webhook {recipient} did not take an event after {attempts} attempts in "
                           "a day ({error}); the system behind it misses it.",
         "no_ticket": "no ticket",

@@ -29,7 +29,7 @@ PAGED, ACKNOWLEDGED = "critical_paged", "critical_acknowledged"
 BILLING_EVENTS = ("quote_agreed", "quote_declined", "separate_invoice", "punch_card_renewed")  # staff are told
 # events that say "staff_told": posted to the staff chat, with or without a ticket
 ALERT_EVENTS = ("message_needs_staff", "message_failed", "message_unknown", "message_bounced", "attachment_failed",
-                "mail_kept_aside", "mail_skipped", "response_undone", "webhook_failed")
+                "mail_kept_aside", "mail_skipped", "response_undone", "webhook_failed", "invoice_not_sent")
 DASHBOARD_ACTION = "dashboard_action"  # what staff did in the dashboard: the staff chat hears of it
 POST_BATCH = 20  # events posted per round
 

@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import at, contact, email, run_cli, ticket, whatsapp
@@ -386,3 +387,26 @@ def test_the_accounts_file_takes_a_billing_address(tmp_path: Path, db_url: str) 
     assert code == 0, err
     code, out, _ = run_cli("--config", str(config), "accounts", "list")
     assert "invoices to boeken@csv.example" in out
+
+
+def test_an_invoice_with_no_address_to_go_to_is_told_to_staff(db: Database) -> None:
+    """R21: an account with neither a billing address nor a contact with an e-mail address: the invoice is kept,
+    and the staff chat hears of it once, with what to do."""
+    from test_staffbot import STAFF_CHAT, answered, run
+
+    desk = Desk(db)
+    add_account(desk, "Telefoon BV", PIET)  # a contact with a phone number only
+    desk.hours(job(desk, PIET, "1"), "1")
+    desk.clock.now = at(2026, 12, 1, 9)
+
+    async def body(standin: Any, bot: Any) -> None:
+        await bot.announce_new()  # the first round sets the checkpoint
+        (invoice,) = await asyncio.to_thread(desk.billing.issue_due)
+        assert invoice.message_id is None and invoice.delivery_state is None
+        await bot.announce_new()
+        (text,) = [t for t in await answered(standin, 1) if t.startswith("🧾")]
+        assert invoice.number in text and "Telefoon BV" in text and "--resend" in text
+        assert await bot.announce_new() == 0
+
+    standin = run(db, body)
+    assert len([s for s in standin.messages_to(STAFF_CHAT) if (s.text or "").startswith("🧾")]) == 1
