@@ -88,9 +88,12 @@ def test_quote_agreement_hours_and_the_staff_told(db: Database) -> None:
         logged = (await answers(standin, 4))[-1]
         assert "gefactureerd" in logged and "direct apart gefactureerd" in logged
         await bot.announce_new()
-        assert (await answers(standin, 5))[-1].startswith(f"💶 {ref}")
+        told = sorted((await answers(standin, 6))[-2:])
+        assert told[0].startswith(f"💶 {ref}")
+        # Piet's account has a phone number only: the invoice has no address to go to, and staff hear of it
+        assert told[1].startswith("🧾 Factuur 2026-00001 van Bakkerij Jansen is niet verzonden")
         standin.push_message(STAFF_CHAT, ANNA, f"/ticket {ref}", username="anna", language_code="en")
-        shown = (await answers(standin, 6))[-1]
+        shown = (await answers(standin, 7))[-1]
         assert "estimate: 2.50 h, €325.00 — agreed" in shown
         assert "service: the request mentions 'opmaak'; help with the layout of mailings is paid service" in shown
 
