@@ -125,6 +125,11 @@ def _hours_text(value: Decimal, language: Language) -> str:
     return format_decimal(value, format="#,##0.##", locale="nl_NL" if language == "nl" else "en_GB")
 
 
+def _hours_or_blank(value: Decimal, language: Language) -> str:
+    """Hours for a template's optional line: empty (the line left out) when there are none."""
+    return _hours_text(value, language) if value > 0 else ""
+
+
 def _card(record: PunchCardRecord | None) -> PunchCard | None:
     return PunchCard(record.block_hours, record.remaining, record.block_number) if record else None
 
@@ -385,7 +390,7 @@ class Billing:
             cur = terms.currency
 
             def h(value: Decimal) -> str:
-                return _hours_text(value, language) if value > 0 else ""
+                return _hours_or_blank(value, language)
 
             text = self.texts.render(
                 "quote", language, contact_name=ticket.contact or "", ref=ticket.ref, company=self.preset.title,
@@ -543,7 +548,7 @@ class Billing:
         cur = self.terms.currency
 
         def h(value: Decimal) -> str:
-            return _hours_text(value, language) if value > 0 else ""
+            return _hours_or_blank(value, language)
 
         text = self.texts.render(
             "over_quote", language, contact_name=ticket.contact or "", ref=ticket.ref, company=self.preset.title,
@@ -622,12 +627,12 @@ class Billing:
             raise BillingError(f"invoice {number} would come to {subtotal}: an invoice is never issued for 0.00")
         vat = vat_of(subtotal, terms)
         card = repo.punch_card(account.id)
+        doc = self._document(s, account, repo.invoice_by_number(number), lines)  # made once: the PDF and the mail
         repo.finish_invoice(invoice_id, subtotal=subtotal, vat=vat, total=subtotal + vat,
-                            card_balance=card.remaining if card else None,
-                            pdf=self._render(s, account, repo.invoice_by_number(number), lines))
+                            card_balance=card.remaining if card else None, pdf=render_invoice(doc))
         record = repo.invoice_by_number(number)
         assert record is not None
-        self._send_invoice(s, account, record)
+        self._send_invoice(s, account, record, doc)
         TicketRepository(s).add_event("invoice_issued", self.now(), ticket_id=ticket.id if ticket else None, data={
             "invoice": number, "kind": kind, "account": account.name, "subtotal": str(subtotal), "vat": str(vat),
             "total": str(subtotal + vat), "due_on": due.isoformat(), "month": month})
@@ -662,10 +667,6 @@ class Billing:
             month=invoice.month, ticket_ref=invoice.ticket_ref,
             card_balance=balance if card else None, card_block_hours=card.block_hours if card else None)
 
-    def _render(self, s: Session, account: AccountRecord, invoice: InvoiceRecord | None,
-                lines: list[InvoiceLineRecord]) -> bytes:
-        return render_invoice(self._document(s, account, invoice, lines))
-
     def _billing_address(self, s: Session, account: AccountRecord) -> str | None:
         """Where invoices go (R21): the account's billing address, else its contact person's e-mail."""
         if account.billing_email:
@@ -675,7 +676,8 @@ class Billing:
         person = person or next((c for c in contacts if c.emails), None)
         return person.emails[0] if person else None
 
-    def _send_invoice(self, s: Session, account: AccountRecord, invoice: InvoiceRecord) -> int | None:
+    def _send_invoice(self, s: Session, account: AccountRecord, invoice: InvoiceRecord,
+                      doc: InvoiceDocument | None = None) -> int | None:
         """Queue the invoice's mail with its PDF (the outbox sends it once, retried like every mail); the
         message id, None when the account has no e-mail address (staff are told)."""
         repo = BillingRepository(s)
@@ -689,7 +691,7 @@ class Billing:
         pdf = repo.invoice_pdf(invoice.id)
         assert pdf is not None
         language = language_of(account.language, default=self.default_language)
-        doc = self._document(s, account, invoice, repo.invoice_lines(invoice.id))
+        doc = doc or self._document(s, account, invoice, repo.invoice_lines(invoice.id))
         person = next((c for c in AccountRepository(s).contacts_of(account.id) if c.role == "contact"), None)
         cur = self.terms.currency
         text = self.texts.render(

@@ -27,7 +27,6 @@ from jinja2 import (
 from bot.i18n import LANGUAGES, Language, format_span, format_when
 from sla_engine.billing import RateKind
 from sla_engine.calendar import WEEKDAYS, BusinessCalendar
-from sla_engine.clocks import ClockKind
 from sla_engine.policy import Channel, Plan, Preset
 
 DAY_NAMES = {

@@ -744,8 +744,8 @@ async def _mailcampaigns(stage: _Stage) -> None:
             count = await desk.app.reminders.run_due()
             for text in await stage.posted(chat, count, f"the {reminder.spec} reminder"):
                 if reminder.escalate:
-                    stage.tell("breach", f"nobody answered Sanne: the breach is posted and escalated to the team "
-                               f"lead @lotte", channel="telegram", ref=sanne.ref, text=text,
+                    stage.tell("breach", "nobody answered Sanne: the breach is posted and escalated to the team "
+                               "lead @lotte", channel="telegram", ref=sanne.ref, text=text,
                                due=sanne.first_response_due, data={"spec": reminder.spec})
                 else:
                     stage.tell("reminder", f"staff chat reminder at {reminder.spec}, naming Sanne's campaign "
