@@ -81,6 +81,7 @@ from storage.database import Database, Session
 from storage.direct import Direct
 from storage.records import (
     AccountRecord,
+    InvoiceKind,
     InvoiceLineRecord,
     InvoiceRecord,
     OutboundDraft,
@@ -516,7 +517,7 @@ class Billing:
             new_ids.append(repo.add_line(
                 account_id=account.id, ticket_id=ticket.id, description=description, hours=draw.hours,
                 rate=draw.rate if draw.kind.value in PAID_KINDS else None, amount=draw.amount, day=today,
-                invoice="monthly" if draw.amount > 0 else "usage", rate_kind=draw.kind.value,
+                invoice=(InvoiceKind.MONTHLY if draw.amount > 0 else InvoiceKind.USAGE).value, rate_kind=draw.kind.value,
                 block_number=draw.block_number, time_entry_id=entry_ids[-1]))
         renewed: list[str] = []
         if punch is not None and state is not None:
@@ -573,8 +574,8 @@ class Billing:
         line_id = repo.add_line(
             account_id=account.id, ticket_id=None, description=INVOICE_LINE_TEXTS[language]["block"].format(
                 block=block, hours=_hours_text(block_hours, language)), hours=block_hours, rate=card.punch_card,
-            amount=price, day=today, invoice="punch_card", rate_kind=None, block_number=block)
-        issued = self._issue(s, account, "punch_card", [line_id], today, ticket=None)
+            amount=price, day=today, invoice=InvoiceKind.PUNCH_CARD.value, rate_kind=None, block_number=block)
+        issued = self._issue(s, account, InvoiceKind.PUNCH_CARD, [line_id], today, ticket=None)
         tickets = TicketRepository(s)
         data = {"account": account.name, "block": block, "hours": str(block_hours), "price": str(price),
                 "invoice": issued.number, "due_on": issued.due_on.isoformat()}
@@ -599,10 +600,10 @@ class Billing:
             return None
         lines = repo.ticket_lines(ticket.id)
         total = sum((x.amount for x in lines if x.rate_kind in PAID_KINDS), ZERO)
-        open_lines = [x for x in lines if x.invoice == "monthly" and x.invoice_id is None and x.amount > 0]
+        open_lines = [x for x in lines if x.invoice == InvoiceKind.MONTHLY and x.invoice_id is None and x.amount > 0]
         if not needs_separate_invoice(total, terms) or not open_lines:
             return None
-        issued = self._issue(s, account, "separate", [x.id for x in open_lines], self.today(), ticket=ticket)
+        issued = self._issue(s, account, InvoiceKind.SEPARATE, [x.id for x in open_lines], self.today(), ticket=ticket)
         TicketRepository(s).add_event("separate_invoice", self.now(), ticket_id=ticket.id, data={
             "invoice": issued.number, "amount": str(issued.subtotal), "job_total": str(total),
             "due_on": issued.due_on.isoformat(), "threshold": str(terms.separate_invoice_above)})
@@ -610,7 +611,7 @@ class Billing:
 
     # -- invoices (R21): issued, rendered, sent -----------------------------------------
 
-    def _issue(self, s: Session, account: AccountRecord, kind: str, line_ids: list[int], issued_on: date, *,
+    def _issue(self, s: Session, account: AccountRecord, kind: InvoiceKind, line_ids: list[int], issued_on: date, *,
                ticket: TicketRecord | None, month: str | None = None) -> InvoiceRecord:
         """Issue one invoice of ``line_ids`` in the caller's transaction: its number (gap-free per year), its
         totals with VAT apart, its PDF, and its mail to the billing address queued in the same transaction
@@ -618,9 +619,9 @@ class Billing:
         terms = self.terms
         repo = BillingRepository(s)
         due = due_date(issued_on, terms)
-        invoice_id, number = repo.add_invoice(account.id, kind, issued_on, due, self.now(),
+        invoice_id, number = repo.add_invoice(account.id, kind.value, issued_on, due, self.now(),
                                               ticket.id if ticket else None, month)
-        repo.move_to_invoice(line_ids, invoice_id, kind)
+        repo.move_to_invoice(line_ids, invoice_id, kind.value)
         lines = repo.invoice_lines(invoice_id)
         subtotal = sum((x.amount for x in lines), ZERO)
         if subtotal <= 0:
@@ -634,7 +635,7 @@ class Billing:
         assert record is not None
         self._send_invoice(s, account, record, doc)
         TicketRepository(s).add_event("invoice_issued", self.now(), ticket_id=ticket.id if ticket else None, data={
-            "invoice": number, "kind": kind, "account": account.name, "subtotal": str(subtotal), "vat": str(vat),
+            "invoice": number, "kind": kind.value, "account": account.name, "subtotal": str(subtotal), "vat": str(vat),
             "total": str(subtotal + vat), "due_on": due.isoformat(), "month": month})
         final = repo.invoice_by_number(number)
         assert final is not None
@@ -646,9 +647,9 @@ class Billing:
         terms = self.terms
         repo = BillingRepository(s)
         usage: list[InvoiceLineRecord] = []
-        if invoice.kind == "monthly" and invoice.month:
+        if invoice.kind == InvoiceKind.MONTHLY and invoice.month:
             start, end = month_bounds(invoice.month)
-            usage = [x for x in repo.account_lines(account.id, start, end) if x.invoice == "usage"]
+            usage = [x for x in repo.account_lines(account.id, start, end) if x.invoice == InvoiceKind.USAGE]
         card = repo.punch_card(account.id)
         subtotal = sum((x.amount for x in lines), ZERO)
         vat = invoice.vat if invoice.vat is not None else vat_of(subtotal, terms)
@@ -734,7 +735,7 @@ class Billing:
                     continue  # issued already: a line dated in it later waits for the next month's
                 account = accounts.get(account_id)
                 assert account is not None
-                issued.append(self._issue(s, account, "monthly", [x.id for x in lines], today, ticket=None,
+                issued.append(self._issue(s, account, InvoiceKind.MONTHLY, [x.id for x in lines], today, ticket=None,
                                           month=month))
             return issued
 
@@ -884,9 +885,9 @@ class Billing:
             usage: dict[str, list[InvoiceLineRecord]] = {}
             waiting: dict[str, list[InvoiceLineRecord]] = {}
             for x in repo.lines_between(start, end):
-                if x.invoice == "usage":
+                if x.invoice == InvoiceKind.USAGE:
                     usage.setdefault(x.account, []).append(x)
-                elif x.invoice == "monthly" and x.invoice_id is None:
+                elif x.invoice == InvoiceKind.MONTHLY and x.invoice_id is None:
                     waiting.setdefault(x.account, []).append(x)
             issued = [i for i in repo.invoices_for_month(name)]
             issued += [i for i in repo.invoices_between(start, end) if i.kind != "monthly"]

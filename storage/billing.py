@@ -16,6 +16,7 @@ from typing import Any
 from storage import models as m
 from storage.records import (
     OPEN_STATES,
+    InvoiceKind,
     InvoiceLineRecord,
     InvoiceRecord,
     PunchCardRecord,
@@ -207,12 +208,13 @@ class BillingRepository(Repository):
 
     def has_separate_invoice(self, ticket_id: int) -> bool:
         """True when the job of ``ticket_id`` was invoiced on its own (R21: later hours go monthly)."""
-        return int(self.direct.scalar("SELECT count(*) FROM invoices WHERE ticket_id = :t AND kind = 'separate'",
+        return int(self.direct.scalar(f"SELECT count(*) FROM invoices WHERE ticket_id = :t AND kind = '{InvoiceKind.SEPARATE.value}'",
                                       {"t": ticket_id})) > 0
 
     def open_monthly_lines(self, end: date) -> list[InvoiceLineRecord]:
         """Lines waiting for a monthly invoice, dated before ``end``."""
-        return self._lines("l.invoice = 'monthly' AND l.invoice_id IS NULL AND l.day < :end", {"end": end})
+        return self._lines(f"l.invoice = '{InvoiceKind.MONTHLY.value}' AND l.invoice_id IS NULL AND l.day < :end",
+                           {"end": end})
 
     def invoices_between(self, start: date, end: date) -> list[InvoiceRecord]:
         """Invoices issued in [start, end)."""

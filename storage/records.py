@@ -402,6 +402,16 @@ class InvoiceLineRecord:
     invoice_id: int | None
 
 
+class InvoiceKind(StrEnum):
+    """The invoice a line goes on, and an invoice's kind (R20, R21); ``usage``: hours from the month's fixed hours or
+    the punch card, shown on the statement, never invoiced (no invoice has this kind)."""
+
+    MONTHLY = "monthly"
+    SEPARATE = "separate"
+    PUNCH_CARD = "punch_card"
+    USAGE = "usage"
+
+
 @dataclass(frozen=True)
 class InvoiceRecord:
     id: int

@@ -29,7 +29,7 @@ from bot.cli.common import (
 )
 from bot.i18n import AMSTERDAM
 from bot.texts import Texts
-from storage.records import InvoiceRecord
+from storage.records import InvoiceKind, InvoiceRecord
 
 
 def _run(args: argparse.Namespace, action: Callable[[Billing], Any]) -> Any:
@@ -155,7 +155,7 @@ def invoice_json(i: InvoiceRecord) -> dict[str, Any]:
 
 
 def _invoice_row(i: InvoiceRecord) -> str:
-    what = i.month if i.kind == "monthly" else (i.ticket_ref or "")
+    what = i.month if i.kind == InvoiceKind.MONTHLY else (i.ticket_ref or "")
     return (f"{i.number:<11} {i.issued_on} due {i.due_on}  {i.kind:<10} {what:<10} {i.account[:28]:<28} "
             f"{i.total!s:>10}  {i.delivery_state or 'not sent'} {i.recipient or ''}".rstrip())
 
