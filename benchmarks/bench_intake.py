@@ -84,7 +84,7 @@ from storage import models as m
 from storage.database import Database, open_database
 from storage.records import AccountInput, ContactInput
 from storage.repositories import AccountRepository
-from storage.writer import SerialWriter
+from storage.writer import SerialWriter, writer_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Europe/Amsterdam")
@@ -358,12 +358,12 @@ def ingest_all(db: Database, preset: Preset, plan: Sequence[Planned]) -> Run:
     return Run(clock() - started, latencies, results, time.process_time() - cpu)
 
 
-def ingest_grouped(db: Database, preset: Preset, plan: Sequence[Planned], in_flight: int) -> Run:
-    """Every planned message through ``ingest`` on slabot run's writer thread (storage.writer, grouped as
-    ``slabot run`` groups the webhooks' intake), with up to ``in_flight`` messages waiting at once, as that
+def ingest_grouped(db: Database, preset: Preset, plan: Sequence[Planned], in_flight: int, threads: int) -> Run:
+    """Every planned message through ``ingest`` on slabot run's writer (storage.writer, grouped as ``slabot run``
+    groups the webhooks' intake, with its ``threads``), with up to ``in_flight`` messages waiting at once, as that
     many webhooks arriving together would; each timed from its submission to its commit."""
     pipeline = IntakePipeline(db, preset)
-    writer = SerialWriter("bench-writer", group=db.group, again=db.retry_alone)
+    writer = SerialWriter("bench-writer", group=db.group, again=db.retry_alone, threads=threads)
     clock = time.perf_counter
     latencies = [0.0] * len(plan)
     results: list[IntakeResult | None] = [None] * len(plan)
@@ -572,12 +572,14 @@ def report_run(run: Run, plan: Sequence[Planned]) -> tuple[float, float]:
 
 
 def bench_backend(backend: Backend, accounts: Sequence[AccountInput], plan: Sequence[Planned],
-                  tickets: Sequence[SimTicket], trace: bool, in_flight: int = 0) -> tuple[float, float, bool]:
-    how = (f"on the writer thread, grouped, {in_flight} in flight" if in_flight
-           else "one at a time, each its own transaction")
-    print(f"== {backend.label}: {how} ==")
+                  tickets: Sequence[SimTicket], trace: bool, in_flight: int = 0,
+                  writers: int | None = None) -> tuple[float, float, bool]:
     t0 = time.perf_counter()
     db, size, drop = backend.fresh("timed")
+    threads = writers or writer_threads(db)
+    how = (f"on the writer ({threads} thread{'s' if threads > 1 else ''}), grouped, {in_flight} in flight"
+           if in_flight else "one at a time, each its own transaction")
+    print(f"== {backend.label}: {how} ==")
     try:
         migrate_s = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -586,7 +588,7 @@ def bench_backend(backend: Backend, accounts: Sequence[AccountInput], plan: Sequ
         print(f"    set-up (untimed): migrations {migrate_s:.2f} s, {len(accounts)} accounts with "
               f"{sum(len(a.contacts) for a in accounts)} contacts {seed_s:.2f} s")
         preset = load_preset(PRESET)
-        run = ingest_grouped(db, preset, plan, in_flight) if in_flight else ingest_all(db, preset, plan)
+        run = ingest_grouped(db, preset, plan, in_flight, threads) if in_flight else ingest_all(db, preset, plan)
         rss_after = maxrss_mib()
         rate, p99 = report_run(run, plan)
         print(f"    database size: {size()}")
@@ -655,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=0, metavar="K",
                         help="also ingest on slabot run's writer thread with K messages waiting at once (group "
                              "commit, as K webhooks arriving together); latency from submission to commit")
+    parser.add_argument("--writers", type=int, default=None, metavar="T",
+                        help="threads of the writer with --in-flight (default: as slabot run has them, one on "
+                             "SQLite, two on PostgreSQL)")
     parser.add_argument("--postgres-only", action="store_true",
                         help="skip SQLite (needs SLABOT_TEST_PG_URL)")
     args = parser.parse_args(argv)
@@ -690,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                      not args.no_trace)))
             if args.in_flight:
                 results.append((f"{label}, grouped, {args.in_flight} in flight", bench_backend(
-                    backend, accounts, plan, tickets, False, args.in_flight)))
+                    backend, accounts, plan, tickets, False, args.in_flight, args.writers)))
         if args.profile:
             profile(folder, accounts, plan, args.profile)
 

@@ -69,7 +69,7 @@ from sla_engine.policy import (
 )
 from sla_engine.priority import Line, PriorityDecision, PriorityInput, decide_priority
 from storage.billing import BillingRepository
-from storage.database import Database, DuplicateError
+from storage.database import Database, DuplicateError, is_unique_violation
 from storage.direct import Direct
 from storage.platform import store_answer
 from storage.records import (
@@ -193,7 +193,9 @@ class IntakePipeline:
 
         try:
             return self.db.run_direct(work)
-        except DuplicateError:
+        except Exception as exc:
+            if not isinstance(exc, DuplicateError) and not is_unique_violation(exc):
+                raise
             # lost a race with a concurrent delivery of the same message: it is stored once
             def duplicate(direct: Direct) -> IntakeResult | None:
                 existing = TicketRepository(direct).message_id_for(msg.channel.value, "in",
@@ -223,16 +225,23 @@ class IntakePipeline:
         msg = storable(msg)
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
-        if msg.channel in THREADED_BY_NUMBER:  # one conversation's messages decided in turn, across processes too
-            tickets.lock_thread(channel, msg.sender.value)
-        existing, direction = tickets.stored_as(channel, msg.external_id)
+        # what the decision reads, asked at once: on PostgreSQL one round trip for all of it (storage.direct)
+        locked = (tickets.ask_lock_thread(channel, msg.sender.value)  # one conversation's messages in turn,
+                  if msg.channel in THREADED_BY_NUMBER else None)      # across processes too
+        # (and the ids a new ticket takes, so that its rows are written without waiting for them)
+        stored = tickets.ask_stored_as(channel, msg.external_id, reserve=True)
+        found = accounts.ask_find(msg.sender.kind.value, msg.sender.value)
+        ways = self._ask_thread(tickets, msg)
+        if locked is not None:
+            locked()
+        existing, direction = stored()
         if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,
                                 reasons=(f"{channel} message {msg.external_id} is already stored",))
         if existing is not None:
             return IntakeResult(Outcome.OWN_MESSAGE, message_id=existing,
                                 reasons=(f"{channel} message {msg.external_id} is one slabot sent; dropped",))
-        matches = accounts.find(msg.sender.kind.value, msg.sender.value)
+        matches = found()
         work = _Work(msg)
         work.reasons.extend(msg.notes)  # what the channel changed to store it
         if not acknowledge:
@@ -244,7 +253,7 @@ class IntakePipeline:
                 and is_balance_request(msg.text or msg.subject or "")):
             return self._balance(s, *matches[0], work)
 
-        thread = self._thread(tickets, msg, work)
+        thread = self._thread(ways, work)
         if thread is not None:
             if thread.contact_id is not None and any(c.id == thread.contact_id for c, _ in matches):
                 return self._reply(s, thread, matches, work)
@@ -274,25 +283,36 @@ class IntakePipeline:
                                 f"include {channel}, the critical request is taken")
         return self._new_ticket(s, contact, account, plan, work)
 
-    def _thread(self, tickets: TicketRepository, msg: InboundMessage, work: _Work) -> TicketRecord | None:
-        """The open ticket this message belongs to (R6), if any."""
+    def _ask_thread(self, tickets: TicketRepository,
+                    msg: InboundMessage) -> list[tuple[Callable[[], TicketRecord | None], str]]:
+        """The ways this message may belong to a ticket (R6), in the order they count, each asked now: a reply to a
+        message of the ticket, its reference in the subject, the same number while the ticket is open."""
         channel = msg.channel.value
-        ticket_id = tickets.ticket_for_thread(channel, msg.thread_refs)
-        if ticket_id is not None:
-            how = "a reply to a message of this ticket (In-Reply-To/References)"
-        else:
-            ref = _ref_in(msg.subject, self.preset.ref_prefix)
-            ticket_id = tickets.id_for_ref(ref) if ref else None
-            how = f"the reference {ref} in the subject"
-        if ticket_id is None and msg.channel in THREADED_BY_NUMBER:
+        ways = []
+        if msg.thread_refs:
+            ways.append((tickets.ask_ticket_for_thread(channel, msg.thread_refs),
+                         "a reply to a message of this ticket (In-Reply-To/References)"))
+        ref = _ref_in(msg.subject, self.preset.ref_prefix)
+        if ref:
+            ways.append((tickets.ask_ticket_for_ref(ref), f"the reference {ref} in the subject"))
+        if msg.channel in THREADED_BY_NUMBER:
             # a critical incident never disappears into an open normal ticket (R17 over R6), but a second call
             # about it joins the outage ticket it is about
-            ticket_id = tickets.open_ticket_for_key(channel, msg.sender.value,
-                                                    Priority.CRITICAL.value if msg.critical else None)
-            how = f"the same {channel} number while the ticket is open"
-        if ticket_id is None:
+            ways.append((tickets.ask_open_ticket_for_key(channel, msg.sender.value,
+                                                         Priority.CRITICAL.value if msg.critical else None),
+                         f"the same {channel} number while the ticket is open"))
+        return ways
+
+    def _thread(self, ways: list[tuple[Callable[[], TicketRecord | None], str]], work: _Work) -> TicketRecord | None:
+        """The open ticket this message belongs to (R6), if any: the first of the ways :meth:`_ask_thread` asked
+        that names a ticket."""
+        ticket, how = None, ""
+        for answer, how in ways:
+            ticket = answer()
+            if ticket is not None:
+                break
+        if ticket is None:
             return None
-        ticket = tickets.get(ticket_id)
         if ticket.state not in OPEN_STATES:
             work.reasons.append(f"{ticket.ref} is {ticket.state}: a new request instead of a reply")
             return None

@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 HELD_CONNECTIONS = 2  # SQLite connections the plain-statement path keeps between transactions
+HELD_PG_CONNECTIONS = 4  # PostgreSQL's: the writer, the outbox, the reminders, a reader
+IDLE_PING_SECONDS = 1.0  # a held PostgreSQL connection idle this long is checked before use (a restart ends it)
 WAL_CHECKPOINT_PAGES = 1_000
 WAL_SIZE_LIMIT = 16 * 2**20
 RETRIES = 8
@@ -206,10 +208,12 @@ class Database:
             self._tune_sqlite(self.engine, synchronous)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checkpointer = _Checkpointer(self.engine) if self.is_sqlite else None
-        # on SQLite the plain-statement path keeps a few connections (each with its Direct) between
-        # transactions: a checkout from the pool and the check-in cost more than a message's statements.
-        # PostgreSQL's go back to the pool, which checks them before reuse (pool_pre_ping).
-        self._hold = self.is_sqlite and not isinstance(self.engine.pool, NullPool)
+        # the plain-statement path keeps a few connections (each with its Direct) between transactions: a
+        # checkout from the pool and the check-in cost more than a message's statements (on PostgreSQL the pool's
+        # check before reuse is a round trip of its own; a held one is checked only after it was idle, and one
+        # that fails is not held again). PostgreSQL's are kept in pipeline mode (storage.direct).
+        self._hold = not isinstance(self.engine.pool, NullPool)
+        self._held_limit = HELD_CONNECTIONS if self.is_sqlite else HELD_PG_CONNECTIONS
         self._held: list[tuple[PoolProxiedConnection, Direct]] = []
         self._disposed = False
         self._grouped = threading.local()  # .held: the connection of this thread's open group, see group()
@@ -327,12 +331,12 @@ class Database:
             if self.is_sqlite:
                 direct.execute("COMMIT")
             else:
-                pooled.commit()
+                direct.commit()
             committed = True
         finally:
             if not committed:
                 try:
-                    pooled.rollback()
+                    direct.rollback()
                 except Exception:  # noqa: BLE001 - the connection is closed below all the same
                     log.debug("rollback of a failed group failed", exc_info=True)
             self._release(held, committed)
@@ -352,9 +356,10 @@ class Database:
         driver: Any = pooled.driver_connection
         if self.is_sqlite:
             return bool(driver.in_transaction)
-        # psycopg: idle until the first statement begins the transaction; then in it, unless the connection is
-        # lost (a savepoint rolled back ends a failed statement's error state)
-        return driver.info.transaction_status.name in ("IDLE", "INTRANS")
+        # psycopg: idle until the first statement begins the transaction; then in it (active while statements
+        # are on their way in pipeline mode), unless the connection is lost (a savepoint rolled back ends a failed
+        # statement's error state)
+        return driver.info.transaction_status.name in ("IDLE", "INTRANS", "ACTIVE")
 
     def group_held(self) -> bool:
         """Whether this thread is inside a :meth:`group`."""
@@ -370,27 +375,30 @@ class Database:
     def _in_savepoint(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T]) -> T:
         pooled, direct = held
         self._check_group(pooled)
-        # PostgreSQL: the last call's savepoint is released with the next one's SAVEPOINT (or by the COMMIT), in
-        # one round trip (statements without parameters may go together); SQLite takes one statement at a time
+        # PostgreSQL: the last call's savepoint is released with the next one's SAVEPOINT (or by the COMMIT), both
+        # sent with the call's first statement waited for; the call ends by waiting for what it sent, so that its
+        # own error is raised (and undone) here. SQLite takes one statement at a time.
         together = not self.is_sqlite
         if getattr(self._grouped, "open", False):
             self._grouped.open = False
             try:
-                direct.execute("RELEASE slabot_call; SAVEPOINT slabot_call")
+                direct.send("RELEASE slabot_call")
+                direct.send("SAVEPOINT slabot_call")
             except BaseException:
                 self._grouped.broken = True  # the last call's savepoint may stand or not: commit none
                 raise
+        elif together:
+            direct.send("SAVEPOINT slabot_call")
         else:
             direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
+            direct.sync()
         except BaseException:
             try:
-                if together:
-                    direct.execute("ROLLBACK TO slabot_call; RELEASE slabot_call")
-                else:
-                    direct.execute("ROLLBACK TO slabot_call")
-                    direct.execute("RELEASE slabot_call")
+                direct.settle()
+                direct.execute("ROLLBACK TO slabot_call")
+                direct.execute("RELEASE slabot_call")
             except BaseException:
                 self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
                 raise
@@ -414,38 +422,64 @@ class Database:
             try:
                 result = work(direct)
             except BaseException:
-                pooled.rollback()
+                direct.rollback()
                 raise
-            if not write:
+            if self.is_sqlite and not write:
                 pooled.rollback()  # nothing to keep: ends the read transaction
             elif self.is_sqlite:
                 direct.execute("COMMIT")
                 if self._checkpointer is not None:
                     self._checkpointer.nudge()
             else:
-                pooled.commit()
+                direct.commit()  # PostgreSQL: a read-only transaction's COMMIT writes nothing either
             reusable = True
             return result
         finally:
             self._release(held, reusable)
 
     def _connection(self) -> tuple[PoolProxiedConnection, Direct]:
-        """A connection for plain statements, with its :class:`Direct`: a held one if there is one."""
-        if self._held:
+        """A connection for plain statements, with its :class:`Direct`: a held one if there is one (on
+        PostgreSQL checked first when it was idle a while)."""
+        while self._held:
             try:
-                return self._held.pop()
+                held = self._held.pop()
             except IndexError:  # another thread took the last one
-                pass
+                break
+            if self.is_sqlite or time.monotonic() - held[1].released_at < IDLE_PING_SECONDS or self._alive(held):
+                return held
         pooled = self.engine.raw_connection()
         driver = pooled.driver_connection
-        return pooled, Direct(driver, self.engine.dialect)
+        return pooled, Direct(driver, self.engine.dialect, pipelined=not self.is_sqlite)
+
+    def _alive(self, held: tuple[PoolProxiedConnection, Direct]) -> bool:
+        """Whether a held PostgreSQL connection still answers; one that does not is closed."""
+        try:
+            held[1].execute("SELECT 1")
+            held[1].commit()
+            return True
+        except Exception:  # noqa: BLE001 - a connection the server ended: a new one is taken
+            log.debug("a held connection no longer answers; taking a new one", exc_info=True)
+            self._close(held)
+            return False
 
     def _release(self, held: tuple[PoolProxiedConnection, Direct], reusable: bool) -> None:
         """Keep the connection for the next transaction, or give it back to the pool (after an error always)."""
-        if reusable and self._hold and not self._disposed and len(self._held) < HELD_CONNECTIONS:
+        if reusable and self._hold and not self._disposed and len(self._held) < self._held_limit:
+            held[1].released_at = time.monotonic()
             self._held.append(held)
         else:
-            held[0].close()
+            self._close(held)
+
+    @staticmethod
+    def _close(held: tuple[PoolProxiedConnection, Direct]) -> None:
+        """Give the connection back to the pool, out of pipeline mode (the pool's other users expect that)."""
+        pooled, direct = held
+        if direct.pipelined:
+            try:
+                direct.leave_pipeline()
+            except Exception:  # noqa: BLE001 - a broken connection: the pool discards it
+                pooled.invalidate()
+        pooled.close()
 
     def _retrying(self, attempt_once: Callable[[], T], retries: int) -> T:
         attempt = 0
@@ -493,7 +527,7 @@ class Database:
     def dispose(self) -> None:
         self._disposed = True
         while self._held:
-            self._held.pop()[0].close()
+            self._close(self._held.pop())
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self.engine.dispose()

@@ -12,6 +12,23 @@ use ``%(name)s``; the inserts it builds itself bind by position, which drivers
 do faster than by name. Driver errors are raised as SQLAlchemy's exceptions
 (``IntegrityError``, ``OperationalError``), as the ORM would raise them.
 
+Round trips (PostgreSQL)
+------------------------
+On SQLite a statement costs no round trip; on PostgreSQL each one waits for the
+server. A :class:`Direct` made with ``pipelined=True`` (psycopg 3, which
+:class:`storage.database.Database` uses for its own connections) keeps its
+connection in libpq's pipeline mode: a statement whose answer nobody waits for
+(:meth:`Direct.send`, :meth:`Direct.insert_many`, an insert whose id a read
+took from the sequence before (:meth:`Direct.take_reserved`), an insert with
+``returning=False``) is
+sent and not waited for, and goes to the server with the next statement that
+is waited for, or with the ``COMMIT``. Reads that do not depend on each other
+are asked together (:meth:`Direct.ask`) and answered in one round trip. An
+error of a statement that was sent is raised where the next answer is waited
+for (at the latest by :meth:`Direct.commit`), as SQLAlchemy's exception, and
+the whole transaction is rolled back as before. A message's intake takes three
+round trips this way, where it took eleven.
+
 The hottest conversions (aware datetimes, JSON) have exact shortcuts of
 SQLAlchemy's processors, each checked against the processor it replaces when a
 table's codec is made, and used only where they agree; a value that many rows
@@ -26,7 +43,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import JSON, FromClause, Integer, Table
 from sqlalchemy.engine import Dialect
@@ -236,11 +253,14 @@ class _TableCodec:
         return found
 
 
+MANY_IN_ONE = 16  # rows insert_many puts in one statement on a pipelined connection
+
+
 class _Insert:
     """One shape of inserted row, worked out once: the columns a caller names in its order, then the column
     defaults it leaves out; each one's conversion; the statements."""
 
-    __slots__ = ("binds", "defaults", "many", "names", "one", "positional", "rowid")
+    __slots__ = ("_rows", "binds", "defaults", "many", "names", "one", "positional", "rowid")
 
     def __init__(self, codec: _TableCodec, keys: tuple[str, ...]) -> None:
         missing = [name for name in codec.defaults if name not in keys]
@@ -251,6 +271,15 @@ class _Insert:
         self.rowid = codec.id_is_rowid
         self.one = codec.insert_sql(self.names, not self.rowid, positional=self.positional)
         self.many = codec.insert_sql(self.names, False, positional=self.positional)
+        self._rows: dict[int, str] = {}
+
+    def rows(self, count: int) -> str:
+        """The ``INSERT`` of ``count`` rows in one ``VALUES`` list (positional placeholders only)."""
+        found = self._rows.get(count)
+        if found is None:
+            head, _, marks = self.many.partition(" VALUES ")
+            found = self._rows[count] = f"{head} VALUES {', '.join([marks] * count)}"
+        return found
 
     def bind(self, values: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         """The row's values as the driver takes them: by position where it can, else by name."""
@@ -265,6 +294,38 @@ class _Insert:
 @lru_cache(maxsize=64)
 def _codec(table: Table, dialect: Dialect) -> _TableCodec:
     return _TableCodec(table, dialect)
+
+
+class Answer:
+    """The rows of a statement asked with :meth:`Direct.ask`, fetched when first wanted.
+
+    On a pipelined connection the statement is on its way already, and the first answer wanted fetches every
+    answer asked before it in the same round trip; elsewhere the statement runs when its answer is first wanted.
+    """
+
+    __slots__ = ("_cursor", "_direct", "_params", "_rows", "_sql")
+
+    def __init__(self, direct: Direct, sql: str, params: Mapping[str, Any], cursor: Any = None) -> None:
+        self._direct, self._sql, self._params, self._cursor = direct, sql, params, cursor
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def all(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            if self._cursor is None:
+                self._rows = [tuple(r) for r in self._direct.execute(self._sql, self._params).fetchall()]
+            else:
+                self._rows = self._direct._fetch_all(self._cursor, self._sql, self._params)
+                self._direct._spare(self._cursor)
+                self._cursor = None
+        return self._rows
+
+    def one(self) -> tuple[Any, ...] | None:
+        rows = self.all()
+        return rows[0] if rows else None
+
+    def scalar(self) -> Any:
+        row = self.one()
+        return None if row is None else row[0]
 
 
 class Direct:
@@ -287,16 +348,100 @@ class Direct:
         session.info["slabot.direct"] = (session.get_transaction(), direct)
         return direct
 
-    def __init__(self, driver_connection: Any, dialect: Dialect) -> None:
+    def __init__(self, driver_connection: Any, dialect: Dialect, *, pipelined: bool = False) -> None:
         self.dialect = dialect
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._paramstyle = dialect.paramstyle
         self._as_written = _for_driver("SELECT :x", dialect.paramstyle) == "SELECT :x"  # sqlite3 takes :name
+        self._driver = driver_connection
         self._cursor = driver_connection.cursor()
         self._codecs: dict[FromClause, _TableCodec] = {}
         # inside Database.group(): the transaction holds the locks of the calls before until the group commits, so
         # a call does not wait for a lock another worker holds (it could be waiting for this group in turn)
         self.grouped = False
+        # libpq's pipeline mode (psycopg 3 on PostgreSQL): see the module's docstring
+        self._pipeline: Any = None
+        self._in_pipeline: Any = None  # the context of psycopg's pipeline mode, left by leave_pipeline()
+        self._begun = False  # pipelined: whether this transaction's BEGIN was sent
+        if pipelined and dialect.name == "postgresql" and hasattr(driver_connection, "pipeline"):
+            # the BEGIN is sent with the first statement, not waited for on its own (psycopg waits for the BEGIN
+            # it sends itself in pipeline mode): the connection is in autocommit mode and Direct begins
+            driver_connection.autocommit = True
+            self._in_pipeline = driver_connection.pipeline()
+            self._pipeline = self._in_pipeline.__enter__()
+        self._cursors: list[Any] = []  # spare cursors for Answers
+        self._reserved: dict[str, list[int]] = {}  # ids taken from a table's sequence, not yet used
+        self.released_at = 0.0  # when its connection was last given back (storage.database)
+        self.round_trips = 0  # pipelined: how many times it waited for the server (the benchmarks and tests read it)
+
+    @property
+    def pipelined(self) -> bool:
+        return self._pipeline is not None
+
+    def sync(self) -> None:
+        """Wait until the server has run every statement sent so far; an error of one of them is raised here."""
+        if self._pipeline is None:
+            return
+        self.round_trips += 1
+        try:
+            self._pipeline.sync()
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance("(statements sent before this point)", {}, exc, self._dbapi_error) from exc
+
+    def settle(self) -> None:
+        """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
+        transaction can be rolled back, or rolled back to a savepoint."""
+        if self._pipeline is None:
+            return
+        try:
+            self._pipeline.sync()
+        except self._dbapi_error:
+            pass
+
+    def commit(self) -> None:
+        """Commit the transaction: the statements still on their way go with the ``COMMIT``, in one round trip."""
+        self._forget()
+        try:
+            if self._pipeline is None:
+                self._driver.commit()
+            elif self._begun:
+                self._begun = False
+                self.round_trips += 1
+                self._cursor.execute("COMMIT")
+                self._pipeline.sync()
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
+
+    def rollback(self) -> None:
+        self._forget()
+        if self._pipeline is None:
+            self._driver.rollback()
+        elif self._begun:
+            self._begun = False
+            self.settle()
+            try:
+                self._cursor.execute("ROLLBACK")
+                self._pipeline.sync()
+            except self._dbapi_error as exc:
+                raise DBAPIError.instance("ROLLBACK", {}, exc, self._dbapi_error) from exc
+
+    def leave_pipeline(self) -> None:
+        """Back to ordinary statements (before the connection goes back to a pool others use)."""
+        context, self._in_pipeline, self._pipeline = self._in_pipeline, None, None
+        if context is not None:
+            try:
+                context.__exit__(None, None, None)
+            finally:
+                self._driver.autocommit = False
+
+    def _begin(self) -> None:
+        """Pipelined: the transaction's BEGIN, sent before its first statement."""
+        self._begun = True
+        self._cursor.execute("BEGIN")
+
+    def _forget(self) -> None:
+        """The end of a transaction: ids reserved and not used are not used any more (a gap in the sequence)."""
+        self._reserved.clear()
 
     def codec(self, table: FromClause) -> _TableCodec:
         found = self._codecs.get(table)
@@ -310,19 +455,81 @@ class Direct:
         """Run ``sql`` (``:name`` placeholders) and return the cursor."""
         return self._run(sql if self._as_written else _for_driver(sql, self._paramstyle), params or {})
 
-    def _run(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Any:
-        """Run a statement written for the driver."""
+    def _run(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, wait: bool = True) -> Any:
+        """Run a statement written for the driver; on a pipelined connection wait for it unless ``wait`` is False
+        (a statement whose answer nobody reads)."""
         try:
+            if self._pipeline is not None and not self._begun:
+                self._begin()
             self._cursor.execute(statement, params)
+            if wait and self._pipeline is not None:
+                self.round_trips += 1
+                self._pipeline.sync()
         except self._dbapi_error as exc:
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
         return self._cursor
 
+    def send(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run ``sql`` without waiting for it where the connection is pipelined (its error, if any, is raised
+        at the next statement waited for): for a write whose outcome nobody reads."""
+        self._run(sql if self._as_written else _for_driver(sql, self._paramstyle), params or {}, wait=False)
+
+    def ask(self, sql: str, params: Mapping[str, Any] | None = None) -> Answer:
+        """Ask ``sql`` now, read its rows later (:class:`Answer`): the reads asked together, before the first of
+        their answers is wanted, take one round trip on a pipelined connection."""
+        params = params or {}
+        if self._pipeline is None:
+            return Answer(self, sql, params)
+        cursor = self._cursors.pop() if self._cursors else self._driver.cursor()
+        statement = _for_driver(sql, self._paramstyle)
+        try:
+            if not self._begun:
+                self._begin()
+            cursor.execute(statement, params)
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
+        return Answer(self, sql, params, cursor)
+
+    def _fetch_all(self, cursor: Any, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        if cursor.pgresult is None:  # not here yet: fetched with every answer before it
+            self.round_trips += 1
+        try:
+            return [tuple(r) for r in cursor.fetchall()]
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance(sql, params, exc, self._dbapi_error) from exc
+
+    def _spare(self, cursor: Any) -> None:
+        if len(self._cursors) < 8:
+            self._cursors.append(cursor)
+
+    def sequence_next(self, table: FromClause) -> str:
+        """The SQL expression that takes the next id of ``table``'s sequence (PostgreSQL): for a statement that
+        reserves ids along with what it reads (:meth:`take_reserved`)."""
+        return f"nextval(pg_get_serial_sequence('{self.codec(table).table.name}', 'id'))"
+
+    def take_reserved(self, table: FromClause, ids: Iterable[int]) -> None:
+        """Ids of ``table`` a statement of the caller took from its sequence (:meth:`sequence_next`), for
+        :meth:`insert` to use instead of waiting for the id the server gives."""
+        self._reserved.setdefault(self.codec(table).table.name, []).extend(int(i) for i in ids)
+
+    def _with_reserved_id(self, codec: _TableCodec, values: Mapping[str, Any],
+                          returning: bool) -> tuple[Mapping[str, Any], bool]:
+        """``values`` with a reserved id of the table where one is wanted and there is one (then no longer
+        ``returning``: the id is known)."""
+        if returning and self._pipeline is not None and "id" not in values:
+            held = self._reserved.get(codec.table.name)
+            if held:
+                return {"id": held.pop(0), **values}, False
+        return values, returning
+
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run ``sql`` once per row; on a pipelined connection sent, not waited for (:meth:`send`)."""
         self._run_many(_for_driver(sql, self._paramstyle), rows)
 
     def _run_many(self, statement: str, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
         try:
+            if self._pipeline is not None and not self._begun:
+                self._begin()
             self._cursor.executemany(statement, rows)
         except self._dbapi_error as exc:
             raise DBAPIError.instance(statement, rows, exc, self._dbapi_error) from exc
@@ -331,8 +538,9 @@ class Direct:
         row = self.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
 
-    def update(self, table: FromClause, row_id: int, values: Mapping[str, Any]) -> int:
-        """Update the row ``row_id`` of ``table``; the number of rows changed (0 or 1)."""
+    def update(self, table: FromClause, row_id: int, values: Mapping[str, Any], *, wait: bool = True) -> int:
+        """Update the row ``row_id`` of ``table``; the number of rows changed (0 or 1). With ``wait=False`` the
+        update is sent (:meth:`send`) and the count is not known: 1 is returned."""
         codec = self.codec(table)
         row = codec.bind_row(values, defaults=False)
         unknown = set(row) - codec.names
@@ -340,34 +548,61 @@ class Direct:
             raise KeyError(f"{codec.table.name} has no column {', '.join(sorted(unknown))}")
         row["_id"] = row_id
         assignments = ", ".join(f"{name} = :{name}" for name in row if name != "_id")
-        return int(self.execute(f"UPDATE {codec.table.name} SET {assignments} WHERE id = :_id", row).rowcount)
+        sql = f"UPDATE {codec.table.name} SET {assignments} WHERE id = :_id"
+        if not wait:
+            self.send(sql, row)
+            return 1
+        return int(self.execute(sql, row).rowcount)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]
 
-    def insert(self, table: FromClause, values: Mapping[str, Any]) -> int:
-        """Insert one row (column defaults applied, values converted) and return its id."""
-        plan = self.codec(table).insert(tuple(values))
+    @overload
+    def insert(self, table: FromClause, values: Mapping[str, Any]) -> int: ...
+
+    @overload
+    def insert(self, table: FromClause, values: Mapping[str, Any], *, returning: Literal[True]) -> int: ...
+
+    @overload
+    def insert(self, table: FromClause, values: Mapping[str, Any], *, returning: bool) -> int | None: ...
+
+    def insert(self, table: FromClause, values: Mapping[str, Any], *, returning: bool = True) -> int | None:
+        """Insert one row (column defaults applied, values converted) and return its id; with
+        ``returning=False`` send it (:meth:`send`) and return None. An id reserved (:meth:`take_reserved`) is used where
+        there is one: the row is sent, and its id known without waiting."""
+        codec = self.codec(table)
+        values, returning = self._with_reserved_id(codec, values, returning)
+        plan = codec.insert(tuple(values))
+        if not returning:
+            self._run(plan.many, plan.bind(values), wait=False)
+            return values.get("id")
         cursor = self._run(plan.one, plan.bind(values))
         return int(cursor.lastrowid if plan.rowid else cursor.fetchone()[0])
 
-    def insert_then(self, table: FromClause, values: Mapping[str, Any], then: str, params: Mapping[str, Any]) -> int:
+    def insert_then(self, table: FromClause, values: Mapping[str, Any], then: str, params: Mapping[str, Any], *,
+                    returning: bool = True) -> int | None:
         """Insert one row as :meth:`insert` does and run ``then`` in the same statement, one round trip for both
         (PostgreSQL only: SQLite's ``WITH`` takes no ``INSERT``): ``then`` is the rest of a ``WITH new AS (INSERT
         ... RETURNING id)``, which names the new row's id as ``new.id``, with ``:name`` placeholders for
-        ``params`` (names starting with ``_then_``, apart from the row's columns). The new row's id."""
+        ``params`` (names starting with ``_then_``, apart from the row's columns). The new row's id, or None with
+        ``returning=False``; a reserved id is used as by :meth:`insert`, and then nothing is waited for."""
         if self.dialect.name == "sqlite":
             raise NotImplementedError("SQLite's WITH takes no INSERT")
         codec = self.codec(table)
+        values, returning = self._with_reserved_id(codec, values, returning)
         row = codec.bind_row(values)
         if any(not name.startswith("_then_") for name in params):
             raise ValueError("the parameters of then are named _then_...")
         sql = f"WITH new AS ({codec.insert_sql(tuple(row), True)}), {then} SELECT id FROM new"
+        if not returning:
+            self.send(sql, {**row, **params})
+            return values.get("id")
         return int(self.execute(sql, {**row, **params}).fetchone()[0])
 
     def insert_many(self, table: FromClause, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Insert rows that all name the same columns, in the same order."""
+        """Insert rows that all name the same columns, in the same order. On a pipelined connection a few rows
+        go in one statement (one ``VALUES`` list), sent and not waited for."""
         codec = self.codec(table)
         keys: tuple[str, ...] | None = None
         bound = []
@@ -378,8 +613,12 @@ class Direct:
             elif tuple(row) != keys:
                 raise ValueError(f"rows for {codec.table.name} name different columns: {keys} and {tuple(row)}")
             bound.append(plan.bind(row))
-        if keys is not None:
-            self._run_many(plan.many, bound)
+        if keys is None:
+            return
+        if self._pipeline is not None and 1 < len(bound) <= MANY_IN_ONE and plan.positional:
+            self._run(plan.rows(len(bound)), [value for row in bound for value in row], wait=False)
+            return
+        self._run_many(plan.many, bound)
 
     def bound(self, table: FromClause, column: str, value: Any) -> Any:
         """``value`` converted once for ``table.column``, to pass to :meth:`insert` or :meth:`update` many times
@@ -407,4 +646,4 @@ class Direct:
         return ", ".join(prefix + n for n in (names or [c.name for c in table.columns]))
 
 
-__all__ = ["Bound", "Direct"]
+__all__ = ["Answer", "Bound", "Direct"]

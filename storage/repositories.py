@@ -8,7 +8,7 @@ reminders all or nothing.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -71,10 +71,16 @@ _OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
 _PENDING, _SENDING = f"'{OutboxState.PENDING.value}'", f"'{OutboxState.SENDING.value}'"
 _PLANNED, _CLAIMED = f"'{ReminderState.PLANNED.value}'", f"'{ReminderState.CLAIMED.value}'"
 _CANCELLED = f"'{ReminderState.CANCELLED.value}'"
-_GET_TICKET_SQL = (
+_TICKET_ROW_SQL = (
     f"SELECT {', '.join('t.' + n for n in _TICKET_COLUMNS)}, a.name, c.name FROM tickets t "
-    "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.id = :id"
+    "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE "
 )
+_GET_TICKET_SQL = _TICKET_ROW_SQL + "t.id = :id"
+_TICKET_BY_REF_SQL = _TICKET_ROW_SQL + "t.ref = :ref"
+_STORED_AS_SQL = ("SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
+                  "AND external_id = :external_id ORDER BY direction LIMIT 1")  # the unique index; 'in' sorts first
+_LOCK_THREAD_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
+_TRY_LOCK_THREAD_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
 
 
 def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
@@ -223,8 +229,15 @@ class AccountRepository(Repository):
 
     def find(self, kind: str, value: str) -> list[tuple[ContactRecord, AccountRecord]]:
         """Every contact with this identity, with its account (contacts before third parties)."""
+        return self.ask_find(kind, value)()
+
+    def ask_find(self, kind: str, value: str) -> Callable[[], list[tuple[ContactRecord, AccountRecord]]]:
+        """:meth:`find`, asked now (:meth:`storage.direct.Direct.ask`) and answered when called."""
+        answer = self.direct.ask(_FIND_SQL, {"kind": kind, "value": value})
+        return lambda: self._found(answer.all())
+
+    def _found(self, rows: Sequence[Sequence[Any]]) -> list[tuple[ContactRecord, AccountRecord]]:
         direct = self.direct
-        rows = direct.execute(_FIND_SQL, {"kind": kind, "value": value}).fetchall()
         split = len(_CONTACT_COLUMNS)
         found = []
         for row in rows:
@@ -262,16 +275,42 @@ class TicketRepository(Repository):
 
     def stored_as(self, channel: str, external_id: str) -> tuple[int | None, str | None]:
         """The stored message with this channel id and its direction (an inbound one first), or (None, None)."""
-        found = self.direct.one(
-            "SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
-            "AND external_id = :external_id ORDER BY direction LIMIT 1",  # the unique index; 'in' sorts first
-            {"channel": channel, "external_id": external_id},
-        )
-        return (None, None) if found is None else (int(found[0]), str(found[1]))
+        return self.ask_stored_as(channel, external_id)()
+
+    def ask_stored_as(self, channel: str, external_id: str, *,
+                      reserve: bool = False) -> Callable[[], tuple[int | None, str | None]]:
+        """:meth:`stored_as`, asked now and answered when called. With ``reserve`` the same statement takes the ids
+        a new ticket needs (the ticket, its message, the acknowledgement) on a pipelined connection, for the
+        inserts to use (:meth:`storage.direct.Direct.take_reserved`)."""
+        d = self.direct
+        params = {"channel": channel, "external_id": external_id}
+        if not (reserve and d.pipelined):
+            answer = d.ask(_STORED_AS_SQL, params)
+
+            def stored() -> tuple[int | None, str | None]:
+                found = answer.one()
+                return (None, None) if found is None else (int(found[0]), str(found[1]))
+
+            return stored
+        tickets, messages = m.Ticket.__table__, m.Message.__table__
+        reserving = d.ask(f"SELECT s.id, s.direction, {d.sequence_next(tickets)}, {d.sequence_next(messages)}, "
+                          f"{d.sequence_next(messages)} FROM (SELECT 1) one "
+                          f"LEFT JOIN LATERAL ({_STORED_AS_SQL}) s ON true", params)
+
+        def stored_reserving() -> tuple[int | None, str | None]:
+            found = reserving.one()
+            assert found is not None
+            d.take_reserved(tickets, found[2:3])
+            d.take_reserved(messages, found[3:5])
+            return (None, None) if found[0] is None else (int(found[0]), str(found[1]))
+
+        return stored_reserving
 
     def add_message(self, **values: Any) -> int:
         """Store a message (and its attachments); :class:`DuplicateError` when its channel already has a message of
-        that direction with that id (the same message delivered twice at once)."""
+        that direction with that id (the same message delivered twice at once). With an id reserved
+        (:meth:`storage.direct.Direct.take_reserved`) the insert is sent, not waited for: a duplicate is then told
+        by the error of the transaction's end (:func:`storage.database.is_unique_violation`)."""
         attachments = values.pop("attachments", ())
         ticket_id = values.get("ticket_id")
         try:
@@ -280,6 +319,7 @@ class TicketRepository(Repository):
                                               values["at"], values["created_at"], ticket_id=ticket_id, own_id=True)
             else:
                 message_id = self.direct.insert(m.Message.__table__, values)
+            assert message_id is not None
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
@@ -315,6 +355,45 @@ class TicketRepository(Repository):
         )
         return None if found is None else int(found)
 
+    def ask_ticket_for_thread(self, channel: str, refs: Sequence[str]) -> Callable[[], TicketRecord | None]:
+        """The ticket :meth:`ticket_for_thread` names, whole; asked now and answered when called."""
+        if not refs:
+            return lambda: None
+        params: dict[str, Any] = {f"ref{i}": ref for i, ref in enumerate(dict.fromkeys(refs))}
+        params["channel"] = channel
+        return self._ask_ticket(
+            "t.id = (SELECT ticket_id FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
+            f"AND external_id IN ({', '.join(':' + k for k in params if k != 'channel')}) "
+            "AND ticket_id IS NOT NULL ORDER BY id DESC LIMIT 1)", params)
+
+    def ask_ticket_for_ref(self, ref: str) -> Callable[[], TicketRecord | None]:
+        """The ticket with the reference ``ref``, whole; asked now and answered when called."""
+        return self._ask_ticket(None, {"ref": ref.upper()})
+
+    def ask_open_ticket_for_key(self, channel: str, thread_key: str,
+                                priority: str | None = None) -> Callable[[], TicketRecord | None]:
+        """The ticket :meth:`open_ticket_for_key` names, whole; asked now and answered when called."""
+        if channel not in m.THREADED_BY_NUMBER:
+            raise ValueError(f"tickets are threaded by number on WhatsApp and phone only, not on {channel}")
+        return self._ask_ticket(
+            f"t.id = (SELECT id FROM tickets WHERE {m.THREAD_KEY_CHANNELS} AND channel = :channel "
+            f"AND thread_key = :key AND state IN ({_OPEN_SQL})"
+            + (" AND priority = :priority" if priority else "") + " ORDER BY id DESC LIMIT 1)",
+            {"channel": channel, "key": thread_key, "priority": priority})
+
+    def _ask_ticket(self, where: str | None, params: Mapping[str, Any]) -> Callable[[], TicketRecord | None]:
+        direct = self.direct
+        answer = direct.ask(_TICKET_BY_REF_SQL if where is None else _TICKET_ROW_SQL + where, params)
+
+        def ticket() -> TicketRecord | None:
+            row = answer.one()
+            if row is None:
+                return None
+            return self._ticket(direct.decode(m.Ticket.__table__, _TICKET_COLUMNS, row[:-2]), row[-2], row[-1],
+                                False)
+
+        return ticket
+
     def lock_thread(self, channel: str, thread_key: str) -> None:
         """Hold the thread of ``thread_key`` on ``channel`` until the transaction ends, so that two messages of one
         conversation arriving at once are decided one after the other: the second sees the ticket the first opened
@@ -322,14 +401,28 @@ class TicketRepository(Repository):
         schema); SQLite's write transaction admits one writer at a time already. Inside a group of transactions
         (:meth:`storage.database.Database.group`) the lock is only tried: :class:`LockBusy` when another
         transaction holds it, and the call runs again alone."""
-        if self.direct.dialect.name == "sqlite":
-            return
+        self.ask_lock_thread(channel, thread_key)()
+
+    def ask_lock_thread(self, channel: str, thread_key: str) -> Callable[[], None]:
+        """:meth:`lock_thread`, asked now (on a pipelined connection the statements after it run once the lock is
+        held); the call raises :class:`LockBusy` where :meth:`lock_thread` would."""
+        direct = self.direct
+        if direct.dialect.name == "sqlite":
+            return lambda: None
         params = {"key": f"/thread/{channel}/{thread_key}"}
-        if not self.direct.grouped:
-            self.direct.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))", params)
-        elif not self.direct.scalar("SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))",
-                                    params):
-            raise LockBusy(f"the {channel} conversation of {thread_key} is being decided by another worker")
+        if not direct.grouped:
+            if direct.pipelined:
+                direct.send(_LOCK_THREAD_SQL, params)
+            else:
+                direct.execute(_LOCK_THREAD_SQL, params)
+            return lambda: None
+        answer = direct.ask(_TRY_LOCK_THREAD_SQL, params)
+
+        def held() -> None:
+            if not answer.scalar():
+                raise LockBusy(f"the {channel} conversation of {thread_key} is being decided by another worker")
+
+        return held
 
     def open_ticket_of_contact(self, contact_id: int) -> int | None:
         """The contact's newest open ticket on any channel (an outbound call joins it), or None."""
@@ -344,7 +437,9 @@ class TicketRepository(Repository):
     # -- tickets --------------------------------------------------------------
 
     def add_ticket(self, **values: Any) -> int:
-        return self.direct.insert(m.Ticket.__table__, values)
+        ticket_id = self.direct.insert(m.Ticket.__table__, values)
+        assert ticket_id is not None
+        return ticket_id
 
     def terms_value(self, terms: dict[str, Any]) -> Any:
         """An SLA-terms snapshot as ``terms`` of :meth:`add_ticket`, converted once: the tickets of one plan and
@@ -352,7 +447,7 @@ class TicketRepository(Repository):
         return self.direct.bound(m.Ticket.__table__, "terms", terms)
 
     def update_ticket(self, ticket_id: int, **values: Any) -> None:
-        self.direct.update(m.Ticket.__table__, ticket_id, values)
+        self.direct.update(m.Ticket.__table__, ticket_id, values, wait=False)
 
     def get(self, ticket_id: int, *, with_messages: bool = False) -> TicketRecord:
         direct = self.direct
@@ -477,9 +572,9 @@ class TicketRepository(Repository):
                "data": data or {}}
         if kind in EVENT_TYPES:  # ticket.created, ticket.resolved: the outgoing webhooks hear of it
             insert_recording(self.direct, m.Event.__table__, row, EVENT_TYPES[kind], at, at, ticket_id=ticket_id,
-                             message_id=message_id)
+                             message_id=message_id, returning=False)
         else:
-            self.direct.insert(m.Event.__table__, row)
+            self.direct.insert(m.Event.__table__, row, returning=False)
 
     def events(self, ticket_id: int) -> list[dict[str, Any]]:
         rows = self.session.scalars(select(m.Event).where(m.Event.ticket_id == ticket_id).order_by(m.Event.id)).all()
@@ -622,7 +717,7 @@ class OutboxRepository(Repository):
             created_at=now, attachments=[{"filename": name, "content_type": kind, "size": len(data), "data": data,
                                           "fetched": True} for name, kind, data in draft.files],
         )
-        self.enqueue(message_id, draft.channel, draft.recipient, draft.payload(), now)
+        self.enqueue(message_id, draft.channel, draft.recipient, draft.payload(), now, returning=False)
         return message_id
 
     def files(self, message_id: int) -> list[tuple[str, str, bytes]]:
@@ -631,14 +726,16 @@ class OutboxRepository(Repository):
                                    "ORDER BY id", {"m": message_id}).fetchall()
         return [(r[0] or "attachment", r[1], bytes(r[2] or b"")) for r in rows]
 
-    def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime) -> int:
+    def enqueue(self, message_id: int, channel: str, recipient: str, payload: dict[str, Any], now: datetime, *,
+                returning: bool = True) -> int | None:
         """The outbox row alone, for a message stored already, with its payload as stored (:meth:`queue` writes
-        both from one :class:`OutboundDraft`); the row's id."""
+        both from one :class:`OutboundDraft`); the row's id (None with ``returning=False``: sent, not waited
+        for)."""
         return self.direct.insert(m.Outbox.__table__, {
             "message_id": message_id, "channel": channel, "recipient": recipient, "payload": payload,
             "state": OutboxState.PENDING.value, "attempts": 0, "next_attempt_at": now, "created_at": now,
             "send_key": secrets.token_hex(16),
-        })
+        }, returning=returning)
 
     def claim(self, outbox_id: int, worker: str, now: datetime) -> OutboxRecord | None:
         """Move a due pending row to ``sending`` for ``worker``; None when someone else took it (or it is not due:

@@ -125,15 +125,16 @@ _RECORDED_AFTER = (
 
 def insert_recording(direct: Direct, table: Any, values: Mapping[str, Any], type_: str, at: datetime,
                      now: datetime, *, ticket_id: int | None, message_id: int | None = None,
-                     own_id: bool = False) -> int:
+                     own_id: bool = False, returning: bool = True) -> int | None:
     """Insert one row of ``table`` and :func:`record_event` ``type_`` about it (its ``message_id`` the new row's
     own id with ``own_id``, a message's): on PostgreSQL in one statement, one round trip where there would be three (the
     insert, the event, its deliveries); on SQLite, whose statements cost no round trip, one after the other.
-    The new row's id."""
+    The new row's id; with ``returning=False`` (not ``own_id``) None, and on PostgreSQL the statement is sent, not
+    waited for (:meth:`storage.direct.Direct.send`)."""
     if direct.dialect.name == "sqlite":
         row_id = direct.insert(table, values)
         record_event(direct, type_, at, now, ticket_id=ticket_id, message_id=row_id if own_id else message_id)
-        return row_id
+        return row_id if returning or own_id else None
     events = m.WebhookEvent.__table__
     then = _RECORDED_AFTER.format(message="new.id" if own_id else ":_then_message")
     params = {"_then_uid": str(uuid.uuid4()), "_then_type": type_, "_then_at": direct.value(events, "at", at),
@@ -141,7 +142,7 @@ def insert_recording(direct: Direct, table: Any, values: Mapping[str, Any], type
               "_then_pattern": f"% {type_} %"}
     if not own_id:
         params["_then_message"] = message_id
-    return direct.insert_then(table, values, then, params)
+    return direct.insert_then(table, values, then, params, returning=returning or own_id)
 
 
 class WebhookRepository:

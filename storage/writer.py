@@ -23,9 +23,13 @@ an error ``again`` accepts (PostgreSQL's deadlock with another worker's group,
 which the locks this group held may have caused) runs again alone after the
 group's commit.
 
-PostgreSQL uses the same thread and the same groups (``slabot run`` makes one
-writer whatever the database): one commit, one flush of the WAL, and no
-``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up.
+PostgreSQL uses the same groups: one commit, one flush of the WAL, and no
+``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up. It
+admits several writers at once, so there ``threads`` may be more than one
+(``slabot run`` takes two): while one thread waits for the server, the next
+runs its group's Python, each on a connection of its own. Two jobs of one
+conversation on two threads are decided one after the other by the intake's
+lock (:meth:`storage.repositories.TicketRepository.lock_thread`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
 
-from storage.database import GroupNotCommitted
+from storage.database import Database, GroupNotCommitted
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +51,31 @@ T = TypeVar("T")
 
 _Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
+POSTGRES_WRITERS = 2  # threads: while one waits for the server, the other runs (measured in bench_intake.py)
+
+
+def writer_threads(db: Database) -> int:
+    """How many threads ``slabot run``'s writer has on ``db``: one on SQLite (one writer at a time), several on
+    PostgreSQL."""
+    return 1 if db.is_sqlite else POSTGRES_WRITERS
+
 
 class SerialWriter(Executor):
-    """An executor with one thread and two lanes: :attr:`urgent` first, then what :meth:`submit` queued."""
+    """An executor with one thread (or ``threads``, see the module's docstring) and two lanes: :attr:`urgent`
+    first, then what :meth:`submit` queued."""
 
     def __init__(self, name: str = "sqlite-writer", *,
                  group: Callable[[], AbstractContextManager[Any]] | None = None, batch: int = 32,
-                 again: Callable[[BaseException], bool] | None = None) -> None:
+                 again: Callable[[BaseException], bool] | None = None, threads: int = 1) -> None:
         self._name = name
+        self._count = max(1, threads)
         self._group = group
         self._again = again
         self._batch = max(1, batch)
         self._ready = threading.Condition()
         self._lanes: tuple[collections.deque[_Job], collections.deque[_Job]] = (
             collections.deque(), collections.deque())
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
         self.urgent: Executor = _UrgentLane(self)
 
@@ -74,9 +88,12 @@ class SerialWriter(Executor):
             if self._closed:
                 raise RuntimeError("cannot schedule new work after shutdown")
             self._lanes[lane].append((future, fn, args, kwargs))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
-                self._thread.start()
+            if not self._threads:
+                for i in range(self._count):
+                    thread = threading.Thread(target=self._work, name=self._name if i == 0 else f"{self._name}-{i}",
+                                              daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
             self._ready.notify()
         return future
 
@@ -149,8 +166,9 @@ class SerialWriter(Executor):
                     while lane:
                         lane.popleft()[0].cancel()
             self._ready.notify_all()
-        if wait and self._thread is not None:
-            self._thread.join()
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class _UrgentLane(Executor):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.exc import IntegrityError
 
+from bot.intake import Outcome
 from storage.database import Database
 from storage.direct import Direct
 from storage.webhooks import sync_endpoints
@@ -15,21 +18,36 @@ from tests.helpers import add_account, contact, pipeline, whatsapp
 
 
 def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements Direct sends from now on (each one round trip)."""
+    """The statements that reach the driver from now on (executemany: once per row)."""
     sent: list[str] = []
-    run, run_many = Direct._run, Direct._run_many
+    execute, execute_many = psycopg.Cursor.execute, psycopg.Cursor.executemany
 
-    def counted(self: Direct, statement: str, params: Any) -> Any:
-        sent.append(statement)
-        return run(self, statement, params)
+    def counted(self: psycopg.Cursor[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, params, **kwargs)
 
-    def counted_many(self: Direct, statement: str, rows: Any) -> None:
-        sent.append(statement)
-        run_many(self, statement, rows)
+    def counted_many(self: psycopg.Cursor[Any], query: Any, rows: Any, **kwargs: Any) -> None:
+        rows = list(rows)
+        sent.extend([str(query)] * len(rows))
+        execute_many(self, query, rows, **kwargs)
 
-    monkeypatch.setattr(Direct, "_run", counted)
-    monkeypatch.setattr(Direct, "_run_many", counted_many)
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)
     return sent
+
+
+def _round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The round trips of each transaction Direct ends from now on (its commit the last of them)."""
+    trips: list[int] = []
+    commit = Direct.commit
+
+    def counted(self: Direct) -> None:
+        commit(self)
+        trips.append(self.round_trips)
+        self.round_trips = 0
+
+    monkeypatch.setattr(Direct, "commit", counted)
+    return trips
 
 
 @pytest.mark.parametrize("subscribed", [False, True])
@@ -46,7 +64,9 @@ def test_a_new_whatsapp_ticket_stores_each_row_with_its_webhook_event_in_one_sta
     assert result.ticket_ref is not None
     assert not [s for s in sent if s.startswith("INSERT INTO webhook_events")]
     assert len([s for s in sent if s.startswith("WITH new AS (INSERT INTO")]) == 3
-    assert len(sent) <= 11, sent  # 14 before
+    # the pool's check of a new connection, BEGIN, the lock, the reads (the ids reserved with them), the ticket
+    # number, the rows (the reminders in one), COMMIT: 17 before
+    assert len(sent) <= 14, sent
 
     def events(d: Direct) -> list[tuple[str, int | None]]:
         rows = d.execute("SELECT e.type, e.message_id FROM webhook_events e JOIN webhook_deliveries w "
@@ -59,6 +79,52 @@ def test_a_new_whatsapp_ticket_stores_each_row_with_its_webhook_event_in_one_sta
         assert found[0][1] == result.message_id and found[2][1] == result.message_id
     else:
         assert found == []
+
+
+def test_a_message_takes_three_round_trips_and_a_duplicate_two(pg_db: Database,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pipelined connection a new ticket waits for the server three times: for what the decision reads (with
+    the ids its rows take), for its ticket number, and for the COMMIT that takes its rows along (eleven before).
+    A reply waits for its reads and its commit (and for the open quote where the preset bills); a duplicate for
+    its reads and its commit. Every row is there afterwards."""
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
+    intake = pipeline(pg_db, "mailcampaigns")
+    trips = _round_trips(monkeypatch)
+    intake.ingest(whatsapp("SM0", "+31699999999", "Warming up"))  # a connection made and held
+    del trips[:]
+    first = intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet"))
+    again = intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet"))
+    reply = intake.ingest(whatsapp("SM2", "+31612345678", "Nog een vraag"))
+    assert (first.outcome, again.outcome, reply.outcome) == (Outcome.NEW_TICKET, Outcome.DUPLICATE, Outcome.REPLY)
+    assert trips[0] == 3 and trips[1] == 2 and trips[2] <= 3, trips
+
+    def stored(d: Direct) -> tuple[int, ...]:
+        row = d.one("SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM messages WHERE direction = 'in'), "
+                    "(SELECT count(*) FROM outbox), (SELECT count(*) FROM reminders), "
+                    "(SELECT count(*) FROM events WHERE kind = 'ticket_opened')")
+        assert row is not None
+        return tuple(int(v) for v in row)
+
+    tickets, inbound, outbox, reminders, opened = pg_db.read_direct(stored)
+    assert (tickets, inbound, outbox, opened) == (2, 3, 2, 2)
+    assert reminders > 0
+
+
+def test_an_error_of_a_statement_not_waited_for_rolls_back_the_whole_message(pg_db: Database,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that fails after it was sent (here the acknowledgement's outbox row, refused by a check) fails the
+    message's transaction at its commit: nothing of the message is stored, and the error is SQLAlchemy's, as
+    when each statement was waited for."""
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
+    intake = pipeline(pg_db, "mailcampaigns")
+    pg_db.run_direct(lambda d: d.execute("ALTER TABLE outbox ADD CONSTRAINT refuse_all CHECK (attempts < 0) "
+                                         "NOT VALID"))
+    with pytest.raises(IntegrityError):
+        intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet"))
+    pg_db.run_direct(lambda d: d.execute("ALTER TABLE outbox DROP CONSTRAINT refuse_all"))
+    counts = pg_db.read_direct(lambda d: d.one("SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM messages)"))
+    assert counts == (0, 0)
+    assert intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet")).outcome == Outcome.NEW_TICKET
 
 
 def test_statements_are_prepared_and_commits_wait_for_the_wal_flush(pg_db: Database) -> None:
