@@ -51,7 +51,7 @@ from bot.whatsapp import WhatsAppChannel
 from channels.email.smtp import SmtpSender, SmtpSettings
 from channels.messages import Sender, utc_now
 from storage.database import Database, StorageError, open_database, translate_errors
-from storage.writer import SerialWriter, writer_threads
+from storage.writer import SerialWriter
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +224,10 @@ class Application:
                 from_address=cfg.email.from_address or "", from_name=cfg.email.from_name,
                 security=cfg.email.smtp_security,
             ), now=self.now)
-        # the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer; two on
-        # PostgreSQL), in groups: what queued up while one transaction ran commits in the next one, with one sync
-        # (SQLite) or one WAL flush (PostgreSQL); on PostgreSQL a write that deadlocked with another worker's
-        # group runs again alone
-        writer = self.writer = SerialWriter("db-writer", group=db.group, again=db.retry_alone,
-                                            threads=writer_threads(db))
+        # the webhooks' intake and the outbox dispatcher write in turn on one thread (storage.writer), in groups:
+        # what queued up while one transaction ran commits in the next one, with one sync (SQLite) or one WAL
+        # flush (PostgreSQL); on PostgreSQL a write that deadlocked with another worker's group runs again alone
+        writer = self.writer = SerialWriter("db-writer", group=db.group, again=db.retry_alone)
         table.append(Part("writer", stop=lambda: asyncio.to_thread(writer.shutdown, True)))
         if cfg.twilio.configured:
             whatsapp = self.whatsapp = WhatsAppChannel(cfg.twilio, cfg.http, db, self.pipeline, now=self.now,

@@ -23,13 +23,13 @@ an error ``again`` accepts (PostgreSQL's deadlock with another worker's group,
 which the locks this group held may have caused) runs again alone after the
 group's commit.
 
-PostgreSQL uses the same groups: one commit, one flush of the WAL, and no
-``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up. It
-admits several writers at once, so there ``threads`` may be more than one
-(``slabot run`` takes two): while one thread waits for the server, the next
-runs its group's Python, each on a connection of its own. Two jobs of one
-conversation on two threads are decided one after the other by the intake's
-lock (:meth:`storage.repositories.TicketRepository.lock_thread`).
+PostgreSQL uses the same thread and the same groups (``slabot run`` makes one
+writer whatever the database): one commit, one flush of the WAL, and no
+``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up. A
+second thread was measured (``benchmarks/bench_intake.py --writers 2``): no
+faster, as the intake's Python, not the server, is what a message waits for,
+and it took messages of one thread out of their order of arrival. Several
+processes (``slabot run`` N times) are the way to more than one core.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
 
-from storage.database import Database, GroupNotCommitted
+from storage.database import GroupNotCommitted
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,11 @@ T = TypeVar("T")
 
 _Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
-POSTGRES_WRITERS = 2  # threads: while one waits for the server, the other runs (measured in bench_intake.py)
-
-
-def writer_threads(db: Database) -> int:
-    """How many threads ``slabot run``'s writer has on ``db``: one on SQLite (one writer at a time), several on
-    PostgreSQL."""
-    return 1 if db.is_sqlite else POSTGRES_WRITERS
 
 
 class SerialWriter(Executor):
-    """An executor with one thread (or ``threads``, see the module's docstring) and two lanes: :attr:`urgent`
-    first, then what :meth:`submit` queued."""
+    """An executor with one thread (or ``threads``: for a benchmark, see the module's docstring) and two lanes:
+    :attr:`urgent` first, then what :meth:`submit` queued."""
 
     def __init__(self, name: str = "sqlite-writer", *,
                  group: Callable[[], AbstractContextManager[Any]] | None = None, batch: int = 32,
