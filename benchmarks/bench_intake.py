@@ -49,6 +49,7 @@ import argparse
 import cProfile
 import io
 import math
+import multiprocessing
 import os
 import platform
 import pstats
@@ -61,6 +62,7 @@ import time
 import threading
 import tracemalloc
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -68,6 +70,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from decimal import Decimal
+from typing import Any
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -395,6 +398,58 @@ def ingest_grouped(db: Database, preset: Preset, plan: Sequence[Planned], in_fli
     return Run(wall, latencies, [r for r in results if r is not None], time.process_time() - cpu)
 
 
+def ingest_processes(url: str, preset_name: str, plan: Sequence[Planned], processes: int) -> Run:
+    """Every planned message through ``ingest`` in ``processes`` worker processes on one database, as that many
+    ``slabot run`` behind a proxy: each takes the messages of its share of the senders (a conversation stays with
+    one worker, in its order of arrival), one at a time, each its own transaction. Wall time from the moment all
+    start until the last is done; CPU time summed over the workers."""
+    context = multiprocessing.get_context("fork")
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    for i, planned in enumerate(plan):
+        shares[zlib.crc32(planned.msg.sender.value.encode()) % processes].append(i)
+    ready, go = context.Barrier(processes + 1), context.Event()
+
+    def worker(indices: list[int], out: Any) -> None:
+        db = Database(url)  # its own engine and connections, as a process of its own has them
+        pipeline = IntakePipeline(db, load_preset(preset_name))
+        clock = time.perf_counter
+        done = []
+        ready.wait()
+        go.wait()
+        cpu = time.process_time()
+        for i in indices:
+            t0 = clock()
+            result = pipeline.ingest(plan[i].msg)
+            done.append((i, clock() - t0, result))
+        out.send((done, time.process_time() - cpu))
+        out.close()
+        os._exit(0)  # nothing of the parent's (its connections) is closed from here
+
+    pipes, children = [], []
+    for share in shares:
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=worker, args=(share, send), daemon=True)
+        child.start()
+        pipes.append(receive)
+        children.append(child)
+    ready.wait()
+    started = time.perf_counter()
+    go.set()
+    latencies = [0.0] * len(plan)
+    results: list[IntakeResult | None] = [None] * len(plan)
+    cpu = 0.0
+    for receive in pipes:
+        done, seconds = receive.recv()
+        cpu += seconds
+        for i, latency, result in done:
+            latencies[i], results[i] = latency, result
+    wall = time.perf_counter() - started
+    for child in children:
+        child.join()
+    assert all(r is not None for r in results)
+    return Run(wall, latencies, [r for r in results if r is not None], cpu)
+
+
 def traced_outcomes(db: Database, preset: Preset, plan: Sequence[Planned]) -> tuple[float, int, int, Counter[str]]:
     """The same messages under tracemalloc: (seconds, peak bytes, bytes still held, outcome counts).
 
@@ -573,12 +628,13 @@ def report_run(run: Run, plan: Sequence[Planned]) -> tuple[float, float]:
 
 def bench_backend(backend: Backend, accounts: Sequence[AccountInput], plan: Sequence[Planned],
                   tickets: Sequence[SimTicket], trace: bool, in_flight: int = 0,
-                  writers: int | None = None) -> tuple[float, float, bool]:
+                  writers: int | None = None, processes: int = 0) -> tuple[float, float, bool]:
     t0 = time.perf_counter()
     db, size, drop = backend.fresh("timed")
     threads = writers or 1
     how = (f"on the writer ({threads} thread{'s' if threads > 1 else ''}), grouped, {in_flight} in flight"
-           if in_flight else "one at a time, each its own transaction")
+           if in_flight else f"{processes} worker processes, each message its own transaction" if processes
+           else "one at a time, each its own transaction")
     print(f"== {backend.label}: {how} ==")
     try:
         migrate_s = time.perf_counter() - t0
@@ -588,7 +644,12 @@ def bench_backend(backend: Backend, accounts: Sequence[AccountInput], plan: Sequ
         print(f"    set-up (untimed): migrations {migrate_s:.2f} s, {len(accounts)} accounts with "
               f"{sum(len(a.contacts) for a in accounts)} contacts {seed_s:.2f} s")
         preset = load_preset(PRESET)
-        run = ingest_grouped(db, preset, plan, in_flight, threads) if in_flight else ingest_all(db, preset, plan)
+        if processes:
+            run = ingest_processes(db.url, PRESET, plan, processes)
+        elif in_flight:
+            run = ingest_grouped(db, preset, plan, in_flight, threads)
+        else:
+            run = ingest_all(db, preset, plan)
         rss_after = maxrss_mib()
         rate, p99 = report_run(run, plan)
         print(f"    database size: {size()}")
@@ -660,6 +721,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=None, metavar="T",
                         help="threads of the writer with --in-flight (default 1, as slabot run has it; more than "
                              "one takes messages out of their order, which the checks then count)")
+    parser.add_argument("--processes", type=int, default=0, metavar="P",
+                        help="also ingest on PostgreSQL in P worker processes at once (as P slabot run on one "
+                             "database), each with its share of the senders")
     parser.add_argument("--postgres-only", action="store_true",
                         help="skip SQLite (needs SLABOT_TEST_PG_URL)")
     args = parser.parse_args(argv)
@@ -696,6 +760,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.in_flight:
                 results.append((f"{label}, grouped, {args.in_flight} in flight", bench_backend(
                     backend, accounts, plan, tickets, False, args.in_flight, args.writers)))
+            if args.processes and label == "PostgreSQL":
+                results.append((f"{label}, {args.processes} processes", bench_backend(
+                    backend, accounts, plan, tickets, False, processes=args.processes)))
         if args.profile:
             profile(folder, accounts, plan, args.profile)
 

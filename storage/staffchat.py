@@ -6,6 +6,16 @@ across a restart; it pages on-call for every open critical ticket not yet
 acknowledged, each page an event of the trail; and it handles each Telegram
 update once, by the highest update id handled. Every checkpoint is a counter
 that only goes forward (:func:`storage.repositories.raise_counter`).
+
+With several workers on PostgreSQL, transactions commit out of the order of
+their events' ids: one that took an id early can commit after one that took a
+later id was read and posted. So on PostgreSQL each event records the id of
+the transaction that wrote it (``events.xid``, migration 0018), and the posts
+are read in the order (xid, id), from a checkpoint of both, and only from
+transactions older than every one still running (the snapshot's ``xmin``):
+every event that can still appear comes after the checkpoint. A transaction
+that runs long holds the posts back while it runs; none is lost. SQLite admits
+one writer at a time, whose ids commit in order: the id alone is its checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from storage.records import OPEN_STATES
 from storage.repositories import counter, raise_counter
 
 ANNOUNCED = "telegram:announced"  # the last event posted to the staff chat
+ANNOUNCED_XID = "telegram:announced_xid"  # PostgreSQL: the transaction id of that event
+EVENT_XID_INDEX = "ix_events_xid"  # events (xid, id), PostgreSQL only (migration 0018), outside the models
 WEEKLY = "telegram:weekly_report"  # the ISO week (year * 100 + week) whose Monday summary was posted
 UPDATES = "telegram:update"  # the highest Telegram update id handled
 OPENED = "ticket_opened"
@@ -40,12 +52,18 @@ def _in_list(values: Sequence[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+_POSTED_KINDS = (f"((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS, DASHBOARD_ACTION))}) "
+                 f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)}))")
 _PENDING_SQL = (
-    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient FROM events e "
+    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, NULL FROM events e "
     "LEFT JOIN messages msg ON msg.id = e.message_id "
-    f"WHERE e.id > :after AND ((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS, DASHBOARD_ACTION))}) "
-    f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)})) "
-    f"ORDER BY e.id LIMIT {POST_BATCH}")
+    f"WHERE e.id > :after AND {_POSTED_KINDS} ORDER BY e.id LIMIT {POST_BATCH}")
+_PENDING_PG_SQL = (
+    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, e.xid "
+    "FROM events e LEFT JOIN messages msg ON msg.id = e.message_id "
+    "WHERE (e.xid, e.id) > (:xid, :after) "
+    f"AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint AND {_POSTED_KINDS} "
+    f"ORDER BY e.xid, e.id LIMIT {POST_BATCH}")
 _PAGES_SQL = (
     "SELECT t.id, t.ref, a.name, "
     f"(SELECT count(*) FROM events e WHERE e.ticket_id = t.id AND e.kind = '{PAGED}'), "
@@ -64,6 +82,7 @@ class StaffChatPost:
     ticket_id: int | None  # an alert on a message has its message's ticket
     kind: str
     data: dict[str, Any]  # the event's data; an alert on a message has the message's ``recipient`` too
+    xid: int | None = None  # PostgreSQL: the id of the transaction that wrote it
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,11 @@ class PageDue:
     ref: str
     account: str | None
     pages: int  # pages so far
+
+
+def _set_counter(direct: Direct, name: str, value: int) -> None:
+    direct.execute("INSERT INTO counters (name, value) VALUES (:name, :value) ON CONFLICT (name) "
+                   "DO UPDATE SET value = :value", {"name": name, "value": value})
 
 
 class StaffChatRepository:
@@ -92,25 +116,40 @@ class StaffChatRepository:
     def pending_posts(self) -> list[StaffChatPost]:
         """Tickets opened, billing events and alerts after the checkpoint, oldest first (a batch at a time).
 
-        The first time, none: the checkpoint is set to the last event, so the history is not posted.
+        The first time, none: the checkpoint is set to the last event, so the history is not posted. On
+        PostgreSQL in the order of the transactions that wrote them (see the module's docstring).
         """
         d = self.direct
         after = counter(d, ANNOUNCED)
+        by_xid = d.dialect.name == "postgresql"
         if after is None:  # the first start: from now on, not the whole history
             raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
+            if by_xid:  # every transaction that ended before now is history
+                _set_counter(d, ANNOUNCED_XID, int(d.scalar(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")) - 1)
             return []
+        if by_xid:
+            rows = d.execute(_PENDING_PG_SQL, {"after": after, "xid": counter(d, ANNOUNCED_XID) or 0}).fetchall()
+        else:
+            rows = d.execute(_PENDING_SQL, {"after": after}).fetchall()
         pending = []
-        for event_id, ticket_id, kind, data, recipient in d.execute(_PENDING_SQL, {"after": after}).fetchall():
+        for event_id, ticket_id, kind, data, recipient, xid in rows:
             values = d.decode(m.Event.__table__, ("data",), (data,))["data"] or {}
             if recipient and "recipient" not in values:
                 values["recipient"] = recipient
             pending.append(StaffChatPost(int(event_id), None if ticket_id is None else int(ticket_id), str(kind),
-                                         values))
+                                         values, None if xid is None else int(xid)))
         return pending
 
-    def posted(self, event_id: int) -> None:
-        """Move the checkpoint past ``event_id``: it was posted."""
-        raise_counter(self.direct, ANNOUNCED, event_id)
+    def posted(self, post: StaffChatPost) -> None:
+        """Move the checkpoint past ``post``: it was posted (only forward)."""
+        d = self.direct
+        if post.xid is None:
+            raise_counter(d, ANNOUNCED, post.event_id)
+            return
+        if (post.xid, post.event_id) > (counter(d, ANNOUNCED_XID) or 0, counter(d, ANNOUNCED) or 0):
+            _set_counter(d, ANNOUNCED_XID, post.xid)
+            _set_counter(d, ANNOUNCED, post.event_id)
 
     def pages_due(self, now: datetime, every: timedelta) -> list[PageDue]:
         """Open critical tickets not acknowledged whose last page is ``every`` old (or never paged), in queue
@@ -146,5 +185,5 @@ class StaffChatRepository:
         raise_counter(self.direct, WEEKLY, week)
 
 
-__all__ = ["ACKNOWLEDGED", "ALERT_EVENTS", "BILLING_EVENTS", "DASHBOARD_ACTION", "OPENED", "PageDue", "StaffChatPost",
+__all__ = ["ACKNOWLEDGED", "ALERT_EVENTS", "ANNOUNCED_XID", "EVENT_XID_INDEX", "BILLING_EVENTS", "DASHBOARD_ACTION", "OPENED", "PageDue", "StaffChatPost",
            "StaffChatRepository"]

@@ -9,11 +9,15 @@ from alembic.migration import MigrationContext
 from storage.database import Database, alembic_config
 from storage.models import Base
 from storage.search import is_search_structure
+from storage.staffchat import EVENT_XID_INDEX
 
 
 def _modelled(obj: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:
-    """Everything but the search tables and indexes, which the migration makes outside the models."""
-    return not is_search_structure(name)
+    """Everything but the search tables and indexes, and the events' transaction ids (PostgreSQL), which the
+    migrations make outside the models."""
+    if kind == "column" and name == "xid" and getattr(getattr(obj, "table", None), "name", None) == "events":
+        return False
+    return not is_search_structure(name) and name != EVENT_XID_INDEX
 
 
 def _differences(db: Database) -> list[object]:

@@ -162,7 +162,7 @@ class StaffRounds:
                 await self.transport.send_message(self.chat, self.alert(post.kind, record, post.data))
             elif record is not None:
                 await self.transport.send_message(self.chat, self.billing_notice(post.kind, record, post.data))
-            await asyncio.to_thread(self.db.run_direct, lambda d, e=post.event_id: StaffChatRepository(d).posted(e))
+            await asyncio.to_thread(self.db.run_direct, lambda d, p=post: StaffChatRepository(d).posted(p))
         return len(pending)
 
     async def _announcement(self, ticket: TicketRecord,

@@ -1,0 +1,60 @@
+"""The staff chat posts every event once, also when transactions commit out of the order of their events' ids.
+
+Several workers write events at the same time: a transaction that took an event id early may commit after one that
+took a later id, and the staff chat's poller may have read that later one in between. A checkpoint on the id alone
+passed over the earlier event for good (an alert never posted, a ticket never announced).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from storage.database import Database
+from storage.direct import Direct
+from storage.staffchat import StaffChatRepository
+
+AT = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)
+
+
+def _pending(db: Database) -> list[int]:
+    return [p.event_id for p in db.run_direct(lambda d: StaffChatRepository(d).pending_posts())]
+
+
+def _post_all(db: Database) -> list[int]:
+    """What a round of the staff chat posts: each pending event, then its checkpoint moved."""
+    posted = []
+    for post in db.run_direct(lambda d: StaffChatRepository(d).pending_posts()):
+        db.run_direct(lambda d, p=post: StaffChatRepository(d).posted(p))
+        posted.append(post.event_id)
+    return posted
+
+
+def _alert(d: Direct, text: str) -> int:
+    return int(d.scalar("INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', :at, 'slabot', :data) "
+                        "RETURNING id", {"at": AT, "data": f'{{"error": "{text}"}}'}))
+
+
+def test_an_event_committed_after_a_later_one_was_posted_is_posted_too(pg_db: Database) -> None:
+    assert _pending(pg_db) == []  # the first round sets the checkpoint: from now on
+    slow = pg_db.engine.raw_connection()  # a worker whose transaction takes its event id first, commits last
+    try:
+        cursor = slow.cursor()
+        cursor.execute("INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', %s, 'slabot', "
+                       "'{\"error\": \"first\"}') RETURNING id", (AT,))
+        first = int(cursor.fetchone()[0])
+        second = pg_db.run_direct(lambda d: _alert(d, "second"))  # another worker's, committed at once
+        assert second > first
+        early = _post_all(pg_db)  # a round while the first is still open
+        slow.commit()
+        late = _post_all(pg_db)
+    finally:
+        slow.close()
+    assert sorted(early + late) == [first, second], (early, late)
+    assert _post_all(pg_db) == []  # each once
+
+
+def test_events_are_posted_in_order_once_on_either_database(db: Database) -> None:
+    assert _pending(db) == []
+    ids = [db.run_direct(lambda d, i=i: _alert(d, f"alert {i}")) for i in range(3)]
+    assert _post_all(db) == ids
+    assert _post_all(db) == []
