@@ -226,14 +226,15 @@ class IntakePipeline:
         tickets, accounts = TicketRepository(s), AccountRepository(s)
         channel = msg.channel.value
         # what the decision reads, asked at once: on PostgreSQL one round trip for all of it (storage.direct)
-        locked = (tickets.ask_lock_thread(channel, msg.sender.value)  # one conversation's messages in turn,
-                  if msg.channel in THREADED_BY_NUMBER else None)      # across processes too
+        if msg.channel in THREADED_BY_NUMBER:  # one conversation's messages in turn, across processes too
+            locked = tickets.ask_lock_thread(channel, msg.sender.value)
+        else:  # the same message delivered twice at once: decided once
+            locked = tickets.ask_lock_message(channel, msg.external_id)
         # (and the ids a new ticket takes, so that its rows are written without waiting for them)
         stored = tickets.ask_stored_as(channel, msg.external_id, reserve=True)
         found = accounts.ask_find(msg.sender.kind.value, msg.sender.value)
         ways = self._ask_thread(tickets, msg)
-        if locked is not None:
-            locked()
+        locked()
         existing, direction = stored()
         if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,

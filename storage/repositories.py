@@ -40,6 +40,8 @@ from storage.records import (
 )
 
 FIRST_TICKET_NUMBER = 10001
+TICKET_NUMBERS = "ticket_numbers"  # PostgreSQL: the sequence of the ticket numbers (migration 0019)
+_NEXT_TICKET_NUMBER = f"SELECT nextval('{TICKET_NUMBERS}')"
 
 
 def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
@@ -261,8 +263,17 @@ class TicketRepository(Repository):
     # -- references -----------------------------------------------------------
 
     def next_ref(self, prefix: str) -> str:
-        """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...)."""
-        return f"{prefix}-{next_number(self.direct, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
+        """The next human reference for ``prefix`` (``MC-10001``, ``MC-10002``, ...).
+
+        SQLite: a counter per prefix, in the caller's transaction (one writer at a time). PostgreSQL: the sequence
+        ``ticket_numbers`` (migration 0019), so that a worker opening a ticket does not wait until another
+        worker's new ticket has committed (a counter's row stays locked until then). The numbers stay unique and
+        rising; a transaction that fails after taking one leaves it unused (a gap).
+        """
+        d = self.direct
+        if d.dialect.name == "postgresql":
+            return f"{prefix}-{int(d.scalar(_NEXT_TICKET_NUMBER))}"
+        return f"{prefix}-{next_number(d, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
 
     # -- messages -------------------------------------------------------------
 
@@ -406,10 +417,21 @@ class TicketRepository(Repository):
     def ask_lock_thread(self, channel: str, thread_key: str) -> Callable[[], None]:
         """:meth:`lock_thread`, asked now (on a pipelined connection the statements after it run once the lock is
         held); the call raises :class:`LockBusy` where :meth:`lock_thread` would."""
+        return self._ask_lock(f"/thread/{channel}/{thread_key}",
+                              f"the {channel} conversation of {thread_key} is being decided by another worker")
+
+    def ask_lock_message(self, channel: str, external_id: str) -> Callable[[], None]:
+        """Hold the message ``external_id`` of ``channel`` until the transaction ends (PostgreSQL), as
+        :meth:`ask_lock_thread` holds a conversation: the same message delivered twice at once is decided once,
+        and the second delivery finds it stored (no ticket number taken for it, none lost)."""
+        return self._ask_lock(f"/message/{channel}/{external_id}",
+                              f"the {channel} message {external_id} is being stored by another worker")
+
+    def _ask_lock(self, key: str, busy: str) -> Callable[[], None]:
         direct = self.direct
         if direct.dialect.name == "sqlite":
             return lambda: None
-        params = {"key": f"/thread/{channel}/{thread_key}"}
+        params = {"key": key}
         if not direct.grouped:
             if direct.pipelined:
                 direct.send(_LOCK_THREAD_SQL, params)
@@ -420,7 +442,7 @@ class TicketRepository(Repository):
 
         def held() -> None:
             if not answer.scalar():
-                raise LockBusy(f"the {channel} conversation of {thread_key} is being decided by another worker")
+                raise LockBusy(busy)
 
         return held
 

@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.intake import IntakePipeline, IntakeResult
 from bot.presets import load_preset
@@ -34,7 +34,13 @@ from sla_engine.policy import Preset
 from storage import models as m
 from storage.database import Database, open_database
 from storage.records import AccountInput, ContactInput, MessageRecord, OutboxRecord, ReminderRecord, TicketRecord
-from storage.repositories import AccountRepository, OutboxRepository, ReminderRepository, TicketRepository
+from storage.repositories import (
+    TICKET_NUMBERS,
+    AccountRepository,
+    OutboxRepository,
+    ReminderRepository,
+    TicketRepository,
+)
 
 if TYPE_CHECKING:
     from bot.app import Application
@@ -241,11 +247,17 @@ def message_texts_out(db: Database) -> list[MessageRecord]:
 
 
 def count_rows(db: Database) -> dict[str, int]:
-    """How many rows each table that intake writes holds, and the ticket counters' values."""
+    """How many rows each table that intake writes holds, and the highest ticket number given (``numbers``: the
+    counters' on SQLite, the sequence's on PostgreSQL; 0 before the first)."""
     def work(s: Any) -> dict[str, int]:
         counts = {model.__tablename__: int(s.scalar(select(func.count()).select_from(model)))
                   for model in (m.Ticket, m.Message, m.Outbox, m.Reminder, m.Event, m.Counter, m.Attachment)}
-        counts["counter_total"] = int(s.scalar(select(func.coalesce(func.sum(m.Counter.value), 0))))
+        if db.is_sqlite:
+            counts["numbers"] = int(s.scalar(select(func.coalesce(func.max(m.Counter.value), 0))
+                                             .where(m.Counter.name.like("ticket:%"))))
+        else:
+            counts["numbers"] = int(s.execute(text(f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                                                   f"FROM {TICKET_NUMBERS}")).scalar_one())
         return counts
 
     return db.run(work)

@@ -831,7 +831,7 @@ def test_same_message_concurrently_in_threads_is_stored_once(db: Database, prese
     assert counts["tickets"] == 2
     assert counts["outbox"] == 2
     assert counts["messages"] == 4  # two inbound, two acknowledgements
-    assert counts["counter_total"] == 10002
+    assert counts["numbers"] == 10002  # the deliveries that found the message stored took no number
     prefix = PREFIX[preset_name]
     assert [m.external_id for m in inbound(ticket(db, f"{prefix}-10001"))] == ["<race-1@jansen>"]
     assert [m.external_id for m in inbound(ticket(db, f"{prefix}-10002"))] == ["<race-2@jansen>"]
@@ -912,34 +912,42 @@ def _fail_enqueue(*args: Any, **kwargs: Any) -> int:
 
 
 def test_failure_while_queueing_stores_nothing(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of a message whose transaction fails is stored. Its ticket number is not used again: on SQLite the
+    counter rolls back with the rest (no number taken); on PostgreSQL the number stays unused (the sequence
+    takes no lock that other workers would wait for): a gap, never a number twice."""
     piet_account(db, "licentie")
     intake = pipeline(db, "mailcampaigns")
     empty = count_rows(db)
-    assert empty["tickets"] == 0 and empty["counters"] == 0
+    assert empty["tickets"] == 0 and empty["numbers"] == 0
+    skipped = 0 if db.is_sqlite else 1  # numbers a failed attempt leaves unused
+
+    def stored(counts: dict[str, int]) -> dict[str, int]:
+        return {table: n for table, n in counts.items() if table != "numbers"}
 
     with monkeypatch.context() as patch:
         patch.setattr(OutboxRepository, "enqueue", _fail_enqueue)
         with pytest.raises(Boom):
             intake.ingest(email("<fail@jansen>", PIET, "vraag over de export"))
-    assert count_rows(db) == empty
+    assert stored(count_rows(db)) == stored(empty) and count_rows(db)["numbers"] in (0, 10001 * skipped)
     assert kept(db) == []
     assert db.run(lambda s: ReminderRepository(s).planned()) == []
 
-    # the next delivery works, and the failed attempt took no number
+    # the next delivery works
     ok = intake.ingest(email("<fail@jansen>", PIET, "vraag over de export"))
-    assert (ok.outcome, ok.ticket_ref) == (Outcome.NEW_TICKET, "MC-10001")
+    assert (ok.outcome, ok.ticket_ref) == (Outcome.NEW_TICKET, f"MC-{10001 + skipped}")
     after_first = count_rows(db)
-    assert after_first["counter_total"] == 10001
+    assert after_first["numbers"] == 10001 + skipped
 
     # the same with the counter row in place
     with monkeypatch.context() as patch:
         patch.setattr(OutboxRepository, "enqueue", _fail_enqueue)
         with pytest.raises(Boom):
             intake.ingest(email("<fail-2@jansen>", PIET, "andere vraag", subject="Andere vraag"))
-    assert count_rows(db) == after_first
+    assert stored(count_rows(db)) == stored(after_first)
     ok = intake.ingest(email("<fail-2@jansen>", PIET, "andere vraag", subject="Andere vraag"))
-    assert (ok.outcome, ok.ticket_ref) == (Outcome.NEW_TICKET, "MC-10002")
-    assert len(reminders(db, ticket(db, "MC-10002").id)) == 3
+    ref = f"MC-{10002 + 2 * skipped}"
+    assert (ok.outcome, ok.ticket_ref) == (Outcome.NEW_TICKET, ref)
+    assert len(reminders(db, ticket(db, ref).id)) == 3
 
 
 def test_failure_while_joining_a_thread_stores_nothing(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

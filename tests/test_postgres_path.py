@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy.exc import IntegrityError
 
 from bot.intake import Outcome
-from storage.database import Database
+from storage.database import Database, alembic_config
 from storage.direct import Direct
+from storage.repositories import TicketRepository
 from storage.webhooks import sync_endpoints
 from storage.writer import SerialWriter
 from tests.helpers import add_account, contact, pipeline, whatsapp
@@ -59,21 +62,22 @@ def test_a_new_whatsapp_ticket_stores_each_row_with_its_webhook_event_in_one_sta
         pg_db.run(lambda s: sync_endpoints(s, {"crm": ["message.created", "ticket.created"]}))
     add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
     intake = pipeline(pg_db, "mailcampaigns")
+    intake.ingest(whatsapp("SM0", "+31699999999", "Warming up"))  # a connection made and held, a number taken
     sent = _statements(monkeypatch)
     result = intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet"))
     assert result.ticket_ref is not None
     assert not [s for s in sent if s.startswith("INSERT INTO webhook_events")]
     assert len([s for s in sent if s.startswith("WITH new AS (INSERT INTO")]) == 3
-    # the pool's check of a new connection, BEGIN, the lock, the reads (the ids reserved with them), the ticket
-    # number, the rows (the reminders in one), COMMIT: 17 before
-    assert len(sent) <= 14, sent
+    # BEGIN, the lock, the reads (the ids reserved with them), the ticket number, the rows (the reminders in one),
+    # COMMIT: 16 before
+    assert len(sent) <= 13, sent
 
     def events(d: Direct) -> list[tuple[str, int | None]]:
         rows = d.execute("SELECT e.type, e.message_id FROM webhook_events e JOIN webhook_deliveries w "
                          "ON w.event_id = e.id ORDER BY e.id").fetchall()
         return [(str(r[0]), r[1]) for r in rows]
 
-    found = pg_db.read_direct(events)
+    found = pg_db.read_direct(events)[-3:]  # the warm-up's before them
     if subscribed:  # the inbound message, the acknowledgement, the ticket (the message it opened with)
         assert [t for t, _ in found] == ["message.created", "message.created", "ticket.created"]
         assert found[0][1] == result.message_id and found[2][1] == result.message_id
@@ -167,3 +171,61 @@ def test_a_conversation_another_worker_is_deciding_waits_outside_the_group_and_t
     finally:
         other.close()
         writer.shutdown()
+
+
+def test_a_worker_takes_a_ticket_number_while_another_has_one_not_yet_committed(pg_db: Database) -> None:
+    """Two workers open tickets at the same time: the second does not wait for the first one's commit to get its
+    number (a counter row would be locked until then: every new ticket of every worker in turn). The numbers stay
+    unique and rising, and go on from those given before."""
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"),
+                contact("Anna", phone="+31687654321"))
+    intake = pipeline(pg_db, "mailcampaigns")
+    first = intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet"))
+    other = Database(pg_db.url)  # another worker, its ticket's transaction still open
+    started, release = threading.Event(), threading.Event()
+
+    def open_slowly(d: Direct) -> str:
+        ref = TicketRepository(d).next_ref("MC")
+        started.set()
+        release.wait(10)
+        return ref
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(other.run_direct, open_slowly)
+            assert started.wait(10)
+            second = pool_result(lambda: intake.ingest(whatsapp("SM2", "+31687654321", "Vraag van Anna")), 5)
+            release.set()
+            slow_ref = held.result(10)
+    finally:
+        release.set()
+        other.dispose()
+    assert first.ticket_ref == "MC-10001"
+    assert second.ticket_ref is not None and slow_ref == "MC-10002" and second.ticket_ref == "MC-10003"
+
+
+def pool_result(work: Any, seconds: float) -> Any:
+    """``work()`` on a thread of its own, given ``seconds`` at most (a TimeoutError does not wait for it)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(work).result(seconds)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_ticket_numbers_go_on_from_the_counters_of_an_earlier_slabot(pg_db: Database) -> None:
+    """A database whose tickets were numbered by the counters (before migration 0019) goes on after their
+    highest number; going back down leaves the counters after the last number the sequence gave."""
+    config = alembic_config()
+    with pg_db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0018")
+    pg_db.run_direct(lambda d: d.execute("INSERT INTO counters (name, value) VALUES ('ticket:MC', 10041), "
+                                         "('ticket:OLD', 10007)"))
+    pg_db.upgrade()
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
+    assert pipeline(pg_db, "mailcampaigns").ingest(whatsapp("SM1", "+31612345678", "Vraag")).ticket_ref == "MC-10042"
+    with pg_db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0018")
+    assert pg_db.run_direct(lambda d: d.scalar("SELECT value FROM counters WHERE name = 'ticket:MC'")) == 10042

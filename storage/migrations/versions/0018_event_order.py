@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from storage.staffchat import ANNOUNCED_XID, EVENT_XID_INDEX
+from storage.staffchat import ANNOUNCED, ANNOUNCED_XID, EVENT_XID_INDEX
 
 revision = "0018"
 down_revision = "0017"
@@ -28,7 +28,9 @@ def upgrade() -> None:
     # the 64-bit transaction id (with its epoch, never wraps), as a bigint
     op.execute("ALTER TABLE events ADD COLUMN xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint")
     op.execute(f"CREATE INDEX {EVENT_XID_INDEX} ON events (xid, id)")
-    op.execute(f"INSERT INTO counters (name, value) VALUES ('{ANNOUNCED_XID}', pg_current_xact_id()::text::bigint) "
+    # a staff chat that posted before: its checkpoint is this transaction's (every earlier event carries it)
+    op.execute(f"INSERT INTO counters (name, value) SELECT '{ANNOUNCED_XID}', pg_current_xact_id()::text::bigint "
+               f"FROM counters WHERE name = '{ANNOUNCED}' "
                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
 
 
