@@ -13,9 +13,13 @@ later id was read and posted. So on PostgreSQL each event records the id of
 the transaction that wrote it (``events.xid``, migration 0018), and the posts
 are read in the order (xid, id), from a checkpoint of both, and only from
 transactions older than every one still running (the snapshot's ``xmin``):
-every event that can still appear comes after the checkpoint. A transaction
-that runs long holds the posts back while it runs; none is lost. SQLite admits
-one writer at a time, whose ids commit in order: the id alone is its checkpoint.
+every event that can still appear comes after the checkpoint. The snapshot
+counts every write transaction of the server, other databases' too: so an
+event waits for them at most ``HOLD_BACK_SECONDS`` (by its time, ``at``), then
+is posted all the same, and the events after it wait with it; an event of a
+slabot transaction that ran longer than that could then come after the
+checkpoint and not be posted (slabot's transactions take milliseconds). SQLite admits one writer at a time, whose ids commit in
+order: the id alone is its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from storage.repositories import counter, raise_counter
 ANNOUNCED = "telegram:announced"  # the last event posted to the staff chat
 ANNOUNCED_XID = "telegram:announced_xid"  # PostgreSQL: the transaction id of that event
 EVENT_XID_INDEX = "ix_events_xid"  # events (xid, id), PostgreSQL only (migration 0018), outside the models
+HOLD_BACK_SECONDS = 30  # PostgreSQL: the longest an event waits for older transactions to end (see the docstring)
 WEEKLY = "telegram:weekly_report"  # the ISO week (year * 100 + week) whose Monday summary was posted
 UPDATES = "telegram:update"  # the highest Telegram update id handled
 OPENED = "ticket_opened"
@@ -55,14 +60,15 @@ def _in_list(values: Sequence[str]) -> str:
 _POSTED_KINDS = (f"((e.kind IN ({_in_list((OPENED, FOLLOW_UP, *BILLING_EVENTS, DASHBOARD_ACTION))}) "
                  f"AND e.ticket_id IS NOT NULL) OR e.kind IN ({_in_list(ALERT_EVENTS)}))")
 _PENDING_SQL = (
-    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, NULL FROM events e "
+    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, NULL, 1 FROM events e "
     "LEFT JOIN messages msg ON msg.id = e.message_id "
     f"WHERE e.id > :after AND {_POSTED_KINDS} ORDER BY e.id LIMIT {POST_BATCH}")
 _PENDING_PG_SQL = (
-    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, e.xid "
+    "SELECT e.id, coalesce(e.ticket_id, msg.ticket_id), e.kind, e.data, msg.recipient, e.xid, "
+    "(e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
+    f"OR e.at < now() - interval '{HOLD_BACK_SECONDS} seconds') "
     "FROM events e LEFT JOIN messages msg ON msg.id = e.message_id "
-    "WHERE (e.xid, e.id) > (:xid, :after) "
-    f"AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint AND {_POSTED_KINDS} "
+    f"WHERE (e.xid, e.id) > (:xid, :after) AND {_POSTED_KINDS} "
     f"ORDER BY e.xid, e.id LIMIT {POST_BATCH}")
 _PAGES_SQL = (
     "SELECT t.id, t.ref, a.name, "
@@ -133,7 +139,9 @@ class StaffChatRepository:
         else:
             rows = d.execute(_PENDING_SQL, {"after": after}).fetchall()
         pending = []
-        for event_id, ticket_id, kind, data, recipient, xid in rows:
+        for event_id, ticket_id, kind, data, recipient, xid, ready in rows:
+            if not ready:  # held back, and the events after it with it (the checkpoint must not pass it)
+                break
             values = d.decode(m.Event.__table__, ("data",), (data,))["data"] or {}
             if recipient and "recipient" not in values:
                 values["recipient"] = recipient

@@ -37,7 +37,7 @@ from storage.repositories import TicketRepository
 pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                                 reason="the browser tests need Debian's chromium and chromium-driver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the test extra)")
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.expected_conditions import staleness_of
@@ -128,9 +128,14 @@ def shot(driver: WebDriver, name: str) -> None:
 
 
 def press(driver: WebDriver, element_id: str) -> None:
-    """Click the button and wait until the next page has replaced this one."""
+    """Click the button and wait until the next page has replaced this one. A click that chromedriver reports as
+    failed because the page was already going (the form submitted) is not made again."""
     page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.ID, element_id).click()
+    try:
+        driver.find_element(By.ID, element_id).click()
+    except WebDriverException:
+        if not staleness_of(page)(driver):
+            raise
     WebDriverWait(driver, 10).until(staleness_of(page))
 
 

@@ -58,3 +58,28 @@ def test_events_are_posted_in_order_once_on_either_database(db: Database) -> Non
     ids = [db.run_direct(lambda d, i=i: _alert(d, f"alert {i}")) for i in range(3)]
     assert _post_all(db) == ids
     assert _post_all(db) == []
+
+
+def test_a_long_transaction_elsewhere_holds_the_events_back_for_half_a_minute_at_most(pg_db: Database) -> None:
+    """Another write transaction on the server (any database) keeps the events after it back while it runs, so
+    that one of slabot's that began before them is not passed over; once the first of them is HOLD_BACK_SECONDS
+    old they go all the same, in order."""
+    assert _pending(pg_db) == []
+    other = pg_db.engine.raw_connection()  # e.g. another application's long batch job on the same server
+    try:
+        cursor = other.cursor()
+        cursor.execute("SELECT pg_current_xact_id()")  # it has begun writing
+        first = pg_db.run_direct(lambda d: _alert(d, "first"))
+        old = pg_db.run_direct(lambda d: int(d.scalar(
+            "INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', now() - interval '1 minute', "
+            "'slabot', '{}') RETURNING id")))
+        held_back = _pending(pg_db)  # the old one waits behind the first
+        pg_db.run_direct(lambda d: d.execute("UPDATE events SET at = now() - interval '31 seconds' WHERE id = :id",
+                                             {"id": first}))  # half a minute later
+        posted = _post_all(pg_db)
+    finally:
+        other.rollback()
+        other.close()
+    assert held_back == []
+    assert posted == [first, old]
+    assert _post_all(pg_db) == []
