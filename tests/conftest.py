@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,15 +50,52 @@ def _pg_schema_url(schema: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
 
 
+@pytest.fixture(scope="session")
+def migrated_pg_schema() -> Iterator[tuple[str, str] | None]:
+    """The schema of a PostgreSQL database migrated once for the session, as ``pg_dump`` writes it (name, SQL), for
+    each test that wants a migrated database to make again in a schema of its own: a quarter of a second less
+    per test. None without ``pg_dump`` (each test then migrates its own)."""
+    if not PG_URL or shutil.which("pg_dump") is None:
+        yield None
+        return
+    name = f"t_template_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    try:
+        open_database(_pg_schema_url(name)).dispose()
+        url = make_url(PG_URL).set(drivername="postgresql")
+        dumped = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", "--inserts", "--schema", name,
+                                 url.render_as_string(hide_password=False)],
+                                capture_output=True, text=True, check=False)
+        if dumped.returncode != 0:
+            yield None
+            return
+        # psql's meta-commands (\restrict) and the dump's own search_path setting are not SQL for a driver
+        sql = "\n".join(line for line in dumped.stdout.splitlines()
+                        if not line.startswith("\\") and "set_config('search_path'" not in line)
+        yield name, sql
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+        admin.dispose()
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL on a schema of its own, dropped afterwards (skipped without SLABOT_TEST_PG_URL)."""
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL URL on a schema of its own, dropped afterwards (skipped without SLABOT_TEST_PG_URL); the
+    schema is migrated already where ``pg_dump`` could copy the session's migrated one."""
     if not PG_URL:
         pytest.skip("SLABOT_TEST_PG_URL is not set")
     schema = f"t_{uuid.uuid4().hex[:12]}"
+    template = request.getfixturevalue("migrated_pg_schema")
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        if template is None:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        else:
+            name, sql = template
+            conn.exec_driver_sql(sql.replace(name, schema))
     try:
         yield _pg_schema_url(schema)
     finally:
