@@ -69,7 +69,7 @@ def test_a_new_whatsapp_ticket_stores_each_row_with_its_webhook_event_in_one_sta
     assert not [s for s in sent if s.startswith("INSERT INTO webhook_events")]
     assert len([s for s in sent if s.startswith("WITH new AS (INSERT INTO")]) == 3
     # BEGIN, the lock, the reads (the ids reserved with them), the ticket number, the rows (the reminders in one),
-    # COMMIT: 16 before
+    # COMMIT; before: the pool's check and 14 more, BEGIN and COMMIT not among them (each reminder one)
     assert len(sent) <= 13, sent
 
     def events(d: Direct) -> list[tuple[str, int | None]]:
