@@ -88,7 +88,8 @@ def test_a_new_whatsapp_ticket_stores_each_row_with_its_webhook_event_in_one_sta
 def test_a_message_takes_three_round_trips_and_a_duplicate_two(pg_db: Database,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """On a pipelined connection a new ticket waits for the server three times: for what the decision reads (with
-    the ids its rows take), for its ticket number, and for the COMMIT that takes its rows along (eleven before).
+    the ids its rows take), for its ticket number, and for the COMMIT that takes its rows along (once per statement
+    before: 11 to 14 times).
     A reply waits for its reads and its commit (and for the open quote where the preset bills); a duplicate for
     its reads and its commit. Every row is there afterwards."""
     add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
