@@ -25,11 +25,13 @@ from test_dashboard import NOW, PASSWORD, SECRET_KEY
 from test_dashboard_browser import CHROMEDRIVER, CHROMIUM, ServedApp, browser  # noqa: F401 - browser is a fixture
 
 from bot.app import Application
+from bot.billing import Billing
 from bot.canned import CannedAnswers
 from bot.config import load_config
 from bot.demo.standins.loopback import free_port, serving
 from bot.demo.standins.twilio import TwilioStandIn
 from bot.desk import Desk
+from bot.presets import load_preset
 from bot.web.dashboard.auth import hash_password
 from storage.database import open_database
 from storage.repositories import TicketRepository
@@ -217,14 +219,20 @@ def test_a_ticket_updates_without_a_reload_and_shows_a_colleague_typing(browser:
     browser.get(f"{base}/dashboard/tickets/{ref}")
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "timeline"))
     browser.execute_script("window.stillTheSamePage = true")
+    Select(browser.find_element(By.ID, "cause")).select_by_value("outside")  # Anna's choice, not yet sent,
+    browser.execute_script("document.activeElement.blur()")  # and she looks elsewhere
     db = open_database(db_url)
     try:
+        # a colleague classifies the ticket (the forms change with it), then writes a note
+        Billing(db, load_preset("mailcampaigns")).classify(ref, "service", "bram", reason="campagne: betaald")
         Desk(db).note(ref, "bram", "Eva belt om half vier terug")
     finally:
         db.dispose()
     WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: "Eva belt om half vier terug" in d.find_element(By.ID, "timeline").text)
     assert browser.execute_script("return window.stillTheSamePage") is True  # updated in place, no reload
+    # the colleague's change is shown, and the form Anna made a choice in is left as she left it
+    assert Select(browser.find_element(By.ID, "cause")).first_selected_option.get_attribute("value") == "outside"
     with httpx.Client(base_url=base) as bram:  # a colleague opens the same ticket and types
         form = bram.get("/dashboard/login").text
         token = re.search(r'name="csrf" value="([^"]+)"', form)

@@ -55,11 +55,23 @@
     if (event.target && event.target.closest && event.target.closest("form")) { typingUntil = Date.now() + 8000; }
   });
 
+  function changed(field) {
+    if (field.type === "checkbox" || field.type === "radio") { return field.checked !== field.defaultChecked; }
+    if (field.options) {
+      for (var k = 0; k < field.options.length; k += 1) {
+        if (field.options[k].selected !== field.options[k].defaultSelected) { return true; }
+      }
+      return false;
+    }
+    return field.value !== field.defaultValue;
+  }
+
   function busy(part) {
     var focused = document.activeElement;
     if (focused && focused !== document.body && part.contains(focused)) { return true; }
-    var fields = part.querySelectorAll("textarea, input[type=text]");
-    for (var i = 0; i < fields.length; i += 1) { if (fields[i].value !== fields[i].defaultValue) { return true; } }
+    // every field the user changed (a text, a number, a choice made in a list), not the buttons and hidden ones
+    var fields = part.querySelectorAll("textarea, select, input:not([type=hidden]):not([type=submit]):not([type=button])");
+    for (var i = 0; i < fields.length; i += 1) { if (changed(fields[i])) { return true; } }
     return false;
   }
 
