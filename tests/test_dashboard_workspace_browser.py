@@ -130,14 +130,22 @@ def shot(driver: WebDriver, name: str) -> None:
 
 
 def press(driver: WebDriver, element_id: str) -> None:
-    """Click the button and wait until the next page has replaced this one. A click that chromedriver reports as
-    failed because the page was already going (the form submitted) is not made again."""
+    """Click the button and wait until the next page has replaced this one.
+
+    The live update may put a new copy of the button's part in place between finding the button and clicking it
+    (chromedriver: the node "does not belong to the document"; no click was made): the new button is clicked. A
+    click that chromedriver reports as failed because the page was already going (the form submitted) is not made
+    again."""
     page = driver.find_element(By.TAG_NAME, "html")
-    try:
-        driver.find_element(By.ID, element_id).click()
-    except WebDriverException:
-        if not staleness_of(page)(driver):
-            raise
+    for attempt in range(3):
+        try:
+            driver.find_element(By.ID, element_id).click()
+            break
+        except WebDriverException:
+            if staleness_of(page)(driver):
+                break
+            if attempt == 2:
+                raise
     WebDriverWait(driver, 10).until(staleness_of(page))
 
 
