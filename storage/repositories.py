@@ -81,8 +81,8 @@ _GET_TICKET_SQL = _TICKET_ROW_SQL + "t.id = :id"
 _TICKET_BY_REF_SQL = _TICKET_ROW_SQL + "t.ref = :ref"
 _STORED_AS_SQL = ("SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
                   "AND external_id = :external_id ORDER BY direction LIMIT 1")  # the unique index; 'in' sorts first
-_LOCK_THREAD_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
-_TRY_LOCK_THREAD_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
+_TRY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
 
 
 def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
@@ -434,11 +434,11 @@ class TicketRepository(Repository):
         params = {"key": key}
         if not direct.grouped:
             if direct.pipelined:
-                direct.send(_LOCK_THREAD_SQL, params)
+                direct.send(_LOCK_SQL, params)
             else:
-                direct.execute(_LOCK_THREAD_SQL, params)
+                direct.execute(_LOCK_SQL, params)
             return lambda: None
-        answer = direct.ask(_TRY_LOCK_THREAD_SQL, params)
+        answer = direct.ask(_TRY_LOCK_SQL, params)
 
         def held() -> None:
             if not answer.scalar():
