@@ -165,6 +165,10 @@ def test_a_failing_endpoint_is_retried_then_failed_and_told_to_staff(tmp_path: P
                 receiver.fail = 1000
                 await post_request(client, port, key, "Nog iets", subject="MC-99999")
                 await until(lambda: len(receiver.bodies) == 4, what="the second event's first attempt")
+                # the clock moves on only once the first attempt's answer is recorded: one recorded after
+                # the day is over gives up at once, with one attempt
+                await until(lambda: any(d.attempts == 1 and d.last_status == 500 for d in stored.run(deliveries)),
+                            what="the second event's first attempt recorded")
                 clock.append(MONDAY_10 + timedelta(hours=25))
                 await until(lambda: any(d.state is WebhookState.FAILED for d in stored.run(deliveries)),
                             what="failed after a day")
