@@ -685,9 +685,9 @@ def bench_backend(backend: Backend, accounts: Sequence[AccountInput], plan: Sequ
     return rate, p99, all_ok
 
 
-def profile(folder: Path, accounts: Sequence[AccountInput], plan: Sequence[Planned], count: int) -> None:
-    """cProfile over the first ``count`` messages on a fresh SQLite database."""
-    backend = sqlite_backend(folder)
+def profile(label: str, backend: Backend, accounts: Sequence[AccountInput], plan: Sequence[Planned],
+            count: int) -> None:
+    """cProfile over the first ``count`` messages on a fresh database of ``backend``."""
     db, _, drop = backend.fresh("profile")
     try:
         seed_accounts(db, accounts)
@@ -703,7 +703,7 @@ def profile(folder: Path, accounts: Sequence[AccountInput], plan: Sequence[Plann
         seconds = time.perf_counter() - t0
     finally:
         drop()
-    print(f"== cProfile: first {len(subset):,} messages on SQLite ({seconds:.2f} s under the profiler) ==")
+    print(f"== cProfile: first {len(subset):,} messages on {label} ({seconds:.2f} s under the profiler) ==")
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(rf"{re.escape(str(ROOT))}/(bot|storage|sla_engine|channels)/", 30)
@@ -717,7 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of random.Random (default 1)")
     parser.add_argument("--no-trace", action="store_true", help="skip the tracemalloc pass")
     parser.add_argument("--profile", type=int, default=0, metavar="K",
-                        help="also run cProfile over the first K messages on SQLite and print the top costs")
+                        help="also run cProfile over the first K messages on SQLite (on PostgreSQL with "
+                             "--postgres-only) and print the top costs")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
                         help="SQLite's [database] synchronous: full (the default; every commit synced to disk "
                              "before ingest returns) or normal (synced at checkpoints only)")
@@ -770,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append((f"{label}, {args.processes} processes", bench_backend(
                     backend, accounts, plan, tickets, False, processes=args.processes)))
         if args.profile:
-            profile(folder, accounts, plan, args.profile)
+            profile(*backends[0], accounts, plan, args.profile)
 
     print(f"Summary (SQLite synchronous={args.synchronous}"
           f"{': every commit on disk before ingest returns' if args.synchronous == 'full' else ''}; "

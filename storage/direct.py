@@ -17,7 +17,9 @@ Round trips (PostgreSQL)
 On SQLite a statement costs no round trip; on PostgreSQL each one waits for the
 server. A :class:`Direct` made with ``pipelined=True`` (psycopg 3, which
 :class:`storage.database.Database` uses for its own connections) keeps its
-connection in libpq's pipeline mode: a statement whose answer nobody waits for
+connection in libpq's pipeline mode (:class:`storage.wire.Wire`: below psycopg's
+cursors, each statement prepared on its first use, handed to the socket without
+waiting): a statement whose answer nobody waits for
 (:meth:`Direct.send`, :meth:`Direct.insert_many`, an insert whose id a read
 took from the sequence before (:meth:`Direct.take_reserved`), an insert with
 ``returning=False``) is
@@ -51,6 +53,7 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
 
 from storage.models import UtcDateTime
+from storage.wire import Pending, Wire
 
 Processor = Callable[[Any], Any]
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
@@ -303,20 +306,19 @@ class Answer:
     answer asked before it in the same round trip; elsewhere the statement runs when its answer is first wanted.
     """
 
-    __slots__ = ("_cursor", "_direct", "_params", "_rows", "_sql")
+    __slots__ = ("_direct", "_params", "_pending", "_rows", "_sql")
 
-    def __init__(self, direct: Direct, sql: str, params: Mapping[str, Any], cursor: Any = None) -> None:
-        self._direct, self._sql, self._params, self._cursor = direct, sql, params, cursor
+    def __init__(self, direct: Direct, sql: str, params: Mapping[str, Any], pending: Pending | None = None) -> None:
+        self._direct, self._sql, self._params, self._pending = direct, sql, params, pending
         self._rows: list[tuple[Any, ...]] | None = None
 
     def all(self) -> list[tuple[Any, ...]]:
         if self._rows is None:
-            if self._cursor is None:
+            if self._pending is None:
                 self._rows = [tuple(r) for r in self._direct.execute(self._sql, self._params).fetchall()]
             else:
-                self._rows = self._direct._fetch_all(self._cursor, self._sql, self._params)
-                self._direct._spare(self._cursor)
-                self._cursor = None
+                self._rows = self._direct._fetch_all(self._pending, self._sql, self._params)
+                self._pending = None
         return self._rows
 
     def one(self) -> tuple[Any, ...] | None:
@@ -360,84 +362,89 @@ class Direct:
         # a call does not wait for a lock another worker holds (it could be waiting for this group in turn)
         self.grouped = False
         # libpq's pipeline mode (psycopg 3 on PostgreSQL): see the module's docstring
-        self._pipeline: Any = None
-        self._in_pipeline: Any = None  # the context of psycopg's pipeline mode, left by leave_pipeline()
+        self._wire: Wire | None = None
         self._begun = False  # pipelined: whether this transaction's BEGIN was sent
-        if pipelined and dialect.name == "postgresql" and hasattr(driver_connection, "pipeline"):
-            # the BEGIN is sent with the first statement, not waited for on its own (psycopg waits for the BEGIN
-            # it sends itself in pipeline mode): the connection is in autocommit mode and Direct begins
+        if pipelined and dialect.name == "postgresql" and hasattr(driver_connection, "pgconn"):
+            # the BEGIN is sent with the first statement, not waited for on its own: the connection is in
+            # autocommit mode and Direct begins
             driver_connection.autocommit = True
-            self._in_pipeline = driver_connection.pipeline()
-            self._pipeline = self._in_pipeline.__enter__()
-        self._cursors: list[Any] = []  # spare cursors for Answers
+            self._wire = Wire(driver_connection)
         self._reserved: dict[str, list[int]] = {}  # ids taken from a table's sequence, not yet used
         self.released_at = 0.0  # when its connection was last given back (storage.database)
         self.round_trips = 0  # pipelined: how many times it waited for the server (the benchmarks and tests read it)
 
     @property
     def pipelined(self) -> bool:
-        return self._pipeline is not None
+        return self._wire is not None
 
     def sync(self) -> None:
         """Wait until the server has run every statement sent so far; an error of one of them is raised here."""
-        if self._pipeline is None:
-            return
+        if self._wire is not None:
+            self._synced(self._wire, "(statements sent before this point)", {})
+
+    def _synced(self, wire: Wire, statement: str, params: Any) -> None:
+        """One round trip: what was sent runs; the first error among it is raised, as SQLAlchemy's."""
         self.round_trips += 1
         try:
-            self._pipeline.sync()
-        except self._dbapi_error as exc:
-            raise DBAPIError.instance("(statements sent before this point)", {}, exc, self._dbapi_error) from exc
+            error = wire.sync()
+        except self._dbapi_error as exc:  # the connection, not a statement
+            raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
+        if error is not None:
+            raise DBAPIError.instance(statement, params, error, self._dbapi_error) from error
 
     def settle(self) -> None:
         """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
         transaction can be rolled back, or rolled back to a savepoint."""
-        if self._pipeline is None:
+        if self._wire is None:
             return
         try:
-            self._pipeline.sync()
+            self._wire.sync()
         except self._dbapi_error:
             pass
 
     def commit(self) -> None:
         """Commit the transaction: the statements still on their way go with the ``COMMIT``, in one round trip."""
         self._forget()
-        try:
-            if self._pipeline is None:
+        if self._wire is None:
+            try:
                 self._driver.commit()
-            elif self._begun:
-                self._begun = False
-                self.round_trips += 1
-                self._cursor.execute("COMMIT")
-                self._pipeline.sync()
-        except self._dbapi_error as exc:
-            raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
+            except self._dbapi_error as exc:
+                raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
+        elif self._begun:
+            self._begun = False
+            self._send("COMMIT", ())
+            self._synced(self._wire, "COMMIT", {})
 
     def rollback(self) -> None:
         self._forget()
-        if self._pipeline is None:
+        if self._wire is None:
             self._driver.rollback()
         elif self._begun:
             self._begun = False
             self.settle()
-            try:
-                self._cursor.execute("ROLLBACK")
-                self._pipeline.sync()
-            except self._dbapi_error as exc:
-                raise DBAPIError.instance("ROLLBACK", {}, exc, self._dbapi_error) from exc
+            self._send("ROLLBACK", ())
+            self._synced(self._wire, "ROLLBACK", {})
 
     def leave_pipeline(self) -> None:
         """Back to ordinary statements (before the connection goes back to a pool others use)."""
-        context, self._in_pipeline, self._pipeline = self._in_pipeline, None, None
-        if context is not None:
+        wire, self._wire = self._wire, None
+        if wire is not None:
             try:
-                context.__exit__(None, None, None)
+                wire.close()
             finally:
                 self._driver.autocommit = False
 
     def _begin(self) -> None:
         """Pipelined: the transaction's BEGIN, sent before its first statement."""
         self._begun = True
-        self._cursor.execute("BEGIN")
+        self._send("BEGIN", ())
+
+    def _send(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
+        assert self._wire is not None
+        try:
+            return self._wire.send(statement, params)
+        except self._dbapi_error as exc:  # a value the driver cannot send
+            raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
 
     def _forget(self) -> None:
         """The end of a transaction: ids reserved and not used are not used any more (a gap in the sequence)."""
@@ -458,13 +465,17 @@ class Direct:
     def _run(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, wait: bool = True) -> Any:
         """Run a statement written for the driver; on a pipelined connection wait for it unless ``wait`` is False
         (a statement whose answer nobody reads)."""
-        try:
-            if self._pipeline is not None and not self._begun:
+        wire = self._wire
+        if wire is not None:
+            if not self._begun:
                 self._begin()
+            pending = self._send(statement, params)
+            if not wait:
+                return None
+            self._synced(wire, statement, params)
+            return wire.rows(pending)
+        try:
             self._cursor.execute(statement, params)
-            if wait and self._pipeline is not None:
-                self.round_trips += 1
-                self._pipeline.sync()
         except self._dbapi_error as exc:
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
         return self._cursor
@@ -478,29 +489,20 @@ class Direct:
         """Ask ``sql`` now, read its rows later (:class:`Answer`): the reads asked together, before the first of
         their answers is wanted, take one round trip on a pipelined connection."""
         params = params or {}
-        if self._pipeline is None:
+        if self._wire is None:
             return Answer(self, sql, params)
-        cursor = self._cursors.pop() if self._cursors else self._driver.cursor()
-        statement = _for_driver(sql, self._paramstyle)
-        try:
-            if not self._begun:
-                self._begin()
-            cursor.execute(statement, params)
-        except self._dbapi_error as exc:
-            raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
-        return Answer(self, sql, params, cursor)
+        if not self._begun:
+            self._begin()
+        return Answer(self, sql, params, self._send(_for_driver(sql, self._paramstyle), params))
 
-    def _fetch_all(self, cursor: Any, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        if cursor.pgresult is None:  # not here yet: fetched with every answer before it
-            self.round_trips += 1
-        try:
-            return [tuple(r) for r in cursor.fetchall()]
-        except self._dbapi_error as exc:
-            raise DBAPIError.instance(sql, params, exc, self._dbapi_error) from exc
-
-    def _spare(self, cursor: Any) -> None:
-        if len(self._cursors) < 8:
-            self._cursors.append(cursor)
+    def _fetch_all(self, pending: Pending, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        wire = self._wire
+        assert wire is not None
+        if not pending.done:  # not here yet: fetched with every answer before it
+            self._synced(wire, sql, params)
+        if pending.error is not None:
+            raise DBAPIError.instance(sql, params, pending.error, self._dbapi_error) from pending.error
+        return wire.rows(pending).fetchall()
 
     def sequence_next(self, table: FromClause) -> str:
         """The SQL expression that takes the next id of ``table``'s sequence (PostgreSQL): for a statement that
@@ -516,7 +518,7 @@ class Direct:
                           returning: bool) -> tuple[Mapping[str, Any], bool]:
         """``values`` with a reserved id of the table where one is wanted and there is one (then no longer
         ``returning``: the id is known)."""
-        if returning and self._pipeline is not None and "id" not in values:
+        if returning and self._wire is not None and "id" not in values:
             held = self._reserved.get(codec.table.name)
             if held:
                 return {"id": held.pop(0), **values}, False
@@ -527,9 +529,13 @@ class Direct:
         self._run_many(_for_driver(sql, self._paramstyle), rows)
 
     def _run_many(self, statement: str, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
-        try:
-            if self._pipeline is not None and not self._begun:
+        if self._wire is not None:
+            if not self._begun:
                 self._begin()
+            for row in rows:
+                self._send(statement, row)
+            return
+        try:
             self._cursor.executemany(statement, rows)
         except self._dbapi_error as exc:
             raise DBAPIError.instance(statement, rows, exc, self._dbapi_error) from exc
@@ -615,7 +621,7 @@ class Direct:
             bound.append(plan.bind(row))
         if keys is None:
             return
-        if self._pipeline is not None and 1 < len(bound) <= MANY_IN_ONE and plan.positional:
+        if self._wire is not None and 1 < len(bound) <= MANY_IN_ONE and plan.positional:
             self._run(plan.rows(len(bound)), [value for row in bound for value in row], wait=False)
             return
         self._run_many(plan.many, bound)

@@ -181,7 +181,9 @@ class Ticket(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),
+        # the message's id before its direction: a lookup of both directions (the duplicate check, the thread of
+        # a reply) finds its two entries side by side, whatever the planner knows of the table (migration 0020)
+        UniqueConstraint("channel", "external_id", "direction", name="uq_messages_external"),
         # each of these two serves one query, which reads one direction of one channel: a stored message
         # updates one of them at most
         Index("ix_messages_recipient", "recipient", "at",  # the e-mail intake's cap on automatic replies
