@@ -782,6 +782,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"    {label:<34} p99 {p99 * 1e3:7.2f} ms      target < {TARGET_P99_MS:.0f} ms    "
               f"{verdict(p99 * 1e3 < TARGET_P99_MS)}")
         print(f"    {label:<34} correctness checks                     {verdict(ok)}")
+    rates = {label: rate for label, (rate, _, _) in results}
+    sqlite_rate = rates.get("SQLite, one at a time")
+    if sqlite_rate:  # the host's speed changes from hour to hour: PostgreSQL against SQLite in the same run
+        for label, rate in rates.items():
+            if label.startswith("PostgreSQL"):
+                print(f"    {label:<34} {rate / sqlite_rate:8.2f} x SQLite one at a time, this run")
     print(f"    total runtime {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -437,12 +437,12 @@ class Direct:
     def _begin(self) -> None:
         """Pipelined: the transaction's BEGIN, sent before its first statement."""
         self._begun = True
-        self._send("BEGIN", ())
+        self._send("BEGIN", (), flush=False)  # goes with the transaction's first statement
 
-    def _send(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
+    def _send(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, flush: bool = True) -> Pending:
         assert self._wire is not None
         try:
-            return self._wire.send(statement, params)
+            return self._wire.send(statement, params, flush=flush)
         except self._dbapi_error as exc:  # a value the driver cannot send
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
 

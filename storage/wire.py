@@ -136,9 +136,10 @@ class Wire:
         self._unsynced = False  # statements sent since the last sync
         self._pgconn.enter_pipeline_mode()
 
-    def send(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
-        """Queue ``statement`` (the driver's placeholders) with ``params``; sent to the server at the next
-        :meth:`sync`."""
+    def send(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, flush: bool = True) -> Pending:
+        """Send ``statement`` (the driver's placeholders) with ``params`` without waiting; its answer is read at the
+        next :meth:`sync`. With ``flush=False`` it stays in libpq's buffer until the next statement is sent (one
+        that always has a statement after it: a ``BEGIN``)."""
         text, names = numbered(statement)
         if isinstance(names, tuple):
             values: Sequence[Any] = [params[n] for n in names]  # type: ignore[call-overload]
@@ -166,8 +167,8 @@ class Wire:
             pgconn.send_query_prepared(name, dumped, param_formats=formats)
         self._queue.append(pending)
         self._unsynced = True
-        # on its way now, without waiting for the socket: the server runs it while the caller makes the next
-        pgconn.flush()
+        if flush:  # on its way now, without waiting for the socket: the server runs it while the next is made
+            pgconn.flush()
         return pending
 
     def sync(self) -> errors.Error | None:
