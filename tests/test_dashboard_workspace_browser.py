@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,7 +42,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests 
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 PIET = "+31612345678"
@@ -142,11 +142,28 @@ def press(driver: WebDriver, element_id: str) -> None:
             driver.find_element(By.ID, element_id).click()
             break
         except WebDriverException:
-            if staleness_of(page)(driver):
+            if replaced(page)(driver):
                 break
             if attempt == 2:
                 raise
-    WebDriverWait(driver, 10).until(staleness_of(page))
+    WebDriverWait(driver, 10).until(replaced(page))
+
+
+def replaced(page: WebElement) -> Callable[[WebDriver], bool]:
+    """Selenium's ``staleness_of``, also for chromedriver's other word for it: a node that "does not belong to the
+    document" (reported as an unknown error while the next page replaces this one)."""
+    def check(driver: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
 
 
 def flash(driver: WebDriver) -> str:
@@ -174,7 +191,7 @@ def test_find_reply_with_a_canned_answer_classify_quote_resolve(browser: WebDriv
     ref = str(found[0].get_attribute("data-ref"))
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.LINK_TEXT, ref).click()
-    WebDriverWait(browser, 10).until(staleness_of(page))
+    WebDriverWait(browser, 10).until(replaced(page))
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "reply-text"))
     # a canned answer in the reply box, filled from the ticket, sent over WhatsApp
     Select(browser.find_element(By.ID, "canned-name")).select_by_value("bedankt")
