@@ -18,8 +18,11 @@ counts every write transaction of the server, other databases' too: so an
 event waits for them at most ``HOLD_BACK_SECONDS`` (by its time, ``at``), then
 is posted all the same, and the events after it wait with it; an event of a
 slabot transaction that ran longer than that could then come after the
-checkpoint and not be posted (slabot's transactions take milliseconds). SQLite admits one writer at a time, whose ids commit in
-order: the id alone is its checkpoint.
+checkpoint and not be posted (slabot's transactions take milliseconds). The
+first round ever sets the checkpoint at the last event committed before it:
+the history is not posted, whatever runs elsewhere on the server. SQLite
+admits one writer at a time, whose ids commit in order: the id alone is its
+checkpoint.
 """
 
 from __future__ import annotations
@@ -129,10 +132,17 @@ class StaffChatRepository:
         after = counter(d, ANNOUNCED)
         by_xid = d.dialect.name == "postgresql"
         if after is None:  # the first start: from now on, not the whole history
-            raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
-            if by_xid:  # every transaction that ended before now is history
-                _set_counter(d, ANNOUNCED_XID, int(d.scalar(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")) - 1)
+            if not by_xid:
+                raise_counter(d, ANNOUNCED, int(d.scalar("SELECT max(id) FROM events") or 0))
+                return []
+            # every event committed before now is history: the checkpoint is the last of them in (xid, id) order
+            # (an event of a transaction still running at this first start may be passed over), or, with none,
+            # the transactions that ended before now
+            last = d.one("SELECT xid, id FROM events WHERE xid IS NOT NULL ORDER BY xid DESC, id DESC LIMIT 1")
+            if last is None:
+                last = (int(d.scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")) - 1, 0)
+            raise_counter(d, ANNOUNCED, int(last[1]))
+            _set_counter(d, ANNOUNCED_XID, int(last[0]))
             return []
         if by_xid:
             rows = d.execute(_PENDING_PG_SQL, {"after": after, "xid": counter(d, ANNOUNCED_XID) or 0}).fetchall()

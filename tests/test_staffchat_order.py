@@ -83,3 +83,24 @@ def test_a_long_transaction_elsewhere_holds_the_events_back_for_half_a_minute_at
     assert held_back == []
     assert posted == [first, old]
     assert _post_all(pg_db) == []
+
+
+def test_the_first_round_takes_every_event_committed_before_it_as_history_while_a_transaction_runs_elsewhere(
+        pg_db: Database) -> None:
+    """The first round sets the checkpoint: what was committed before it is history, not posted, even while
+    another transaction on the server (any database) holds the snapshot's xmin behind those events. Before, the
+    checkpoint was that xmin, and the history after it was posted."""
+    other = pg_db.engine.raw_connection()  # e.g. another application's batch job on the same server
+    try:
+        other.cursor().execute("SELECT pg_current_xact_id()")  # it has begun writing
+        history = [pg_db.run_direct(lambda d, i=i: _alert(d, f"history {i}")) for i in range(2)]
+        first_round = _pending(pg_db)
+        new = pg_db.run_direct(lambda d: _alert(d, "new"))
+        pg_db.run_direct(lambda d: d.execute("UPDATE events SET at = now() - interval '31 seconds' WHERE id = :id",
+                                             {"id": new}))  # held back no longer
+        posted = _post_all(pg_db)
+    finally:
+        other.rollback()
+        other.close()
+    assert history and first_round == []
+    assert posted == [new]
