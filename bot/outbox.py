@@ -68,7 +68,7 @@ from channels.messages import (
 )
 from storage.database import Database, Session
 from storage.direct import Direct
-from storage.records import OutboxRecord, OutboxState
+from storage.records import OutboxRecord, OutboxState, SendingRow
 from storage.repositories import OutboxRepository, TicketRepository
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,9 @@ class OutboxDispatcher:
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
         self.lease = lease
+        # the row handed to its channel whose outcome is not recorded yet: if the round fails (the database), it may
+        # have arrived; any other row left ``sending`` under this name was never handed to the channel
+        self._unrecorded: int | None = None
 
     async def run_once(self, limit: int = 50) -> int:
         """Send what is due now, at most ``limit`` rows; returns how many rows were handled.
@@ -174,10 +177,12 @@ class OutboxDispatcher:
         item = await self._write(self._take_back_and_claim)
         handled = 0
         while item is not None:
+            self._unrecorded = item.id
             outcome = await self._send(item)
             handled += 1
             more = handled < limit
             item = await self._write(functools.partial(self._record_and_claim, outcome=outcome, claim=more))
+            self._unrecorded = None
         return handled
 
     async def _write(self, work: Callable[[Direct], OutboxRecord | None]) -> OutboxRecord | None:
@@ -346,12 +351,26 @@ class OutboxDispatcher:
         log.warning("outbox row %s: %s (%s)", item.id, state.value, error)
         return work
 
+    def _take_back_own(self, repo: OutboxRepository, row: SendingRow, now: datetime) -> None:
+        """A row this dispatcher left ``sending`` when a transaction of its round failed (the connection ended
+        before the answer to a COMMIT came back, say): one handed to its channel is reconciled before any second
+        send; one only claimed goes again as it was."""
+        if row.id == self._unrecorded:
+            since = row.uncertain_since or row.claimed_at or now
+            repo.take_back(row.id, since, now, "the outcome of the send was not recorded (the database); the channel "
+                           "is asked before it is sent again")
+            log.warning("outbox row %s: the outcome of its send was not recorded; reconciling it", row.id)
+        else:
+            repo.take_back(row.id, row.uncertain_since, now, "claimed when the database failed, before it was sent")
+        self._unrecorded = None
+
     def _take_back_abandoned(self, direct: Direct) -> None:
         """Rows a stopped worker left in ``sending``: pending again, to be reconciled before any second send."""
         repo = OutboxRepository(direct)
         now = self.now()
         for row in repo.sending():
-            if row.claimed_by == self.worker:
+            if row.claimed_by == self.worker:  # a round of this dispatcher that failed: none is in hand now
+                self._take_back_own(repo, row, now)
                 continue
             gone = worker_gone(row.claimed_by, self.worker)
             if not gone and row.claimed_at is not None and row.claimed_at > now - self.lease:

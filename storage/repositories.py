@@ -822,9 +822,10 @@ class OutboxRepository(Repository):
         rows = d.execute(f"SELECT {', '.join(names)} FROM outbox WHERE state = {_SENDING} ORDER BY id").fetchall()
         return [SendingRow(**d.decode(m.Outbox.__table__, names, row)) for row in rows]
 
-    def take_back(self, outbox_id: int, since: datetime, now: datetime, error: str) -> bool:
+    def take_back(self, outbox_id: int, since: datetime | None, now: datetime, error: str) -> bool:
         """A row whose worker stopped while sending it: ``pending`` again, due now, marked ``uncertain_since``
-        (the channel is asked before it is sent again); False when it is no longer in ``sending``."""
+        (the channel is asked before it is sent again; None: it was never handed to the channel); False when it is
+        no longer in ``sending``."""
         d = self.direct
         table = m.Outbox.__table__
         return int(d.execute(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bot.outbox import OutboxDispatcher, advance_delivery
 from channels.messages import (
@@ -538,3 +539,56 @@ def test_a_row_queued_by_the_previous_version_is_sent_as_it_was(db: Database, wr
     assert sender.calls == [OutboundMessage(outbox_id=outbox_id, channel=ChannelName(channel), recipient=recipient,
                                             send_key=queued.send_key, **sent_as)]
     assert row(db, outbox_id).state is OutboxState.SENT
+
+
+class AnswerLost:
+    """The database as the dispatcher sees it when its connection ends during the ``lose``-th write: after the
+    COMMIT reached the server and before its answer came back (``committed``), or before the COMMIT was sent
+    (a PostgreSQL restart, a connection ended by an administrator). Either way the driver's error is raised."""
+
+    def __init__(self, db: Database, lose: int, *, committed: bool) -> None:
+        self.db, self.lose, self.committed, self.writes = db, lose, committed, 0
+
+    def run_direct(self, work: Any) -> Any:
+        self.writes += 1
+        if self.writes == self.lose and not self.committed:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        result = self.db.run_direct(work)
+        if self.writes == self.lose:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_a_row_whose_claim_was_committed_but_not_answered_is_sent_in_the_next_round(db: Database) -> None:
+    """The claim is in the database, the dispatcher saw an error: the row stayed ``sending`` under its own name,
+    and it was never handed to the channel. The next round sends it, once (before: it stayed so while the worker
+    ran, a message never sent)."""
+    outbox_id, _ = queue(db)
+    mail = FakeSender()
+    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
+    outbox.db = AnswerLost(db, lose=1, committed=True)  # type: ignore[assignment]
+    with pytest.raises(OperationalError):
+        asyncio.run(outbox.run_once())
+    assert row(db, outbox_id).state == "sending" and mail.sent_ids == []
+    assert asyncio.run(outbox.run_once()) == 1
+    assert mail.sent_ids == [outbox_id] and row(db, outbox_id).state == "sent"
+
+
+def test_a_row_sent_whose_outcome_was_not_recorded_is_reconciled_not_sent_blindly_again(db: Database) -> None:
+    """The row was sent; the connection ended before the outcome's transaction was committed, so the row is still
+    ``sending`` under the dispatcher's own name. The next round takes it as one that may have arrived: a channel
+    that cannot be asked gets ``unknown``, never a second send (before: it stayed ``sending`` while the worker
+    ran)."""
+    outbox_id, message_id = queue(db)
+    mail = FakeSender()
+    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
+    outbox.db = AnswerLost(db, lose=2, committed=False)  # type: ignore[assignment]
+    with pytest.raises(OperationalError):
+        asyncio.run(outbox.run_once())
+    assert mail.sent_ids == [outbox_id] and row(db, outbox_id).state == "sending"
+    assert asyncio.run(outbox.run_once()) == 1
+    assert mail.sent_ids == [outbox_id]
+    assert row(db, outbox_id).state == "unknown" and message(db, message_id).delivery_state == "unknown"
