@@ -2,10 +2,10 @@
 
 psycopg's own pipeline mode waits for the socket around each statement it
 sends (``poll``, ``send``, a look for answers: about 25 µs of the client's CPU
-per statement, measured). :class:`Wire` hands each statement to the socket
-without waiting (the server starts on it while the next is made) and reads the
-answers only where one is waited for (:meth:`Wire.sync`), all of them in one
-go. It works below
+per statement, ``benchmarks/bench_wire.py``). :class:`Wire` writes statements
+to the socket without waiting, every :data:`FLUSH_EVERY` (the server starts on
+them while the next are made), and reads the answers only where one is waited
+for (:meth:`Wire.sync`), all of them in one go. It works below
 psycopg's cursors, with psycopg's own adaptation of values (its
 ``Transformer``: the same types and formats as a cursor sends) and psycopg's
 exceptions for the server's errors.
@@ -33,6 +33,12 @@ from psycopg import Connection, errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 MAX_PREPARED = 256  # named statements per connection; more go unnamed
+# statements handed to the socket together: each write wakes the server for what it brings, which it then runs
+# while the caller makes the next ones. One write per statement costs both sides a system call and a wake-up
+# each; writing only where an answer is waited for leaves the server idle meanwhile. Every third, measured with
+# bench_intake.py against every one and none: one process 515-556 messages/s (every one 498-508, none
+# 447-453), two processes 860-1,077/s (every one 762-824, none 952-1,024).
+FLUSH_EVERY = 3
 _MARK = re.compile(r"%\((\w+)\)s|%s|%%")
 _OK = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
@@ -134,12 +140,13 @@ class Wire:
         # what was sent and not yet read: a Pending per statement, the key of each PREPARE
         self._queue: deque[Pending | _Key] = deque()
         self._unsynced = False  # statements sent since the last sync
+        self._held = 0  # statements in libpq's buffer, not yet written to the socket
         self._pgconn.enter_pipeline_mode()
 
     def send(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, flush: bool = True) -> Pending:
         """Send ``statement`` (the driver's placeholders) with ``params`` without waiting; its answer is read at the
-        next :meth:`sync`. With ``flush=False`` it stays in libpq's buffer until the next statement is sent (one
-        that always has a statement after it: a ``BEGIN``)."""
+        next :meth:`sync`. With ``flush=False`` it is not written to the socket on its own account (a ``BEGIN``,
+        which always has a statement after it)."""
         text, names = numbered(statement)
         if isinstance(names, tuple):
             values: Sequence[Any] = [params[n] for n in names]  # type: ignore[call-overload]
@@ -167,8 +174,10 @@ class Wire:
             pgconn.send_query_prepared(name, dumped, param_formats=formats)
         self._queue.append(pending)
         self._unsynced = True
-        if flush:  # on its way now, without waiting for the socket: the server runs it while the next is made
+        self._held += 1
+        if flush and self._held >= FLUSH_EVERY:  # on their way, without waiting for the socket
             pgconn.flush()
+            self._held = 0
         return pending
 
     def sync(self) -> errors.Error | None:
@@ -179,6 +188,7 @@ class Wire:
         pgconn = self._pgconn
         pgconn.pipeline_sync()
         self._unsynced = False
+        self._held = 0
         self._flush()
         first: errors.Error | None = None
         queue = self._queue
