@@ -175,9 +175,9 @@ class OutboxDispatcher:
         to be sent, so another worker takes the rows after it meanwhile.
         """
         item = await self._write(self._take_back_and_claim)
+        self._unrecorded = None  # taken back for good: that transaction is committed
         handled = 0
         while item is not None:
-            self._unrecorded = item.id
             outcome = await self._send(item)
             handled += 1
             more = handled < limit
@@ -257,6 +257,7 @@ class OutboxDispatcher:
             if instead is not None:
                 return instead
         started = self.now()
+        self._unrecorded = item.id  # from here on it may arrive
         try:
             receipt: SendReceipt = await sender.send(message)
         except UncertainSendError as exc:
@@ -362,7 +363,6 @@ class OutboxDispatcher:
             log.warning("outbox row %s: the outcome of its send was not recorded; reconciling it", row.id)
         else:
             repo.take_back(row.id, row.uncertain_since, now, "claimed when the database failed, before it was sent")
-        self._unrecorded = None
 
     def _take_back_abandoned(self, direct: Direct) -> None:
         """Rows a stopped worker left in ``sending``: pending again, to be reconciled before any second send."""

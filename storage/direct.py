@@ -53,7 +53,7 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
 
 from storage.models import UtcDateTime
-from storage.wire import Pending, Wire
+from storage.wire import Pending, Rows, Wire
 
 Processor = Callable[[Any], Any]
 _PLACEHOLDER = re.compile(r"(?<![:\w]):(\w+)")
@@ -473,7 +473,7 @@ class Direct:
             if not wait:
                 return None
             self._synced(wire, statement, params)
-            return wire.rows(pending)
+            return self._rows(wire, pending, statement, params)
         try:
             self._cursor.execute(statement, params)
         except self._dbapi_error as exc:
@@ -502,7 +502,13 @@ class Direct:
             self._synced(wire, sql, params)
         if pending.error is not None:
             raise DBAPIError.instance(sql, params, pending.error, self._dbapi_error) from pending.error
-        return wire.rows(pending).fetchall()
+        return self._rows(wire, pending, sql, params).fetchall()
+
+    def _rows(self, wire: Wire, pending: Pending, statement: str, params: Any) -> Rows:
+        try:
+            return wire.rows(pending)
+        except self._dbapi_error as exc:  # a value the driver cannot load
+            raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
 
     def sequence_next(self, table: FromClause) -> str:
         """The SQL expression that takes the next id of ``table``'s sequence (PostgreSQL): for a statement that

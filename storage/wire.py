@@ -241,11 +241,18 @@ class Wire:
                 return errors.error_from_result(result, encoding=self._encoding)
         return None
 
+    def _wait(self, *, write: bool) -> int:
+        """Wait until the socket can be read (or written, with ``write``); the events that came (``poll``: any
+        file number, where ``select`` takes those below 1024 only)."""
+        poller = select.poll()
+        poller.register(self._pgconn.socket, select.POLLIN | (select.POLLOUT if write else 0))
+        events = poller.poll()
+        return events[0][1] if events else 0
+
     def _flush(self) -> None:
         pgconn = self._pgconn
         while pgconn.flush() == 1:  # the socket is full: read what the server answers meanwhile, then go on
-            readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
-            if readable:
+            if self._wait(write=True) & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 pgconn.consume_input()
 
     def _fetch(self) -> list[pq.abc.PGresult]:
@@ -254,7 +261,7 @@ class Wire:
         results: list[pq.abc.PGresult] = []
         while True:
             while pgconn.is_busy():
-                select.select([pgconn.socket], [], [])
+                self._wait(write=False)
                 pgconn.consume_input()
             result = pgconn.get_result()
             if result is None:

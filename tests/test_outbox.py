@@ -546,15 +546,23 @@ class AnswerLost:
     COMMIT reached the server and before its answer came back (``committed``), or before the COMMIT was sent
     (a PostgreSQL restart, a connection ended by an administrator). Either way the driver's error is raised."""
 
-    def __init__(self, db: Database, lose: int, *, committed: bool) -> None:
-        self.db, self.lose, self.committed, self.writes = db, lose, committed, 0
+    def __init__(self, db: Database, lose: int | tuple[int, ...], *, committed: bool,
+                 rolled_back: tuple[int, ...] = ()) -> None:
+        self.db, self.committed, self.rolled_back, self.writes = db, committed, rolled_back, 0
+        self.lose = (lose,) if isinstance(lose, int) else lose
 
     def run_direct(self, work: Any) -> Any:
         self.writes += 1
-        if self.writes == self.lose and not self.committed:
+        if self.writes in self.rolled_back:  # its statements ran, its COMMIT never came: rolled back
+            def then_lost(d: Any) -> Any:
+                work(d)
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+            return self.db.run_direct(then_lost, retries=0)
+        if self.writes in self.lose and not self.committed:
             raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
         result = self.db.run_direct(work)
-        if self.writes == self.lose:
+        if self.writes in self.lose:
             raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
         return result
 
@@ -592,3 +600,20 @@ def test_a_row_sent_whose_outcome_was_not_recorded_is_reconciled_not_sent_blindl
     assert asyncio.run(outbox.run_once()) == 1
     assert mail.sent_ids == [outbox_id]
     assert row(db, outbox_id).state == "unknown" and message(db, message_id).delivery_state == "unknown"
+
+
+def test_a_sent_row_stays_one_to_ask_about_when_taking_it_back_fails_too(db: Database) -> None:
+    """The outcome of a send was not recorded, and the next round's transaction that takes the row back fails as
+    well: the round after still takes it as one that may have arrived, never as one only claimed (which would be
+    sent again without asking)."""
+    outbox_id, _ = queue(db)
+    mail = FakeSender()
+    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
+    outbox.db = AnswerLost(db, lose=2, committed=False, rolled_back=(3,))  # type: ignore[assignment]
+    for _ in range(2):
+        with pytest.raises(OperationalError):
+            asyncio.run(outbox.run_once())
+    assert row(db, outbox_id).state == "sending"
+    asyncio.run(outbox.run_once())
+    assert mail.sent_ids == [outbox_id]
+    assert row(db, outbox_id).state == "unknown"
