@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on = Wire(conn)
             try:
                 for _ in range(transactions):
-                    on.send("BEGIN", (), flush=False)
+                    on.send("BEGIN", ())
                     for _ in range(PER_TRANSACTION):
                         on.send("INSERT INTO bench_wire (a, b, c, d) VALUES (%s, %s, %s, %s)", ROW)
                     on.send("COMMIT", ())

@@ -437,14 +437,20 @@ class Direct:
     def _begin(self) -> None:
         """Pipelined: the transaction's BEGIN, sent before its first statement."""
         self._begun = True
-        self._send("BEGIN", (), flush=False)  # goes with the transaction's first statement
+        self._send("BEGIN", ())  # goes to the server with the transaction's first statements
 
-    def _send(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, flush: bool = True) -> Pending:
+    def _send(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
         assert self._wire is not None
         try:
-            return self._wire.send(statement, params, flush=flush)
+            return self._wire.send(statement, params)
         except self._dbapi_error as exc:  # a value the driver cannot send
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
+
+    def _send_in_transaction(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
+        """Pipelined: ``statement`` sent, after the transaction's BEGIN if it is the first."""
+        if not self._begun:
+            self._begin()
+        return self._send(statement, params)
 
     def _forget(self) -> None:
         """The end of a transaction: ids reserved and not used are not used any more (a gap in the sequence)."""
@@ -467,9 +473,7 @@ class Direct:
         (a statement whose answer nobody reads)."""
         wire = self._wire
         if wire is not None:
-            if not self._begun:
-                self._begin()
-            pending = self._send(statement, params)
+            pending = self._send_in_transaction(statement, params)
             if not wait:
                 return None
             self._synced(wire, statement, params)
@@ -491,9 +495,7 @@ class Direct:
         params = params or {}
         if self._wire is None:
             return Answer(self, sql, params)
-        if not self._begun:
-            self._begin()
-        return Answer(self, sql, params, self._send(_for_driver(sql, self._paramstyle), params))
+        return Answer(self, sql, params, self._send_in_transaction(_for_driver(sql, self._paramstyle), params))
 
     def _fetch_all(self, pending: Pending, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         wire = self._wire
@@ -536,10 +538,8 @@ class Direct:
 
     def _run_many(self, statement: str, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
         if self._wire is not None:
-            if not self._begun:
-                self._begin()
             for row in rows:
-                self._send(statement, row)
+                self._send_in_transaction(statement, row)
             return
         try:
             self._cursor.executemany(statement, rows)

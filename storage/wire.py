@@ -131,7 +131,6 @@ class Wire:
     :meth:`close`."""
 
     def __init__(self, connection: Connection[Any]) -> None:
-        self._connection = connection
         self._pgconn = connection.pgconn
         self._encoding = connection.info.encoding
         self._dumper = Transformer(connection)
@@ -139,14 +138,12 @@ class Wire:
         self._prepared = _PREPARED.setdefault(connection, _Prepared())
         # what was sent and not yet read: a Pending per statement, the key of each PREPARE
         self._queue: deque[Pending | _Key] = deque()
-        self._unsynced = False  # statements sent since the last sync
         self._held = 0  # statements in libpq's buffer, not yet written to the socket
         self._pgconn.enter_pipeline_mode()
 
-    def send(self, statement: str, params: Mapping[str, Any] | Sequence[Any], *, flush: bool = True) -> Pending:
+    def send(self, statement: str, params: Mapping[str, Any] | Sequence[Any]) -> Pending:
         """Send ``statement`` (the driver's placeholders) with ``params`` without waiting; its answer is read at the
-        next :meth:`sync`. With ``flush=False`` it is not written to the socket on its own account (a ``BEGIN``,
-        which always has a statement after it)."""
+        next :meth:`sync`."""
         text, names = numbered(statement)
         if isinstance(names, tuple):
             values: Sequence[Any] = [params[n] for n in names]  # type: ignore[call-overload]
@@ -173,9 +170,8 @@ class Wire:
         else:
             pgconn.send_query_prepared(name, dumped, param_formats=formats)
         self._queue.append(pending)
-        self._unsynced = True
         self._held += 1
-        if flush and self._held >= FLUSH_EVERY:  # on their way, without waiting for the socket
+        if self._held >= FLUSH_EVERY:  # on their way, without waiting for the socket
             pgconn.flush()
             self._held = 0
         return pending
@@ -183,11 +179,10 @@ class Wire:
     def sync(self) -> errors.Error | None:
         """Send what is queued, wait for every answer, and return the first error among them (None if none).
         After an error the server skipped the statements after it up to here; they have that error too."""
-        if not self._unsynced and not self._queue:
+        if not self._queue:
             return None
         pgconn = self._pgconn
         pgconn.pipeline_sync()
-        self._unsynced = False
         self._held = 0
         self._flush()
         first: errors.Error | None = None
@@ -226,7 +221,7 @@ class Wire:
     def close(self) -> None:
         """Read what is still unread, and take the connection out of pipeline mode."""
         try:
-            if self._unsynced or self._queue:
+            if self._queue:
                 self.sync()
         finally:
             self._pgconn.exit_pipeline_mode()

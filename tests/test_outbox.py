@@ -542,44 +542,56 @@ def test_a_row_queued_by_the_previous_version_is_sent_as_it_was(db: Database, wr
 
 
 class AnswerLost:
-    """The database as the dispatcher sees it when its connection ends during the ``lose``-th write: after the
-    COMMIT reached the server and before its answer came back (``committed``), or before the COMMIT was sent
-    (a PostgreSQL restart, a connection ended by an administrator). Either way the driver's error is raised."""
+    """The database as the dispatcher sees it when its connection ends in a transaction and the driver's error is
+    raised: the writes numbered in ``committed`` after their COMMIT reached the server and before its answer came
+    back; those in ``rolled_back`` after their statements ran and before the COMMIT was sent (a PostgreSQL restart,
+    a connection ended by an administrator)."""
 
-    def __init__(self, db: Database, lose: int | tuple[int, ...], *, committed: bool,
-                 rolled_back: tuple[int, ...] = ()) -> None:
+    def __init__(self, db: Database, *, committed: tuple[int, ...] = (), rolled_back: tuple[int, ...] = ()) -> None:
         self.db, self.committed, self.rolled_back, self.writes = db, committed, rolled_back, 0
-        self.lose = (lose,) if isinstance(lose, int) else lose
 
     def run_direct(self, work: Any) -> Any:
         self.writes += 1
-        if self.writes in self.rolled_back:  # its statements ran, its COMMIT never came: rolled back
+        if self.writes in self.rolled_back:
             def then_lost(d: Any) -> Any:
                 work(d)
-                raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+                raise _lost()
 
             return self.db.run_direct(then_lost, retries=0)
-        if self.writes in self.lose and not self.committed:
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
         result = self.db.run_direct(work)
-        if self.writes in self.lose:
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        if self.writes in self.committed:
+            raise _lost()
         return result
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.db, name)
 
 
+def _lost() -> OperationalError:
+    return OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+
+def _losing(db: Database, **lost: tuple[int, ...]) -> tuple[int, int, FakeSender, OutboxDispatcher]:
+    """A queued row and a dispatcher whose database loses the writes ``lost`` names (:class:`AnswerLost`):
+    (outbox id, message id, the channel, the dispatcher)."""
+    outbox_id, message_id = queue(db)
+    mail = FakeSender()
+    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
+    outbox.db = AnswerLost(db, **lost)  # type: ignore[assignment]
+    return outbox_id, message_id, mail, outbox
+
+
+def _failing_round(outbox: OutboxDispatcher) -> None:
+    with pytest.raises(OperationalError):
+        asyncio.run(outbox.run_once())
+
+
 def test_a_row_whose_claim_was_committed_but_not_answered_is_sent_in_the_next_round(db: Database) -> None:
     """The claim is in the database, the dispatcher saw an error: the row stayed ``sending`` under its own name,
     and it was never handed to the channel. The next round sends it, once (before: it stayed so while the worker
     ran, a message never sent)."""
-    outbox_id, _ = queue(db)
-    mail = FakeSender()
-    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
-    outbox.db = AnswerLost(db, lose=1, committed=True)  # type: ignore[assignment]
-    with pytest.raises(OperationalError):
-        asyncio.run(outbox.run_once())
+    outbox_id, _, mail, outbox = _losing(db, committed=(1,))
+    _failing_round(outbox)
     assert row(db, outbox_id).state == "sending" and mail.sent_ids == []
     assert asyncio.run(outbox.run_once()) == 1
     assert mail.sent_ids == [outbox_id] and row(db, outbox_id).state == "sent"
@@ -590,12 +602,8 @@ def test_a_row_sent_whose_outcome_was_not_recorded_is_reconciled_not_sent_blindl
     ``sending`` under the dispatcher's own name. The next round takes it as one that may have arrived: a channel
     that cannot be asked gets ``unknown``, never a second send (before: it stayed ``sending`` while the worker
     ran)."""
-    outbox_id, message_id = queue(db)
-    mail = FakeSender()
-    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
-    outbox.db = AnswerLost(db, lose=2, committed=False)  # type: ignore[assignment]
-    with pytest.raises(OperationalError):
-        asyncio.run(outbox.run_once())
+    outbox_id, message_id, mail, outbox = _losing(db, rolled_back=(2,))
+    _failing_round(outbox)
     assert mail.sent_ids == [outbox_id] and row(db, outbox_id).state == "sending"
     assert asyncio.run(outbox.run_once()) == 1
     assert mail.sent_ids == [outbox_id]
@@ -606,13 +614,9 @@ def test_a_sent_row_stays_one_to_ask_about_when_taking_it_back_fails_too(db: Dat
     """The outcome of a send was not recorded, and the next round's transaction that takes the row back fails as
     well: the round after still takes it as one that may have arrived, never as one only claimed (which would be
     sent again without asking)."""
-    outbox_id, _ = queue(db)
-    mail = FakeSender()
-    outbox = dispatcher(db, {"email": mail}, Clock(T0 + timedelta(seconds=1)))
-    outbox.db = AnswerLost(db, lose=2, committed=False, rolled_back=(3,))  # type: ignore[assignment]
+    outbox_id, _, mail, outbox = _losing(db, rolled_back=(2, 3))
     for _ in range(2):
-        with pytest.raises(OperationalError):
-            asyncio.run(outbox.run_once())
+        _failing_round(outbox)
     assert row(db, outbox_id).state == "sending"
     asyncio.run(outbox.run_once())
     assert mail.sent_ids == [outbox_id]

@@ -38,9 +38,9 @@ def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     send = Wire.send
 
-    def counted_send(self: Wire, statement: str, params: Any, **kwargs: Any) -> Any:
+    def counted_send(self: Wire, statement: str, params: Any) -> Any:
         sent.append(statement)
-        return send(self, statement, params, **kwargs)
+        return send(self, statement, params)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", counted)
     monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)

@@ -8,6 +8,8 @@ passed over the earlier event for good (an alert never posted, a ticket never an
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from storage.database import Database
@@ -40,6 +42,18 @@ def _post_until(db: Database, count: int, seconds: float = 10) -> list[int]:
         if len(posted) < count:
             time.sleep(0.05)
     return posted
+
+
+@contextmanager
+def _writing_elsewhere(db: Database) -> Iterator[None]:
+    """A write transaction of another connection to the server runs meanwhile (it holds the snapshot's xmin)."""
+    other = db.engine.raw_connection()
+    try:
+        other.cursor().execute("SELECT pg_current_xact_id()")  # it has begun writing
+        yield
+    finally:
+        other.rollback()
+        other.close()
 
 
 def _alert(d: Direct, text: str) -> int:
@@ -78,10 +92,7 @@ def test_a_long_transaction_elsewhere_holds_the_events_back_for_half_a_minute_at
     that one of slabot's that began before them is not passed over; once the first of them is HOLD_BACK_SECONDS
     old they go all the same, in order."""
     assert _pending(pg_db) == []
-    other = pg_db.engine.raw_connection()  # e.g. another application's long batch job on the same server
-    try:
-        cursor = other.cursor()
-        cursor.execute("SELECT pg_current_xact_id()")  # it has begun writing
+    with _writing_elsewhere(pg_db):  # e.g. another application's long batch job on the same server
         first = pg_db.run_direct(lambda d: _alert(d, "first"))
         old = pg_db.run_direct(lambda d: int(d.scalar(
             "INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', now() - interval '1 minute', "
@@ -90,9 +101,6 @@ def test_a_long_transaction_elsewhere_holds_the_events_back_for_half_a_minute_at
         pg_db.run_direct(lambda d: d.execute("UPDATE events SET at = now() - interval '31 seconds' WHERE id = :id",
                                              {"id": first}))  # half a minute later
         posted = _post_all(pg_db)
-    finally:
-        other.rollback()
-        other.close()
     assert held_back == []
     assert posted == [first, old]
     assert _post_all(pg_db) == []
@@ -103,17 +111,12 @@ def test_the_first_round_takes_every_event_committed_before_it_as_history_while_
     """The first round sets the checkpoint: what was committed before it is history, not posted, even while
     another transaction on the server (any database) holds the snapshot's xmin behind those events. Before, the
     checkpoint was that xmin, and the history after it was posted."""
-    other = pg_db.engine.raw_connection()  # e.g. another application's batch job on the same server
-    try:
-        other.cursor().execute("SELECT pg_current_xact_id()")  # it has begun writing
+    with _writing_elsewhere(pg_db):
         history = [pg_db.run_direct(lambda d, i=i: _alert(d, f"history {i}")) for i in range(2)]
         first_round = _pending(pg_db)
         new = pg_db.run_direct(lambda d: _alert(d, "new"))
         pg_db.run_direct(lambda d: d.execute("UPDATE events SET at = now() - interval '31 seconds' WHERE id = :id",
                                              {"id": new}))  # held back no longer
         posted = _post_all(pg_db)
-    finally:
-        other.rollback()
-        other.close()
     assert history and first_round == []
     assert posted == [new]
