@@ -87,6 +87,7 @@ from storage.repositories import (
     AccountRepository,
     OutboxRepository,
     ReminderRepository,
+    Thread,
     TicketRepository,
 )
 
@@ -254,12 +255,13 @@ class IntakePipeline:
                 and is_balance_request(msg.text or msg.subject or "")):
             return self._balance(s, *matches[0], work)
 
-        thread = self._thread(ways, work)
-        if thread is not None:
+        joined = self._thread(ways, work)
+        if joined is not None:
+            thread = joined.ticket
             if thread.contact_id is not None and any(c.id == thread.contact_id for c, _ in matches):
-                return self._reply(s, thread, matches, work)
+                return self._reply(s, joined, matches, work)
             if thread.state == TicketState.UNVERIFIED and thread.thread_key == msg.sender.value:
-                return self._reply(s, thread, matches, work)
+                return self._reply(s, joined, matches, work)
             known, known_account = matches[0] if matches else (None, None)
             return self._not_contact_person(s, thread, work, known, known_account)
 
@@ -285,7 +287,7 @@ class IntakePipeline:
         return self._new_ticket(s, contact, account, plan, work)
 
     def _ask_thread(self, tickets: TicketRepository,
-                    msg: InboundMessage) -> list[tuple[Callable[[], TicketRecord | None], str]]:
+                    msg: InboundMessage) -> list[tuple[Callable[[], Thread | None], str]]:
         """The ways this message may belong to a ticket (R6), in the order they count, each asked now: a reply to a
         message of the ticket, its reference in the subject, the same number while the ticket is open."""
         channel = msg.channel.value
@@ -304,34 +306,35 @@ class IntakePipeline:
                          f"the same {channel} number while the ticket is open"))
         return ways
 
-    def _thread(self, ways: list[tuple[Callable[[], TicketRecord | None], str]], work: _Work) -> TicketRecord | None:
+    def _thread(self, ways: list[tuple[Callable[[], Thread | None], str]], work: _Work) -> Thread | None:
         """The open ticket this message belongs to (R6), if any: the first of the ways :meth:`_ask_thread` asked
         that names a ticket."""
-        ticket, how = None, ""
+        found, how = None, ""
         for answer, how in ways:
-            ticket = answer()
-            if ticket is not None:
+            found = answer()
+            if found is not None:
                 break
-        if ticket is None:
+        if found is None:
             return None
+        ticket = found.ticket
         if ticket.state not in OPEN_STATES:
             work.reasons.append(f"{ticket.ref} is {ticket.state}: a new request instead of a reply")
             return None
         work.reasons.append(f"joins {ticket.ref}: {how}")
-        return ticket
+        return found
 
     # -- outcomes --------------------------------------------------------------
 
-    def _reply(self, s: Direct, ticket: TicketRecord, matches: list[tuple[ContactRecord, AccountRecord]],
+    def _reply(self, s: Direct, thread: Thread, matches: list[tuple[ContactRecord, AccountRecord]],
                work: _Work) -> IntakeResult:
-        tickets = TicketRepository(s)
+        ticket, tickets = thread.ticket, TicketRepository(s)
         msg, now = work.msg, self.now()
         message_id = self._store_message(tickets, msg, ticket.id, ticket.account_id, ticket.contact_id,
                                          Outcome.REPLY, work)
         if ticket.state == TicketState.WAITING and ticket.waiting_since is not None and not msg.automatic:
             # an auto-reply (out of office) is not the customer's answer: the clock stays paused (R14)
             self._resume(tickets, ticket, msg.received_at, work)
-        answered = self._quote_answer(s, ticket, message_id, matches, work)
+        answered = self._quote_answer(s, thread, message_id, matches, work)
         due = self._follow_up(s, ticket, message_id, answered, work)
         tickets.add_event("customer_reply", now, ticket_id=ticket.id, message_id=message_id,
                           data={"reasons": work.reasons})
@@ -371,12 +374,14 @@ class IntakePipeline:
                                 "reasons": work.reasons})
         return due
 
-    def _quote_answer(self, s: Direct, ticket: TicketRecord, message_id: int,
+    def _quote_answer(self, s: Direct, thread: Thread, message_id: int,
                       matches: list[tuple[ContactRecord, AccountRecord]], work: _Work) -> str | None:
-        """The contact person's answer to an open quote (R19): agreed, declined, or left to staff."""
-        msg = work.msg
+        """The contact person's answer to an open quote (R19): agreed, declined, or left to staff. The quote is read
+        only where the ticket's lookup found one proposed (no round trip of its own otherwise)."""
+        msg, ticket = work.msg, thread.ticket
         repo = BillingRepository(s)
-        quote = repo.current_quote(ticket.id) if not msg.automatic and self.preset.billing is not None else None
+        asked = thread.quote is QuoteState.PROPOSED and not msg.automatic and self.preset.billing is not None
+        quote = repo.current_quote(ticket.id) if asked else None
         if quote is None or quote.state != QuoteState.PROPOSED:
             return None
         answer = quote_answer(msg.text)

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
-from storage.direct import Direct
+from storage.direct import Direct, Spare
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
@@ -215,6 +215,7 @@ class Database:
         self._hold = not isinstance(self.engine.pool, NullPool)
         self._held_limit = HELD_CONNECTIONS if self.is_sqlite else HELD_PG_CONNECTIONS
         self._held: list[tuple[PoolProxiedConnection, Direct]] = []
+        self._spare = Spare()  # sequence values taken ahead, for any of these connections (storage.direct)
         self._disposed = False
         self._grouped = threading.local()  # .held: the connection of this thread's open group, see group()
 
@@ -449,7 +450,7 @@ class Database:
                 return held
         pooled = self.engine.raw_connection()
         driver = pooled.driver_connection
-        return pooled, Direct(driver, self.engine.dialect, pipelined=not self.is_sqlite)
+        return pooled, Direct(driver, self.engine.dialect, pipelined=not self.is_sqlite, spare=self._spare)
 
     def _alive(self, held: tuple[PoolProxiedConnection, Direct]) -> bool:
         """Whether a held PostgreSQL connection still answers; one that does not is closed."""

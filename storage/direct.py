@@ -28,8 +28,10 @@ is waited for, or with the ``COMMIT``. Reads that do not depend on each other
 are asked together (:meth:`Direct.ask`) and answered in one round trip. An
 error of a statement that was sent is raised where the next answer is waited
 for (at the latest by :meth:`Direct.commit`), as SQLAlchemy's exception, and
-the whole transaction is rolled back as before. A message's intake takes three
-round trips this way, where it took one per statement (11 to 14).
+the whole transaction is rolled back as before. A message's intake takes two
+round trips this way (its reads, its commit), where it took one per statement
+(11 to 14). Sequence values a transaction may need are taken along with its
+reads; one it did not use is kept for a later one (:class:`Spare`).
 
 The hottest conversions (aware datetimes, JSON) have exact shortcuts of
 SQLAlchemy's processors, each checked against the processor it replaces when a
@@ -39,9 +41,11 @@ share can be converted once (:meth:`Direct.bound`).
 
 from __future__ import annotations
 
+import heapq
 import json
 import json.encoder
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -330,6 +334,31 @@ class Answer:
         return None if row is None else row[0]
 
 
+class Spare:
+    """Values taken from PostgreSQL sequences ahead of need and not used yet, kept for a later transaction on any of
+    a database's connections: a sequence's value stays taken whether the transaction that took it commits or not.
+    The lowest is used first; what a process still keeps when it ends is never used (a gap, as a rolled-back
+    transaction leaves one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, list[int]] = {}
+
+    def wanted(self, sequence: str) -> bool:
+        """Whether none of ``sequence`` is kept (then a statement on its way may take one along)."""
+        return not self._kept.get(sequence)
+
+    def keep(self, sequence: str, value: int) -> None:
+        with self._lock:
+            heapq.heappush(self._kept.setdefault(sequence, []), value)
+
+    def take(self, sequence: str) -> int | None:
+        """The lowest value of ``sequence`` kept, no longer kept; None if none is."""
+        with self._lock:
+            kept = self._kept.get(sequence)
+            return heapq.heappop(kept) if kept else None
+
+
 class Direct:
     """Statements on the DBAPI connection of ``session`` (which begins its transaction).
 
@@ -350,8 +379,12 @@ class Direct:
         session.info["slabot.direct"] = (session.get_transaction(), direct)
         return direct
 
-    def __init__(self, driver_connection: Any, dialect: Dialect, *, pipelined: bool = False) -> None:
+    def __init__(self, driver_connection: Any, dialect: Dialect, *, pipelined: bool = False,
+                 spare: Spare | None = None) -> None:
         self.dialect = dialect
+        # sequence values taken ahead (storage.repositories: the next ticket number with a message's first reads),
+        # shared by the connections of one database
+        self.spare = spare if spare is not None else Spare()
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._paramstyle = dialect.paramstyle
         self._as_written = _for_driver("SELECT :x", dialect.paramstyle) == "SELECT :x"  # sqlite3 takes :name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ from storage.records import (
     OutboundDraft,
     OutboxRecord,
     OutboxState,
+    QuoteState,
     ReminderContext,
     ReminderRecord,
     ReminderState,
@@ -42,6 +43,7 @@ from storage.records import (
 FIRST_TICKET_NUMBER = 10001
 TICKET_NUMBERS = "ticket_numbers"  # PostgreSQL: the sequence of the ticket numbers (migration 0019)
 _NEXT_TICKET_NUMBER = f"SELECT nextval('{TICKET_NUMBERS}')"
+_NEXT_TICKET_NUMBER_TOO = f", nextval('{TICKET_NUMBERS}')"
 
 
 def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
@@ -78,11 +80,22 @@ _TICKET_ROW_SQL = (
     "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE "
 )
 _GET_TICKET_SQL = _TICKET_ROW_SQL + "t.id = :id"
-_TICKET_BY_REF_SQL = _TICKET_ROW_SQL + "t.ref = :ref"
+# the intake's lookup of a message's ticket, with the state of its current quote (a reply may answer it, R19)
+_THREAD_ROW_SQL = _TICKET_ROW_SQL.replace(
+    " FROM tickets t ", " , (SELECT q.state FROM quotes q WHERE q.ticket_id = t.id "
+    f"AND q.state <> '{QuoteState.SUPERSEDED.value}' ORDER BY q.id DESC LIMIT 1) FROM tickets t ", 1)
 _STORED_AS_SQL = ("SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
                   "AND external_id = :external_id ORDER BY direction LIMIT 1")  # the unique index; 'in' sorts first
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
 _TRY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
+
+
+class Thread(NamedTuple):
+    """The ticket a message belongs to, as the intake asks for it: with the state of its current quote (the newest
+    not superseded; None when it has none)."""
+
+    ticket: TicketRecord
+    quote: QuoteState | None
 
 
 def _account(row: m.Account, contacts: Sequence[ContactRecord] = ()) -> AccountRecord:
@@ -268,11 +281,15 @@ class TicketRepository(Repository):
         SQLite: a counter per prefix, in the caller's transaction (one writer at a time). PostgreSQL: the sequence
         ``ticket_numbers`` (migration 0019), so that a worker opening a ticket does not wait until another
         worker's new ticket has committed (a counter's row stays locked until then). The numbers stay unique and
-        rising; a transaction that fails after taking one leaves it unused (a gap).
+        rising; a transaction that fails after taking one leaves it unused (a gap). A number the intake's first
+        reads took along (:meth:`ask_stored_as`) is used first, in this transaction or a later one of the same
+        database: so a new ticket waits for no number of its own. With several workers, each keeps the one it took
+        until its next new ticket, so their numbers rise per worker, and across workers only roughly.
         """
         d = self.direct
         if d.dialect.name == "postgresql":
-            return f"{prefix}-{int(d.scalar(_NEXT_TICKET_NUMBER))}"
+            number = d.spare.take(TICKET_NUMBERS)  # one a message's first reads took along (ask_stored_as)
+            return f"{prefix}-{number if number is not None else int(d.scalar(_NEXT_TICKET_NUMBER))}"
         return f"{prefix}-{next_number(d, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
 
     # -- messages -------------------------------------------------------------
@@ -292,7 +309,8 @@ class TicketRepository(Repository):
                       reserve: bool = False) -> Callable[[], tuple[int | None, str | None]]:
         """:meth:`stored_as`, asked now and answered when called. With ``reserve`` the same statement takes the ids
         a new ticket needs (the ticket, its message, the acknowledgement) on a pipelined connection, for the
-        inserts to use (:meth:`storage.direct.Direct.take_reserved`)."""
+        inserts to use (:meth:`storage.direct.Direct.take_reserved`), and a ticket number unless the database keeps
+        one already (:meth:`next_ref`)."""
         d = self.direct
         params = {"channel": channel, "external_id": external_id}
         if not (reserve and d.pipelined):
@@ -304,8 +322,9 @@ class TicketRepository(Repository):
 
             return stored
         tickets, messages = m.Ticket.__table__, m.Message.__table__
+        number = d.spare.wanted(TICKET_NUMBERS)  # and the next ticket number, unless one is kept already
         reserving = d.ask(f"SELECT s.id, s.direction, {d.sequence_next(tickets)}, {d.sequence_next(messages)}, "
-                          f"{d.sequence_next(messages)} FROM (SELECT 1) one "
+                          f"{d.sequence_next(messages)}{_NEXT_TICKET_NUMBER_TOO if number else ''} FROM (SELECT 1) one "
                           f"LEFT JOIN LATERAL ({_STORED_AS_SQL}) s ON true", params)
 
         def stored_reserving() -> tuple[int | None, str | None]:
@@ -313,6 +332,8 @@ class TicketRepository(Repository):
             assert found is not None
             d.take_reserved(tickets, found[2:3])
             d.take_reserved(messages, found[3:5])
+            if number:  # taken whether this transaction commits or not: kept for the next new ticket (next_ref)
+                d.spare.keep(TICKET_NUMBERS, int(found[5]))
             return (None, None) if found[0] is None else (int(found[0]), str(found[1]))
 
         return stored_reserving
@@ -366,7 +387,7 @@ class TicketRepository(Repository):
         )
         return None if found is None else int(found)
 
-    def ask_ticket_for_thread(self, channel: str, refs: Sequence[str]) -> Callable[[], TicketRecord | None]:
+    def ask_ticket_for_thread(self, channel: str, refs: Sequence[str]) -> Callable[[], Thread | None]:
         """The ticket :meth:`ticket_for_thread` names, whole; asked now and answered when called."""
         if not refs:
             return lambda: None
@@ -377,12 +398,12 @@ class TicketRepository(Repository):
             f"AND external_id IN ({', '.join(':' + k for k in params if k != 'channel')}) "
             "AND ticket_id IS NOT NULL ORDER BY id DESC LIMIT 1)", params)
 
-    def ask_ticket_for_ref(self, ref: str) -> Callable[[], TicketRecord | None]:
+    def ask_ticket_for_ref(self, ref: str) -> Callable[[], Thread | None]:
         """The ticket with the reference ``ref``, whole; asked now and answered when called."""
-        return self._ask_ticket(None, {"ref": ref.upper()})
+        return self._ask_ticket("t.ref = :ref", {"ref": ref.upper()})
 
     def ask_open_ticket_for_key(self, channel: str, thread_key: str,
-                                priority: str | None = None) -> Callable[[], TicketRecord | None]:
+                                priority: str | None = None) -> Callable[[], Thread | None]:
         """The ticket :meth:`open_ticket_for_key` names, whole; asked now and answered when called."""
         if channel not in m.THREADED_BY_NUMBER:
             raise ValueError(f"tickets are threaded by number on WhatsApp and phone only, not on {channel}")
@@ -392,16 +413,17 @@ class TicketRepository(Repository):
             + (" AND priority = :priority" if priority else "") + " ORDER BY id DESC LIMIT 1)",
             {"channel": channel, "key": thread_key, "priority": priority})
 
-    def _ask_ticket(self, where: str | None, params: Mapping[str, Any]) -> Callable[[], TicketRecord | None]:
+    def _ask_ticket(self, where: str, params: Mapping[str, Any]) -> Callable[[], Thread | None]:
         direct = self.direct
-        answer = direct.ask(_TICKET_BY_REF_SQL if where is None else _TICKET_ROW_SQL + where, params)
+        answer = direct.ask(_THREAD_ROW_SQL + where, params)
 
-        def ticket() -> TicketRecord | None:
+        def ticket() -> Thread | None:
             row = answer.one()
             if row is None:
                 return None
-            return self._ticket(direct.decode(m.Ticket.__table__, _TICKET_COLUMNS, row[:-2]), row[-2], row[-1],
-                                False)
+            found = self._ticket(direct.decode(m.Ticket.__table__, _TICKET_COLUMNS, row[:-3]), row[-3], row[-2],
+                                 False)
+            return Thread(found, None if row[-1] is None else QuoteState(row[-1]))
 
         return ticket
 
@@ -1013,5 +1035,5 @@ class ReminderRepository(Repository):
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, ReminderState(r.state)) for r in rows]
 
 
-__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "TicketRepository", "OPEN_STATES", "counter",
-           "raise_counter"]
+__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "Thread", "TicketRepository", "OPEN_STATES",
+           "counter", "raise_counter"]
