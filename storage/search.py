@@ -6,9 +6,12 @@ How it works
 One repository method, :meth:`TicketSearch.find`, on two engines:
 
 - SQLite: two FTS5 tables on the rows of ``tickets`` and ``messages`` (external content, kept by triggers that
-  migration 0014 creates; :func:`sqlite_search_ddl`), queried with the words of the query, the last one as a prefix;
+  migration 0017 creates; :func:`sqlite_search_ddl`), queried with the words of the query, the last one as a prefix;
 - PostgreSQL: GIN indexes on ``to_tsvector('simple', ...)`` of the same texts, queried with ``to_tsquery``
   (the last word as a prefix: it may be unfinished).
+
+The messages searched are the inbound ones and those a person wrote, not slabot's own automatic ones
+(:data:`SEARCHED_MESSAGES`, since migration 0021).
 
 Names, e-mail addresses and phone numbers of accounts and contacts are matched as a part of the text
 (``LIKE``): those tables are small. A ticket matches when all the words are in its reference, subject and
@@ -37,17 +40,22 @@ _PG_TICKET_DOC = ("to_tsvector('simple', coalesce(ref, '') || ' ' || coalesce(su
 _PG_MESSAGE_DOC = "to_tsvector('simple', coalesce(text, ''))"
 
 
-def sqlite_search_ddl() -> list[str]:
-    """The FTS5 tables, their triggers and their first fill (SQLite)."""
-    statements = []
-    for table, source, columns in (("search_tickets", "tickets", ("ref", "subject", "thread_key")),
-                                   ("search_messages", "messages", ("text",))):
-        cols = ", ".join(columns)
-        new = ", ".join(f"new.{c}" for c in columns)
-        old = ", ".join(f"old.{c}" for c in columns)
-        statements += [
-            (f"CREATE VIRTUAL TABLE {table} USING fts5({cols}, content='{source}', content_rowid='id', "
-             "tokenize='unicode61 remove_diacritics 2')"),
+# the messages searched: every inbound one, and those a person wrote (staff replies, call notes). slabot's own
+# automatic messages (acknowledgements, notices, invoices' covering mails) are not: their words are the templates',
+# the same in every ticket, and the specific ones (reference, name) are found through the ticket and its contact.
+# Their texts are long: indexing them was most of what the search cost a new ticket's intake (migration 0021).
+SEARCHED_MESSAGES = "(direction = 'in' OR NOT auto)"
+_SEARCHED_ROW = {"new": "(new.direction = 'in' OR NOT new.auto)", "old": "(old.direction = 'in' OR NOT old.auto)"}
+
+
+def _sqlite_triggers(table: str, source: str, columns: tuple[str, ...], searched: bool) -> list[str]:
+    """The triggers that keep ``table`` (FTS5, external content) in step with ``source``; with ``searched`` only for
+    the messages :data:`SEARCHED_MESSAGES` names (an FTS5 row may be deleted only as it was inserted)."""
+    cols = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    if not searched:
+        return [
             (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} BEGIN "
              f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
             (f"CREATE TRIGGER {table}_delete AFTER DELETE ON {source} BEGIN "
@@ -55,15 +63,61 @@ def sqlite_search_ddl() -> list[str]:
             (f"CREATE TRIGGER {table}_update AFTER UPDATE OF {cols} ON {source} BEGIN "
              f"INSERT INTO {table}({table}, rowid, {cols}) VALUES ('delete', old.id, {old}); "
              f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
+        ]
+    return [
+        (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} WHEN {_SEARCHED_ROW['new']} BEGIN "
+         f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
+        (f"CREATE TRIGGER {table}_delete AFTER DELETE ON {source} WHEN {_SEARCHED_ROW['old']} BEGIN "
+         f"INSERT INTO {table}({table}, rowid, {cols}) VALUES ('delete', old.id, {old}); END"),
+        (f"CREATE TRIGGER {table}_update AFTER UPDATE OF {cols}, direction, auto ON {source} BEGIN "
+         f"INSERT INTO {table}({table}, rowid, {cols}) SELECT 'delete', old.id, {old} WHERE {_SEARCHED_ROW['old']}; "
+         f"INSERT INTO {table}(rowid, {cols}) SELECT new.id, {new} WHERE {_SEARCHED_ROW['new']}; END"),
+    ]
+
+
+def sqlite_search_ddl(*, every_message: bool = False) -> list[str]:
+    """The FTS5 tables, their triggers and their first fill (SQLite). ``every_message``: as migration 0017 made
+    them, automatic messages searched too."""
+    statements = []
+    for table, source, columns in (("search_tickets", "tickets", ("ref", "subject", "thread_key")),
+                                   ("search_messages", "messages", ("text",))):
+        searched = source == "messages" and not every_message
+        statements += [
+            (f"CREATE VIRTUAL TABLE {table} USING fts5({', '.join(columns)}, content='{source}', "
+             "content_rowid='id', tokenize='unicode61 remove_diacritics 2')"),
+            *_sqlite_triggers(table, source, columns, searched),
             f"INSERT INTO {table}({table}) VALUES ('rebuild')",
         ]
+        if searched:
+            statements.append(_SQLITE_UNINDEX_AUTOMATIC)
     return statements
 
 
-def pg_search_ddl() -> list[str]:
-    """The GIN indexes (PostgreSQL)."""
-    return [f"CREATE INDEX ix_search_tickets ON tickets USING gin ({_PG_TICKET_DOC})",
-            f"CREATE INDEX ix_search_messages ON messages USING gin ({_PG_MESSAGE_DOC})"]
+# what 'rebuild' took of the automatic messages, out of the index again
+_SQLITE_UNINDEX_AUTOMATIC = ("INSERT INTO search_messages(search_messages, rowid, text) "
+                             f"SELECT 'delete', id, text FROM messages WHERE NOT {SEARCHED_MESSAGES}")
+
+
+def sqlite_message_search_ddl(*, every_message: bool) -> list[str]:
+    """From one way of searching messages to the other (SQLite; migration 0021): the triggers made again, the index
+    without the automatic messages or, ``every_message``, with them."""
+    drop = [f"DROP TRIGGER IF EXISTS search_messages_{w}" for w in ("insert", "delete", "update")]
+    triggers = _sqlite_triggers("search_messages", "messages", ("text",), not every_message)
+    fill = ["INSERT INTO search_messages(search_messages) VALUES ('rebuild')"]
+    return drop + triggers + fill + ([] if every_message else [_SQLITE_UNINDEX_AUTOMATIC])
+
+
+def pg_search_ddl(*, every_message: bool = False) -> list[str]:
+    """The GIN indexes (PostgreSQL). ``every_message``: as migration 0017 made them, automatic messages searched
+    too."""
+    return [f"CREATE INDEX ix_search_tickets ON tickets USING gin ({_PG_TICKET_DOC})", *pg_message_search_ddl(
+        every_message=every_message)]
+
+
+def pg_message_search_ddl(*, every_message: bool) -> list[str]:
+    """The messages' GIN index (PostgreSQL): of the messages searched (:data:`SEARCHED_MESSAGES`), or of every one."""
+    where = "" if every_message else f" WHERE {SEARCHED_MESSAGES}"
+    return [f"CREATE INDEX ix_search_messages ON messages USING gin ({_PG_MESSAGE_DOC}){where}"]
 
 
 SEARCH_DROP_DDL: dict[str, list[str]] = {
@@ -214,9 +268,11 @@ class TicketSearch(Repository):
             return f"({names})"
         params["tsq"] = " & ".join(f"'{w}'" for w in terms) + ":*"  # the last word may be unfinished
         return (f"(t.id IN (SELECT id FROM tickets WHERE {_PG_TICKET_DOC} @@ to_tsquery('simple', :tsq)) "
-                f"OR t.id IN (SELECT ticket_id FROM messages WHERE {_PG_MESSAGE_DOC} @@ to_tsquery('simple', :tsq)) "
+                f"OR t.id IN (SELECT ticket_id FROM messages WHERE {SEARCHED_MESSAGES} "
+                f"AND {_PG_MESSAGE_DOC} @@ to_tsquery('simple', :tsq)) "
                 f"OR {names})")
 
 
-__all__ = ["PER_PAGE", "SEARCH_DROP_DDL", "SearchPage", "TicketFilter", "TicketSearch", "is_search_structure",
-           "pg_search_ddl", "sqlite_search_ddl"]
+__all__ = ["PER_PAGE", "SEARCHED_MESSAGES", "SEARCH_DROP_DDL", "SearchPage", "TicketFilter", "TicketSearch",
+           "is_search_structure", "pg_message_search_ddl", "pg_search_ddl", "sqlite_message_search_ddl",
+           "sqlite_search_ddl"]

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from helpers import MONDAY_10, add_account, contact, email, pipeline, preset, whatsapp
 from test_dashboard import Browser, anna_hash, dashboard_config, serve  # noqa: F401 - anna_hash is a fixture
 
 from bot.desk import Desk
 from bot.web.dashboard.web import Dashboard
-from storage.database import Database, open_database
+from storage.database import Database, alembic_config, open_database
+from storage.direct import Direct
 from storage.search import TicketFilter, TicketSearch
 
 LATER = MONDAY_10 + timedelta(hours=1)
@@ -106,3 +108,50 @@ def test_the_queue_page_searches_with_the_filter_in_the_url(db: Database, anna_h
         assert len(re.findall(r'data-ref="', mine.text)) == 2
 
     serve(Dashboard(dashboard_config(anna_hash), db, preset("mailcampaigns"), now=lambda: LATER), body)
+
+
+def _migrate(db: Database, down_to: str | None) -> None:
+    config = alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        if down_to is None:
+            command.upgrade(config, "head")
+        else:
+            command.downgrade(config, down_to)
+
+
+def indexed(db: Database, word: str) -> int:
+    """How many messages the search index holds ``word`` of: FTS5's table (SQLite); the messages within the GIN
+    index's condition, if it has one (PostgreSQL)."""
+    def count(d: Direct) -> int:
+        if db.is_sqlite:
+            return int(d.scalar("SELECT count(*) FROM search_messages WHERE search_messages MATCH :w", {"w": word}))
+        condition = d.scalar("SELECT pg_get_expr(x.indpred, x.indrelid) FROM pg_index x JOIN pg_class c "
+                             "ON c.oid = x.indexrelid WHERE c.relname = 'ix_search_messages' "
+                             "AND c.relnamespace = current_schema()::regnamespace")
+        return int(d.scalar(f"SELECT count(*) FROM messages WHERE ({condition or 'true'}) AND "
+                            "to_tsvector('simple', coalesce(text, '')) @@ to_tsquery('simple', :w)", {"w": word}))
+
+    return db.read_direct(count)
+
+
+def test_the_words_of_slabots_automatic_messages_find_nothing_and_a_persons_words_do(db: Database) -> None:
+    """An acknowledgement's words are its template's, the same in every ticket: a search for one found every ticket
+    (before migration 0021; the reference and the contact's name are found through the ticket and its contact).
+    The inbound messages and those a person wrote are searched; going back below 0021 searches every message again."""
+    def automatic_texts(d: Direct) -> list[str]:
+        return [str(r[0]) for r in d.execute("SELECT text FROM messages WHERE direction = 'out' AND auto").fetchall()]
+
+    acknowledged = [t for t in db.read_direct(automatic_texts) if "openingstijden" in t]
+    assert len(acknowledged) == 3  # the three contacts' acknowledgements say "binnen onze openingstijden"
+    assert refs(db, text="openingstijden") == [] and indexed(db, "openingstijden") == 0
+    _migrate(db, "0020")
+    assert indexed(db, "openingstijden") == 3  # as before: every message in the index
+    _migrate(db, None)
+    assert refs(db, text="openingstijden") == [] and indexed(db, "openingstijden") == 0
+    first = min(refs(db))
+    Desk(db, now=lambda: LATER).reply(first, "Buiten onze openingstijden bellen we terug", "anna")
+    assert refs(db, text="openingstijden") == [first]  # a staff reply is searched
+    pipeline(db, "mailcampaigns", LATER).ingest(
+        email("<e@noord>", "eva@fietsen-noord.nl", "Wat zijn jullie openingstijden?", subject="Re: Import"))
+    assert len(refs(db, text="openingstijden")) == 2  # and a customer's message

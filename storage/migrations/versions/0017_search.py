@@ -37,7 +37,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "language", name="uq_canned_answers_name"),
     )
     dialect = op.get_bind().dialect.name
-    for statement in sqlite_search_ddl() if dialect == "sqlite" else pg_search_ddl():
+    for statement in (sqlite_search_ddl(every_message=True) if dialect == "sqlite"
+                      else pg_search_ddl(every_message=True)):  # automatic messages too, until 0021
         op.execute(statement)
 
 
