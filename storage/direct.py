@@ -44,6 +44,7 @@ from __future__ import annotations
 import heapq
 import json
 import json.encoder
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -160,6 +161,33 @@ def _json_text(slow: Processor) -> Processor:
     return process
 
 
+def _json_wrapped(slow: Processor) -> Processor:
+    """PostgreSQL (psycopg): SQLAlchemy's JSON processor hands the value to the driver in psycopg's wrapper, whose
+    dumper then calls ``json.dumps`` on it at every send. The same wrapper, with the C encoder made once (plain
+    dicts and lists; the rest goes to ``slow``)."""
+    dumps = _json_dumps()
+    wrapper = slow({}).__class__
+
+    def process(value: Any) -> Any:
+        kind = value.__class__
+        if kind is list or kind is dict:
+            return wrapper(value, dumps)
+        return slow(value)
+
+    return process
+
+
+def _json_wrapper_text(wrapped: Any) -> str:
+    """The text psycopg sends for a JSON wrapper (its own ``dumps``, else ``json.dumps``, psycopg's default)."""
+    return str((wrapped.dumps or json.dumps)(wrapped.obj))
+
+
+def _frozen_json(wrapped: Any) -> Any:
+    """A JSON wrapper whose text is made now, once: for a value many rows share (:meth:`Direct.bound`)."""
+    text = _json_wrapper_text(wrapped)
+    return wrapped.__class__(wrapped.obj, lambda _value: text)
+
+
 _SAMPLE_INSTANTS = (
     datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC),
     datetime(2026, 3, 29, 3, 0, tzinfo=timezone(timedelta(hours=2))),  # no microseconds, not UTC
@@ -172,18 +200,32 @@ def _shortcut(impl: Any, dialect: Dialect, slow: Processor) -> Processor:
     """A faster processor that gives exactly what ``slow`` gives (checked here on samples), else ``slow``."""
     fast: Processor | None = None
     samples: tuple[Any, ...] = ()
+    same: Callable[[Any, Any], bool] = operator.eq
     if isinstance(impl, UtcDateTime):
         fast = _sqlite_utc if dialect.name == "sqlite" else _aware_utc
         samples = _SAMPLE_INSTANTS
     elif isinstance(impl, JSON) and getattr(dialect, "_json_serializer", None) is None:
-        fast, samples = _json_text(slow), _SAMPLE_JSON
+        if _is_json_wrapper(slow({})):
+            fast, samples = _json_wrapped(slow), _SAMPLE_JSON
+            same = _same_json
+        else:
+            fast, samples = _json_text(slow), _SAMPLE_JSON
     if fast is None:
         return slow
     try:
-        agrees = all(type(a := fast(v)) is type(b := slow(v)) and a == b for v in samples)
+        agrees = all(type(a := fast(v)) is type(b := slow(v)) and same(a, b) for v in samples)
     except Exception:  # noqa: BLE001 - a shortcut that cannot even run its samples is not taken
         agrees = False
     return fast if agrees else slow
+
+
+def _is_json_wrapper(value: Any) -> bool:
+    return hasattr(value, "obj") and hasattr(value, "dumps")
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Two JSON wrappers that send the same text."""
+    return bool(a.obj == b.obj and _json_wrapper_text(a) == _json_wrapper_text(b))
 
 
 class _TableCodec:
@@ -669,7 +711,10 @@ class Direct:
         """``value`` converted once for ``table.column``, to pass to :meth:`insert` or :meth:`update` many times
         (a snapshot many rows share); a column without conversion takes ``value`` as it is."""
         bind = self.codec(table).binds.get(column)
-        return value if bind is None or value is None else Bound(bind(value))
+        if bind is None or value is None:
+            return value
+        converted = bind(value)
+        return Bound(_frozen_json(converted) if _is_json_wrapper(converted) else converted)
 
     def value(self, table: FromClause, column: str, value: Any) -> Any:
         """``value`` as ``table.column`` stores it (for a WHERE clause)."""

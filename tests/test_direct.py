@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg.adapt import Transformer
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from bot.mail import mail_reply_guards
 from storage import models as m
 from storage.database import WAL_CHECKPOINT_PAGES, Database, DuplicateError, StorageError, open_database
-from storage.direct import Direct, _codec, _for_driver
+from storage.direct import Direct, _codec, _for_driver, _frozen_json
 from storage.records import TicketState
 from storage.repositories import TicketRepository
 from tests.helpers import email
@@ -259,6 +260,13 @@ def test_json_shortcut_writes_what_sqlalchemy_writes(value: object) -> None:
     impl = m.Ticket.__table__.c.terms.type.dialect_impl(dialect)
     fast = _codec(m.Ticket.__table__, dialect).binds["terms"]
     assert fast(value) == impl.bind_processor(dialect)(value)
+    # PostgreSQL: psycopg's wrapper, with the C encoder made once; the same text goes to the server, frozen too
+    dialect = _DIALECTS[1]
+    impl = m.Ticket.__table__.c.terms.type.dialect_impl(dialect)
+    slow, fast = impl.bind_processor(dialect), _codec(m.Ticket.__table__, dialect).binds["terms"]
+    assert fast is not slow  # the shortcut is taken
+    sent = Transformer().as_literal
+    assert sent(fast(value)) == sent(slow(value)) == sent(_frozen_json(fast(value)))
 
 
 def test_bound_value_is_stored_as_converted_once(db: Database) -> None:
