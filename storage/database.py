@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
-from storage.direct import Direct, Spare
+from storage.direct import Direct, EarlierWritesFailed, Spare
 
 # a transaction's session as the rest of slabot names it in the work it hands to Database.run: only storage
 # imports SQLAlchemy
@@ -306,7 +306,11 @@ class Database:
         the ``BEGIN`` and one for the ``COMMIT`` where each call would have had its own. The locks a call
         takes (the intake's per-conversation advisory lock, a claimed row) are held until the group
         commits; a call that deadlocks with another worker's group fails alone (see
-        :meth:`retry_alone`).
+        :meth:`retry_alone`). A call does not wait for the writes it sends last: they go with the next
+        call's first statements, or with the ``COMMIT`` (the intake: one round trip per message in a
+        group, where it had two). Should one of them fail, the group is not committed
+        (:class:`GroupNotCommitted`): every call runs again alone, and the one that failed meets its
+        error there.
         """
         if getattr(self._grouped, "held", None) is not None:
             yield
@@ -320,7 +324,7 @@ class Database:
             except Exception as exc:
                 raise GroupNotCommitted(f"the group's transaction could not begin: {exc}") from exc
             self._grouped.held, self._grouped.broken, self._grouped.open = held, False, False
-            direct.grouped = True
+            direct.grouped, direct.earlier_failed = True, None
             try:
                 yield
             except Exception as exc:
@@ -332,7 +336,11 @@ class Database:
             if self.is_sqlite:
                 direct.execute("COMMIT")
             else:
-                direct.commit()
+                direct.start_call()  # the last call's writes are confirmed with the COMMIT
+                try:
+                    direct.commit()
+                except EarlierWritesFailed as exc:  # the COMMIT was skipped: nothing of the group stands
+                    raise GroupNotCommitted(f"a write of the group failed: {exc}") from exc
             committed = True
         finally:
             if not committed:
@@ -377,9 +385,13 @@ class Database:
         pooled, direct = held
         self._check_group(pooled)
         # PostgreSQL: the last call's savepoint is released with the next one's SAVEPOINT (or by the COMMIT), both
-        # sent with the call's first statement waited for; the call ends by waiting for what it sent, so that its
-        # own error is raised (and undone) here. SQLite takes one statement at a time.
+        # sent with the call's first statement waited for. The call does not wait for the writes it sends at its
+        # end: they go to the server with the next call's first statements (or the COMMIT), one round trip for
+        # both. Where one of them fails, that next wait raises EarlierWritesFailed: the group is broken and
+        # nothing of it is committed, so every call runs again alone (and meets its own error there). SQLite takes
+        # one statement at a time.
         together = not self.is_sqlite
+        direct.start_call()
         if getattr(self._grouped, "open", False):
             self._grouped.open = False
             try:
@@ -394,10 +406,13 @@ class Database:
             direct.execute("SAVEPOINT slabot_call")
         try:
             result = work(direct)
-            direct.sync()
+            if not together:
+                direct.sync()
         except BaseException:
             try:
                 direct.settle()
+                if direct.earlier_failed is not None:  # an earlier call's write failed: its savepoint is gone
+                    self._grouped.broken = True
                 direct.execute("ROLLBACK TO slabot_call")
                 direct.execute("RELEASE slabot_call")
             except BaseException:

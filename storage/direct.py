@@ -376,6 +376,11 @@ class Answer:
         return None if row is None else row[0]
 
 
+class EarlierWritesFailed(Exception):
+    """A statement of an earlier call in the same transaction, whose answer that call did not wait for, failed
+    (:attr:`Direct.earlier_than`): the transaction cannot go on as its callers think it stands."""
+
+
 class Spare:
     """Values taken from PostgreSQL sequences ahead of need and not used yet, kept for a later transaction on any of
     a database's connections: a sequence's value stays taken whether the transaction that took it commits or not.
@@ -436,6 +441,10 @@ class Direct:
         # inside Database.group(): the transaction holds the locks of the calls before until the group commits, so
         # a call does not wait for a lock another worker holds (it could be waiting for this group in turn)
         self.grouped = False
+        # pipelined, inside a group: the statements numbered below this (Wire.sent) are an earlier call's, which
+        # did not wait for their answers; an error among them is raised as EarlierWritesFailed (and kept here)
+        self.earlier_than = 0
+        self.earlier_failed: Exception | None = None
         # libpq's pipeline mode (psycopg 3 on PostgreSQL): see the module's docstring
         self._wire: Wire | None = None
         self._begun = False  # pipelined: whether this transaction's BEGIN was sent
@@ -458,14 +467,30 @@ class Direct:
             self._synced(self._wire, "(statements sent before this point)", {})
 
     def _synced(self, wire: Wire, statement: str, params: Any) -> None:
-        """One round trip: what was sent runs; the first error among it is raised, as SQLAlchemy's."""
+        """One round trip: what was sent runs; the first error among it is raised, as SQLAlchemy's (an earlier
+        call's as :class:`EarlierWritesFailed`)."""
         self.round_trips += 1
         try:
             error = wire.sync()
         except self._dbapi_error as exc:  # the connection, not a statement
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
         if error is not None:
-            raise DBAPIError.instance(statement, params, error, self._dbapi_error) from error
+            failed = DBAPIError.instance(statement, params, error, self._dbapi_error)
+            if self._earlier(wire, failed):
+                raise EarlierWritesFailed(f"a statement sent by an earlier call failed: {failed}") from failed
+            raise failed from error
+
+    def _earlier(self, wire: Wire, failed: Exception) -> bool:
+        """Whether the error the last sync returned is a statement's of an earlier call (kept, if so)."""
+        if wire.failed_at is None or wire.failed_at >= self.earlier_than:
+            return False
+        self.earlier_failed = failed
+        return True
+
+    def start_call(self) -> None:
+        """Pipelined, inside a group: what was sent so far is an earlier call's (:attr:`earlier_than`)."""
+        if self._wire is not None:
+            self.earlier_than = self._wire.sent + 1
 
     def settle(self) -> None:
         """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
@@ -473,9 +498,12 @@ class Direct:
         if self._wire is None:
             return
         try:
-            self._wire.sync()
+            error = self._wire.sync()
         except self._dbapi_error:
-            pass
+            return
+        if error is not None:
+            self._earlier(self._wire, DBAPIError.instance("(statements sent before this point)", {}, error,
+                                                          self._dbapi_error))
 
     def commit(self) -> None:
         """Commit the transaction: the statements still on their way go with the ``COMMIT``, in one round trip."""

@@ -94,11 +94,13 @@ def numbered(statement: str) -> tuple[bytes, tuple[str, ...] | int]:
 
 
 class Pending:
-    """What the server answered to one statement sent: its result, or its error, once :meth:`Wire.sync` read it."""
+    """What the server answered to one statement sent: its result, or its error, once :meth:`Wire.sync` read it.
+    ``number``: the statement's place among those sent on the :class:`Wire` (:attr:`Wire.sent`)."""
 
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("done", "error", "number", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, number: int = 0) -> None:
+        self.number = number
         self.done = False
         self.result: pq.abc.PGresult | None = None
         self.error: errors.Error | None = None
@@ -136,8 +138,11 @@ class Wire:
         self._dumper = Transformer(connection)
         self._loader = Transformer(connection)
         self._prepared = _PREPARED.setdefault(connection, _Prepared())
-        # what was sent and not yet read: a Pending per statement, the key of each PREPARE
-        self._queue: deque[Pending | _Key] = deque()
+        # what was sent and not yet read: a Pending per statement, the key of each PREPARE (with the number of its
+        # statement)
+        self._queue: deque[Pending | tuple[_Key, int]] = deque()
+        self.sent = 0  # statements sent so far
+        self.failed_at: int | None = None  # the number of the statement whose error the last sync returned
         self._held = 0  # statements in libpq's buffer, not yet written to the socket
         self._pgconn.enter_pipeline_mode()
 
@@ -159,12 +164,13 @@ class Wire:
             dumped, types, formats = [], (), []
         key = (text, types)
         prepared = self._prepared
+        self.sent += 1
         name = prepared.names.get(key)
         if name is None and len(prepared.names) < MAX_PREPARED:
             name = prepared.new(key)
             pgconn.send_prepare(name, text, param_types=types)
-            self._queue.append(key)
-        pending = Pending()
+            self._queue.append((key, self.sent))
+        pending = Pending(self.sent)
         if name is None:
             pgconn.send_query_params(text, dumped, param_types=types, param_formats=formats)
         else:
@@ -186,6 +192,7 @@ class Wire:
         self._held = 0
         self._flush()
         first: errors.Error | None = None
+        self.failed_at = None
         queue = self._queue
         while True:
             results = self._fetch()
@@ -195,13 +202,16 @@ class Wire:
             error = self._error(results)
             if not isinstance(waiting, Pending):  # a PREPARE: forgotten if it failed, to be prepared again
                 if error is not None:
-                    self._prepared.names.pop(waiting, None)
-                    first = first or error  # the statement's own error (it then has PipelineAborted)
+                    key, number = waiting
+                    self._prepared.names.pop(key, None)
+                    if first is None:  # the statement's own error (it then has PipelineAborted)
+                        first, self.failed_at = error, number
                 continue
             waiting.done = True
             if error is not None:
                 waiting.error = error
-                first = first or error
+                if first is None:
+                    first, self.failed_at = error, waiting.number
             else:
                 waiting.result = results[-1] if results else None
         return first

@@ -25,7 +25,9 @@ group's commit.
 
 PostgreSQL uses the same thread and the same groups (``slabot run`` makes one
 writer whatever the database): one commit, one flush of the WAL, and no
-``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up. A
+``BEGIN``/``COMMIT`` round trips of their own for the jobs that queued up; a
+job's last writes go to the server with the next job's first reads (see
+:meth:`storage.database.Database.group`). A
 second thread was measured (``benchmarks/bench_intake.py --writers 2``): no
 faster, as the intake's Python, not the server, is what a message waits for,
 and it took messages of one thread out of their order of arrival. Several

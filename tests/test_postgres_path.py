@@ -183,6 +183,67 @@ def test_statements_are_prepared_and_commits_wait_for_the_wal_flush(pg_db: Datab
     assert synchronous == "on"
 
 
+def _grouped(pg_db: Database, intake: Any, messages: list[Any]) -> list[Any]:
+    """``messages`` ingested on a writer in one group (queued behind a gate, so that they go together); each one's
+    result, or its exception."""
+    writer = SerialWriter(group=pg_db.group, again=pg_db.retry_alone)
+    try:
+        gate = threading.Event()
+        writer.submit(gate.wait)
+        futures = [writer.submit(intake.ingest, msg) for msg in messages]
+        gate.set()
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=20))
+            except Exception as exc:  # noqa: BLE001 - the test looks at it
+                outcomes.append(exc)
+        return outcomes
+    finally:
+        writer.shutdown()
+
+
+def test_in_a_group_each_message_waits_once_its_writes_going_with_the_next_ones_reads(
+        pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the writer (a group of messages in one transaction, group commit) a message waits for the server once:
+    for its reads, which take the writes of the message before along; the COMMIT takes the last one's (before: each
+    message also waited for its own writes at its end)."""
+    people = [f"+3161234{i:04d}" for i in range(6)]
+    add_account(pg_db, "Bakkerij Jansen", "licentie", *[contact(f"Klant {i}", phone=p) for i, p in enumerate(people)])
+    intake = pipeline(pg_db, "mailcampaigns")
+    trips = _round_trips(monkeypatch)
+    intake.ingest(whatsapp("SM0", "+31699999999", "Warming up"))  # a connection made and held
+    del trips[:]
+    results = _grouped(pg_db, intake, [whatsapp(f"SM{i + 1}", p, f"Vraag {i}") for i, p in enumerate(people)])
+    assert [r.outcome for r in results] == [Outcome.NEW_TICKET] * 6
+    # one per message and one for each group's COMMIT (the writer may take them in more than one group; before:
+    # two per message)
+    assert sum(trips) == 6 + len(trips), trips
+
+
+def test_a_write_that_fails_after_its_message_went_on_breaks_the_group_and_each_message_runs_again_alone(
+        pg_db: Database) -> None:
+    """A message's writes in a group are waited for with the next message's reads. When one of them fails (here a
+    check refuses the second message's acknowledgement), the group is not committed: every message runs again in
+    a transaction of its own, the failing one gets its own error, the others are stored once."""
+    people = ["+31612345678", "+31687654321", "+31611111111"]
+    add_account(pg_db, "Bakkerij Jansen", "licentie", *[contact(f"Klant {i}", phone=p) for i, p in enumerate(people)])
+    intake = pipeline(pg_db, "mailcampaigns")
+    pg_db.run_direct(lambda d: d.execute(f"ALTER TABLE outbox ADD CONSTRAINT refuse_one CHECK (recipient <> "
+                                         f"'{people[1]}') NOT VALID"))
+    results = _grouped(pg_db, intake, [whatsapp(f"SM{i}", p, f"Vraag {i}") for i, p in enumerate(people)])
+    assert results[0].outcome is Outcome.NEW_TICKET and results[2].outcome is Outcome.NEW_TICKET
+    assert isinstance(results[1], IntegrityError) and "refuse_one" in str(results[1])
+
+    def stored(d: Direct) -> list[tuple[str, int]]:
+        rows = d.execute("SELECT sender, count(*) FROM messages WHERE direction = 'in' GROUP BY sender "
+                         "ORDER BY sender").fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    assert pg_db.read_direct(stored) == sorted([(people[0], 1), (people[2], 1)])
+    assert pg_db.read_direct(lambda d: d.scalar("SELECT count(*) FROM tickets")) == 2
+
+
 def test_a_conversation_another_worker_is_deciding_waits_outside_the_group_and_the_group_goes_on(
         pg_db: Database) -> None:
     """Inside a group the conversation's lock is only tried: a message whose conversation another worker holds
