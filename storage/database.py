@@ -391,7 +391,7 @@ class Database:
         # nothing of it is committed, so every call runs again alone (and meets its own error there). SQLite takes
         # one statement at a time.
         together = not self.is_sqlite
-        direct.start_call()
+        used = direct.start_call()
         if getattr(self._grouped, "open", False):
             self._grouped.open = False
             try:
@@ -415,6 +415,7 @@ class Database:
                     self._grouped.broken = True
                 direct.execute("ROLLBACK TO slabot_call")
                 direct.execute("RELEASE slabot_call")
+                direct.give_back(used)  # the numbers the call's undone rows took, for the next
             except BaseException:
                 self._grouped.broken = True  # the call's writes may still be in the transaction: commit none
                 raise

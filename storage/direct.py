@@ -384,8 +384,9 @@ class EarlierWritesFailed(Exception):
 class Spare:
     """Values taken from PostgreSQL sequences ahead of need and not used yet, kept for a later transaction on any of
     a database's connections: a sequence's value stays taken whether the transaction that took it commits or not.
-    The lowest is used first; what a process still keeps when it ends is never used (a gap, as a rolled-back
-    transaction leaves one)."""
+    The lowest is used first. A value a transaction used goes back here when the transaction is known not to have
+    committed (:meth:`Direct.use_value`). What a process still keeps when it ends is never used (a gap, as a
+    ``COMMIT`` whose answer was lost leaves one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -404,6 +405,11 @@ class Spare:
         with self._lock:
             kept = self._kept.get(sequence)
             return heapq.heappop(kept) if kept else None
+
+    def kept(self, sequence: str) -> list[int]:
+        """The values of ``sequence`` kept, lowest first."""
+        with self._lock:
+            return sorted(self._kept.get(sequence, ()))
 
 
 class Direct:
@@ -454,6 +460,8 @@ class Direct:
             driver_connection.autocommit = True
             self._wire = Wire(driver_connection)
         self._reserved: dict[str, list[int]] = {}  # ids taken from a table's sequence, not yet used
+        # sequence values this transaction used (use_value): back to the spare where it is known not to commit
+        self._used: list[tuple[str, int]] = []
         self.released_at = 0.0  # when its connection was last given back (storage.database)
         self.round_trips = 0  # pipelined: how many times it waited for the server (the benchmarks and tests read it)
 
@@ -487,10 +495,25 @@ class Direct:
         self.earlier_failed = failed
         return True
 
-    def start_call(self) -> None:
-        """Pipelined, inside a group: what was sent so far is an earlier call's (:attr:`earlier_than`)."""
+    def start_call(self) -> int:
+        """Pipelined, inside a group: what was sent so far is an earlier call's (:attr:`earlier_than`). Where the
+        call's values used begin (for :meth:`give_back`)."""
         if self._wire is not None:
             self.earlier_than = self._wire.sent + 1
+        return len(self._used)
+
+    def use_value(self, sequence: str, value: int) -> None:
+        """``value`` of ``sequence`` (from :attr:`spare`, or taken now) is used by this transaction: should the
+        transaction be rolled back, it goes back to the spare for the next one (a rolled-back ticket leaves its
+        number to the next, no gap); once the ``COMMIT`` was sent it never goes back (committed or not: not
+        known where the answer did not come)."""
+        self._used.append((sequence, value))
+
+    def give_back(self, since: int = 0) -> None:
+        """The values used since ``since`` (:meth:`start_call`) back to the spare: their writes were undone."""
+        for sequence, value in self._used[since:]:
+            self.spare.keep(sequence, value)
+        del self._used[since:]
 
     def settle(self) -> None:
         """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
@@ -509,17 +532,30 @@ class Direct:
         """Commit the transaction: the statements still on their way go with the ``COMMIT``, in one round trip."""
         self._forget()
         if self._wire is None:
+            self._used.clear()
             try:
                 self._driver.commit()
             except self._dbapi_error as exc:
                 raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
         elif self._begun:
             self._begun = False
+            wire = self._wire
+            at = wire.sent + 1  # the COMMIT's number
             self._send("COMMIT", ())
-            self._synced(self._wire, "COMMIT", {})
+            try:
+                self._synced(wire, "COMMIT", {})
+            except BaseException:
+                if wire.failed_at is not None and wire.failed_at < at:
+                    self.give_back()  # a statement before it failed: the COMMIT was skipped, nothing committed
+                self._used.clear()  # else whether it committed is not known: never given again
+                raise
+            self._used.clear()
+        else:
+            self._used.clear()
 
     def rollback(self) -> None:
         self._forget()
+        self.give_back()
         if self._wire is None:
             self._driver.rollback()
         elif self._begun:

@@ -281,7 +281,9 @@ class TicketRepository(Repository):
         SQLite: a counter per prefix, in the caller's transaction (one writer at a time). PostgreSQL: the sequence
         ``ticket_numbers`` (migration 0019), so that a worker opening a ticket does not wait until another
         worker's new ticket has committed (a counter's row stays locked until then). The numbers stay unique and
-        rising; a transaction that fails after taking one leaves it unused (a gap). A number the intake's first
+        rising. A transaction that fails after taking one, and is rolled back, gives it back for the next new ticket
+        (:meth:`storage.direct.Direct.use_value`); one whose ``COMMIT`` got no answer leaves it unused (a gap),
+        since whether it committed is not known. A number the intake's first
         reads took along (:meth:`ask_stored_as`) is used first, in this transaction or a later one of the same
         database: so a new ticket waits for no number of its own. With several workers, each keeps the one it took
         until its next new ticket, so their numbers rise per worker, and across workers only roughly.
@@ -289,7 +291,10 @@ class TicketRepository(Repository):
         d = self.direct
         if d.dialect.name == "postgresql":
             number = d.spare.take(TICKET_NUMBERS)  # one a message's first reads took along (ask_stored_as)
-            return f"{prefix}-{number if number is not None else int(d.scalar(_NEXT_TICKET_NUMBER))}"
+            if number is None:
+                number = int(d.scalar(_NEXT_TICKET_NUMBER))
+            d.use_value(TICKET_NUMBERS, number)  # back to the spare if this transaction is rolled back
+            return f"{prefix}-{number}"
         return f"{prefix}-{next_number(d, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
 
     # -- messages -------------------------------------------------------------
