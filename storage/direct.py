@@ -461,7 +461,7 @@ class Direct:
             self._wire = Wire(driver_connection)
         self._reserved: dict[str, list[int]] = {}  # ids taken from a table's sequence, not yet used
         # sequence values this transaction used (use_value): back to the spare where it is known not to commit
-        self._used: list[tuple[str, int]] = []
+        self._used: list[tuple[str, int, str | None]] = []
         self.released_at = 0.0  # when its connection was last given back (storage.database)
         self.round_trips = 0  # pipelined: how many times it waited for the server (the benchmarks and tests read it)
 
@@ -483,6 +483,7 @@ class Direct:
         except self._dbapi_error as exc:  # the connection, not a statement
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
         if error is not None:
+            self._used_up(error)
             failed = DBAPIError.instance(statement, params, error, self._dbapi_error)
             if self._earlier(wire, failed):
                 raise EarlierWritesFailed(f"a statement sent by an earlier call failed: {failed}") from failed
@@ -502,18 +503,26 @@ class Direct:
             self.earlier_than = self._wire.sent + 1
         return len(self._used)
 
-    def use_value(self, sequence: str, value: int) -> None:
+    def use_value(self, sequence: str, value: int, *, unique: str | None = None) -> None:
         """``value`` of ``sequence`` (from :attr:`spare`, or taken now) is used by this transaction: should the
         transaction be rolled back, it goes back to the spare for the next one (a rolled-back ticket leaves its
         number to the next, no gap); once the ``COMMIT`` was sent it never goes back (committed or not: not
-        known where the answer did not come)."""
-        self._used.append((sequence, value))
+        known where the answer did not come). ``unique``: the unique constraint a row with the value must meet; a
+        violation of it (a sequence behind the rows, after a restore) uses the value up instead: given back, it
+        would fail every transaction after."""
+        self._used.append((sequence, value, unique))
 
     def give_back(self, since: int = 0) -> None:
         """The values used since ``since`` (:meth:`start_call`) back to the spare: their writes were undone."""
-        for sequence, value in self._used[since:]:
+        for sequence, value, _ in self._used[since:]:
             self.spare.keep(sequence, value)
         del self._used[since:]
+
+    def _used_up(self, error: Exception) -> None:
+        """A statement failed with ``error``: a value whose unique constraint it violated is not given back."""
+        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+        if constraint is not None and self._used:
+            self._used = [used for used in self._used if used[2] != constraint]
 
     def settle(self) -> None:
         """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
@@ -525,6 +534,7 @@ class Direct:
         except self._dbapi_error:
             return
         if error is not None:
+            self._used_up(error)
             self._earlier(self._wire, DBAPIError.instance("(statements sent before this point)", {}, error,
                                                           self._dbapi_error))
 

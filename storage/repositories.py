@@ -44,6 +44,7 @@ FIRST_TICKET_NUMBER = 10001
 TICKET_NUMBERS = "ticket_numbers"  # PostgreSQL: the sequence of the ticket numbers (migration 0019)
 _NEXT_TICKET_NUMBER = f"SELECT nextval('{TICKET_NUMBERS}')"
 _NEXT_TICKET_NUMBER_TOO = f", nextval('{TICKET_NUMBERS}')"
+_REF_UNIQUE = "uq_tickets_ref"  # a number whose ref is taken already (the sequence behind the rows) is used up
 
 
 def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
@@ -293,7 +294,7 @@ class TicketRepository(Repository):
             number = d.spare.take(TICKET_NUMBERS)  # one a message's first reads took along (ask_stored_as)
             if number is None:
                 number = int(d.scalar(_NEXT_TICKET_NUMBER))
-            d.use_value(TICKET_NUMBERS, number)  # back to the spare if this transaction is rolled back
+            d.use_value(TICKET_NUMBERS, number, unique=_REF_UNIQUE)  # back to the spare if rolled back
             return f"{prefix}-{number}"
         return f"{prefix}-{next_number(d, f'ticket:{prefix}', FIRST_TICKET_NUMBER)}"
 

@@ -151,6 +151,21 @@ def test_a_ticket_number_taken_along_by_a_message_that_opened_no_ticket_is_the_n
     assert refs == ["MC-10001", "MC-10002", "MC-10003"]
 
 
+def test_a_ticket_number_whose_reference_exists_already_is_used_up_not_given_back(pg_db: Database) -> None:
+    """A sequence behind the rows (a restore, a restart of the sequence) gives a number whose reference exists: that
+    message fails on the unique reference, and its number is used up, not given back for the next ticket to fail
+    on again. The messages after it get the next numbers."""
+    people = ["+31612345678", "+31687654321", "+31611111111", "+31622222222"]
+    add_account(pg_db, "Bakkerij Jansen", "licentie", *[contact(f"Klant {i}", phone=p) for i, p in enumerate(people)])
+    intake = pipeline(pg_db, "mailcampaigns")
+    assert intake.ingest(whatsapp("SM0", people[0], "Vraag")).ticket_ref == "MC-10001"
+    pg_db.run_direct(lambda d: d.execute("ALTER SEQUENCE ticket_numbers RESTART WITH 10001"))
+    with pytest.raises(IntegrityError, match="uq_tickets_ref"):
+        intake.ingest(whatsapp("SM1", people[1], "Vraag"))
+    refs = [intake.ingest(whatsapp(f"SM{i}", p, "Vraag")).ticket_ref for i, p in enumerate(people[1:], start=1)]
+    assert refs == ["MC-10002", "MC-10003", "MC-10004"]
+
+
 def test_an_error_of_a_statement_not_waited_for_rolls_back_the_whole_message(pg_db: Database,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A row that fails after it was sent (here the acknowledgement's outbox row, refused by a check) fails the
