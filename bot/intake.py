@@ -69,7 +69,7 @@ from sla_engine.policy import (
 )
 from sla_engine.priority import Line, PriorityDecision, PriorityInput, decide_priority
 from storage.billing import BillingRepository
-from storage.database import Database, DuplicateError, LockBusy, is_unique_violation
+from storage.database import Database, DuplicateError, is_unique_violation
 from storage.direct import Direct
 from storage.platform import store_answer
 from storage.records import (
@@ -235,11 +235,7 @@ class IntakePipeline:
         stored = tickets.ask_stored_as(channel, msg.external_id, reserve=True)
         found = accounts.ask_find(msg.sender.kind.value, msg.sender.value)
         ways = self._ask_thread(tickets, msg)
-        try:
-            locked()
-        except LockBusy:  # (in a group, the call runs again alone) the reads ran: a ticket number they took is kept
-            stored()
-            raise
+        locked()
         existing, direction = stored()
         if existing is not None and direction == "in":
             return IntakeResult(Outcome.DUPLICATE, message_id=existing,

@@ -24,7 +24,7 @@ from storage.records import (
     QuoteState,
     TimeEntryRecord,
 )
-from storage.repositories import Repository, next_number
+from storage.repositories import CURRENT_QUOTE_SQL, Repository, next_number
 
 _QUOTE = tuple(c.name for c in m.Quote.__table__.columns if c.name not in ("message_id", "answer_message_id"))
 _ENTRY = ("id", "ticket_id", "staff", "hours", "activity", "note", "status", "at")
@@ -51,8 +51,8 @@ class BillingRepository(Repository):
     def current_quote(self, ticket_id: int) -> QuoteRecord | None:
         """The ticket's latest quote that was not superseded."""
         d = self.direct
-        row = d.one(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} FROM quotes WHERE ticket_id = :t "
-                    f"AND state <> {_SUPERSEDED} ORDER BY id DESC LIMIT 1", {"t": ticket_id})
+        row = d.one(f"SELECT {d.columns(m.Quote.__table__, _QUOTE)} {CURRENT_QUOTE_SQL.format(ticket=':t')}",
+                    {"t": ticket_id})
         return None if row is None else self._quote(row)
 
     def _quote(self, row: Sequence[Any]) -> QuoteRecord:

@@ -367,6 +367,14 @@ class Answer:
                 self._pending = None
         return self._rows
 
+    def pending_done(self) -> bool:
+        """Pipelined: whether the answer is here (or failed)."""
+        return self._pending is None or self._pending.done
+
+    def pending_ok(self) -> bool:
+        """Pipelined: whether the answer came without an error."""
+        return self._pending is None or self._pending.error is None
+
     def one(self) -> tuple[Any, ...] | None:
         rows = self.all()
         return rows[0] if rows else None
@@ -405,11 +413,6 @@ class Spare:
         with self._lock:
             kept = self._kept.get(sequence)
             return heapq.heappop(kept) if kept else None
-
-    def kept(self, sequence: str) -> list[int]:
-        """The values of ``sequence`` kept, lowest first."""
-        with self._lock:
-            return sorted(self._kept.get(sequence, ()))
 
 
 class Direct:
@@ -462,6 +465,7 @@ class Direct:
         self._reserved: dict[str, list[int]] = {}  # ids taken from a table's sequence, not yet used
         # sequence values this transaction used (use_value): back to the spare where it is known not to commit
         self._used: list[tuple[str, int, str | None]] = []
+        self._answered: list[tuple[Answer, Callable[[Answer], None]]] = []  # ask(answered=...) not yet told
         self.released_at = 0.0  # when its connection was last given back (storage.database)
         self.round_trips = 0  # pipelined: how many times it waited for the server (the benchmarks and tests read it)
 
@@ -482,19 +486,25 @@ class Direct:
             error = wire.sync()
         except self._dbapi_error as exc:  # the connection, not a statement
             raise DBAPIError.instance(statement, params, exc, self._dbapi_error) from exc
+        if self._answered:
+            self._tell_answered()
         if error is not None:
-            self._used_up(error)
-            failed = DBAPIError.instance(statement, params, error, self._dbapi_error)
-            if self._earlier(wire, failed):
-                raise EarlierWritesFailed(f"a statement sent by an earlier call failed: {failed}") from failed
-            raise failed from error
+            raise self._failed(wire, error, statement, params)
 
-    def _earlier(self, wire: Wire, failed: Exception) -> bool:
-        """Whether the error the last sync returned is a statement's of an earlier call (kept, if so)."""
+    def _failed(self, wire: Wire, error: Exception, statement: str, params: Any) -> Exception:
+        """The exception for the error a sync returned: SQLAlchemy's, or :class:`EarlierWritesFailed` (kept in
+        :attr:`earlier_failed`) where an earlier call's statement failed. A value it uses up is not given back."""
+        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+        if constraint is not None:  # (use_value's unique)
+            self._used = [used for used in self._used if used[2] != constraint]
+        failed = DBAPIError.instance(statement, params, error, self._dbapi_error)
+        failed.__cause__ = error
         if wire.failed_at is None or wire.failed_at >= self.earlier_than:
-            return False
+            return failed
         self.earlier_failed = failed
-        return True
+        earlier = EarlierWritesFailed(f"a statement sent by an earlier call failed: {failed}")
+        earlier.__cause__ = failed
+        return earlier
 
     def start_call(self) -> int:
         """Pipelined, inside a group: what was sent so far is an earlier call's (:attr:`earlier_than`). Where the
@@ -518,12 +528,6 @@ class Direct:
             self.spare.keep(sequence, value)
         del self._used[since:]
 
-    def _used_up(self, error: Exception) -> None:
-        """A statement failed with ``error``: a value whose unique constraint it violated is not given back."""
-        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
-        if constraint is not None and self._used:
-            self._used = [used for used in self._used if used[2] != constraint]
-
     def settle(self) -> None:
         """After an error: the pipeline out of its aborted state (what failed is already raised), so that the
         transaction can be rolled back, or rolled back to a savepoint."""
@@ -533,35 +537,33 @@ class Direct:
             error = self._wire.sync()
         except self._dbapi_error:
             return
-        if error is not None:
-            self._used_up(error)
-            self._earlier(self._wire, DBAPIError.instance("(statements sent before this point)", {}, error,
-                                                          self._dbapi_error))
+        if self._answered:
+            self._tell_answered()
+        if error is not None:  # (already raised, or an earlier call's: kept in earlier_failed)
+            self._failed(self._wire, error, "(statements sent before this point)", {})
 
     def commit(self) -> None:
         """Commit the transaction: the statements still on their way go with the ``COMMIT``, in one round trip."""
         self._forget()
-        if self._wire is None:
-            self._used.clear()
-            try:
-                self._driver.commit()
-            except self._dbapi_error as exc:
-                raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
-        elif self._begun:
-            self._begun = False
-            wire = self._wire
-            at = wire.sent + 1  # the COMMIT's number
-            self._send("COMMIT", ())
-            try:
-                self._synced(wire, "COMMIT", {})
-            except BaseException:
-                if wire.failed_at is not None and wire.failed_at < at:
-                    self.give_back()  # a statement before it failed: the COMMIT was skipped, nothing committed
-                self._used.clear()  # else whether it committed is not known: never given again
-                raise
-            self._used.clear()
-        else:
-            self._used.clear()
+        try:
+            if self._wire is None:
+                try:
+                    self._driver.commit()
+                except self._dbapi_error as exc:
+                    raise DBAPIError.instance("COMMIT", {}, exc, self._dbapi_error) from exc
+            elif self._begun:
+                self._begun = False
+                wire = self._wire
+                at = wire.sent + 1  # the COMMIT's number
+                self._send("COMMIT", ())
+                try:
+                    self._synced(wire, "COMMIT", {})
+                except BaseException:
+                    if wire.failed_at is not None and wire.failed_at < at:
+                        self.give_back()  # a statement before it failed: the COMMIT was skipped, nothing committed
+                    raise
+        finally:
+            self._used.clear()  # committed, or not known whether: never given again
 
     def rollback(self) -> None:
         self._forget()
@@ -638,13 +640,32 @@ class Direct:
         at the next statement waited for): for a write whose outcome nobody reads."""
         self._run(sql if self._as_written else _for_driver(sql, self._paramstyle), params or {}, wait=False)
 
-    def ask(self, sql: str, params: Mapping[str, Any] | None = None) -> Answer:
+    def ask(self, sql: str, params: Mapping[str, Any] | None = None, *,
+            answered: Callable[[Answer], None] | None = None) -> Answer:
         """Ask ``sql`` now, read its rows later (:class:`Answer`): the reads asked together, before the first of
-        their answers is wanted, take one round trip on a pipelined connection."""
+        their answers is wanted, take one round trip on a pipelined connection. ``answered`` is called with the
+        answer as soon as it is here (pipelined: at the round trip that brings it, whether the caller reads it or
+        not, e.g. after an error of an answer before it; else now)."""
         params = params or {}
         if self._wire is None:
-            return Answer(self, sql, params)
-        return Answer(self, sql, params, self._send_in_transaction(_for_driver(sql, self._paramstyle), params))
+            answer = Answer(self, sql, params)
+            if answered is not None:
+                answered(answer)
+            return answer
+        answer = Answer(self, sql, params, self._send_in_transaction(_for_driver(sql, self._paramstyle), params))
+        if answered is not None:
+            self._answered.append((answer, answered))
+        return answer
+
+    def _tell_answered(self) -> None:
+        """After a round trip: the ``answered`` of each :meth:`ask` whose answer came (without an error)."""
+        waiting, self._answered = self._answered, []
+        for answer, answered in waiting:
+            if answer.pending_done():
+                if answer.pending_ok():
+                    answered(answer)
+            else:
+                self._answered.append((answer, answered))
 
     def _fetch_all(self, pending: Pending, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         wire = self._wire

@@ -10,16 +10,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, UniqueConstraint, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from channels.messages import DeliveryState
 from storage import models as m
 from storage.database import DuplicateError, LockBusy, is_unique_violation
-from storage.direct import Direct
+from storage.direct import Answer, Direct
 from storage.webhooks import EVENT_TYPES, MESSAGE_CREATED, insert_recording
 from storage.records import (
     OPEN_STATES,
@@ -44,7 +44,9 @@ FIRST_TICKET_NUMBER = 10001
 TICKET_NUMBERS = "ticket_numbers"  # PostgreSQL: the sequence of the ticket numbers (migration 0019)
 _NEXT_TICKET_NUMBER = f"SELECT nextval('{TICKET_NUMBERS}')"
 _NEXT_TICKET_NUMBER_TOO = f", nextval('{TICKET_NUMBERS}')"
-_REF_UNIQUE = "uq_tickets_ref"  # a number whose ref is taken already (the sequence behind the rows) is used up
+# a number whose ref is taken already (the sequence behind the rows) is used up: the constraint that says so
+_REF_UNIQUE = next(str(c.name) for c in cast(Table, m.Ticket.__table__).constraints
+                   if isinstance(c, UniqueConstraint) and [col.name for col in c.columns] == ["ref"])
 
 
 def _contact(row: m.Contact, identities: Iterable[m.Identity]) -> ContactRecord:
@@ -76,15 +78,16 @@ _OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
 _PENDING, _SENDING = f"'{OutboxState.PENDING.value}'", f"'{OutboxState.SENDING.value}'"
 _PLANNED, _CLAIMED = f"'{ReminderState.PLANNED.value}'", f"'{ReminderState.CLAIMED.value}'"
 _CANCELLED = f"'{ReminderState.CANCELLED.value}'"
-_TICKET_ROW_SQL = (
-    f"SELECT {', '.join('t.' + n for n in _TICKET_COLUMNS)}, a.name, c.name FROM tickets t "
-    "LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN contacts c ON c.id = t.contact_id WHERE "
-)
+_TICKET_ROW = f"SELECT {', '.join('t.' + n for n in _TICKET_COLUMNS)}, a.name, c.name"
+_TICKET_FROM = (" FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id "
+                "LEFT JOIN contacts c ON c.id = t.contact_id WHERE ")
+_TICKET_ROW_SQL = _TICKET_ROW + _TICKET_FROM
 _GET_TICKET_SQL = _TICKET_ROW_SQL + "t.id = :id"
-# the intake's lookup of a message's ticket, with the state of its current quote (a reply may answer it, R19)
-_THREAD_ROW_SQL = _TICKET_ROW_SQL.replace(
-    " FROM tickets t ", " , (SELECT q.state FROM quotes q WHERE q.ticket_id = t.id "
-    f"AND q.state <> '{QuoteState.SUPERSEDED.value}' ORDER BY q.id DESC LIMIT 1) FROM tickets t ", 1)
+# a ticket's current quote: its newest one not superseded (R19; storage.billing reads it whole)
+CURRENT_QUOTE_SQL = (f"FROM quotes WHERE ticket_id = {{ticket}} AND state <> '{QuoteState.SUPERSEDED.value}' "
+                     "ORDER BY id DESC LIMIT 1")
+# the intake's lookup of a message's ticket, with the state of its current quote (a reply may answer it)
+_THREAD_ROW_SQL = f"{_TICKET_ROW}, (SELECT state {CURRENT_QUOTE_SQL.format(ticket='t.id')}){_TICKET_FROM}"
 _STORED_AS_SQL = ("SELECT id, direction FROM messages WHERE channel = :channel AND direction IN ('in', 'out') "
                   "AND external_id = :external_id ORDER BY direction LIMIT 1")  # the unique index; 'in' sorts first
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || :key, 0))"
@@ -329,17 +332,22 @@ class TicketRepository(Repository):
             return stored
         tickets, messages = m.Ticket.__table__, m.Message.__table__
         number = d.spare.wanted(TICKET_NUMBERS)  # and the next ticket number, unless one is kept already
+
+        def keep_number(answer: Answer) -> None:  # taken whether this transaction commits or not: kept for next_ref
+            found = answer.one()
+            assert found is not None
+            d.spare.keep(TICKET_NUMBERS, int(found[5]))
+
         reserving = d.ask(f"SELECT s.id, s.direction, {d.sequence_next(tickets)}, {d.sequence_next(messages)}, "
                           f"{d.sequence_next(messages)}{_NEXT_TICKET_NUMBER_TOO if number else ''} FROM (SELECT 1) one "
-                          f"LEFT JOIN LATERAL ({_STORED_AS_SQL}) s ON true", params)
+                          f"LEFT JOIN LATERAL ({_STORED_AS_SQL}) s ON true", params,
+                          answered=keep_number if number else None)
 
         def stored_reserving() -> tuple[int | None, str | None]:
             found = reserving.one()
             assert found is not None
             d.take_reserved(tickets, found[2:3])
             d.take_reserved(messages, found[3:5])
-            if number:  # taken whether this transaction commits or not: kept for the next new ticket (next_ref)
-                d.spare.keep(TICKET_NUMBERS, int(found[5]))
             return (None, None) if found[0] is None else (int(found[0]), str(found[1]))
 
         return stored_reserving
@@ -1041,5 +1049,5 @@ class ReminderRepository(Repository):
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, ReminderState(r.state)) for r in rows]
 
 
-__all__ = ["AccountRepository", "OutboxRepository", "ReminderRepository", "Thread", "TicketRepository", "OPEN_STATES",
+__all__ = ["CURRENT_QUOTE_SQL", "AccountRepository", "OutboxRepository", "ReminderRepository", "Thread", "TicketRepository", "OPEN_STATES",
            "counter", "raise_counter"]

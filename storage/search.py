@@ -45,7 +45,6 @@ _PG_MESSAGE_DOC = "to_tsvector('simple', coalesce(text, ''))"
 # the same in every ticket, and the specific ones (reference, name) are found through the ticket and its contact.
 # Their texts are long: indexing them was most of what the search cost a new ticket's intake (migration 0021).
 SEARCHED_MESSAGES = "(direction = 'in' OR NOT auto)"
-_SEARCHED_ROW = {"new": "(new.direction = 'in' OR NOT new.auto)", "old": "(old.direction = 'in' OR NOT old.auto)"}
 
 
 def _sqlite_triggers(table: str, source: str, columns: tuple[str, ...], searched: bool) -> list[str]:
@@ -54,24 +53,17 @@ def _sqlite_triggers(table: str, source: str, columns: tuple[str, ...], searched
     cols = ", ".join(columns)
     new = ", ".join(f"new.{c}" for c in columns)
     old = ", ".join(f"old.{c}" for c in columns)
-    if not searched:
-        return [
-            (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} BEGIN "
-             f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
-            (f"CREATE TRIGGER {table}_delete AFTER DELETE ON {source} BEGIN "
-             f"INSERT INTO {table}({table}, rowid, {cols}) VALUES ('delete', old.id, {old}); END"),
-            (f"CREATE TRIGGER {table}_update AFTER UPDATE OF {cols} ON {source} BEGIN "
-             f"INSERT INTO {table}({table}, rowid, {cols}) VALUES ('delete', old.id, {old}); "
-             f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
-        ]
+    new_if = " WHERE new.direction = 'in' OR NOT new.auto" if searched else ""
+    old_if = " WHERE old.direction = 'in' OR NOT old.auto" if searched else ""
+    watched = f"{cols}, direction, auto" if searched else cols
     return [
-        (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} WHEN {_SEARCHED_ROW['new']} BEGIN "
-         f"INSERT INTO {table}(rowid, {cols}) VALUES (new.id, {new}); END"),
-        (f"CREATE TRIGGER {table}_delete AFTER DELETE ON {source} WHEN {_SEARCHED_ROW['old']} BEGIN "
-         f"INSERT INTO {table}({table}, rowid, {cols}) VALUES ('delete', old.id, {old}); END"),
-        (f"CREATE TRIGGER {table}_update AFTER UPDATE OF {cols}, direction, auto ON {source} BEGIN "
-         f"INSERT INTO {table}({table}, rowid, {cols}) SELECT 'delete', old.id, {old} WHERE {_SEARCHED_ROW['old']}; "
-         f"INSERT INTO {table}(rowid, {cols}) SELECT new.id, {new} WHERE {_SEARCHED_ROW['new']}; END"),
+        (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} BEGIN "
+         f"INSERT INTO {table}(rowid, {cols}) SELECT new.id, {new}{new_if}; END"),
+        (f"CREATE TRIGGER {table}_delete AFTER DELETE ON {source} BEGIN "
+         f"INSERT INTO {table}({table}, rowid, {cols}) SELECT 'delete', old.id, {old}{old_if}; END"),
+        (f"CREATE TRIGGER {table}_update AFTER UPDATE OF {watched} ON {source} BEGIN "
+         f"INSERT INTO {table}({table}, rowid, {cols}) SELECT 'delete', old.id, {old}{old_if}; "
+         f"INSERT INTO {table}(rowid, {cols}) SELECT new.id, {new}{new_if}; END"),
     ]
 
 
