@@ -66,7 +66,7 @@ from channels.messages import (
     moves_forward,
     utc_now,
 )
-from storage.database import Database, Session
+from storage.database import Database, DatabaseUnavailable, Session
 from storage.direct import Direct
 from storage.records import OutboxRecord, OutboxState, SendingRow
 from storage.repositories import OutboxRepository, TicketRepository
@@ -297,6 +297,10 @@ class OutboxDispatcher:
         try:
             taken = await asyncio.to_thread(self.db.read_direct, lambda d: OutboxRepository(d).other_channel_ids(
                 item.id, since - timedelta(days=1)))
+        except DatabaseUnavailable as exc:  # the channel was not asked yet: it is, later
+            return self._retry(item, f"cannot read which messages went to the recipient before: {exc}", None,
+                               uncertain_since=since)
+        try:
             found = await sender.find_sent(message, since, taken)
         except TemporarySendError as exc:
             return self._retry(item, f"cannot ask the channel whether an earlier attempt arrived: {exc}",

@@ -76,6 +76,15 @@ class DuplicateError(StorageError):
     """What is being stored is there already (a unique key said so): the transaction is to be rolled back."""
 
 
+class _EndedBeforeCommit(Exception):
+    """A transaction on a held connection failed because the server had ended that connection, and nothing of it
+    was committed: it may run again on a new connection (``error`` is the driver's error that showed it)."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class DatabaseUnavailable(StorageError, OperationalError):
     """The database could not be reached, or failed under the work (the driver's OperationalError or
     InterfaceError, a busy SQLite retried in vain included): not the fault of what was being stored. Raised
@@ -315,7 +324,8 @@ class Database:
         if getattr(self._grouped, "held", None) is not None:
             yield
             return
-        pooled, direct = held = self._connection()
+        held, _ = self._connection()
+        pooled, direct = held
         committed = False
         try:
             try:
@@ -431,15 +441,29 @@ class Database:
         return result
 
     def _in_direct(self, work: Callable[[Direct], T], *, write: bool = True) -> T:
-        pooled, direct = held = self._connection()
+        """``work`` in a transaction of its own. On a held connection the server ended meanwhile (a restart of
+        PostgreSQL ends every idle one) it runs once more on a new connection, when nothing of it can have been
+        committed: it failed before its COMMIT was sent, or it only reads."""
+        held, reused = self._connection()
+        try:
+            return self._transaction(held, work, write=write, retry_broken=reused)
+        except _EndedBeforeCommit as ended:
+            log.info("the server ended a held connection (%s); the transaction runs again on a new one", ended.error)
+        return self._transaction(self._new_connection(), work, write=write, retry_broken=False)
+
+    def _transaction(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T], *,
+                        write: bool, retry_broken: bool) -> T:
+        pooled, direct = held
         reusable = False
         try:
             if self.is_sqlite:  # the connection runs in autocommit mode, see _tune_sqlite
                 direct.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(direct)
-            except BaseException:
-                direct.rollback()
+            except BaseException as exc:
+                self._roll_back(direct)
+                if retry_broken and direct.broken and isinstance(exc, DBAPIError):
+                    raise _EndedBeforeCommit(exc) from exc
                 raise
             if self.is_sqlite and not write:
                 pooled.rollback()  # nothing to keep: ends the read transaction
@@ -448,22 +472,40 @@ class Database:
                 if self._checkpointer is not None:
                     self._checkpointer.nudge()
             else:
-                direct.commit()  # PostgreSQL: a read-only transaction's COMMIT writes nothing either
+                try:
+                    direct.commit()  # PostgreSQL: a read-only transaction's COMMIT writes nothing either
+                except DBAPIError as exc:
+                    if retry_broken and not write and direct.broken:
+                        raise _EndedBeforeCommit(exc) from exc
+                    raise
             reusable = True
             return result
         finally:
             self._release(held, reusable)
 
-    def _connection(self) -> tuple[PoolProxiedConnection, Direct]:
+    @staticmethod
+    def _roll_back(direct: Direct) -> None:
+        """Roll back after ``work`` failed; on a connection the server ended there is nothing to roll back, and
+        the error that showed it is the one raised."""
+        try:
+            direct.rollback()
+        except DBAPIError:
+            if not direct.broken:
+                raise
+
+    def _connection(self) -> tuple[tuple[PoolProxiedConnection, Direct], bool]:
         """A connection for plain statements, with its :class:`Direct`: a held one if there is one (on
-        PostgreSQL checked first when it was idle a while)."""
+        PostgreSQL checked first when it was idle a while); and whether it was a held one."""
         while self._held:
             try:
                 held = self._held.pop()
             except IndexError:  # another thread took the last one
                 break
             if self.is_sqlite or time.monotonic() - held[1].released_at < IDLE_PING_SECONDS or self._alive(held):
-                return held
+                return held, True
+        return self._new_connection(), False
+
+    def _new_connection(self) -> tuple[PoolProxiedConnection, Direct]:
         pooled = self.engine.raw_connection()
         driver = pooled.driver_connection
         return pooled, Direct(driver, self.engine.dialect, pipelined=not self.is_sqlite, spare=self._spare)

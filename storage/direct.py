@@ -473,6 +473,11 @@ class Direct:
     def pipelined(self) -> bool:
         return self._wire is not None
 
+    @property
+    def broken(self) -> bool:
+        """Whether the server ended the connection (PostgreSQL restarted, or ended it on purpose)."""
+        return bool(getattr(self._driver, "broken", False))
+
     def sync(self) -> None:
         """Wait until the server has run every statement sent so far; an error of one of them is raised here."""
         if self._wire is not None:

@@ -125,6 +125,34 @@ def test_a_new_ticket_a_reply_and_a_duplicate_each_take_two_round_trips(pg_db: D
     assert reminders > 0
 
 
+def _end_connection(pg_db: Database) -> int:
+    """PostgreSQL ends the connection ``pg_db`` holds between transactions (as its restart would); its pid."""
+    pid = int(pg_db.read_direct(lambda d: d.scalar("SELECT pg_backend_pid()")))
+    other = Database(str(pg_db.engine.url.render_as_string(hide_password=False)))
+    try:
+        assert other.read_direct(lambda d: d.scalar("SELECT pg_terminate_backend(:pid)", {"pid": pid}))
+    finally:
+        other.dispose()
+    return pid
+
+
+def test_a_read_and_a_message_on_a_held_connection_the_server_ended_run_again_on_a_new_one(
+        pg_db: Database) -> None:
+    """A held connection that PostgreSQL ended while it was idle (a restart ends them all) shows it only when it is
+    used. What failed on it before its COMMIT was sent has not been committed: it runs once more on a new
+    connection instead of failing (a read asked before a send, a message of the intake), and is stored once."""
+    add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
+    intake = pipeline(pg_db, "mailcampaigns")
+    ended = _end_connection(pg_db)
+    assert pg_db.read_direct(lambda d: d.scalar("SELECT pg_backend_pid()")) != ended
+    _end_connection(pg_db)
+    assert intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet")).outcome is Outcome.NEW_TICKET
+    _end_connection(pg_db)
+    assert intake.ingest(whatsapp("SM1", "+31612345678", "De mailing werkt niet")).outcome is Outcome.DUPLICATE
+    assert pg_db.read_direct(lambda d: d.one(
+        "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM messages WHERE direction = 'in')")) == (1, 1)
+
+
 def test_a_ticket_number_taken_along_by_a_message_that_opened_no_ticket_is_the_next_new_tickets(
         pg_db: Database) -> None:
     """A message's first reads take the next ticket number along (no round trip of its own for it). A message that

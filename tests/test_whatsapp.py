@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -580,6 +580,14 @@ def test_twilio_500_then_201_sends_exactly_once_after_the_backoff(tmp_path: Path
     scenario(tmp_path, body)
 
 
+async def sent_once(h: Harness, outbox_message: int) -> None:
+    """The row is sent, with one request to Twilio: the first attempts did not reach it."""
+    await until(lambda: len(h.standin.sent) == 1, what="the send")
+    await settle()
+    assert len(h.standin.sent) == 1 and h.standin.requests == 1
+    assert (await h.outbox(outbox_message)).state == "sent"
+
+
 def test_twilio_unreachable_then_back_sends_exactly_once(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         port = int(h.standin_url.rsplit(":", 1)[1])
@@ -598,10 +606,7 @@ def test_twilio_unreachable_then_back_sends_exactly_once(tmp_path: Path) -> None
         server, task = await serve(h.standin.app(), port)
         try:
             h.clock.advance(minutes=2)
-            await until(lambda: len(h.standin.sent) == 1, what="the send once Twilio is back")
-            await settle()
-            assert len(h.standin.sent) == 1 and h.standin.requests == 1
-            assert (await h.outbox(ack.id)).state == "sent"
+            await sent_once(h, ack.id)
         finally:
             await stop_server(server, task)
 
@@ -760,21 +765,25 @@ async def acknowledgement_timed_out(h: Harness) -> tuple[TicketRecord, Any]:
     return ticket, ack
 
 
+async def reconciled_once(h: Harness, ticket: TicketRecord, ack: Any) -> None:
+    """The acknowledgement is recorded as sent from Twilio's record of the first attempt: asked, not sent again."""
+    async def sent() -> bool:
+        return (await h.outbox(ack.id)).state == "sent"
+
+    await until(sent, what="the reconciled row")
+    await settle()
+    assert h.standin.requests == 1 and len(h.standin.sent) == 1
+    message = outbound(await h.ticket(ticket.ref))[0]
+    assert message.external_id == h.standin.sent[0]["sid"] and message.delivery_state == "sent"
+    assert await h.count(m.Event, m.Event.kind == "message_sent") == 1
+
+
 def test_timeout_after_twilio_accepted_the_message_is_reconciled_not_sent_twice(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         ticket, ack = await acknowledgement_timed_out(h)
         assert len(h.standin.sent) == 1 and "did not answer" in ((await h.outbox(ack.id)).last_error or "")
         h.clock.advance(minutes=2)
-
-        async def sent() -> bool:
-            return (await h.outbox(ack.id)).state == "sent"
-
-        await until(sent, what="the reconciled row")
-        await settle()
-        assert h.standin.requests == 1 and len(h.standin.sent) == 1  # asked, not sent again
-        message = outbound(await h.ticket(ticket.ref))[0]
-        assert message.external_id == h.standin.sent[0]["sid"] and message.delivery_state == "sent"
-        assert await h.count(m.Event, m.Event.kind == "message_sent") == 1
+        await reconciled_once(h, ticket, ack)
 
     scenario(tmp_path, body)
 
@@ -811,3 +820,101 @@ def test_status_callback_that_beats_the_send_commit_is_applied_when_the_sid_is_s
         assert await h.count(m.EarlyStatus) == 0
 
     scenario(tmp_path, body)
+
+
+# -- the database failing around a send ----------------------------------------------------------------------
+
+
+def _end_waiting(url: str, statement: str) -> int:
+    """PostgreSQL ends the connections waiting for a lock in a statement that begins with ``statement``; how many."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND starts_with(query, %(statement)s)",
+                {"statement": statement}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@asynccontextmanager
+async def messages_locked(url: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+    """The messages table locked by another connection, so every statement on it waits; yields ``end_twice``:
+    wait until a statement beginning with its argument waits, have PostgreSQL end that connection, then the same
+    for the statement's second try on a new connection. The lock is given up on leaving."""
+    engine = create_engine(url)
+    holder = await asyncio.to_thread(engine.connect)
+
+    async def end_twice(statement: str) -> None:
+        for attempt in ("the statement", "its second try on a new connection"):
+            async def ended() -> bool:
+                return await asyncio.to_thread(_end_waiting, url, statement) > 0
+
+            await until(ended, what=f"{attempt} waiting for the table")
+
+    try:
+        await asyncio.to_thread(holder.exec_driver_sql, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        yield end_twice
+    finally:
+        await asyncio.to_thread(holder.close)
+        engine.dispose()
+
+
+async def put_back(h: Harness, outbox_message: int, error: str) -> None:
+    async def back() -> bool:
+        row = await h.outbox(outbox_message)
+        return row.state == "pending" and error in (row.last_error or "")
+
+    await until(back, what=f"the row put back ({error})")
+
+
+def test_a_send_whose_window_read_loses_its_connection_goes_later_once_not_never(tmp_path: Path,
+                                                                                 pg_url: str) -> None:
+    """Before it sends, the WhatsApp channel asks the database when the customer last wrote (the 24-hour window).
+    PostgreSQL ends that read's connection (a restart): the read runs again on a new connection. It ends that one
+    too: nothing has gone out, so the acknowledgement is put back and sent later, once; it is never marked
+    ``unknown``, which no one sends."""
+
+    async def body(h: Harness) -> None:
+        port = int(h.standin_url.rsplit(":", 1)[1])
+        await stop_server(h.standin_server, h.standin_task)  # the first attempt fails: the row waits for the clock
+        assert (await h.post(webhook("SM1"))).status_code == 200
+        (ticket,) = await h.tickets()
+        ack = outbound(await h.ticket(ticket.ref))[0]
+        await put_back(h, ack.id, "cannot reach Twilio")
+        server, task = await serve(h.standin.app(), port)
+        try:
+            async with messages_locked(h.app.db.engine.url.render_as_string(hide_password=False)) as end_twice:
+                h.clock.advance(minutes=2)
+                await end_twice("SELECT MAX(at) FROM messages")
+                await put_back(h, ack.id, "24-hour window")
+                assert h.standin.requests == 0
+            h.clock.advance(minutes=5)
+            await sent_once(h, ack.id)
+        finally:
+            await stop_server(server, task)
+
+    scenario(tmp_path, body, db_url=pg_url)
+
+
+def test_a_send_of_unknown_outcome_whose_check_loses_its_connection_is_checked_again_not_given_up(
+        tmp_path: Path, pg_url: str) -> None:
+    """An acknowledgement Twilio accepted but answered too late: before any second send, slabot reads which other
+    messages went to the number (the database) and asks Twilio. PostgreSQL ends that read's connection twice:
+    the row is put back to be checked later, not given up as ``unknown``; then Twilio's record is found and
+    nothing is sent twice."""
+
+    async def body(h: Harness) -> None:
+        ticket, ack = await acknowledgement_timed_out(h)
+        await asyncio.sleep(1.5)  # the slow answer is over
+        assert h.standin.requests == 1
+        async with messages_locked(h.app.db.engine.url.render_as_string(hide_password=False)) as end_twice:
+            h.clock.advance(minutes=2)
+            await end_twice("SELECT msg.external_id FROM outbox o JOIN messages msg")
+            await put_back(h, ack.id, "which messages went")
+            assert (await h.outbox(ack.id)).uncertain_since is not None
+        h.clock.advance(minutes=5)
+        await reconciled_once(h, ticket, ack)
+
+    scenario(tmp_path, body, db_url=pg_url)

@@ -171,7 +171,19 @@ def check_one_ticket_and_one_acknowledgement(url: str, standin: TwilioStandIn, c
           f"{sum(1 for n in acknowledged.values() if n > 1)} acknowledged twice")
     assert doubled == []
     assert set(per_number) == {number(i) for i in range(CONTACTS)}
-    assert acknowledged == Counter({number(i): 1 for i in range(CONTACTS)})
+    missing = sorted({number(i) for i in range(CONTACTS)} - set(acknowledged))
+    assert acknowledged == Counter({number(i): 1 for i in range(CONTACTS)}), outbox_rows(url, missing)
+
+
+def outbox_rows(url: str, recipients: list[str]) -> list[tuple[Any, ...]]:
+    """The outbox rows to ``recipients``: their state and last error (what a failed check shows)."""
+    db = Database(url)
+    try:
+        return db.read_direct(lambda d: [tuple(row) for row in d.execute(
+            "SELECT recipient, state, attempts, last_error FROM outbox ORDER BY id").fetchall()
+            if row[0] in recipients])
+    finally:
+        db.dispose()
 
 
 def test_two_messages_at_once_from_one_number_to_two_workers_open_one_ticket_not_two_tickets(

@@ -141,7 +141,11 @@ class WhatsAppSender:
     async def send(self, message: OutboundMessage) -> SendReceipt:
         """Send free-form inside the 24-hour window, a template outside it, or ask staff."""
         to = message.recipient if message.recipient.startswith("whatsapp:") else f"whatsapp:{message.recipient}"
-        last = await self.last_inbound(message.recipient)
+        try:
+            last = await self.last_inbound(message.recipient)
+        except Exception as exc:  # the store failed: nothing has gone out, so it may go later
+            raise TemporarySendError(f"cannot tell whether the customer wrote within the 24-hour window: {exc}") \
+                from exc
         inside = last is not None and self.now() - last < SESSION_WINDOW
         kwargs: dict[str, Any] = {"from_": self.whatsapp_from, "to": to}
         if self.status_callback:
