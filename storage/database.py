@@ -452,7 +452,7 @@ class Database:
         return self._transaction(self._new_connection(), work, write=write, retry_broken=False)
 
     def _transaction(self, held: tuple[PoolProxiedConnection, Direct], work: Callable[[Direct], T], *,
-                        write: bool, retry_broken: bool) -> T:
+                     write: bool, retry_broken: bool) -> T:
         pooled, direct = held
         reusable = False
         try:
