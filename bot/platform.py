@@ -45,7 +45,7 @@ from channels.messages import (
     TemporarySendError,
     utc_now,
 )
-from storage.database import Database, Session
+from storage.database import Database, DatabaseUnavailable, Session
 from storage.direct import Direct
 from storage.platform import (
     ApiKeyRecord,
@@ -240,8 +240,11 @@ class PlatformSender:
         if self.by_webhook:
             return SendReceipt(f"webhook:{message.outbox_id}", DeliveryState.SENT)
         kind = "email" if "@" in message.recipient else "phone"
-        address = await asyncio.to_thread(self.db.read_direct,
-                                          lambda d: contact_email(d, kind, message.recipient))
+        try:
+            address = await asyncio.to_thread(self.db.read_direct,
+                                              lambda d: contact_email(d, kind, message.recipient))
+        except DatabaseUnavailable as exc:  # nothing has gone out: it may go later
+            raise TemporarySendError(f"cannot read the contact's e-mail address: {exc}") from exc
         if address is None:
             raise NeedsStaffError(f"{message.recipient} has no e-mail address and no webhook takes message.created")
         if self.email is None:

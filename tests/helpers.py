@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from bot.intake import IntakePipeline, IntakeResult
 from bot.presets import load_preset
@@ -71,6 +71,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _end_waiting(url: str, statement: str) -> int:
+    """PostgreSQL ends the connections waiting for a lock in a statement that begins with ``statement``; how many."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND starts_with(query, %(statement)s)",
+                {"statement": statement}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@asynccontextmanager
+async def table_locked(url: str, table: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+    """``table`` locked by another connection (PostgreSQL), so every statement on it waits; yields ``end_twice``:
+    wait until a statement beginning with its argument waits, have PostgreSQL end that connection (as its restart
+    would), then the same for the statement's second try on a new connection. The lock is given up on leaving."""
+    engine = create_engine(url)
+    holder = await asyncio.to_thread(engine.connect)
+
+    async def end_twice(statement: str) -> None:
+        for attempt in ("the statement", "its second try on a new connection"):
+            async def ended() -> bool:
+                return await asyncio.to_thread(_end_waiting, url, statement) > 0
+
+            await until(ended, what=f"{attempt} waiting for {table}")
+
+    try:
+        await asyncio.to_thread(holder.exec_driver_sql, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield end_twice
+    finally:
+        await asyncio.to_thread(holder.close)
+        engine.dispose()
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0, what: str = "") -> None:

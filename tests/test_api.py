@@ -23,6 +23,7 @@ from helpers import (
     count_rows,
     free_port,
     run_cli,
+    table_locked,
     ticket,
     until,
 )
@@ -219,23 +220,29 @@ def test_bad_requests_are_problems_naming_the_field_and_a_key_has_its_rate(tmp_p
         stored.dispose()
 
 
+BY_PHONE = {"contact": {"phone": "+31612345678"}, "text": "Help", "subject": "Koppeling"}
+
+
+def mailing(tmp_path: Path, db_url: str, port: int, smtp_port: int) -> tuple[Path, str]:
+    """The config of a slabot that mails through the sink on ``smtp_port``, its accounts seeded; and an API key."""
+    config = write_config(tmp_path, db_url, port, (
+        f'[email]\nsmtp_host = "127.0.0.1"\nsmtp_port = {smtp_port}\nsmtp_security = "none"\n'
+        'from_address = "support@mailcampaigns.example"\n'))
+    seed(db_url)
+    return config, new_key(config)
+
+
 def test_staff_replies_on_a_platform_ticket_are_mailed_to_the_contact(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'slabot.db'}"
     port = free_port()
     with smtp_sink() as (sink, smtp_port):
-        config = write_config(tmp_path, db_url, port, (
-            f'[email]\nsmtp_host = "127.0.0.1"\nsmtp_port = {smtp_port}\nsmtp_security = "none"\n'
-            'from_address = "support@mailcampaigns.example"\n'))
-        seed(db_url)
-        key = new_key(config)
+        config, key = mailing(tmp_path, db_url, port, smtp_port)
         stored = open_database(db_url)
         clock = [MONDAY_10]
 
         async def main() -> None:
             async with serve(config, lambda: clock[-1]), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as client:
-                filed = await client.post("/requests", json={"contact": {"phone": "+31612345678"}, "text": "Help",
-                                                             "subject": "Koppeling"},
-                                          headers={"Authorization": f"Bearer {key}"})
+                filed = await client.post("/requests", json=BY_PHONE, headers={"Authorization": f"Bearer {key}"})
                 ref = filed.json()["ref"]
                 assert filed.status_code == 201 and ref == "MC-10001"
                 await asyncio.sleep(0.2)
@@ -251,6 +258,51 @@ def test_staff_replies_on_a_platform_ticket_are_mailed_to_the_contact(tmp_path: 
         try:
             asyncio.run(main())
             assert ticket(stored, "MC-10001").first_responded_at == MONDAY_10 + timedelta(hours=1)
+        finally:
+            stored.dispose()
+
+
+def test_a_reply_whose_address_lookup_loses_its_connection_is_mailed_later_once(tmp_path: Path,
+                                                                               pg_url: str) -> None:
+    """A reply on a platform ticket filed by phone number is mailed to the contact's address, read from the
+    database just before the send. PostgreSQL ends that read's connection, and then its second try's: nothing has
+    gone out, so the reply is put back and mailed later, once; it is never marked ``unknown``, which no one sends."""
+    port = free_port()
+    with smtp_sink() as (sink, smtp_port):
+        config, key = mailing(tmp_path, pg_url, port, smtp_port)
+        stored = open_database(pg_url)
+        clock = [MONDAY_10]
+
+        def reply_row() -> tuple[str, str]:
+            out = ticket(stored, "MC-10001").messages[-1]
+            row = stored.read_direct(lambda d: d.one("SELECT state, last_error FROM outbox WHERE message_id = :m",
+                                                     {"m": out.id}))
+            assert row is not None
+            return str(row[0]), str(row[1] or "")
+
+        async def main() -> None:
+            async with serve(config, lambda: clock[-1]), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as client:
+                filed = await client.post("/requests", json=BY_PHONE, headers={"Authorization": f"Bearer {key}"})
+                assert filed.status_code == 201 and filed.json()["ref"] == "MC-10001"
+                sink.fail_next("451 4.3.0 try again later")  # the first attempt: the row waits for the clock
+                later = MONDAY_10 + timedelta(hours=1)
+                clock.append(later)
+                await asyncio.to_thread(Desk(stored, now=lambda: later).reply, "MC-10001", "We kijken ernaar.", "anna")
+                await until(lambda: reply_row()[0] == "pending" and "451" in reply_row()[1], what="the 451 put back")
+                async with table_locked(pg_url, "identities") as end_twice:
+                    clock.append(later + timedelta(minutes=2))
+                    await end_twice("SELECT e.value FROM identities i JOIN identities e")
+                    await until(lambda: reply_row()[0] == "pending" and "451" not in reply_row()[1],
+                                what="the row put back after the lookup failed")
+                    assert sink.envelopes == []
+                clock.append(later + timedelta(minutes=10))
+                await until(lambda: len(sink.envelopes) == 1, what="the reply mailed")
+                await asyncio.sleep(0.3)
+                assert len(sink.envelopes) == 1 and sink.mails[0]["To"] == PIET
+                assert reply_row()[0] == "sent"
+
+        try:
+            asyncio.run(main())
         finally:
             stored.dispose()
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,7 +43,7 @@ from storage import models as m
 from storage.records import AccountInput, ContactInput, TicketRecord
 from storage.repositories import AccountRepository, TicketRepository
 
-from helpers import MONDAY_10, app_running, free_port, until
+from helpers import MONDAY_10, app_running, free_port, table_locked, until
 
 T = TypeVar("T")
 
@@ -825,42 +825,6 @@ def test_status_callback_that_beats_the_send_commit_is_applied_when_the_sid_is_s
 # -- the database failing around a send ----------------------------------------------------------------------
 
 
-def _end_waiting(url: str, statement: str) -> int:
-    """PostgreSQL ends the connections waiting for a lock in a statement that begins with ``statement``; how many."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND starts_with(query, %(statement)s)",
-                {"statement": statement}).scalar_one())
-    finally:
-        engine.dispose()
-
-
-@asynccontextmanager
-async def messages_locked(url: str) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
-    """The messages table locked by another connection, so every statement on it waits; yields ``end_twice``:
-    wait until a statement beginning with its argument waits, have PostgreSQL end that connection, then the same
-    for the statement's second try on a new connection. The lock is given up on leaving."""
-    engine = create_engine(url)
-    holder = await asyncio.to_thread(engine.connect)
-
-    async def end_twice(statement: str) -> None:
-        for attempt in ("the statement", "its second try on a new connection"):
-            async def ended() -> bool:
-                return await asyncio.to_thread(_end_waiting, url, statement) > 0
-
-            await until(ended, what=f"{attempt} waiting for the table")
-
-    try:
-        await asyncio.to_thread(holder.exec_driver_sql, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
-        yield end_twice
-    finally:
-        await asyncio.to_thread(holder.close)
-        engine.dispose()
-
-
 async def put_back(h: Harness, outbox_message: int, error: str) -> None:
     async def back() -> bool:
         row = await h.outbox(outbox_message)
@@ -885,7 +849,7 @@ def test_a_send_whose_window_read_loses_its_connection_goes_later_once_not_never
         await put_back(h, ack.id, "cannot reach Twilio")
         server, task = await serve(h.standin.app(), port)
         try:
-            async with messages_locked(h.app.db.engine.url.render_as_string(hide_password=False)) as end_twice:
+            async with table_locked(h.app.db.engine.url.render_as_string(hide_password=False), "messages") as end_twice:
                 h.clock.advance(minutes=2)
                 await end_twice("SELECT MAX(at) FROM messages")
                 await put_back(h, ack.id, "24-hour window")
@@ -909,7 +873,7 @@ def test_a_send_of_unknown_outcome_whose_check_loses_its_connection_is_checked_a
         ticket, ack = await acknowledgement_timed_out(h)
         await asyncio.sleep(1.5)  # the slow answer is over
         assert h.standin.requests == 1
-        async with messages_locked(h.app.db.engine.url.render_as_string(hide_password=False)) as end_twice:
+        async with table_locked(h.app.db.engine.url.render_as_string(hide_password=False), "messages") as end_twice:
             h.clock.advance(minutes=2)
             await end_twice("SELECT msg.external_id FROM outbox o JOIN messages msg")
             await put_back(h, ack.id, "which messages went")
