@@ -16,7 +16,11 @@ from storage.database import Database
 from storage.direct import Direct
 from storage.staffchat import StaffChatRepository
 
-AT = datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc)
+
+
+def _now() -> datetime:
+    """An event's time: the present (the hold-back compares it with the server's clock), whenever the tests run."""
+    return datetime.now(timezone.utc)
 
 
 def _pending(db: Database) -> list[int]:
@@ -58,7 +62,7 @@ def _writing_elsewhere(db: Database) -> Iterator[None]:
 
 def _alert(d: Direct, text: str) -> int:
     return int(d.scalar("INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', :at, 'slabot', :data) "
-                        "RETURNING id", {"at": AT, "data": f'{{"error": "{text}"}}'}))
+                        "RETURNING id", {"at": _now(), "data": f'{{"error": "{text}"}}'}))
 
 
 def test_an_event_committed_after_a_later_one_was_posted_is_posted_too(pg_db: Database) -> None:
@@ -67,7 +71,7 @@ def test_an_event_committed_after_a_later_one_was_posted_is_posted_too(pg_db: Da
     try:
         cursor = slow.cursor()
         cursor.execute("INSERT INTO events (kind, at, actor, data) VALUES ('message_failed', %s, 'slabot', "
-                       "'{\"error\": \"first\"}') RETURNING id", (AT,))
+                       "'{\"error\": \"first\"}') RETURNING id", (_now(),))
         first = int(cursor.fetchone()[0])
         second = pg_db.run_direct(lambda d: _alert(d, "second"))  # another worker's, committed at once
         assert second > first
