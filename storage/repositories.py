@@ -1049,5 +1049,5 @@ class ReminderRepository(Repository):
         return [ReminderRecord(r.id, r.ticket_id, r.spec, r.due_at, r.escalate, ReminderState(r.state)) for r in rows]
 
 
-__all__ = ["CURRENT_QUOTE_SQL", "AccountRepository", "OutboxRepository", "ReminderRepository", "Thread", "TicketRepository", "OPEN_STATES",
-           "counter", "raise_counter"]
+__all__ = ["CURRENT_QUOTE_SQL", "OPEN_STATES", "AccountRepository", "OutboxRepository", "ReminderRepository", "Thread",
+           "TicketRepository", "counter", "raise_counter"]

@@ -73,17 +73,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _end_waiting(url: str, statement: str) -> int:
-    """PostgreSQL ends the connections waiting for a lock in a statement that begins with ``statement``; how many."""
-    engine = create_engine(url)
+def end_backends(url: str, where: str, params: dict[str, Any] | None = None) -> int:
+    """PostgreSQL ends the connections to the database of ``url`` that meet ``where`` (a condition on
+    ``pg_stat_activity``), as a restart of the server would end them all; how many it ended. Never the asking one."""
+    db = Database(url)
     try:
-        with engine.connect() as connection:
-            return int(connection.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND starts_with(query, %(statement)s)",
-                {"statement": statement}).scalar_one())
+        return int(db.read_direct(lambda d: d.scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND pid <> pg_backend_pid() AND {where}", params or {})))
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 @asynccontextmanager
@@ -97,7 +96,9 @@ async def table_locked(url: str, table: str) -> AsyncIterator[Callable[[str], Aw
     async def end_twice(statement: str) -> None:
         for attempt in ("the statement", "its second try on a new connection"):
             async def ended() -> bool:
-                return await asyncio.to_thread(_end_waiting, url, statement) > 0
+                return await asyncio.to_thread(
+                    end_backends, url, "wait_event_type = 'Lock' AND starts_with(query, :statement)",
+                    {"statement": statement}) > 0
 
             await until(ended, what=f"{attempt} waiting for {table}")
 

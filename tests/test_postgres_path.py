@@ -19,7 +19,7 @@ from storage.repositories import _STORED_AS_SQL, TicketRepository
 from storage.webhooks import sync_endpoints
 from storage.wire import Wire
 from storage.writer import SerialWriter
-from tests.helpers import add_account, contact, pipeline, whatsapp
+from tests.helpers import add_account, contact, end_backends, pipeline, whatsapp
 
 
 def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -128,11 +128,7 @@ def test_a_new_ticket_a_reply_and_a_duplicate_each_take_two_round_trips(pg_db: D
 def _end_connection(pg_db: Database) -> int:
     """PostgreSQL ends the connection ``pg_db`` holds between transactions (as its restart would); its pid."""
     pid = int(pg_db.read_direct(lambda d: d.scalar("SELECT pg_backend_pid()")))
-    other = Database(str(pg_db.engine.url.render_as_string(hide_password=False)))
-    try:
-        assert other.read_direct(lambda d: d.scalar("SELECT pg_terminate_backend(:pid)", {"pid": pid}))
-    finally:
-        other.dispose()
+    assert end_backends(pg_db.engine.url.render_as_string(hide_password=False), "pid = :pid", {"pid": pid}) == 1
     return pid
 
 

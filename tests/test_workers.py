@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port, served_in_thread, start_slabot, until, wait_for_health
+from helpers import end_backends, free_port, served_in_thread, start_slabot, until, wait_for_health
 from twilio.request_validator import RequestValidator
 
 from bot.demo.standins.telegram import TelegramStandIn
@@ -214,18 +214,6 @@ def test_two_messages_at_once_from_one_number_to_one_worker_open_one_ticket_not_
     check_one_ticket_and_one_acknowledgement(db_url, standin, codes, "one process")
 
 
-def terminate_backends(url: str, application: str) -> int:
-    """PostgreSQL ends the connections of the workers (those that say ``application``), as a restart of the server
-    would; how many it ended. Only theirs: the test database is shared."""
-    db = Database(url)
-    try:
-        return int(db.read_direct(lambda d: d.scalar(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND application_name = :app", {"app": application})))
-    finally:
-        db.dispose()
-
-
 def test_the_workers_reconnect_when_postgresql_ends_their_connections_and_nothing_is_lost(
         tmp_path: Path, pg_url: str, twilio: tuple[TwilioStandIn, str]) -> None:
     """Three times while two workers take webhooks, PostgreSQL ends every connection they have (what a restart of
@@ -263,7 +251,8 @@ def test_the_workers_reconnect_when_postgresql_ends_their_connections_and_nothin
             if done % (2 * CONTACTS // 4) == 0 and planned[0] < 3:  # three times during the flood
                 planned[0] += 1  # counted before the wait: a post finishing meanwhile does not end them a 4th time
                 for _ in range(40):  # a moment with none open (each just closed on the last error): soon again
-                    count = await asyncio.to_thread(terminate_backends, pg_url, application)
+                    count = await asyncio.to_thread(end_backends, pg_url, "application_name = :app",
+                                                    {"app": application})
                     if count:
                         break
                     await asyncio.sleep(0.05)
