@@ -44,7 +44,13 @@ _PG_MESSAGE_DOC = "to_tsvector('simple', coalesce(text, ''))"
 # automatic messages (acknowledgements, notices, invoices' covering mails) are not: their words are the templates',
 # the same in every ticket, and the specific ones (reference, name) are found through the ticket and its contact.
 # Their texts are long: indexing them was most of what the search cost a new ticket's intake (migration 0021).
-SEARCHED_MESSAGES = "(direction = 'in' OR NOT auto)"
+def _searched(row: str = "") -> str:
+    """The condition on a message (of the trigger's ``row``, ``new`` or ``old``) that it is searched."""
+    of = f"{row}." if row else ""
+    return f"({of}direction = 'in' OR NOT {of}auto)"
+
+
+SEARCHED_MESSAGES = _searched()
 
 
 def _sqlite_triggers(table: str, source: str, columns: tuple[str, ...], searched: bool) -> list[str]:
@@ -53,8 +59,8 @@ def _sqlite_triggers(table: str, source: str, columns: tuple[str, ...], searched
     cols = ", ".join(columns)
     new = ", ".join(f"new.{c}" for c in columns)
     old = ", ".join(f"old.{c}" for c in columns)
-    new_if = " WHERE new.direction = 'in' OR NOT new.auto" if searched else ""
-    old_if = " WHERE old.direction = 'in' OR NOT old.auto" if searched else ""
+    new_if = f" WHERE {_searched('new')}" if searched else ""
+    old_if = f" WHERE {_searched('old')}" if searched else ""
     watched = f"{cols}, direction, auto" if searched else cols
     return [
         (f"CREATE TRIGGER {table}_insert AFTER INSERT ON {source} BEGIN "
