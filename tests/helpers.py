@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from alembic import command
 from sqlalchemy import create_engine, func, select, text
 
 from bot.intake import IntakePipeline, IntakeResult
@@ -32,7 +33,7 @@ from channels.identity import email_identity, phone_identity
 from channels.messages import ChannelName, InboundMessage
 from sla_engine.policy import Preset
 from storage import models as m
-from storage.database import Database, open_database
+from storage.database import Database, alembic_config, open_database
 from storage.records import AccountInput, ContactInput, MessageRecord, OutboxRecord, ReminderRecord, TicketRecord
 from storage.repositories import (
     TICKET_NUMBERS,
@@ -71,6 +72,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def downgrade(db: Database, revision: str) -> None:
+    """Alembic's downgrade of ``db`` to ``revision`` (``"-1"``: one step); :meth:`Database.upgrade` goes back up."""
+    config = alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def end_backends(url: str, where: str, params: dict[str, Any] | None = None) -> int:

@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from alembic import command
-from helpers import MONDAY_10, add_account, contact, email, pipeline, preset, whatsapp
+from helpers import MONDAY_10, add_account, contact, downgrade, email, pipeline, preset, whatsapp
 from test_dashboard import Browser, anna_hash, dashboard_config, serve  # noqa: F401 - anna_hash is a fixture
 
 from bot.desk import Desk
 from bot.web.dashboard.web import Dashboard
-from storage.database import Database, alembic_config, open_database
+from storage.database import Database, open_database
 from storage.direct import Direct
 from storage.search import TicketFilter, TicketSearch
 
@@ -110,16 +109,6 @@ def test_the_queue_page_searches_with_the_filter_in_the_url(db: Database, anna_h
     serve(Dashboard(dashboard_config(anna_hash), db, preset("mailcampaigns"), now=lambda: LATER), body)
 
 
-def _migrate(db: Database, down_to: str | None) -> None:
-    config = alembic_config()
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        if down_to is None:
-            command.upgrade(config, "head")
-        else:
-            command.downgrade(config, down_to)
-
-
 def indexed(db: Database, word: str) -> int:
     """How many messages the search index holds ``word`` of: FTS5's table (SQLite); the messages within the GIN
     index's condition, if it has one (PostgreSQL)."""
@@ -145,9 +134,9 @@ def test_the_words_of_slabots_automatic_messages_find_nothing_and_a_persons_word
     acknowledged = [t for t in db.read_direct(automatic_texts) if "openingstijden" in t]
     assert len(acknowledged) == 3  # the three contacts' acknowledgements say "binnen onze openingstijden"
     assert refs(db, text="openingstijden") == [] and indexed(db, "openingstijden") == 0
-    _migrate(db, "0020")
+    downgrade(db, "0020")
     assert indexed(db, "openingstijden") == 3  # as before: every message in the index
-    _migrate(db, None)
+    db.upgrade()
     assert refs(db, text="openingstijden") == [] and indexed(db, "openingstijden") == 0
     first = min(refs(db))
     Desk(db, now=lambda: LATER).reply(first, "Buiten onze openingstijden bellen we terug", "anna")

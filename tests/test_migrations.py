@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers import downgrade
 
-from storage.database import Database, alembic_config
+from storage.database import Database
 from storage.models import Base
 from storage.search import is_search_structure
 from storage.staffchat import EVENT_XID_INDEX
@@ -33,10 +33,7 @@ def test_migrated_schema_matches_the_models(db: Database) -> None:
 
 def test_downgrade_one_step_and_upgrade_again(db: Database) -> None:
     head = db.current_revision()
-    with db.engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
+    downgrade(db, "-1")
     assert db.current_revision() != head
     db.upgrade()
     assert db.current_revision() == head and _differences(db) == []

@@ -8,18 +8,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from alembic import command
 from sqlalchemy.exc import IntegrityError
 
 from bot.intake import Outcome
-from storage.database import Database, alembic_config
+from storage.database import Database
 from storage.direct import Direct
 from storage import models as m
 from storage.repositories import _STORED_AS_SQL, TicketRepository
 from storage.webhooks import sync_endpoints
 from storage.wire import Wire
 from storage.writer import SerialWriter
-from tests.helpers import add_account, contact, end_backends, pipeline, whatsapp
+from tests.helpers import add_account, contact, downgrade, end_backends, pipeline, whatsapp
 
 
 def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -357,18 +356,13 @@ def pool_result(work: Any, seconds: float) -> Any:
 def test_ticket_numbers_go_on_from_the_counters_of_an_earlier_slabot(pg_db: Database) -> None:
     """A database whose tickets were numbered by the counters (before migration 0019) goes on after their
     highest number; going back down leaves the counters after the last number the sequence gave."""
-    config = alembic_config()
-    with pg_db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0018")
+    downgrade(pg_db, "0018")
     pg_db.run_direct(lambda d: d.execute("INSERT INTO counters (name, value) VALUES ('ticket:MC', 10041), "
                                          "('ticket:OLD', 10007)"))
     pg_db.upgrade()
     add_account(pg_db, "Bakkerij Jansen", "licentie", contact("Piet", phone="+31612345678"))
     assert pipeline(pg_db, "mailcampaigns").ingest(whatsapp("SM1", "+31612345678", "Vraag")).ticket_ref == "MC-10042"
-    with pg_db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0018")
+    downgrade(pg_db, "0018")
     assert pg_db.run_direct(lambda d: d.scalar("SELECT value FROM counters WHERE name = 'ticket:MC'")) == 10042
 
 
