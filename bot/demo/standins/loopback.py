@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from bot.web.server import listening_socket
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -20,9 +22,10 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on a free loopback port until the block ends; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    """``app`` served by uvicorn on a free loopback port until the block ends; yields its base URL. The socket is
+    made as slabot's own (:func:`bot.web.server.listening_socket`): without TCP_NODELAY on its connections each
+    answer would wait about 40 ms for the client's delayed ACK."""
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
