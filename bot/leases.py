@@ -32,9 +32,42 @@ LEASE_SECONDS = 30.0  # the default of [database] lease_seconds
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until the event is set
 
 
+# the workers of this process that run now, by name (a test or the demo may run two dispatchers): what they
+# claimed is not abandoned
+_RUNNING: set[str] = set()
+
+
 def worker_name() -> str:
-    """This process, as a lease's holder: host, process id and a random part (a pid is reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """This process, as the holder of a lease and the claimer of outbox rows and reminders: ``host:pid:random``
+    (a later process that gets the same process id, as in a container, is another worker)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def running(worker: str, now_running: bool = True) -> None:
+    """Say that ``worker``, a name of this process, runs now (or no longer: ``now_running`` False)."""
+    if now_running:
+        _RUNNING.add(worker)
+    else:
+        _RUNNING.discard(worker)
+
+
+def worker_gone(worker: str | None, me: str) -> bool:
+    """Whether the worker named ``worker`` has certainly stopped: a process of this host that no longer runs, or
+    whose process id is this process's now while no worker of that name runs here. A worker of another host, or
+    not named by :func:`worker_name`, is not known to be gone (a lease decides)."""
+    parts = (worker or "").rsplit(":", 2)
+    if worker == me or len(parts) != 3 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():  # an earlier process with this id, or a worker of this one that stopped
+        return worker not in _RUNNING
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user has that id now: it is not ours, but be careful
+        return False
+    return False
 
 
 class Lease:
@@ -119,4 +152,4 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-__all__ = ["LEASE_SECONDS", "Lease", "worker_name"]
+__all__ = ["LEASE_SECONDS", "Lease", "running", "worker_gone", "worker_name"]

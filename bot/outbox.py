@@ -40,15 +40,13 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import os
 import random
-import secrets
-import socket
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from bot.desk import reply_failed
+from bot.leases import running, worker_gone, worker_name
 from bot.lifecycle import StateLog
 from channels.messages import (
     ChannelName,
@@ -103,35 +101,6 @@ def apply_status(source: Session | Direct, message_id: int, state: str, error_co
 
 
 RecordOutcome = Callable[[Direct], None]  # records how a send went, in the transaction that claims the next row
-
-
-# the dispatchers of this process that run now (a test or the demo may run two): their claims are not abandoned
-_RUNNING: set[str] = set()
-
-
-def worker_name() -> str:
-    """This process's name on the outbox rows it claims: ``host:pid:random`` (a later process that gets the same
-    process id, as in a container, is another worker)."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def worker_gone(worker: str | None, me: str) -> bool:
-    """Whether the worker named ``worker`` has certainly stopped: a process of this host that no longer runs, or
-    whose process id is this process's now. A worker of another host, or not named by :func:`worker_name`, is
-    not known to be gone (the lease decides)."""
-    parts = (worker or "").rsplit(":", 2)
-    if worker == me or len(parts) != 3 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
-        return False
-    pid = int(parts[1])
-    if pid == os.getpid():  # an earlier process with this id, or a dispatcher of this one that stopped
-        return worker not in _RUNNING
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # a process of another user has that id now: it is not ours, but be careful
-        return False
-    return False
 
 
 class OutboxDispatcher:
@@ -195,11 +164,11 @@ class OutboxDispatcher:
         """
         state = StateLog(log, "outbox dispatcher failed (%s); retrying", "outbox dispatcher recovered", exc_info=True)
         limit = 50
-        _RUNNING.add(self.worker)
+        running(self.worker)
         try:
             await self._rounds(stop, interval, state, limit)
         finally:
-            _RUNNING.discard(self.worker)
+            running(self.worker, False)
 
     async def _rounds(self, stop: asyncio.Event, interval: float, state: StateLog, limit: int) -> None:
         while not stop.is_set():

@@ -38,7 +38,11 @@ none is left, and for each
    is armed while the chat is down, so it is not hammered); it is not lost
    and not sent twice.
 
-A claim left behind by a process that died is released after ``lease``.
+A claim left behind by a process that died is released at once when that
+process was of this host (each service claims under its worker's name,
+``host:pid:random``: :func:`bot.leases.worker_name`), and after ``lease``
+otherwise. A reminder whose post reached Telegram just before its process died
+is then posted a second time: a staff ping twice beats none.
 Time comes from the injected ``now``; the scheduler only turns "due in so many
 seconds by ``now``" into a wake-up on the event loop's clock.
 """
@@ -54,6 +58,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.leases import running, worker_gone, worker_name
 from bot.lifecycle import HealthReport, StateLog
 from bot.staff_texts import REMINDER_SKIPPED
 from channels.messages import utc_now
@@ -118,14 +123,16 @@ MIN_WAIT = 0.01  # seconds: a wake-up never spins on a clock that does not move
 class ReminderService:
     """Sends due reminders through ``notify``; see the module docstring."""
 
-    def __init__(self, db: Database, notify: Notifier, *, worker: str = "slabot",
+    def __init__(self, db: Database, notify: Notifier, *, worker: str | None = None,
                  now: Callable[[], datetime] = utc_now, poll_seconds: float = 15.0,
                  lease: timedelta = timedelta(minutes=5), batch: int = 50, stop_grace: float = 10.0,
                  health: HealthReport | None = None) -> None:
-        """``health``: told ("down", reason) when the staff chat fails and ("up", None) when it is back."""
+        """``worker``: the name on the reminders it claims (:func:`bot.leases.worker_name` by default); ``lease``: how
+        long a claim of a worker of another host lasts before the reminder is planned again; ``health``: told
+        ("down", reason) when the staff chat fails and ("up", None) when it is back."""
         self.db = db
         self.notify = notify
-        self.worker = worker
+        self.worker = worker or worker_name()
         self.now = now
         self.poll_seconds = poll_seconds
         self.lease = lease
@@ -149,6 +156,7 @@ class ReminderService:
     def start(self) -> None:
         """Start in the running event loop; the first round runs at once (see :attr:`ready`)."""
         self._loop = asyncio.get_running_loop()
+        running(self.worker)
         self.ready, self._wake, self._stopping = asyncio.Event(), asyncio.Event(), False
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.scheduler.add_job(self._kick, "interval", seconds=self.poll_seconds, id=POLL_JOB, max_instances=1,
@@ -172,6 +180,7 @@ class ReminderService:
             self._stopping = False
         async with self._running:  # and a run_due called from outside
             pass
+        running(self.worker, False)
 
     def wake(self) -> None:
         """Look again at once, from any thread: reminders were planned or cancelled."""
@@ -229,6 +238,7 @@ class ReminderService:
     async def run_due(self) -> int:
         """Send every reminder due now, a batch at a time until none is left; returns how many were sent."""
         async with self._running:
+            running(self.worker)
             sent = 0
             while True:
                 now = self.now()
@@ -301,12 +311,17 @@ class ReminderService:
     def _done(self, d: Direct, reminder_id: int, state: ReminderState, *, reason: str | None = None) -> None:
         now = self.now()
         ticket_id = ReminderRepository(d).finish(reminder_id, state, now)
-        TicketRepository(d).add_event(f"reminder_{state}", now, ticket_id=ticket_id, actor=self.worker,
+        TicketRepository(d).add_event(f"reminder_{state}", now, ticket_id=ticket_id,
                                       data={"reminder": reminder_id, "reason": reason})
 
     def _release_stale(self, d: Direct, now: datetime) -> None:
-        """Claims of a process that died: planned again (a staff ping twice beats none)."""
-        released = ReminderRepository(d).release_stale(now - self.lease)
+        """Claims of a process that died (of this host, or older than the lease): planned again (a staff ping twice
+        beats none)."""
+        reminders = ReminderRepository(d)
+        released = reminders.release_stale(now - self.lease)
+        for reminder_id, claimer in reminders.claims():
+            if worker_gone(claimer, self.worker):
+                released += reminders.release(reminder_id, claimer)
         if released:
             log.warning("%d reminder claims of a stopped process released", released)
 

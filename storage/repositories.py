@@ -1003,10 +1003,18 @@ class ReminderRepository(Repository):
             subject=t["subject"], queue_priority=int(t["queue_priority"] or 0), terms=t["terms"], account=row[14],
             account_staff=row[15], response_due=t["response_due"], followup_at=t["followup_at"])
 
-    def release(self, reminder_id: int) -> None:
-        """A claimed reminder back to planned (the notifier failed)."""
-        self.direct.execute(f"UPDATE reminders SET state = {_PLANNED}, claimed_by = NULL, claimed_at = NULL "
-                            f"WHERE id = :id AND state = {_CLAIMED}", {"id": reminder_id})
+    def release(self, reminder_id: int, claimer: str | None = None) -> int:
+        """A claimed reminder back to planned (the notifier failed; with ``claimer``, only while that worker's claim
+        holds it: its process died); how many (0 or 1)."""
+        mine = "" if claimer is None else " AND claimed_by = :claimer"
+        return int(self.direct.execute(
+            f"UPDATE reminders SET state = {_PLANNED}, claimed_by = NULL, claimed_at = NULL "
+            f"WHERE id = :id AND state = {_CLAIMED}{mine}", {"id": reminder_id, "claimer": claimer}).rowcount)
+
+    def claims(self) -> list[tuple[int, str | None]]:
+        """The reminders claimed now, and by whom (a range of the index on state and due_at)."""
+        return [(int(rid), by) for rid, by in self.direct.execute(
+            f"SELECT id, claimed_by FROM reminders WHERE state = {_CLAIMED}").fetchall()]
 
     def finish(self, reminder_id: int, state: ReminderState, now: datetime) -> int:
         """Record ``state`` (sent, skipped); returns the reminder's ticket id."""

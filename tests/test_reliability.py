@@ -195,7 +195,7 @@ def test_an_email_acknowledgement_cut_off_by_a_kill_is_sent_again_as_the_same_ma
 
 def test_a_row_claimed_by_a_live_worker_of_this_host_is_left_alone(db: Database) -> None:
     """The other side of "its worker is gone": a process of this host that still runs keeps its row."""
-    from bot.outbox import worker_gone, worker_name
+    from bot.leases import worker_gone, worker_name
 
     me = worker_name()
     host = me.split(":")[0]

@@ -4,6 +4,10 @@ two processes on one database sending each reminder once; on SQLite and PostgreS
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -160,6 +164,24 @@ def test_a_claim_left_by_a_dead_process_is_released_after_the_lease(db: Database
     at[0] = first.due_at + timedelta(minutes=6)
     assert asyncio.run(service(db, chat, at).run_due()) == 1  # released and sent
     assert [n.spec for n in chat.notices] == ["75%"]
+
+
+def test_a_claim_of_a_stopped_process_of_this_host_is_released_at_once_one_of_a_running_process_is_kept(
+        db: Database) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    host = socket.gethostname()[:60]
+    ref = new_ticket(db)
+    tid = ticket_id(db, ref)
+    first, second, _ = reminders(db, tid)
+    for reminder, claimer in ((first, f"{host}:{ended.stdout.strip()}:0a0b0c0d"),
+                              (second, f"{host}:{os.getppid()}:0a0b0c0d")):
+        db.run(lambda s, r=reminder, c=claimer: s.execute(update(m.Reminder).where(m.Reminder.id == r.id).values(
+            state="claimed", claimed_by=c, claimed_at=second.due_at)))
+    chat, at = Chat(), [second.due_at + timedelta(minutes=1)]  # both due, both claimed a minute ago
+    assert asyncio.run(service(db, chat, at).run_due()) == 1  # the stopped process's, not waiting for the lease
+    assert [n.spec for n in chat.notices] == ["75%"]
+    assert [r.state for r in reminders(db, tid)[:2]] == ["sent", "claimed"]
 
 
 def test_two_processes_send_each_reminder_once(db_url: str) -> None:

@@ -20,12 +20,22 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import end_backends, free_port, served_in_thread, start_slabot, until, wait_for_health
+from helpers import (
+    end_backends,
+    free_port,
+    pipeline,
+    served_in_thread,
+    start_slabot,
+    until,
+    wait_for_health,
+    whatsapp,
+)
 from twilio.request_validator import RequestValidator
 
 from bot.demo.standins.telegram import TelegramStandIn
@@ -400,6 +410,73 @@ def test_the_staff_chat_is_polled_by_one_worker_and_taken_over_within_the_lease_
     assert queue_answers(0) == 2  # every command answered once
     assert Counter(str(r["to"]) for r in standin.sent) == Counter(
         {f"whatsapp:{number(0)}": 1, f"whatsapp:{number(2)}": 1})  # every acknowledgement once
+
+
+def test_reminders_go_out_once_across_workers_and_one_claimed_by_a_killed_worker_is_posted_at_once(
+        tmp_path: Path, pg_url: str, twilio: tuple[TwilioStandIn, str]) -> None:
+    """A worker is killed while its post of a reminder hangs on the way to Telegram: the workers after it see at
+    once that the claimer's process is gone and post that reminder, not 5 minutes later; every reminder of every
+    ticket is posted once between the three workers."""
+    _, twilio_url = twilio
+    bot = TelegramStandIn()
+    add_contacts(pg_url, 4)
+    db = open_database(pg_url)
+    try:  # four tickets of two weeks ago: each of their reminders (75%, an hour before, the breach) is due
+        received = utc_now() - timedelta(days=14)
+        for i in range(4):
+            assert pipeline(db, "mailcampaigns", received).ingest(
+                whatsapp(f"SMold{i}", number(i), "de knop werkt niet", received_at=received)).ticket_ref
+        due = db.read_direct(lambda d: int(d.execute(
+            "SELECT count(*) FROM reminders WHERE state = 'planned' AND due_at < now()").fetchone()[0]))
+    finally:
+        db.dispose()
+    assert due == 12
+    with served_in_thread(bot.app()) as (bot_url, bot_loop):
+        def on_bot_loop(call: Callable[[], Any]) -> Any:
+            async def run() -> Any:
+                return call()
+            return asyncio.run_coroutine_threadsafe(run(), bot_loop).result(5)
+
+        def reminders_posted() -> Counter[str]:
+            return Counter(s.text for s in bot.messages_to(STAFF_CHAT) if is_reminder(s.text))
+
+        telegram = (f'[telegram]\ntoken = "{bot.token}"\nstaff_chat_id = {STAFF_CHAT}\n'
+                    f'staff_user_ids = [{STAFF_USER}]\napi_base_url = "{bot_url}"\n')
+        on_bot_loop(lambda: bot.hold_next("sendMessage", lambda params: is_reminder(params.get("text"))))
+        (tmp_path / "first").mkdir()
+        (tmp_path / "after").mkdir()
+        first = start_workers(tmp_path / "first", pg_url, twilio_url, 1, telegram, database="lease_seconds = 2\n")
+        workers = list(first)
+        try:
+            asyncio.run(until(lambda: on_bot_loop(lambda: len(bot.held)) == 1, timeout=15,
+                              what="the first reminder's post, held on its way"))
+            first[0].proc.send_signal(signal.SIGKILL)
+            first[0].proc.communicate(timeout=10)
+            on_bot_loop(bot.release)  # the killed worker's post never arrives
+            held = str(on_bot_loop(lambda: bot.held[0]["text"]))
+            workers += start_workers(tmp_path / "after", pg_url, twilio_url, 2, telegram,
+                                     database="lease_seconds = 2\n")
+            asyncio.run(until(lambda: sum(on_bot_loop(reminders_posted).values()) >= 12, timeout=10,
+                              what="every reminder, the killed worker's claim among them"))
+            asyncio.run(asyncio.sleep(1.5))  # a second post of one would show by now
+            posted = on_bot_loop(reminders_posted)
+        finally:
+            for w in workers:
+                w.stop()
+    assert held in posted
+    assert len(posted) == 12 and set(posted.values()) == {1}, posted
+    db = open_database(pg_url)
+    try:
+        states = db.read_direct(lambda d: Counter(str(state) for (state,) in d.execute(
+            "SELECT state FROM reminders").fetchall()))
+    finally:
+        db.dispose()
+    assert states == Counter({"sent": 12})
+
+
+def is_reminder(text: object) -> bool:
+    """A staff-chat post of a reminder: the alarm clock (75%, an hour before) or the light (the breach)."""
+    return isinstance(text, str) and text[:1] in ("\u23f0", "\U0001f6a8")
 
 
 def db_lease_holder(url: str, name: str) -> str:

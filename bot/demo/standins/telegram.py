@@ -21,8 +21,10 @@ checked and stored as Telegram stores it, plain text plus entities. A second
 ``getUpdates`` ends the one still waiting with 409, as Telegram does when two
 bot processes poll one token.
 Knobs: :meth:`TelegramStandIn.fail_next` (the next call of a method fails),
-``down`` (every request answers 502), ``blocked`` (private chats whose user
-blocked the bot: 403). Pushes and knobs must be used from the event loop that
+:meth:`TelegramStandIn.hold_next` (the next matching call waits, untaken, until
+:meth:`TelegramStandIn.release`; a caller that went away meanwhile is not
+answered and nothing is sent), ``down`` (every request answers 502),
+``blocked`` (private chats whose user blocked the bot: 403). Pushes and knobs must be used from the event loop that
 serves the stand-in. Not modelled: privacy mode in groups, Markdown parsing,
 inline mode, file downloads.
 """
@@ -160,6 +162,9 @@ class TelegramStandIn:
     webhook: Params | None = None  # the last setWebhook call's parameters, None after deleteWebhook
     pending: list[dict[str, Any]] = field(default_factory=list)  # updates getUpdates has not seen confirmed
     failures: dict[str, list[ApiError]] = field(default_factory=dict)
+    held: list[Params] = field(default_factory=list)  # the parameters of each call that was held (hold_next)
+    _holds: dict[str, Callable[[Params], bool]] = field(default_factory=dict)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     _last_message_id: Counter[int] = field(default_factory=Counter)
     _chats: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -182,6 +187,17 @@ class TelegramStandIn:
     def fail_next(self, method: str, error_code: int, description: str, retry_after: int | None = None) -> None:
         """The next call of ``method`` answers this error (queued: call twice for two failures)."""
         self.failures.setdefault(method.lower(), []).append(ApiError(error_code, description, retry_after))
+
+    def hold_next(self, method: str, matching: Callable[[Params], bool] = lambda params: True) -> None:
+        """The next call of ``method`` whose parameters match waits, not taken yet, until :meth:`release` (as a
+        request that hangs on its way to Telegram); it is then taken, unless its caller went away meanwhile."""
+        self._holds[method.lower()] = matching
+        self._released.clear()
+
+    def release(self) -> None:
+        """Let the held calls go on."""
+        self._holds.clear()
+        self._released.set()
 
     def messages_to(self, chat_id: int) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == chat_id]
@@ -530,6 +546,13 @@ class TelegramStandIn:
             if queued:
                 raise queued.pop(0)
             params, files = await _read_params(request)
+            holding = self._holds.get(method.lower())
+            if holding is not None and holding(params):
+                del self._holds[method.lower()]
+                self.held.append(params)
+                await self._released.wait()
+                if await request.is_disconnected():  # the caller is gone: Telegram never got the call
+                    raise ApiError(502, "Bad Gateway")
             result = await handler(_Call(params, files, request))
         except ApiError as error:
             return error.response()
