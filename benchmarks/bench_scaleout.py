@@ -9,19 +9,30 @@ For each worker count W (``--workers 1,2,4``):
   counts every message it is asked to send;
 - a small asyncio TCP proxy in this process, the only address the load knows: each new client connection goes to
   the next worker in turn (a worker that refuses the connection is skipped), as nginx's or HAProxy's round robin;
-- the load, in this process too: N numbers, each sending two different WhatsApp messages at the same moment (on
+- the load, in this process too: N numbers (each a contact of an account on the plan licentie), each sending two different WhatsApp messages at the same moment (on
   two connections, so through two workers), and 10% re-deliveries of a recent webhook (same MessageSid, same
   signature), signed as Twilio signs them, over C keep-alive connections at full speed. A request not answered
   200 (cut off by the kill, or refused while no worker was up) is posted again after 50 ms, as Twilio's
   re-delivery and slabot's reconciliation would bring it again, until it is answered 200.
 
+The workers' staff chat is a Telegram Bot API stand-in (a process of its own too), which keeps what it is asked
+to post. While the flood runs, the first reminder (75%) of every ticket opened so far is made due, a few times a
+second, as the clock would make it due: the workers post the reminders while they take the webhooks, each
+reminder claimed by one of them.
+
 Half-way through the flood the last worker is killed with SIGKILL and started again at once (as systemd's
-``Restart=always`` does); the others keep taking webhooks. After the flood the outbox is drained.
+``Restart=always`` does); the others keep taking webhooks. The first round of the worker started again posts the
+reminders made due so far, and it is killed once more while it holds a reminder's claim, and started again. After the flood the outbox is drained and the
+reminders made due are posted (within the reminders' 15-second poll).
 
 Printed per worker count: the flood's requests answered 200 per second, p50/p99/max latency (each request from
 its post to its answer, the re-posts of a cut-off request not counted), the re-posts, and the checks: 0 lost
 (every MessageSid stored), 0 stored twice, 0 numbers with two tickets, every acknowledgement sent exactly once
-(one per number: the second message of a number joins the ticket the first opened). The script always exits 0.
+(one per number: the second message of a number joins the ticket the first opened), every reminder made due
+posted, once. A reminder a kill left claimed is posted by the worker started again, at once: it sees that the
+claimer's process is gone. Telegram cannot be asked what it received, so one whose post reached it in the
+instant before the kill is posted twice; the check allows that for those reminders only, and prints them. The
+script always exits 0.
 
 On a 2-core machine the load generator, the proxy, the stand-in, PostgreSQL and the workers share two cores: the
 figures show what more processes on the same cores give, not what more machines would.
@@ -41,6 +52,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -59,6 +71,7 @@ from bench_crash import ACCOUNT_SID, OUR_NUMBER, PUBLIC, TOKEN, WEBHOOK, Slabot,
 from bench_webhook import Connection, percentile, standin_main  # noqa: E402
 
 REDELIVERED = 0.10
+STAFF_CHAT = -1001
 RETRY_PAUSE = 0.05  # seconds before a request not answered 200 is posted again
 
 
@@ -112,6 +125,91 @@ class RoundRobin:
             pass
         finally:
             sink.close()
+
+
+# -- the staff chat ------------------------------------------------------------------------------------------
+
+
+def telegram_main(conn: Any) -> None:
+    """Serve the Telegram Bot API stand-in until the parent says stop; report the reminders posted."""
+    asyncio.run(_telegram(conn))
+
+
+async def _telegram(conn: Any) -> None:
+    import logging
+
+    from bot.demo.standins.loopback import serving
+    from bot.demo.standins.telegram import TelegramStandIn
+
+    logging.basicConfig(level=logging.WARNING, format="telegram stand-in %(levelname)s %(name)s: %(message)s")
+    standin = TelegramStandIn()
+    async with serving(standin.app()) as url:
+        conn.send({"url": url, "token": standin.token})
+        while not conn.poll():
+            await asyncio.sleep(0.05)
+        conn.recv()
+    posts = [s.text or "" for s in standin.messages_to(STAFF_CHAT)]
+    conn.send({"reminders": [t for t in posts if t[:1] in ("\u23f0", "\U0001f6a8")], "posts": len(posts)})
+
+
+def add_contacts(url: str, numbers: int) -> None:
+    """An account with one contact per number (plan licentie: its tickets have an SLA, and so reminders)."""
+    from channels.messages import utc_now
+    from storage.database import open_database
+    from storage.records import AccountInput, ContactInput
+    from storage.repositories import AccountRepository
+
+    db = open_database(url)
+    try:
+        def work(s: Any) -> None:
+            accounts = AccountRepository(s)
+            for i in range(numbers):
+                accounts.upsert(AccountInput(f"Klant {i}", "licentie", contacts=(
+                    ContactInput(f"Contact {i}", phones=(number(i),)),)), utc_now())
+
+        db.run(work)
+    finally:
+        db.dispose()
+
+
+def claims_of(url: str, pid: int, within: float = 0.0) -> list[str]:
+    """The tickets whose reminder the worker of process ``pid`` holds claimed; with ``within``, wait at most that
+    many seconds for one (so that a kill leaves one behind)."""
+    from storage.database import open_database
+
+    db = open_database(url)
+    deadline = time.perf_counter() + within
+    try:
+        while True:
+            held = db.read_direct(lambda d: [str(ref) for (ref,) in d.execute(
+                "SELECT t.ref FROM reminders r JOIN tickets t ON t.id = r.ticket_id "
+                "WHERE r.state = 'claimed' AND r.claimed_by LIKE :me", {"me": f"%:{pid}:%"}).fetchall()])
+            if held or time.perf_counter() > deadline:
+                return held
+    finally:
+        db.dispose()
+
+
+async def make_reminders_due(url: str, stop: asyncio.Event, every: float = 0.3) -> int:
+    """Until ``stop``: the 75% reminder of each ticket opened so far made due now; how many were."""
+    from storage.database import open_database
+
+    db = open_database(url)
+    made = 0
+    try:
+        while True:
+            finished = stop.is_set()
+            made += await asyncio.to_thread(db.run_direct, lambda d: int(d.execute(
+                "UPDATE reminders SET due_at = now() WHERE spec = '75%' AND state = 'planned' "
+                "AND due_at > now()").rowcount))
+            if finished:
+                return made
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                pass
+    finally:
+        db.dispose()
 
 
 # -- the load ----------------------------------------------------------------------------------------------
@@ -204,24 +302,30 @@ def figures(url: str) -> dict[str, Any]:
         with engine.connect() as conn:
             tickets = conn.exec_driver_sql("SELECT thread_key, count(*) FROM tickets WHERE channel = 'whatsapp' "
                                            "GROUP BY thread_key").all()
+            reminders = conn.exec_driver_sql("SELECT r.state, t.ref FROM reminders r JOIN tickets t "
+                                             "ON t.id = r.ticket_id WHERE r.spec = '75%%' AND r.due_at <= now()"
+                                             ).all()
     finally:
         engine.dispose()
     return {"stored": stored, "outbox": outbox,
-            "tickets": collections.Counter({str(k): int(c) for k, c in tickets})}
+            "tickets": collections.Counter({str(k): int(c) for k, c in tickets}),
+            "reminders": collections.Counter(str(state) for state, _ in reminders),
+            "due_refs": {str(ref) for _, ref in reminders}}
 
 
 async def drain(url: str, limit: float) -> tuple[float, dict[str, Any]]:
     began = time.perf_counter()
     while True:
         found = await asyncio.to_thread(figures, url)
-        if (not found["outbox"].get("pending") and not found["outbox"].get("sending")) \
+        if (not found["outbox"].get("pending") and not found["outbox"].get("sending")
+                and not found["reminders"].get("planned") and not found["reminders"].get("claimed")) \
                 or time.perf_counter() - began > limit:
             return time.perf_counter() - began, found
         await asyncio.sleep(0.25)
 
 
 async def run_workers(args: argparse.Namespace, workers: int, url: str, workdir: Path, st_port: int,
-                      load: Load) -> dict[str, Any]:
+                      telegram: dict[str, Any], load: Load) -> dict[str, Any]:
     from bot.demo.standins.loopback import free_port
 
     slabots: list[Slabot] = []
@@ -233,27 +337,45 @@ async def run_workers(args: argparse.Namespace, workers: int, url: str, workdir:
             f'preset = "mailcampaigns"\n[database]\nurl = "{url}"\n'
             f'[http]\nhost = "127.0.0.1"\nport = {port}\npublic_url = "{PUBLIC}"\n'
             f'[twilio]\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "{TOKEN}"\nwhatsapp_from = "{OUR_NUMBER}"\n'
-            f'api_base_url = "http://127.0.0.1:{st_port}"\n', encoding="utf-8")
+            f'api_base_url = "http://127.0.0.1:{st_port}"\n'
+            f'[telegram]\ntoken = "{telegram["token"]}"\nstaff_chat_id = {STAFF_CHAT}\nstaff_user_ids = [7]\n'
+            f'api_base_url = "{telegram["url"]}"\n', encoding="utf-8")
         slabots.append(Slabot(config, port, config.parent / "slabot.log"))
     proxy = RoundRobin([s.port for s in slabots])
     proxy_port = await proxy.start()
     restart: list[float] = []
+    left: list[str] = []  # tickets whose reminder a killed worker left claimed
     try:
         await asyncio.gather(*(s.start() for s in slabots))  # together: the migrations run once, under the lock
+        await asyncio.to_thread(add_contacts, url, args.numbers)
         kill = asyncio.Event()
         victim = slabots[-1]
 
-        async def killer() -> None:
-            await kill.wait()
+        async def kill_victim() -> None:
+            assert victim.proc is not None
+            pid = victim.proc.pid
             victim.kill()
+            left.extend(await asyncio.to_thread(claims_of, url, pid))  # the claims it left behind
             restart.append(await victim.start())
 
+        async def killer() -> None:
+            await kill.wait()
+            await kill_victim()
+            # its first round posts the reminders made due so far: killed again while it holds a claim
+            assert victim.proc is not None
+            if await asyncio.to_thread(claims_of, url, victim.proc.pid, 5.0):
+                await kill_victim()
+
         killing = asyncio.create_task(killer())
+        flooded = asyncio.Event()
+        due = asyncio.create_task(make_reminders_due(url, flooded))
         todo = collections.deque(range(len(load.bodies)))
         began = time.perf_counter()
         await asyncio.gather(*(connection(load, todo, proxy_port, len(load.bodies) // 2, kill)
                                for _ in range(args.connections)))
         seconds = time.perf_counter() - began
+        flooded.set()
+        made_due = await due
         await killing
         drained, found = await drain(url, args.drain)
     finally:
@@ -262,11 +384,13 @@ async def run_workers(args: argparse.Namespace, workers: int, url: str, workdir:
             s.stop()
     logs = "".join(s.log.read_text(encoding="utf-8", errors="replace") for s in slabots)
     return {"seconds": seconds, "drained": drained, "restart": restart, "per_worker": list(proxy.per_backend.values()),
-            "migrations": logs.count("Running upgrade  -> "), **found}
+            "migrations": logs.count("Running upgrade  -> "), "made_due": made_due, "left": left,
+            "released": sum(int(n) for n in re.findall(r"(\d+) reminder claims of a stopped process released", logs)),
+            **found}
 
 
 def report(workers: int, result: dict[str, Any], load: Load, sids: list[str], acks: collections.Counter[str],
-           numbers: int) -> tuple[float, float]:
+           posted: list[str], numbers: int) -> tuple[float, float]:
     stored: collections.Counter[str] = result["stored"]
     tickets: collections.Counter[str] = result["tickets"]
     ordered = sorted(load.latencies)
@@ -284,9 +408,21 @@ def report(workers: int, result: dict[str, Any], load: Load, sids: list[str], ac
     print(f"    kill -9 of worker {workers} after {len(load.bodies) // 2:,} webhooks; it answered /healthz again "
           f"{result['restart'][0]:.1f} s later; re-posts of requests not answered 200: {load.reposts:,} "
           f"{dict(load.failures)}")
+    again = (f"killed again while it held a reminder's claim, up {result['restart'][1]:.1f} s later"
+             if len(result["restart"]) > 1 else "no reminder claim of it seen within 5 s: not killed again")
+    print(f"    worker {workers} restarted: its first round posts the reminders made due so far; {again}")
     print(f"    connections per worker through the proxy: {result['per_worker']}; migrations run: "
           f"{result['migrations']} time(s)")
-    print(f"    outbox {dict(sorted(result['outbox'].items()))}, drained {result['drained']:.1f} s after the flood")
+    due_refs: set[str] = result["due_refs"]
+    per_ref = collections.Counter(text.split(" ", 2)[1] for text in posted)  # "⏰ MC-10001 (...): ..."
+    per_reminder = [per_ref.get(ref, 0) for ref in sorted(due_refs)]
+    # a post that reached Telegram in the instant before its worker was killed: posted again after (Telegram
+    # cannot be asked what it received; a ping twice rather than none)
+    posted_twice = [ref for ref in sorted(due_refs) if per_ref.get(ref, 0) > 1]
+    print(f"    outbox {dict(sorted(result['outbox'].items()))}, reminders made due {result['made_due']:,} "
+          f"{dict(sorted(result['reminders'].items()))}; claims left by the kills {len(result['left'])}, released at "
+          f"once {result['released']}; "
+          f"drained {result['drained']:.1f} s after the flood")
     checks = [
         ("0 lost", lost == 0, f"{len(set(sids) & set(stored)):,} of {len(sids):,} stored"),
         ("0 stored twice", twice == 0, f"{twice}"),
@@ -295,6 +431,12 @@ def report(workers: int, result: dict[str, Any], load: Load, sids: list[str], ac
         ("every acknowledgement sent once", all(n == 1 for n in per_number),
          f"{sum(n == 1 for n in per_number):,} once, {sum(n > 1 for n in per_number)} more often, "
          f"{sum(n == 0 for n in per_number)} never"),
+        ("every reminder made due posted once (twice only where a kill left its claim)",
+         len(due_refs) == result["made_due"] > 0 and all(n >= 1 for n in per_reminder)
+         and set(posted_twice) <= set(result["left"]) and all(per_ref[ref] == 2 for ref in posted_twice),
+         f"{result['made_due']:,} made due, {sum(n == 1 for n in per_reminder):,} posted once, "
+         f"{len(posted_twice)} twice {posted_twice} (claims left by the kills: {sorted(result['left'])}), "
+         f"{sum(n == 0 for n in per_reminder)} never"),
     ]
     for name, ok, detail in checks:
         print(f"    {'PASS' if ok else 'FAIL'}  {name}: {detail}")
@@ -302,7 +444,8 @@ def report(workers: int, result: dict[str, Any], load: Load, sids: list[str], ac
     return rate, p99
 
 
-async def one_count(args: argparse.Namespace, workers: int, st_port: int, st_conn: Any) -> tuple[float, float]:
+async def one_count(args: argparse.Namespace, workers: int, st_port: int, st_conn: Any,
+                    tg_conn: Any) -> tuple[float, float]:
     from sqlalchemy import create_engine
 
     admin = create_engine(args.pg_url)
@@ -312,14 +455,20 @@ async def one_count(args: argparse.Namespace, workers: int, st_port: int, st_con
     try:
         load, sids = make_load(args.numbers, args.seed + workers)
         with tempfile.TemporaryDirectory(prefix="bench_scaleout_") as tmp:
-            result = await run_workers(args, workers, schema_url(args.pg_url, schema), Path(tmp), st_port, load)
+            telegram = tg_conn.recv()
+            result = await run_workers(args, workers, schema_url(args.pg_url, schema), Path(tmp), st_port, telegram,
+                                       load)
         st_conn.send("count")
         acks = collections.Counter(st_conn.recv()["to"])
+        tg_conn.send("stop")
+        if not tg_conn.poll(30):
+            raise SystemExit("the Telegram stand-in did not report")
+        posted = list(tg_conn.recv()["reminders"])
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
-    return report(workers, result, load, sids, acks, args.numbers)
+    return report(workers, result, load, sids, acks, posted, args.numbers)
 
 
 async def bench(args: argparse.Namespace) -> list[tuple[int, float, float]]:
@@ -327,18 +476,22 @@ async def bench(args: argparse.Namespace) -> list[tuple[int, float, float]]:
     out: list[tuple[int, float, float]] = []
     for workers in args.workers:
         st_parent, st_child = ctx.Pipe()
+        tg_parent, tg_child = ctx.Pipe()
         standin = ctx.Process(target=standin_main, args=(st_child,), name="twilio-standin")
+        chat = ctx.Process(target=telegram_main, args=(tg_child,), name="telegram-standin")
         standin.start()
+        chat.start()
         try:
-            if not st_parent.poll(60):
-                raise SystemExit("the Twilio stand-in did not start within 60 s")
+            if not st_parent.poll(60) or not tg_parent.poll(60):
+                raise SystemExit("the stand-ins did not start within 60 s")
             st_port = st_parent.recv()["port"]
-            rate, p99 = await one_count(args, workers, st_port, _StopToCount(st_parent))
+            rate, p99 = await one_count(args, workers, st_port, _StopToCount(st_parent), tg_parent)
             out.append((workers, rate, p99))
         finally:
-            standin.join(30)
-            if standin.is_alive():
-                standin.kill()
+            for process in (standin, chat):
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
     return out
 
 
