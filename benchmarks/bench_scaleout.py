@@ -9,7 +9,8 @@ For each worker count W (``--workers 1,2,4``):
   counts every message it is asked to send;
 - a small asyncio TCP proxy in this process, the only address the load knows: each new client connection goes to
   the next worker in turn (a worker that refuses the connection is skipped), as nginx's or HAProxy's round robin;
-- the load, in this process too: N numbers (each a contact of an account on the plan licentie), each sending two different WhatsApp messages at the same moment (on
+- the load, in this process too: N numbers (each a contact of an account on the plan licentie, imported with
+  ``slabot accounts import``), each sending two different WhatsApp messages at the same moment (on
   two connections, so through two workers), and 10% re-deliveries of a recent webhook (same MessageSid, same
   signature), signed as Twilio signs them, over C keep-alive connections at full speed. A request not answered
   200 (cut off by the kill, or refused while no worker was up) is posted again after 50 ms, as Twilio's
@@ -152,24 +153,17 @@ async def _telegram(conn: Any) -> None:
     conn.send({"reminders": [t for t in posts if t[:1] in ("\u23f0", "\U0001f6a8")], "posts": len(posts)})
 
 
-def add_contacts(url: str, numbers: int) -> None:
-    """An account with one contact per number (plan licentie: its tickets have an SLA, and so reminders)."""
-    from channels.messages import utc_now
-    from storage.database import open_database
-    from storage.records import AccountInput, ContactInput
-    from storage.repositories import AccountRepository
+def add_contacts(config: Path, numbers: int) -> None:
+    """An account with one contact per number (plan licentie: its tickets have an SLA, and so reminders),
+    imported as staff import them: ``slabot accounts import`` of a CSV file."""
+    import subprocess
 
-    db = open_database(url)
-    try:
-        def work(s: Any) -> None:
-            accounts = AccountRepository(s)
-            for i in range(numbers):
-                accounts.upsert(AccountInput(f"Klant {i}", "licentie", contacts=(
-                    ContactInput(f"Contact {i}", phones=(number(i),)),)), utc_now())
-
-        db.run(work)
-    finally:
-        db.dispose()
+    accounts = config.parent / "accounts.csv"
+    accounts.write_text("account,plan,contact,phone\n" + "".join(
+        f"Klant {i},licentie,Contact {i},{number(i)}\n" for i in range(numbers)), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "accounts", "import", str(accounts)],
+                   cwd=config.parent, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def claims_of(url: str, pid: int, within: float = 0.0) -> list[str]:
@@ -347,7 +341,7 @@ async def run_workers(args: argparse.Namespace, workers: int, url: str, workdir:
     left: list[str] = []  # tickets whose reminder a killed worker left claimed
     try:
         await asyncio.gather(*(s.start() for s in slabots))  # together: the migrations run once, under the lock
-        await asyncio.to_thread(add_contacts, url, args.numbers)
+        await asyncio.to_thread(add_contacts, slabots[0].config, args.numbers)
         kill = asyncio.Event()
         victim = slabots[-1]
 

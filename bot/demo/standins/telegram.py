@@ -24,9 +24,9 @@ Knobs: :meth:`TelegramStandIn.fail_next` (the next call of a method fails),
 :meth:`TelegramStandIn.hold_next` (the next matching call waits, untaken, until
 :meth:`TelegramStandIn.release`; a caller that went away meanwhile is not
 answered and nothing is sent), ``down`` (every request answers 502),
-``blocked`` (private chats whose user blocked the bot: 403). Pushes and knobs must be used from the event loop that
-serves the stand-in. Not modelled: privacy mode in groups, Markdown parsing,
-inline mode, file downloads.
+``blocked`` (private chats whose user blocked the bot: 403). Pushes and knobs
+must be used from the event loop that serves the stand-in. Not modelled:
+privacy mode in groups, Markdown parsing, inline mode, file downloads.
 """
 
 from __future__ import annotations
